@@ -1,0 +1,322 @@
+package sshrun
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/pushdeploy/pushdeploy/deploy"
+)
+
+var (
+	_ deploy.Dialer = (*Runner)(nil)
+	_ deploy.Conn   = (*conn)(nil)
+)
+
+// Config says how a Runner logs in.
+type Config struct {
+	// Key is the admin private key (PEM or OpenSSH format) that logs into
+	// the hosts; Passphrase decrypts it when it is encrypted.
+	Key        []byte
+	Passphrase string
+	// GitKey, when set, is the read-only deploy key lent to commands that
+	// set deploy.Command.ForwardAgent, and to nothing else.
+	GitKey           []byte
+	GitKeyPassphrase string
+	// KnownHosts is the path of the known_hosts file every host key is
+	// checked against.
+	KnownHosts string
+	// ConnectTimeout bounds the TCP connect plus SSH handshake.
+	ConnectTimeout time.Duration
+	// KeepAlive is how often an idle connection is probed, so a dead host
+	// is noticed while a long step runs; 0 means 15s.
+	KeepAlive time.Duration
+}
+
+// Runner dials hosts over SSH. It owns two in-memory agent keyrings (the
+// admin key for logging in, the deploy key for lending) that live until
+// Close, as ssh-agent did for the original shell script. It is safe for
+// concurrent use.
+type Runner struct {
+	cfg       Config
+	hostKeys  ssh.HostKeyCallback
+	probeKey  ssh.PublicKey
+	admin     agent.Agent
+	git       agent.Agent // nil without a deploy key
+	closeOnce sync.Once
+}
+
+// New loads the keys into fresh keyrings and reads the known_hosts file.
+func New(c Config) (*Runner, error) {
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 10 * time.Second
+	}
+	if c.KeepAlive <= 0 {
+		c.KeepAlive = 15 * time.Second
+	}
+	cb, err := knownhosts.New(c.KnownHosts)
+	if err != nil {
+		return nil, fmt.Errorf("known hosts %s: %w", c.KnownHosts, err)
+	}
+	r := &Runner{cfg: c, hostKeys: cb, admin: agent.NewKeyring()}
+	if err := addKey(r.admin, c.Key, c.Passphrase, "admin key"); err != nil {
+		return nil, err
+	}
+	if len(c.GitKey) > 0 {
+		r.git = agent.NewKeyring()
+		if err := addKey(r.git, c.GitKey, c.GitKeyPassphrase, "deploy key"); err != nil {
+			return nil, err
+		}
+	}
+	// A throwaway key used only to ask known_hosts which key types it
+	// holds for a host (see hostKeyAlgorithms).
+	_, priv, err := ed25519GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	r.probeKey = signer.PublicKey()
+	return r, nil
+}
+
+func addKey(a agent.Agent, pemBytes []byte, passphrase, what string) error {
+	var (
+		raw any
+		err error
+	)
+	if passphrase != "" {
+		raw, err = ssh.ParseRawPrivateKeyWithPassphrase(pemBytes, []byte(passphrase))
+		if err != nil {
+			raw, err = ssh.ParseRawPrivateKey(pemBytes)
+		}
+	} else {
+		raw, err = ssh.ParseRawPrivateKey(pemBytes)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := a.Add(agent.AddedKey{PrivateKey: raw, Comment: what}); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// Close empties the keyrings. Connections already made stay usable until
+// they are closed, but nothing can sign with the keys any more.
+func (r *Runner) Close() error {
+	r.closeOnce.Do(func() {
+		_ = r.admin.RemoveAll()
+		if r.git != nil {
+			_ = r.git.RemoveAll()
+		}
+	})
+	return nil
+}
+
+// Dial connects and logs in to h, checking its host key first. The
+// returned connection is meant to be reused by every step on that host.
+func (r *Runner) Dial(ctx context.Context, h deploy.Host) (deploy.Conn, error) {
+	addr := h.Address()
+	cfg := &ssh.ClientConfig{
+		User:              h.User,
+		Auth:              []ssh.AuthMethod{ssh.PublicKeysCallback(r.admin.Signers)},
+		HostKeyCallback:   r.checkHostKey,
+		HostKeyAlgorithms: r.hostKeyAlgorithms(addr),
+		Timeout:           r.cfg.ConnectTimeout,
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.ConnectTimeout)
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", addr, err)
+	}
+	// x/crypto/ssh takes no context: bound the handshake with a deadline
+	// and close the socket if ctx ends first.
+	deadline, _ := ctx.Deadline()
+	_ = nc.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	sc, chans, reqs, err := ssh.NewClientConn(nc, addr, cfg)
+	if !stop() || err != nil {
+		nc.Close()
+		if err == nil {
+			err = ctx.Err()
+		}
+		return nil, fmt.Errorf("ssh login %s@%s: %w", h.User, addr, cleanHandshakeError(err))
+	}
+	_ = nc.SetDeadline(time.Time{})
+	c := &conn{client: ssh.NewClient(sc, chans, reqs), git: r.git}
+	go c.keepAlive(r.cfg.KeepAlive)
+	return c, nil
+}
+
+// cleanHandshakeError removes x/crypto/ssh's "ssh: handshake failed:"
+// prefix so that our own host-key messages read plainly.
+func cleanHandshakeError(err error) error {
+	var hk *HostKeyError
+	if errors.As(err, &hk) {
+		return hk
+	}
+	return err
+}
+
+type conn struct {
+	client *ssh.Client
+	git    agent.Agent
+
+	forwardOnce sync.Once
+	forwardErr  error
+	lending     atomic.Int32 // commands currently allowed to use the deploy key
+}
+
+// keepAlive probes the server so that a dead peer breaks running commands
+// instead of leaving them waiting forever. It ends when the client closes.
+func (c *conn) keepAlive(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	misses := 0
+	for range t.C {
+		reply := make(chan error, 1)
+		go func() {
+			_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
+			reply <- err
+		}()
+		select {
+		case err := <-reply:
+			if err != nil {
+				return // closed
+			}
+			misses = 0
+		case <-time.After(every):
+			misses++
+			if misses >= 3 {
+				c.client.Close()
+				return
+			}
+		}
+	}
+}
+
+// Close closes the connection and every session on it.
+func (c *conn) Close() error { return c.client.Close() }
+
+// Run runs cmd in a new session and waits for it. When ctx ends first the
+// remote command is sent SIGTERM and the session closed.
+func (c *conn) Run(ctx context.Context, cmd deploy.Command) error {
+	sess, err := c.client.NewSession()
+	if err != nil {
+		return fmt.Errorf("open session: %w", err)
+	}
+	defer sess.Close()
+	if cmd.ForwardAgent {
+		if err := c.lend(sess); err != nil {
+			return err
+		}
+		defer c.lending.Add(-1)
+	}
+	sess.Stdout = orDiscard(cmd.Stdout)
+	sess.Stderr = orDiscard(cmd.Stderr)
+	// StdinPipe rather than Stdin: Session.Wait waits for a Stdin copy to
+	// end, which would hang on a reader that blocks after the command
+	// has exited.
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		return err
+	}
+	if err := sess.Start(cmd.String()); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	if cmd.Stdin == nil {
+		stdin.Close()
+	} else {
+		go func() {
+			_, _ = io.Copy(stdin, cmd.Stdin)
+			stdin.Close()
+		}()
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	select {
+	case err := <-done:
+		return exitError(err)
+	case <-ctx.Done():
+		_ = sess.Signal(ssh.SIGTERM)
+		sess.Close()
+		return ctx.Err()
+	}
+}
+
+// lend makes the deploy key available to this one session through agent
+// forwarding. The key is only usable while such a session runs: the
+// forwarded agent refuses everything otherwise, so a host cannot reuse the
+// agent channel later.
+func (c *conn) lend(sess *ssh.Session) error {
+	if c.git == nil {
+		return errors.New("agent forwarding asked for, but no deploy key (DEPLOY_GIT_KEY) is set")
+	}
+	c.forwardOnce.Do(func() {
+		c.forwardErr = agent.ForwardToAgent(c.client, &lentAgent{inner: c.git, lending: &c.lending})
+	})
+	if c.forwardErr != nil {
+		return fmt.Errorf("agent forwarding: %w", c.forwardErr)
+	}
+	if err := agent.RequestAgentForwarding(sess); err != nil {
+		return fmt.Errorf("agent forwarding refused by the host: %w", err)
+	}
+	c.lending.Add(1)
+	return nil
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
+// ExitError is a remote command that ended unsuccessfully.
+type ExitError struct {
+	Status int    // exit status; -1 when killed by a signal
+	Signal string // the signal's name, when killed by one
+}
+
+func (e *ExitError) Error() string {
+	if e.Signal != "" {
+		return "killed by signal " + e.Signal
+	}
+	return fmt.Sprintf("exit status %d", e.Status)
+}
+
+// ExitStatus returns the remote exit status (deploy checks for it).
+func (e *ExitError) ExitStatus() int { return e.Status }
+
+func exitError(err error) error {
+	var ee *ssh.ExitError
+	if errors.As(err, &ee) {
+		if ee.Signal() != "" {
+			return &ExitError{Status: -1, Signal: ee.Signal()}
+		}
+		return &ExitError{Status: ee.ExitStatus()}
+	}
+	var missing *ssh.ExitMissingError
+	if errors.As(err, &missing) {
+		return errors.New("connection lost before the command finished")
+	}
+	if errors.Is(err, io.EOF) {
+		return errors.New("connection lost")
+	}
+	return err
+}
