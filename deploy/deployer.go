@@ -20,6 +20,9 @@ type Deployer struct {
 	Resolver Resolver
 	Logger   *slog.Logger
 
+	// Branch is the release branch (used by Check; Deploy takes it from
+	// the Push).
+	Branch string
 	// Root is the root folder on every host (relative: to the login
 	// user's home).
 	Root string

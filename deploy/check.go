@@ -1,0 +1,133 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+)
+
+// CheckResult is one preflight check: on a host, or of the repository
+// (Host empty).
+type CheckResult struct {
+	Host     string
+	Name     string
+	Detail   string // what was found, e.g. the Python version
+	Err      error
+	Duration time.Duration
+}
+
+// checkScript reports what a deploy needs on a host, without changing
+// anything but creating the root folder. $1 root, $2 python.
+const checkScript = `mkdir -p -- "$1" && cd -- "$1" && test -w . || { echo "root folder $1 is not writable" >&2; exit 1; }
+for tool in git flock timeout; do
+	command -v "$tool" >/dev/null 2>&1 || { echo "$tool is not installed" >&2; exit 1; }
+done
+pwd -P`
+
+// pythonCheckScript proves DEPLOY_PYTHON runs and can build a venv. $1 python.
+const pythonCheckScript = `exec "$1" -c 'import sys, venv, ensurepip; print(sys.executable, sys.version.split()[0])'`
+
+// Check runs the preflight checks: the repository and branch resolve, and
+// on every host the key is known, the login works, the tools and Python
+// are there, and the host itself can reach the repository with the lent
+// deploy key. Hosts are checked at the same time; results come back in
+// order (repository first, then hosts in file order). Nothing is changed
+// on the hosts beyond creating the root folder.
+func (d *Deployer) Check(ctx context.Context, hosts []Host) []CheckResult {
+	var results []CheckResult
+	start := time.Now()
+	rel, err := d.Resolver.Resolve(ctx, Push{Branch: d.branch()})
+	results = append(results, CheckResult{Name: "repository", Detail: fmt.Sprintf("%s %s at %.12s", rel.RepoURL, rel.Branch, rel.Commit), Err: err, Duration: time.Since(start)})
+
+	per := make([][]CheckResult, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Go(func() { per[i] = d.checkHost(ctx, h, rel, err == nil) })
+	}
+	wg.Wait()
+	for _, r := range per {
+		results = append(results, r...)
+	}
+	return results
+}
+
+func (d *Deployer) branch() string {
+	if d.Branch != "" {
+		return d.Branch
+	}
+	return "release"
+}
+
+func (d *Deployer) checkHost(ctx context.Context, h Host, rel Release, haveRepo bool) []CheckResult {
+	var out []CheckResult
+	add := func(name string, start time.Time, detail string, err error) bool {
+		out = append(out, CheckResult{Host: h.String(), Name: name, Detail: detail, Err: err, Duration: time.Since(start)})
+		return err == nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.StepTimeout)
+	defer cancel()
+	var conn Conn
+	run := func(cmd Command) (string, error) {
+		var stdout strings.Builder
+		tail := newTail(2 << 10)
+		cmd.Stdout, cmd.Stderr = io.MultiWriter(&stdout, tail), tail
+		if err := conn.Run(ctx, cmd); err != nil {
+			if t := tail.String(); t != "" {
+				return "", fmt.Errorf("%w: %s", err, t)
+			}
+			return "", err
+		}
+		return strings.TrimSpace(stdout.String()), nil
+	}
+
+	start := time.Now()
+	c, err := d.Dialer.Dial(ctx, h)
+	if !add("login", start, "host key known, logged in as "+h.User, err) {
+		return out
+	}
+	defer c.Close()
+	conn = c
+
+	start = time.Now()
+	root, err := run(Command{Args: script(checkScript, d.Root)})
+	if !add("host", start, "root "+root+"; git, flock, timeout present", err) {
+		return out
+	}
+	start = time.Now()
+	py, err := run(Command{Args: script(pythonCheckScript, d.Python)})
+	add("python", start, py, err)
+	if !haveRepo {
+		return out
+	}
+	start = time.Now()
+	cmd := Command{
+		Args:         []string{"git", "ls-remote", "--heads", "--", rel.RepoURL, "refs/heads/" + rel.Branch},
+		Env:          []string{"GIT_TERMINAL_PROMPT=0"},
+		ForwardAgent: d.LendGitKey,
+	}
+	if len(rel.GitHostKeys) > 0 {
+		// The same pinned host key as a real clone uses, given on stdin
+		// through a temporary file that is removed right after.
+		cmd = Command{
+			Args:         script(gitCheckScript, rel.RepoURL, "refs/heads/"+rel.Branch),
+			Stdin:        strings.NewReader(strings.Join(rel.GitHostKeys, "\n") + "\n"),
+			ForwardAgent: d.LendGitKey,
+		}
+	}
+	got, err := run(cmd)
+	if err == nil && !strings.HasPrefix(got, rel.Commit) {
+		err = fmt.Errorf("the host sees branch %s at %q, the deployer at %s", rel.Branch, got, rel.Commit)
+	}
+	add("git access", start, "the host can read "+rel.Branch+" from the repository", err)
+	return out
+}
+
+// gitCheckScript lists the branch from the host, checking the git server's
+// key against the known_hosts lines on stdin. $1 url, $2 ref.
+const gitCheckScript = `kh=$(mktemp) || exit 1
+trap 'rm -f "$kh"' EXIT
+cat >"$kh"
+GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND="ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$kh" git ls-remote -- "$1" "$2"`
