@@ -1,0 +1,385 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// shellConn is a fake Conn that runs each command with the local /bin/sh,
+// in a folder that plays the host's home. It exercises the real remote
+// scripts without SSH; the end-to-end tests do the same over real sshd.
+type shellConn struct {
+	home   string
+	log    *[]string
+	closed bool
+}
+
+func (c *shellConn) Run(ctx context.Context, cmd Command) error {
+	*c.log = append(*c.log, cmd.String())
+	x := exec.CommandContext(ctx, "/bin/sh", "-c", cmd.String())
+	x.Dir = c.home
+	x.Env = append(os.Environ(), "HOME="+c.home)
+	x.Stdout, x.Stderr = orDiscard(cmd.Stdout), orDiscard(cmd.Stderr)
+	x.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	x.Cancel = func() error { return syscall.Kill(-x.Process.Pid, syscall.SIGTERM) }
+	// As in sshrun: copy stdin ourselves, so that Wait does not wait for
+	// a reader that blocks after the command has exited.
+	stdin, err := x.StdinPipe()
+	if err != nil {
+		return err
+	}
+	if err := x.Start(); err != nil {
+		return err
+	}
+	go func() {
+		if cmd.Stdin != nil {
+			_, _ = io.Copy(stdin, cmd.Stdin)
+		}
+		stdin.Close()
+	}()
+	err = x.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return exitStatus(ee.ExitCode())
+	}
+	return err
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
+func (c *shellConn) Close() error { c.closed = true; return nil }
+
+type exitStatus int
+
+func (e exitStatus) Error() string   { return "exit status " + itoa(int(e)) }
+func (e exitStatus) ExitStatus() int { return int(e) }
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+type fakeDialer struct {
+	homes  map[string]string // host name -> home folder
+	log    []string
+	dialed []string
+	err    map[string]error
+}
+
+func (d *fakeDialer) Dial(_ context.Context, h Host) (Conn, error) {
+	d.dialed = append(d.dialed, h.Name)
+	if err := d.err[h.Name]; err != nil {
+		return nil, err
+	}
+	return &shellConn{home: d.homes[h.Name], log: &d.log}, nil
+}
+
+type fakeResolver struct {
+	rel Release
+	err error
+}
+
+func (r fakeResolver) Resolve(context.Context, Push) (Release, error) { return r.rel, r.err }
+
+// fakePython stands in for python3 in these unit tests: "-m venv DIR"
+// makes DIR/bin/python, which runs "-m pip install -r FILE" by failing when
+// FILE mentions "broken". Building real venvs is the end-to-end tests' job.
+const fakePython = `#!/bin/sh
+if [ "$1 $2" = "-m venv" ]; then
+	mkdir -p "$3/bin" && cp "$0" "$3/bin/python" && exit 0
+fi
+if [ "$1 $2 $3" = "-m pip install" ]; then
+	shift 3
+	while [ $# -gt 0 ]; do [ "$1" = -r ] && req=$2; shift; done
+	if grep -q broken "$req"; then echo "ERROR: No matching distribution found for broken" >&2; exit 1; fi
+	echo "installed $(cat "$req")"; exit 0
+fi
+exit 3
+`
+
+type rig struct {
+	t       *testing.T
+	dir     string
+	repo    string
+	dialer  *fakeDialer
+	hosts   []Host
+	d       *Deployer
+	commits []string
+}
+
+func newRig(t *testing.T, n int) *rig {
+	t.Helper()
+	for _, tool := range []string{"git", "flock", "timeout"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	dir := t.TempDir()
+	r := &rig{t: t, dir: dir, repo: filepath.Join(dir, "repo"), dialer: &fakeDialer{homes: map[string]string{}}}
+	py := filepath.Join(dir, "python")
+	r.must(os.WriteFile(py, []byte(fakePython), 0o755))
+	r.git("init", "-q", "-b", "release", r.repo)
+	for i := 1; i <= n; i++ {
+		name := "web" + itoa(i)
+		home := filepath.Join(dir, name)
+		r.must(os.MkdirAll(home, 0o755))
+		r.dialer.homes[name] = home
+		r.hosts = append(r.hosts, Host{Name: name, User: "deploy", Addr: name, Port: 22})
+	}
+	r.d = &Deployer{
+		Dialer: r.dialer, Root: "app", Python: py, LockTimeout: time.Second, StepTimeout: 20 * time.Second,
+		RestartCmd:   `env | grep -E '^(RELEASE_DIR|CURRENT_DIR|COMMIT|BRANCH|DEPLOYMENT_ID|APP_PROCESSES|APP_THREADS)=' | sort > "$HOME/restart.env"; pwd -P >> "$HOME/restart.env"`,
+		AppProcesses: 2, AppThreads: 15,
+	}
+	return r
+}
+
+func (r *rig) must(err error) {
+	r.t.Helper()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rig) git(args ...string) string {
+	r.t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = r.dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t", "GIT_CONFIG_GLOBAL=/dev/null")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		r.t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// commit writes requirements.txt and commits; the resolver then returns it.
+func (r *rig) commit(req string) string {
+	r.t.Helper()
+	r.must(os.WriteFile(filepath.Join(r.repo, "requirements.txt"), []byte(req+"\n"), 0o644))
+	r.must(os.WriteFile(filepath.Join(r.repo, "app.py"), []byte("# "+time.Now().String()+"\n"), 0o644))
+	r.git("-C", r.repo, "add", "-A")
+	r.git("-C", r.repo, "commit", "-q", "-m", "c")
+	sha := r.git("-C", r.repo, "rev-parse", "HEAD")
+	r.commits = append(r.commits, sha)
+	r.d.Resolver = fakeResolver{rel: Release{RepoURL: r.repo, Branch: "release", Commit: sha}}
+	return sha
+}
+
+func (r *rig) deploy() (*Deployment, error) {
+	r.t.Helper()
+	// Release names have a one-second resolution.
+	time.Sleep(1100 * time.Millisecond)
+	return r.d.Deploy(context.Background(), r.hosts, Push{Branch: "release"})
+}
+
+func (r *rig) current(host string) string {
+	target, err := os.Readlink(filepath.Join(r.dialer.homes[host], "app", "current"))
+	if err != nil {
+		return ""
+	}
+	return target
+}
+
+func (r *rig) releases(host string) []string {
+	entries, _ := os.ReadDir(filepath.Join(r.dialer.homes[host], "app", "releases"))
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestDeploySwitchesEveryHost(t *testing.T) {
+	r := newRig(t, 2)
+	sha := r.commit("flask")
+	dep, err := r.deploy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dep.Status != StatusSucceeded {
+		t.Errorf("status %s", dep.Status)
+	}
+	for _, h := range r.hosts {
+		home := r.dialer.homes[h.Name]
+		if got, want := r.current(h.Name), "releases/"+dep.ReleaseName; got != want {
+			t.Errorf("%s: current -> %q, want %q", h.Name, got, want)
+		}
+		rev, _ := os.ReadFile(filepath.Join(home, "app", "current", "REVISION"))
+		if strings.TrimSpace(string(rev)) != sha {
+			t.Errorf("%s: REVISION %q, want %s", h.Name, rev, sha)
+		}
+		env, _ := os.ReadFile(filepath.Join(home, "restart.env"))
+		for _, want := range []string{
+			"COMMIT=" + sha, "BRANCH=release", "DEPLOYMENT_ID=" + dep.ID, "APP_PROCESSES=2", "APP_THREADS=15",
+			"CURRENT_DIR=" + filepath.Join(home, "app", "current"),
+			"RELEASE_DIR=" + filepath.Join(home, "app", "releases", dep.ReleaseName),
+		} {
+			if !strings.Contains(string(env), want+"\n") {
+				t.Errorf("%s: restart env lacks %q:\n%s", h.Name, want, env)
+			}
+		}
+		log, _ := os.ReadFile(filepath.Join(home, "app", "revisions.log"))
+		if f := strings.Fields(string(log)); len(f) != 5 || f[1] != "deploy" || f[2] != dep.ReleaseName || f[3] != sha || f[4] != dep.ID {
+			t.Errorf("%s: revisions.log %q", h.Name, log)
+		}
+	}
+	var steps []string
+	for _, s := range dep.Hosts[0].Steps {
+		steps = append(steps, s.Name)
+	}
+	if got, want := strings.Join(steps, " "), "connect lock prepare clone checkout venv pip switch restart"; got != want {
+		t.Errorf("steps %q, want %q", got, want)
+	}
+}
+
+func TestDeployFailureLeavesHostsAsTheyWere(t *testing.T) {
+	r := newRig(t, 3)
+	r.commit("flask")
+	first, err := r.deploy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.commit("broken")
+	_, err = r.deploy()
+	var se *StepError
+	if !errors.As(err, &se) {
+		t.Fatalf("got %v, want a *StepError", err)
+	}
+	if se.Host != "web1" || se.Step != "pip" || !strings.Contains(se.Error(), "No matching distribution found for broken") {
+		t.Errorf("error does not name host, step and pip's output: %v", err)
+	}
+	for _, h := range r.hosts {
+		if got, want := r.current(h.Name), "releases/"+first.ReleaseName; got != want {
+			t.Errorf("%s: current -> %q, want the old %q", h.Name, got, want)
+		}
+		if got := r.releases(h.Name); len(got) != 1 {
+			t.Errorf("%s: releases %v, want only the first one", h.Name, got)
+		}
+	}
+	if strings.Join(r.dialer.dialed, " ") != "web1 web2 web3 web1" {
+		t.Errorf("hosts dialed %v: hosts after the failing one must not be touched", r.dialer.dialed)
+	}
+}
+
+func TestRestartFailureRevertsTheHost(t *testing.T) {
+	r := newRig(t, 2)
+	r.commit("flask")
+	first, err := r.deploy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.commit("flask==2")
+	r.d.RestartCmd = `if grep -q 'flask==2' requirements.txt; then echo "apache: config error" >&2; exit 4; fi; echo "restarted $COMMIT" >> "$HOME/restarts"`
+	_, err = r.deploy()
+	var se *StepError
+	if !errors.As(err, &se) || se.Step != "restart" || !strings.Contains(err.Error(), "apache: config error") {
+		t.Fatalf("got %v, want a restart StepError with its output", err)
+	}
+	if got, want := r.current("web1"), "releases/"+first.ReleaseName; got != want {
+		t.Errorf("current -> %q, want it back on %q", got, want)
+	}
+	if got := r.releases("web1"); len(got) != 1 {
+		t.Errorf("releases %v: the failed one must be gone", got)
+	}
+	restarts, _ := os.ReadFile(filepath.Join(r.dialer.homes["web1"], "restarts"))
+	if !strings.Contains(string(restarts), "restarted "+r.commits[0]) {
+		t.Errorf("previous release not restarted: %q", restarts)
+	}
+	log, _ := os.ReadFile(filepath.Join(r.dialer.homes["web1"], "app", "revisions.log"))
+	if lines := strings.Split(strings.TrimSpace(string(log)), "\n"); len(lines) != 3 || !strings.Contains(lines[2], " rollback "+first.ReleaseName+" "+r.commits[0]) {
+		t.Errorf("revisions.log:\n%s", log)
+	}
+	if r.current("web2") != "releases/"+first.ReleaseName {
+		t.Errorf("web2 was touched")
+	}
+}
+
+func TestDeployWaitsForTheHostLock(t *testing.T) {
+	r := newRig(t, 1)
+	r.commit("flask")
+	root := filepath.Join(r.dialer.homes["web1"], "app")
+	r.must(os.MkdirAll(root, 0o755))
+	r.must(os.WriteFile(filepath.Join(root, ".pushdeploy.lock"), []byte("deployment other since then\n"), 0o644))
+	holder := exec.Command("flock", "-o", filepath.Join(root, ".pushdeploy.lock"), "sleep", "30")
+	r.must(holder.Start())
+	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
+	time.Sleep(200 * time.Millisecond)
+
+	_, err := r.deploy()
+	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "locked by deployment other") {
+		t.Fatalf("got %v, want ErrBusy naming the holder", err)
+	}
+	if r.current("web1") != "" || len(r.releases("web1")) != 0 {
+		t.Errorf("a busy host was changed")
+	}
+	_ = holder.Process.Kill()
+	_ = holder.Wait()
+	if _, err := r.deploy(); err != nil {
+		t.Fatalf("after the lock is freed: %v", err)
+	}
+}
+
+func TestPrepareRemovesLeftoversOfAnInterruptedDeploy(t *testing.T) {
+	r := newRig(t, 1)
+	r.commit("flask")
+	stale := filepath.Join(r.dialer.homes["web1"], "app", "releases", "20200101000000-abcdef0")
+	r.must(os.MkdirAll(filepath.Join(stale, "venv"), 0o755))
+	other := filepath.Join(r.dialer.homes["web1"], "app", "releases", "not-a-release")
+	r.must(os.MkdirAll(other, 0o755))
+	if _, err := r.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("incomplete release left: %v", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("a folder that is not a release was touched: %v", err)
+	}
+}
+
+func TestResolveFailureTouchesNoHost(t *testing.T) {
+	r := newRig(t, 2)
+	r.d.Resolver = fakeResolver{err: errors.New("branch release not found")}
+	dep, err := r.d.Deploy(context.Background(), r.hosts, Push{Branch: "release"})
+	if err == nil || !strings.Contains(err.Error(), "branch release not found") || dep.Status != StatusFailed {
+		t.Fatalf("got %v", err)
+	}
+	if len(r.dialer.dialed) != 0 {
+		t.Errorf("dialed %v", r.dialer.dialed)
+	}
+	// A resolver that returns something that is not a hash is not believed.
+	r.d.Resolver = fakeResolver{rel: Release{RepoURL: r.repo, Branch: "release", Commit: "$(touch /tmp/x)"}}
+	if _, err := r.d.Deploy(context.Background(), r.hosts, Push{Branch: "release"}); err == nil || len(r.dialer.dialed) != 0 {
+		t.Fatalf("bad commit from resolver: err %v, dialed %v", err, r.dialer.dialed)
+	}
+}
+
+func TestStepErrorMessage(t *testing.T) {
+	e := &StepError{Host: "web2", Step: "clone", Err: errors.New("exit status 128"), Output: "fatal: repository not found\n"}
+	want := "host web2: clone: exit status 128\n    fatal: repository not found"
+	if e.Error() != want {
+		t.Errorf("got %q, want %q", e.Error(), want)
+	}
+}
+
+func TestTailKeepsTheEnd(t *testing.T) {
+	tb := newTail(16)
+	for i := 0; i < 10; i++ {
+		_, _ = tb.Write([]byte("line " + itoa(i) + "\n"))
+	}
+	if got := tb.String(); got != "…\nline 8\nline 9" {
+		t.Errorf("got %q", got)
+	}
+}
