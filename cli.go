@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/pushdeploy/pushdeploy/config"
+)
+
+const usageText = `pushdeploy ships the release branch to every host over SSH.
+
+Usage:
+  pushdeploy deploy [--commit SHA] [--hosts H,H]   deploy the branch tip (or a commit on the branch) now
+  pushdeploy check                                 preflight: config, keys, host keys, SSH logins, python, git access
+  pushdeploy version
+
+Flags of every command:
+  --env-file FILE   read DEPLOY_ variables from FILE (default: deploy.env when it exists);
+                    the real environment wins over the file
+  --json            progress (stderr) and results (stdout) as JSON lines
+
+Exit status: 0 done, 1 the deploy or a check failed, 2 bad configuration or usage.
+Reference: docs/configuration.md, docs/deploy.md.
+`
+
+// usageError is a mistake on the command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// exitCode turns run's error into the contract's exit status, printing it.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	var ue *usageError
+	var ce *config.Error
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "pushdeploy: %v\nRun 'pushdeploy help' for usage.\n", err)
+		return 2
+	case errors.As(err, &ce):
+		fmt.Fprintf(stderr, "pushdeploy: bad configuration:\n%v\n", err)
+		return 2
+	case errors.Is(err, errReported):
+		return 1
+	default:
+		fmt.Fprintf(stderr, "pushdeploy: %v\n", err)
+		return 1
+	}
+}
+
+// errReported is a failure whose details were already printed.
+var errReported = errors.New("failed")
+
+// run is the whole program but for the process exit: main stays thin, and
+// tests call run directly.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usageText)
+		return usagef("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "deploy":
+		return runDeploy(ctx, rest, stdout, stderr)
+	case "check":
+		return runCheck(ctx, rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, versionString())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usageText)
+		return nil
+	default:
+		return usagef("unknown command %q", cmd)
+	}
+}
+
+// common are the flags every command takes.
+type common struct {
+	envFile string
+	json    bool
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.envFile, "env-file", "", "read DEPLOY_ variables from `FILE` (default: "+config.DefaultEnvFile+" when it exists)")
+	fs.BoolVar(&c.json, "json", false, "JSON lines on stderr (progress) and stdout (results)")
+}
+
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usagef("%s: %v", fs.Name(), err)
+	}
+	if fs.NArg() > 0 {
+		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	return nil
+}
+
+// load reads the configuration and prints its warnings.
+func (c *common) load(log *slog.Logger) (*config.Config, error) {
+	file, explicit := c.envFile, c.envFile != ""
+	if !explicit {
+		file = config.DefaultEnvFile
+	}
+	cfg, warnings, err := config.Load(file, explicit)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	return cfg, nil
+}
+
+func (c *common) logger(stderr io.Writer) *slog.Logger {
+	if c.json {
+		return slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{ReplaceAttr: secondsAttr}))
+	}
+	return slog.New(newProgressHandler(stderr))
+}
+
+// splitList splits a comma list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

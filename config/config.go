@@ -1,0 +1,106 @@
+// Package config reads pushdeploy's configuration: the DEPLOY_ environment
+// variables of the contract, optionally loaded from an env file, checked once
+// and returned as a Config. Only main imports it; main copies the values it
+// needs into the fields of the other components.
+//
+// Load changes the process environment (it exports the env file's variables
+// that are not set already), so it is meant to be called once, early in main,
+// and is not safe for concurrent use.
+package config
+
+import (
+	"io"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/pushdeploy/pushdeploy/deploy"
+)
+
+// Prefix is the prefix of every variable read into a Config.
+const Prefix = "DEPLOY"
+
+// DefaultEnvFile is read by Load when no env file is named explicitly and the
+// file exists.
+const DefaultEnvFile = "deploy.env"
+
+// Config holds every DEPLOY_ variable. Each field's envconfig tag names the
+// variable (without the DEPLOY_ prefix), desc gives its one-line meaning (the
+// comment in deploy.env.example) and default its default. Fields tagged
+// secret hold credentials: never log them.
+//
+// The fields tagged ignored are not variables: Load (through Validate) fills
+// them from the files the variables name.
+type Config struct {
+	RepoURL          string `envconfig:"REPO_URL" required:"true" desc:"the app's git repository (ssh://…, git@host:path, https://…, or a local path)"`
+	Branch           string `envconfig:"BRANCH" default:"release" desc:"the release branch: the only branch that is ever deployed"`
+	HostsFile        string `envconfig:"HOSTS_FILE" default:"hosts.txt" desc:"the pool: one host a line, [user@]host[:port]; # comments and blank lines allowed; deployed in file order"`
+	Root             string `envconfig:"ROOT" default:"/srv/app" desc:"root folder on every host (a relative path is relative to the login user's home)"`
+	SSHUser          string `envconfig:"SSH_USER" default:"deploy" desc:"login user where a host line names none"`
+	SSHKey           string `envconfig:"SSH_KEY" required:"true" desc:"the admin private key (a file) that logs into the hosts"`
+	SSHKeyPassphrase string `envconfig:"SSH_KEY_PASSPHRASE" secret:"true" desc:"the passphrase of DEPLOY_SSH_KEY, if any"`
+	KnownHosts       string `envconfig:"KNOWN_HOSTS" default:"~/.ssh/known_hosts" desc:"host keys of the hosts and of the git server; an unknown or changed key is refused"`
+	GitKey           string `envconfig:"GIT_KEY" desc:"the read-only deploy key (a file), lent to each host for the clone only; empty: hosts use their own keys"`
+	Python           string `envconfig:"PYTHON" default:"python3" desc:"the interpreter on the hosts that builds each release's venv"`
+	RestartCmd       string `envconfig:"RESTART_CMD" desc:"shell command run on each host after its switch, in the new release folder; empty: no restart"`
+	AppProcesses     int    `envconfig:"APP_PROCESSES" default:"2" desc:"passed to DEPLOY_RESTART_CMD as APP_PROCESSES (e.g. mod_wsgi-express --processes)"`
+	AppThreads       int    `envconfig:"APP_THREADS" default:"15" desc:"passed to DEPLOY_RESTART_CMD as APP_THREADS"`
+	KeepReleases     int    `envconfig:"KEEP_RELEASES" default:"5" desc:"releases kept per host; older ones are removed after a successful deploy (never current or the one before it)"`
+	// SharedPaths are relative paths, trimmed, without empty items.
+	SharedPaths     []string      `envconfig:"SHARED_PATHS" desc:"comma list of paths linked from <root>/shared/ into each release (e.g. .env,media,logs)"`
+	HealthURL       string        `envconfig:"HEALTH_URL" desc:"URL checked after each host's switch; {host} is replaced by the host's address; non-2xx = failed"`
+	StepTimeout     time.Duration `envconfig:"STEP_TIMEOUT" default:"10m" desc:"longest any one step may take on a host"`
+	Listen          string        `envconfig:"LISTEN" default:":8080" desc:"HTTP listen address of serve"`
+	WebhookSecret   string        `envconfig:"WEBHOOK_SECRET" secret:"true" desc:"shared secret for webhook signatures; serve refuses to start without it unless DEPLOY_WEBHOOK_INSECURE=true"`
+	APIToken        string        `envconfig:"API_TOKEN" secret:"true" desc:"bearer token for /api/*; empty: /api/* answers 404"`
+	DataDir         string        `envconfig:"DATA_DIR" default:"./data" desc:"the deployer's own state (history database, git mirror)"`
+	WebhookInsecure bool          `envconfig:"WEBHOOK_INSECURE" default:"false" desc:"true: accept unsigned webhooks (local experiments only)"`
+	WebhookRepo     string        `envconfig:"WEBHOOK_REPO" desc:"repository full name (e.g. team/app); pushes from any other repository are ignored"`
+	HealthTimeout   time.Duration `envconfig:"HEALTH_TIMEOUT" default:"60s" desc:"how long DEPLOY_HEALTH_URL may take to answer 2xx after a switch"`
+	// RollbackOnFailure is "host" or "all".
+	RollbackOnFailure string `envconfig:"ROLLBACK_ON_FAILURE" default:"host" desc:"host: a host that fails its health check goes back; all: every host switched in this deployment goes back"`
+	Parallel          int    `envconfig:"PARALLEL" default:"1" desc:"hosts prepared at once (1 = one after another)"`
+	VenvReuse         bool   `envconfig:"VENV_REUSE" default:"true" desc:"share one venv among releases with the same requirements.txt and Python; false: a fresh venv per release"`
+	// Fetch is "clone" or "push".
+	Fetch          string `envconfig:"FETCH" default:"clone" desc:"clone: hosts clone from DEPLOY_REPO_URL; push: the deployer streams the commit to the hosts"`
+	NotifyURL      string `envconfig:"NOTIFY_URL" desc:"JSON POST (Slack-compatible text) on deployment start, success, failure"`
+	BitbucketToken string `envconfig:"BITBUCKET_TOKEN" secret:"true" desc:"sets Bitbucket Cloud build statuses on deployed commits"`
+	// WebhookAllowCIDRs are valid CIDR prefixes (netip.ParsePrefix), trimmed.
+	WebhookAllowCIDRs []string `envconfig:"WEBHOOK_ALLOW_CIDRS" desc:"comma list of networks (CIDR, e.g. 10.0.0.0/8) allowed to call /webhook; empty: any"`
+
+	// Extensions of the contract.
+
+	GitKeyPassphrase string        `envconfig:"GIT_KEY_PASSPHRASE" secret:"true" desc:"the passphrase of DEPLOY_GIT_KEY, if any"`
+	ConnectTimeout   time.Duration `envconfig:"CONNECT_TIMEOUT" default:"10s" desc:"longest an SSH connection to a host (connect and handshake) may take"`
+	LockTimeout      time.Duration `envconfig:"LOCK_TIMEOUT" default:"2m" desc:"how long a deploy waits for another deployer's lock on a host"`
+
+	// Filled by Validate from the files above.
+
+	// SSHKeyPEM is the content of the DEPLOY_SSH_KEY file.
+	SSHKeyPEM []byte `ignored:"true"`
+	// GitKeyPEM is the content of the DEPLOY_GIT_KEY file; nil when unset.
+	GitKeyPEM []byte `ignored:"true"`
+	// Hosts is the parsed DEPLOY_HOSTS_FILE, in file order; never empty
+	// after a successful Validate.
+	Hosts []deploy.Host `ignored:"true"`
+}
+
+// exampleFormat renders deploy.env.example with envconfig.Usagef.
+const exampleFormat = `# pushdeploy configuration: every variable, with its default.
+#
+# Copy this file to deploy.env (read when it exists) or pass --env-file FILE,
+# then set what you need. Variables set in the real environment win over the
+# file. Reference: docs/configuration.md.
+#
+# Generated from config.Config; after changing it, run
+#   go test ./config -run TestExampleFile -update
+{{range .}}
+# {{if usage_required .}}required: {{end}}{{usage_description .}}
+{{if usage_default .}}{{usage_key .}}={{usage_default .}}{{else}}# {{usage_key .}}={{end}}
+{{end}}`
+
+// Usage writes the list of every variable, its meaning and its default, in
+// the form of deploy.env.example (which is this output, checked by a test).
+func Usage(w io.Writer) error {
+	return envconfig.Usagef(Prefix, &Config{}, w, exampleFormat)
+}

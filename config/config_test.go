@@ -1,0 +1,468 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/pushdeploy/pushdeploy/deploy"
+)
+
+func TestLoadDefaults(t *testing.T) {
+	f := setup(t)
+	c, warnings, err := Load("", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantWarnings(t, warnings)
+	want := &Config{
+		RepoURL:           "git@bitbucket.org:team/app.git",
+		Branch:            "release",
+		HostsFile:         "hosts.txt",
+		Root:              "/srv/app",
+		SSHUser:           "deploy",
+		SSHKey:            f.key,
+		KnownHosts:        f.knownHosts,
+		Python:            "python3",
+		AppProcesses:      2,
+		AppThreads:        15,
+		KeepReleases:      5,
+		StepTimeout:       10 * time.Minute,
+		Listen:            ":8080",
+		DataDir:           "./data",
+		HealthTimeout:     60 * time.Second,
+		RollbackOnFailure: "host",
+		Parallel:          1,
+		VenvReuse:         true,
+		Fetch:             "clone",
+		ConnectTimeout:    10 * time.Second,
+		LockTimeout:       2 * time.Minute,
+		SSHKeyPEM:         c.SSHKeyPEM,
+		Hosts: []deploy.Host{
+			{Name: "web1", User: "deploy", Addr: "web1", Port: 22},
+			{Name: "ops@web2:2222", User: "ops", Addr: "web2", Port: 2222},
+		},
+	}
+	if diff := cmp.Diff(want, c); diff != "" {
+		t.Errorf("Load() mismatch (-want +got):\n%s", diff)
+	}
+	key, _ := os.ReadFile(f.key)
+	if string(c.SSHKeyPEM) != string(key) || len(key) == 0 {
+		t.Errorf("got SSHKeyPEM %q, want the key file's content", c.SSHKeyPEM)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	tests := []struct {
+		name         string
+		env          map[string]string // "" value: unset
+		envFile      string            // content of deploy.env, when set
+		fileMode     os.FileMode
+		prepare      func(t *testing.T, f fixture)
+		wantErr      []string
+		wantWarnings []string
+		check        func(t *testing.T, c *Config)
+	}{
+		{
+			name:    "missing required",
+			env:     map[string]string{"DEPLOY_REPO_URL": ""},
+			wantErr: []string{"DEPLOY_REPO_URL is required: the app's git repository (ssh://"},
+		},
+		{
+			name:    "both required missing",
+			env:     map[string]string{"DEPLOY_REPO_URL": "", "DEPLOY_SSH_KEY": ""},
+			wantErr: []string{"DEPLOY_REPO_URL is required", "DEPLOY_SSH_KEY is required: the admin private key"},
+		},
+		{
+			name:    "required set to empty",
+			env:     map[string]string{"DEPLOY_REPO_URL": ""},
+			envFile: "DEPLOY_REPO_URL=\n",
+			wantErr: []string{"DEPLOY_REPO_URL is required"},
+		},
+		{
+			name:    "bad duration",
+			env:     map[string]string{"DEPLOY_STEP_TIMEOUT": "10x"},
+			wantErr: []string{`DEPLOY_STEP_TIMEOUT: "10x" is not a duration (examples: 90s, 10m`},
+		},
+		{
+			name: "bad values are all reported",
+			env: map[string]string{
+				"DEPLOY_APP_PROCESSES": "two", "DEPLOY_VENV_REUSE": "yes", "DEPLOY_LOCK_TIMEOUT": "5",
+			},
+			wantErr: []string{
+				`DEPLOY_APP_PROCESSES: "two" is not a whole number`,
+				`DEPLOY_VENV_REUSE: "yes" is not true or false`,
+				`DEPLOY_LOCK_TIMEOUT: "5" is not a duration`,
+			},
+		},
+		{
+			name:    "mistyped variable in the environment",
+			env:     map[string]string{"DEPLOY_BRNACH": "main"},
+			wantErr: []string{"DEPLOY_BRNACH is not a pushdeploy variable; did you mean DEPLOY_BRANCH?"},
+		},
+		{
+			name:    "unknown variable without suggestion",
+			env:     map[string]string{"DEPLOY_COLOUR": "blue"},
+			wantErr: []string{"DEPLOY_COLOUR is not a pushdeploy variable (see deploy.env.example"},
+		},
+		{
+			name:    "mistyped variable in the env file",
+			envFile: "DEPLOY_BRANCH=main\n\nDEPLOY_STEP_TIMEOT=5m\n",
+			wantErr: []string{"deploy.env:3: DEPLOY_STEP_TIMEOT is not a pushdeploy variable; did you mean DEPLOY_STEP_TIMEOUT?"},
+		},
+		{
+			name:    "lower-case name in the env file",
+			envFile: "deploy_branch=main\n",
+			wantErr: []string{"deploy.env:1: deploy_branch is not a pushdeploy variable; did you mean DEPLOY_BRANCH?"},
+		},
+		{
+			name:    "env file value used",
+			envFile: "# settings\nexport DEPLOY_BRANCH=production\nDEPLOY_SHARED_PATHS=\" .env, media,\"\n",
+			check: func(t *testing.T, c *Config) {
+				if c.Branch != "production" {
+					t.Errorf("got Branch %q, want production", c.Branch)
+				}
+				if diff := cmp.Diff([]string{".env", "media"}, c.SharedPaths); diff != "" {
+					t.Errorf("SharedPaths (-want +got):\n%s", diff)
+				}
+			},
+			wantWarnings: []string{"DEPLOY_SHARED_PATHS is set but this version does not use it yet"},
+		},
+		{
+			name:    "real environment wins over the env file",
+			env:     map[string]string{"DEPLOY_BRANCH": "from-env"},
+			envFile: "DEPLOY_BRANCH=from-file\nDEPLOY_ROOT=apps/web\n",
+			check: func(t *testing.T, c *Config) {
+				if c.Branch != "from-env" || c.Root != "apps/web" {
+					t.Errorf("got Branch %q, Root %q; want from-env, apps/web", c.Branch, c.Root)
+				}
+			},
+		},
+		{
+			name:         "secrets in an env file others can read",
+			envFile:      "DEPLOY_SSH_KEY_PASSPHRASE=s3cret\n",
+			fileMode:     0o644,
+			wantWarnings: []string{"deploy.env holds DEPLOY_SSH_KEY_PASSPHRASE but other users can read it (mode 0644); run chmod 600"},
+		},
+		{
+			name: "unprefixed names are not read",
+			env:  map[string]string{"BRANCH": "evil", "PYTHON": "/usr/bin/python2", "ROOT": "/"},
+			check: func(t *testing.T, c *Config) {
+				if c.Branch != "release" || c.Python != "python3" || c.Root != "/srv/app" {
+					t.Errorf("got Branch %q, Python %q, Root %q; want the defaults", c.Branch, c.Python, c.Root)
+				}
+			},
+		},
+		{
+			name:    "bad branch",
+			env:     map[string]string{"DEPLOY_BRANCH": "a..b"},
+			wantErr: []string{`DEPLOY_BRANCH: branch name "a..b" contains '..'`},
+		},
+		{
+			name:    "branch like an option",
+			env:     map[string]string{"DEPLOY_BRANCH": "-x"},
+			wantErr: []string{`DEPLOY_BRANCH: branch name "-x" starts with '-'`},
+		},
+		{
+			name:    "unreadable key",
+			env:     map[string]string{"DEPLOY_SSH_KEY": "/nonexistent/id"},
+			wantErr: []string{"DEPLOY_SSH_KEY: cannot read /nonexistent/id: no such file or directory"},
+		},
+		{
+			name: "malformed key",
+			prepare: func(t *testing.T, f fixture) {
+				writeFile(t, f.key, "-----BEGIN OPENSSH PRIVATE KEY-----\ngarbage\n", 0o600)
+			},
+			wantErr: []string{"is not a private key"},
+		},
+		{
+			name: "public key instead of private",
+			prepare: func(t *testing.T, f fixture) {
+				t.Setenv("DEPLOY_SSH_KEY", writePublicKey(t, f.dir, "id.pub"))
+			},
+			wantErr: []string{"id.pub is a public key; name the private key file"},
+		},
+		{
+			name: "encrypted key without passphrase",
+			prepare: func(t *testing.T, f fixture) {
+				writeKey(t, f.dir, "id_ed25519", "pw")
+			},
+			wantErr: []string{"id_ed25519 is encrypted: set DEPLOY_SSH_KEY_PASSPHRASE"},
+		},
+		{
+			name: "encrypted key with wrong passphrase",
+			env:  map[string]string{"DEPLOY_SSH_KEY_PASSPHRASE": "nope"},
+			prepare: func(t *testing.T, f fixture) {
+				writeKey(t, f.dir, "id_ed25519", "pw")
+			},
+			wantErr: []string{"DEPLOY_SSH_KEY_PASSPHRASE: wrong passphrase for "},
+		},
+		{
+			name: "encrypted key with passphrase",
+			env:  map[string]string{"DEPLOY_SSH_KEY_PASSPHRASE": "pw"},
+			prepare: func(t *testing.T, f fixture) {
+				writeKey(t, f.dir, "id_ed25519", "pw")
+			},
+		},
+		{
+			name: "key readable by others",
+			prepare: func(t *testing.T, f fixture) {
+				os.Chmod(f.key, 0o644)
+			},
+			wantWarnings: []string{"DEPLOY_SSH_KEY: other users can read ", "(mode 0644); run chmod 600"},
+		},
+		{
+			name: "git key encrypted",
+			env:  map[string]string{"DEPLOY_GIT_KEY": "~/git_key"},
+			prepare: func(t *testing.T, f fixture) {
+				writeKey(t, f.dir, "git_key", "pw")
+			},
+			wantErr: []string{"git_key is encrypted: set DEPLOY_GIT_KEY_PASSPHRASE"},
+		},
+		{
+			name: "git key with passphrase, ~ expanded",
+			env:  map[string]string{"DEPLOY_GIT_KEY": "~/git_key", "DEPLOY_GIT_KEY_PASSPHRASE": "pw"},
+			prepare: func(t *testing.T, f fixture) {
+				writeKey(t, f.dir, "git_key", "pw")
+			},
+			check: func(t *testing.T, c *Config) {
+				if c.GitKey != filepath.Join(os.Getenv("HOME"), "git_key") || len(c.GitKeyPEM) == 0 {
+					t.Errorf("got GitKey %q with %d bytes, want $HOME/git_key and its content", c.GitKey, len(c.GitKeyPEM))
+				}
+			},
+		},
+		{
+			name:    "known_hosts missing",
+			env:     map[string]string{"DEPLOY_KNOWN_HOSTS": "~/.ssh/known_hosts"},
+			wantErr: []string{"/.ssh/known_hosts does not exist;", "ssh-keyscan -p 22 web1 >> "},
+		},
+		{
+			name: "known_hosts malformed",
+			prepare: func(t *testing.T, f fixture) {
+				writeFile(t, f.knownHosts, "web1 ssh-ed25519 notbase64!!\n", 0o644)
+			},
+			wantErr: []string{"DEPLOY_KNOWN_HOSTS: cannot use "},
+		},
+		{
+			name: "hosts file errors name file and line",
+			prepare: func(t *testing.T, f fixture) {
+				writeFile(t, f.hostsFile, "web1\n::1\nweb1:70000\nweb_2\n", 0o644)
+			},
+			wantErr: []string{
+				`hosts.txt:2: "::1": write IPv6 addresses in brackets: [::1]`,
+				`hosts.txt:3: "web1:70000": port "70000" is not a number from 1 to 65535`,
+				`hosts.txt:4: "web_2": "web_2" is not a valid host name`,
+			},
+		},
+		{
+			name:    "hosts file missing",
+			env:     map[string]string{"DEPLOY_HOSTS_FILE": "pool.txt"},
+			wantErr: []string{"DEPLOY_HOSTS_FILE: cannot read pool.txt: no such file or directory"},
+		},
+		{
+			name: "hosts file without hosts",
+			prepare: func(t *testing.T, f fixture) {
+				writeFile(t, f.hostsFile, "# nothing yet\n\n", 0o644)
+			},
+			wantErr: []string{"DEPLOY_HOSTS_FILE: hosts.txt lists no hosts"},
+		},
+		{
+			name: "features not built yet",
+			env: map[string]string{
+				"DEPLOY_PARALLEL": "3", "DEPLOY_VENV_REUSE": "false", "DEPLOY_KEEP_RELEASES": "5",
+				"DEPLOY_WEBHOOK_SECRET": "x", "DEPLOY_FETCH": "clone",
+			},
+			wantWarnings: []string{
+				"DEPLOY_PARALLEL is set but this version does not use it yet",
+				"DEPLOY_VENV_REUSE is set but",
+				"DEPLOY_WEBHOOK_SECRET is set but",
+			},
+			check: func(t *testing.T, c *Config) {
+				if c.Parallel != 3 || c.VenvReuse {
+					t.Errorf("got Parallel %d, VenvReuse %v; want 3, false", c.Parallel, c.VenvReuse)
+				}
+			},
+		},
+		{
+			name: "every validation problem at once",
+			env: map[string]string{
+				"DEPLOY_BRANCH":              "a b",
+				"DEPLOY_ROOT":                "/srv/../etc",
+				"DEPLOY_FETCH":               "rsync",
+				"DEPLOY_ROLLBACK_ON_FAILURE": "none",
+				"DEPLOY_PARALLEL":            "0",
+				"DEPLOY_STEP_TIMEOUT":        "0s",
+				"DEPLOY_HEALTH_URL":          "ftp://x/",
+				"DEPLOY_WEBHOOK_ALLOW_CIDRS": "10.0.0.0/8,10.1.2.3",
+				"DEPLOY_SHARED_PATHS":        "/etc/passwd",
+				"DEPLOY_SSH_USER":            "9lives",
+			},
+			wantErr: []string{
+				`DEPLOY_BRANCH: branch name "a b" contains ' '`,
+				`DEPLOY_ROOT: path "/srv/../etc" contains '..'`,
+				`DEPLOY_FETCH: "rsync" is neither clone nor push`,
+				`DEPLOY_ROLLBACK_ON_FAILURE: "none" is neither host nor all`,
+				`DEPLOY_PARALLEL: 0 is less than 1`,
+				`DEPLOY_STEP_TIMEOUT: 0s is not a positive duration`,
+				`DEPLOY_HEALTH_URL: "ftp://x/" is not an http:// or https:// URL`,
+				`DEPLOY_WEBHOOK_ALLOW_CIDRS: "10.1.2.3" is not a network in CIDR form`,
+				`for one address write 10.1.2.3/32`,
+				`DEPLOY_SHARED_PATHS: "/etc/passwd" must be a path relative to the release folder`,
+				`DEPLOY_SSH_USER: user "9lives" is not a valid login name`,
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := setup(t)
+			for k, v := range tt.env {
+				if v == "" {
+					os.Unsetenv(k) // restored by cleanEnv's t.Setenv
+				} else {
+					t.Setenv(k, v)
+				}
+			}
+			if tt.envFile != "" {
+				mode := tt.fileMode
+				if mode == 0 {
+					mode = 0o600
+				}
+				writeFile(t, filepath.Join(f.dir, "deploy.env"), tt.envFile, mode)
+			}
+			if tt.prepare != nil {
+				tt.prepare(t, f)
+			}
+			c, warnings, err := Load("", false)
+			if len(tt.wantErr) > 0 {
+				wantProblems(t, err, tt.wantErr...)
+				if c != nil {
+					t.Errorf("got a Config with the error, want nil")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			wantWarnings(t, warnings, tt.wantWarnings...)
+			if tt.check != nil {
+				tt.check(t, c)
+			}
+		})
+	}
+}
+
+func TestLoadEnvFile(t *testing.T) {
+	t.Run("explicit file must exist", func(t *testing.T) {
+		setup(t)
+		_, _, err := Load("prod.env", true)
+		wantProblems(t, err, "--env-file prod.env: cannot read it: no such file or directory")
+	})
+	t.Run("explicit file is read", func(t *testing.T) {
+		f := setup(t)
+		writeFile(t, filepath.Join(f.dir, "prod.env"), "DEPLOY_APP_THREADS=4\n", 0o600)
+		writeFile(t, filepath.Join(f.dir, "deploy.env"), "DEPLOY_APP_THREADS=8\n", 0o600)
+		c, _, err := Load("prod.env", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.AppThreads != 4 {
+			t.Errorf("got AppThreads %d, want 4 from prod.env", c.AppThreads)
+		}
+	})
+	t.Run("default file is optional", func(t *testing.T) {
+		setup(t)
+		if _, _, err := Load(DefaultEnvFile, false); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("copy of deploy.env.example", func(t *testing.T) {
+		example, err := os.ReadFile(exampleFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := setup(t)
+		writeFile(t, filepath.Join(f.dir, "deploy.env"), string(example), 0o600)
+		_, warnings, err := Load("", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantWarnings(t, warnings)
+	})
+	t.Run("malformed file", func(t *testing.T) {
+		f := setup(t)
+		writeFile(t, filepath.Join(f.dir, "deploy.env"), "DEPLOY_BRANCH='unterminated\n", 0o600)
+		_, _, err := Load("", false)
+		wantProblems(t, err, "deploy.env: ")
+	})
+}
+
+func TestProcessError(t *testing.T) {
+	err := processError(&envconfig.ParseError{
+		KeyName: "DEPLOY_STEP_TIMEOUT", FieldName: "StepTimeout", TypeName: "time.Duration",
+		Value: "10x", Err: errors.New("bad"),
+	})
+	want := `DEPLOY_STEP_TIMEOUT: "10x" is not a duration (examples: 90s, 10m, 1h30m)`
+	if err.Error() != want {
+		t.Errorf("got %q, want %q", err, want)
+	}
+}
+
+func TestUnknownVariable(t *testing.T) {
+	tests := []struct{ key, want string }{
+		{"DEPLOY_BRNACH", "DEPLOY_BRNACH is not a pushdeploy variable; did you mean DEPLOY_BRANCH?"},
+		{"DEPLOY_SSHKEY", "DEPLOY_SSHKEY is not a pushdeploy variable; did you mean DEPLOY_SSH_KEY?"},
+		{"BRANCH", "BRANCH is not a pushdeploy variable; did you mean DEPLOY_BRANCH?"},
+		{"DEPLOY_X", "DEPLOY_X is not a pushdeploy variable (see deploy.env.example for the list)"},
+	}
+	for _, tt := range tests {
+		if got := unknownVariable(tt.key); got != tt.want {
+			t.Errorf("unknownVariable(%q) = %q, want %q", tt.key, got, tt.want)
+		}
+	}
+}
+
+// TestVariables checks that the variables Load checks are those envconfig
+// reads, and that every default parses.
+func TestVariables(t *testing.T) {
+	var b strings.Builder
+	if err := envconfig.Usagef(Prefix, &Config{}, &b, "{{range .}}{{usage_key .}}\n{{end}}"); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, v := range variables {
+		got = append(got, v.key)
+		if v.def != "" {
+			if msg := valueProblem(v.typ, v.def); msg != "" {
+				t.Errorf("%s: bad default: %s", v.key, msg)
+			}
+		}
+		if v.desc == "" {
+			t.Errorf("%s has no desc tag", v.key)
+		}
+		if v.required && v.def != "" {
+			t.Errorf("%s is required and has a default", v.key)
+		}
+	}
+	want := strings.Fields(b.String())
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("variables differ from envconfig's (-want +got):\n%s", diff)
+	}
+	ct := reflect.TypeFor[Config]()
+	for _, key := range notYetUsed {
+		v, ok := lookupVariable(key)
+		if !ok {
+			t.Errorf("notYetUsed lists %s, which is not a variable", key)
+			continue
+		}
+		if ct.Field(v.field).Tag.Get("envconfig") == "" {
+			t.Errorf("%s has no envconfig tag", key)
+		}
+	}
+}

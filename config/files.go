@@ -1,0 +1,143 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pushdeploy/pushdeploy/deploy"
+	"github.com/pushdeploy/pushdeploy/deploy/sshrun"
+)
+
+// files checks the local files the configuration names and loads them.
+func (v *validator) files() {
+	c := v.c
+	v.expand("DEPLOY_DATA_DIR", &c.DataDir)
+	if c.DataDir == "" || hasControl(c.DataDir) {
+		v.add("DEPLOY_DATA_DIR: %q is not a folder name; set where the deployer keeps its state, e.g. ./data", c.DataDir)
+	}
+
+	if v.expand("DEPLOY_HOSTS_FILE", &c.HostsFile) {
+		c.Hosts = v.hosts(c.HostsFile)
+	}
+
+	if c.SSHKey == "" {
+		v.add("%s", requiredProblem(mustVariable("DEPLOY_SSH_KEY")))
+	} else if v.expand("DEPLOY_SSH_KEY", &c.SSHKey) {
+		c.SSHKeyPEM = v.key("DEPLOY_SSH_KEY", c.SSHKey, "DEPLOY_SSH_KEY_PASSPHRASE", c.SSHKeyPassphrase)
+	}
+	if c.GitKey != "" && v.expand("DEPLOY_GIT_KEY", &c.GitKey) {
+		c.GitKeyPEM = v.key("DEPLOY_GIT_KEY", c.GitKey, "DEPLOY_GIT_KEY_PASSPHRASE", c.GitKeyPassphrase)
+	}
+
+	if c.KnownHosts == "" {
+		v.add("DEPLOY_KNOWN_HOSTS is empty; set the known_hosts file, e.g. ~/.ssh/known_hosts")
+	} else if v.expand("DEPLOY_KNOWN_HOSTS", &c.KnownHosts) {
+		v.knownHosts(c.KnownHosts)
+	}
+}
+
+// expand replaces a leading ~ or ~/ in *p with the home folder; false when
+// that is impossible (the problem is added).
+func (v *validator) expand(key string, p *string) bool {
+	if *p != "~" && !strings.HasPrefix(*p, "~/") {
+		return true
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		v.add("%s: cannot expand ~ in %q: %v; write the full path", key, *p, err)
+		return false
+	}
+	*p = filepath.Join(home, strings.TrimPrefix(*p, "~"))
+	return true
+}
+
+func (v *validator) hosts(file string) []deploy.Host {
+	f, err := os.Open(file)
+	if err != nil {
+		v.add("DEPLOY_HOSTS_FILE: cannot read %s: %v; list the hosts there, one a line, [user@]host[:port]", file, pathError(err))
+		return nil
+	}
+	defer f.Close()
+	hosts, err := ParseHosts(f, file, v.c.SSHUser)
+	var ce *Error
+	if errors.As(err, &ce) {
+		v.probs = append(v.probs, ce.Problems...)
+		return nil
+	}
+	if err != nil {
+		v.add("DEPLOY_HOSTS_FILE: %s: %v", file, err)
+		return nil
+	}
+	if len(hosts) == 0 {
+		v.add("DEPLOY_HOSTS_FILE: %s lists no hosts; add one host a line, [user@]host[:port]", file)
+	}
+	return hosts
+}
+
+// key reads and parses the private key file of variable key, and returns its
+// content. It warns when others can read the file.
+func (v *validator) key(key, file, passKey, pass string) []byte {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		v.add("%s: cannot read %s: %v", key, file, pathError(err))
+		return nil
+	}
+	if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		v.warn("%s: other users can read %s (mode %04o); run chmod 600 %s", key, file, fi.Mode().Perm(), file)
+	}
+	if _, err := sshrun.ParseKey(data, pass); err != nil {
+		v.add("%s", keyProblem(key, file, passKey, pass, data, err))
+		return nil
+	}
+	return data
+}
+
+// keyProblem explains why sshrun.ParseKey refused a key file.
+func keyProblem(key, file, passKey, pass string, data []byte, err error) string {
+	// sshrun.ParseKey has no typed errors yet: its messages are
+	// "the key is encrypted and no passphrase was given" and "wrong passphrase".
+	msg := err.Error()
+	trimmed := bytes.TrimSpace(data)
+	switch {
+	case pass == "" && strings.Contains(msg, "encrypted"):
+		return fmt.Sprintf("%s: %s is encrypted: set %s to its passphrase", key, file, passKey)
+	case pass != "" && strings.Contains(msg, "wrong passphrase"):
+		return fmt.Sprintf("%s: wrong passphrase for %s", passKey, file)
+	case bytes.HasPrefix(trimmed, []byte("ssh-")) || bytes.HasPrefix(trimmed, []byte("ecdsa-")) ||
+		bytes.Contains(trimmed, []byte("PUBLIC KEY")):
+		return fmt.Sprintf("%s: %s is a public key; name the private key file (without .pub)", key, file)
+	}
+	return fmt.Sprintf("%s: %s is not a private key (%v); expected an OpenSSH or PEM private key file", key, file, err)
+}
+
+func (v *validator) knownHosts(file string) {
+	err := sshrun.CheckKnownHosts(file)
+	if err == nil {
+		return
+	}
+	host, port := "HOST", "PORT"
+	if len(v.c.Hosts) > 0 {
+		host, port = v.c.Hosts[0].Addr, fmt.Sprint(v.c.Hosts[0].Port)
+	}
+	fix := fmt.Sprintf("add each host's key with ssh-keyscan -p %s %s >> %s, then check the fingerprints (ssh-keygen -lf %s) against the hosts' own", port, host, file, file)
+	if errors.Is(err, fs.ErrNotExist) {
+		v.add("DEPLOY_KNOWN_HOSTS: %s does not exist; %s", file, fix)
+		return
+	}
+	v.add("DEPLOY_KNOWN_HOSTS: cannot use %s: %v; fix the file or %s", file, pathError(err), fix)
+}
+
+// pathError drops the operation and path of a *fs.PathError, which the
+// messages name already.
+func pathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,205 @@
+package config
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/pushdeploy/pushdeploy/deploy"
+)
+
+const hostsForm = "expected [user@]host[:port], e.g. web1, deploy@10.0.0.5:2222 or deploy@[2001:db8::5]:22"
+
+var (
+	userRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
+	labelRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$`)
+	digitRE = regexp.MustCompile(`^[0-9]+$`)
+)
+
+// ParseHosts parses a hosts file: one host a line, [user@]host[:port], with
+// blank lines and # comments (a whole line, or after a space at its end).
+// host is a host name, an IPv4 address or an IPv6 address in brackets. The
+// port defaults to 22 and the user to defaultUser, which the caller has
+// checked. Hosts are returned in file order.
+//
+// A malformed file gives an *Error with one problem a bad line, each
+// starting with "file:line: ". A file without hosts is not an error here.
+func ParseHosts(r io.Reader, file, defaultUser string) ([]deploy.Host, error) {
+	var (
+		hosts []deploy.Host
+		probs problems
+		seen  = make(map[string]int) // user@addr:port -> line
+	)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := stripComment(sc.Text())
+		if line == "" {
+			continue
+		}
+		h, err := parseHost(line, defaultUser)
+		if err != nil {
+			probs.add("%s:%d: %q: %v", file, n, line, err)
+			continue
+		}
+		key := hostKey(h)
+		if first, dup := seen[key]; dup {
+			probs.add("%s:%d: %q: the same host as line %d (%s); list each host once", file, n, line, first, key)
+			continue
+		}
+		seen[key] = n
+		hosts = append(hosts, h)
+	}
+	if err := sc.Err(); err != nil {
+		probs.add("%s: %v", file, err)
+	}
+	if err := probs.err(); err != nil {
+		return nil, err
+	}
+	return hosts, nil
+}
+
+// stripComment removes a # comment (at the start of the line or after a
+// space or tab) and the white space around what remains.
+func stripComment(line string) string {
+	for i := 0; i < len(line); i++ {
+		if line[i] == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t') {
+			line = line[:i]
+			break
+		}
+	}
+	return strings.TrimSpace(line)
+}
+
+// parseHost parses one line, [user@]host[:port].
+func parseHost(line, defaultUser string) (deploy.Host, error) {
+	h := deploy.Host{Name: line, User: defaultUser, Port: 22}
+	if hasControl(line) {
+		return h, fmt.Errorf("contains a control character")
+	}
+	if strings.ContainsAny(line, " \t") {
+		return h, fmt.Errorf("contains white space; write one host a line (%s)", hostsForm)
+	}
+	rest := line
+	if user, after, ok := strings.Cut(line, "@"); ok {
+		if err := validUser(user); err != nil {
+			return h, err
+		}
+		h.User, rest = user, after
+	}
+	addr, port, err := splitHostPort(rest)
+	if err != nil {
+		return h, err
+	}
+	if port != "" {
+		if h.Port, err = parsePort(port); err != nil {
+			return h, err
+		}
+	}
+	h.Addr = addr
+	return h, nil
+}
+
+// splitHostPort splits host[:port] or [ipv6][:port] and checks the host.
+func splitHostPort(s string) (addr, port string, err error) {
+	if strings.HasPrefix(s, "[") {
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return "", "", fmt.Errorf("missing ']' after the IPv6 address; %s", hostsForm)
+		}
+		addr, after := s[1:end], s[end+1:]
+		if after != "" {
+			var ok bool
+			if port, ok = strings.CutPrefix(after, ":"); !ok {
+				return "", "", fmt.Errorf("unexpected %q after ']'; %s", after, hostsForm)
+			}
+			if port == "" {
+				return "", "", fmt.Errorf("empty port after ':'; %s", hostsForm)
+			}
+		}
+		ip, err := netip.ParseAddr(addr)
+		if err != nil || !ip.Is6() {
+			return "", "", fmt.Errorf("%q in brackets is not an IPv6 address; %s", addr, hostsForm)
+		}
+		return addr, port, nil
+	}
+	switch strings.Count(s, ":") {
+	case 0:
+		addr = s
+	case 1:
+		addr, port, _ = strings.Cut(s, ":")
+		if port == "" {
+			return "", "", fmt.Errorf("empty port after ':'; %s", hostsForm)
+		}
+	default:
+		if _, err := netip.ParseAddr(s); err == nil {
+			return "", "", fmt.Errorf("write IPv6 addresses in brackets: [%s] or [%s]:22", s, s)
+		}
+		return "", "", fmt.Errorf("too many ':' (IPv6 addresses go in brackets); %s", hostsForm)
+	}
+	if err := validHostname(addr); err != nil {
+		return "", "", err
+	}
+	return addr, port, nil
+}
+
+func validUser(u string) error {
+	switch {
+	case u == "":
+		return fmt.Errorf("empty user before '@'; %s", hostsForm)
+	case len(u) > 32:
+		return fmt.Errorf("user %.10q… is longer than 32 characters", u)
+	case !userRE.MatchString(u):
+		return fmt.Errorf("user %q is not a valid login name (letters, digits, _ . -, not starting with a digit, '.' or '-')", u)
+	}
+	return nil
+}
+
+// validHostname accepts an IPv4 address or an RFC 1123 host name.
+func validHostname(s string) error {
+	if s == "" {
+		return fmt.Errorf("no host; %s", hostsForm)
+	}
+	if len(s) > 253 {
+		return fmt.Errorf("host name is longer than 253 characters")
+	}
+	labels := strings.Split(s, ".")
+	if digitRE.MatchString(labels[len(labels)-1]) {
+		// Only an IPv4 address may end with a numeric label.
+		if ip, err := netip.ParseAddr(s); err != nil || !ip.Is4() {
+			return fmt.Errorf("%q is not a valid IPv4 address", s)
+		}
+		return nil
+	}
+	for _, l := range labels {
+		if len(l) > 63 {
+			return fmt.Errorf("host name %q has a part longer than 63 characters", s)
+		}
+		if !labelRE.MatchString(l) {
+			return fmt.Errorf("%q is not a valid host name (letters, digits and '-' in dot-separated parts, no '-' at either end of a part); %s", s, hostsForm)
+		}
+	}
+	return nil
+}
+
+func parsePort(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || !digitRE.MatchString(s) || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("port %q is not a number from 1 to 65535", s)
+	}
+	return n, nil
+}
+
+// hostKey identifies a host for finding duplicates: host names are
+// case-insensitive and IP addresses are compared in canonical form.
+func hostKey(h deploy.Host) string {
+	addr := strings.ToLower(h.Addr)
+	if ip, err := netip.ParseAddr(h.Addr); err == nil {
+		addr = ip.String()
+	}
+	return deploy.Host{User: h.User, Addr: addr, Port: h.Port}.String()
+}

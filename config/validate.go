@@ -1,0 +1,220 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"path"
+	"reflect"
+	"strings"
+
+	"github.com/pushdeploy/pushdeploy/deploy"
+)
+
+// notYetUsed lists the variables of features this version does not implement
+// yet: setting one to anything but its default gives a warning, not an error.
+// Remove a name here when its feature lands.
+var notYetUsed = []string{
+	"DEPLOY_SHARED_PATHS",
+	"DEPLOY_HEALTH_URL",
+	"DEPLOY_HEALTH_TIMEOUT",
+	"DEPLOY_NOTIFY_URL",
+	"DEPLOY_BITBUCKET_TOKEN",
+	"DEPLOY_FETCH",
+	"DEPLOY_PARALLEL",
+	"DEPLOY_ROLLBACK_ON_FAILURE",
+	"DEPLOY_WEBHOOK_SECRET",
+	"DEPLOY_WEBHOOK_INSECURE",
+	"DEPLOY_WEBHOOK_REPO",
+	"DEPLOY_WEBHOOK_ALLOW_CIDRS",
+	"DEPLOY_API_TOKEN",
+	"DEPLOY_KEEP_RELEASES",
+	"DEPLOY_VENV_REUSE",
+}
+
+// validator gathers the problems and warnings of one Validate.
+type validator struct {
+	c        *Config
+	probs    problems
+	warnings []string
+}
+
+func (v *validator) add(format string, args ...any) { v.probs.add(format, args...) }
+
+func (v *validator) warn(format string, args ...any) {
+	v.warnings = append(v.warnings, fmt.Sprintf(format, args...))
+}
+
+// Validate checks every value, reads the files the configuration names and
+// fills SSHKeyPEM, GitKeyPEM and Hosts. The local paths DEPLOY_SSH_KEY,
+// DEPLOY_GIT_KEY, DEPLOY_KNOWN_HOSTS, DEPLOY_HOSTS_FILE and DEPLOY_DATA_DIR
+// are rewritten with a leading ~/ expanded to $HOME.
+//
+// It reports every problem at once, as an *Error. It checks nothing that
+// only one command needs (such as serve's webhook secret): the commands do.
+func (c *Config) Validate() (warnings []string, err error) {
+	v := &validator{c: c}
+	v.values()
+	v.numbers()
+	v.lists()
+	v.urls()
+	v.files()
+	v.unused()
+	return v.warnings, v.probs.err()
+}
+
+func (v *validator) values() {
+	c := v.c
+	switch {
+	case c.RepoURL == "":
+		v.add("%s", requiredProblem(mustVariable("DEPLOY_REPO_URL")))
+	case hasControl(c.RepoURL):
+		v.add("DEPLOY_REPO_URL: %q contains a control character", c.RepoURL)
+	case strings.HasPrefix(c.RepoURL, "-"):
+		v.add("DEPLOY_REPO_URL: %q starts with '-'; for a local path write ./%s", c.RepoURL, c.RepoURL)
+	}
+	if err := deploy.ValidBranch(c.Branch); err != nil {
+		v.add("DEPLOY_BRANCH: %v; set the name of the release branch, e.g. release", err)
+	}
+	if err := remotePath(c.Root); err != nil {
+		v.add("DEPLOY_ROOT: %v", err)
+	}
+	if err := validUser(c.SSHUser); err != nil {
+		v.add("DEPLOY_SSH_USER: %v", err)
+	}
+	switch {
+	case c.Python == "":
+		v.add("DEPLOY_PYTHON is empty; set the interpreter on the hosts, e.g. python3 or /opt/python3.12/bin/python3")
+	case hasControl(c.Python) || strings.HasPrefix(c.Python, "-"):
+		v.add("DEPLOY_PYTHON: %q is not a command name or path", c.Python)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		v.add("DEPLOY_LISTEN: %q is not host:port (examples: :8080, 127.0.0.1:8080, [::1]:8080)", c.Listen)
+	}
+	if c.WebhookRepo != "" && (hasControl(c.WebhookRepo) || strings.ContainsAny(c.WebhookRepo, " \t")) {
+		v.add("DEPLOY_WEBHOOK_REPO: %q is not a repository full name (e.g. team/app)", c.WebhookRepo)
+	}
+	if c.RollbackOnFailure != "host" && c.RollbackOnFailure != "all" {
+		v.add("DEPLOY_ROLLBACK_ON_FAILURE: %q is neither host nor all", c.RollbackOnFailure)
+	}
+	if c.Fetch != "clone" && c.Fetch != "push" {
+		v.add("DEPLOY_FETCH: %q is neither clone nor push", c.Fetch)
+	}
+}
+
+func (v *validator) numbers() {
+	c := v.c
+	for _, n := range []struct {
+		key   string
+		value int
+	}{
+		{"DEPLOY_APP_PROCESSES", c.AppProcesses},
+		{"DEPLOY_APP_THREADS", c.AppThreads},
+		{"DEPLOY_KEEP_RELEASES", c.KeepReleases},
+		{"DEPLOY_PARALLEL", c.Parallel},
+	} {
+		if n.value < 1 {
+			v.add("%s: %d is less than 1", n.key, n.value)
+		}
+	}
+	for _, d := range []struct {
+		key   string
+		value interface{ String() string }
+		ok    bool
+	}{
+		{"DEPLOY_STEP_TIMEOUT", c.StepTimeout, c.StepTimeout > 0},
+		{"DEPLOY_HEALTH_TIMEOUT", c.HealthTimeout, c.HealthTimeout > 0},
+		{"DEPLOY_CONNECT_TIMEOUT", c.ConnectTimeout, c.ConnectTimeout > 0},
+		{"DEPLOY_LOCK_TIMEOUT", c.LockTimeout, c.LockTimeout > 0},
+	} {
+		if !d.ok {
+			v.add("%s: %s is not a positive duration (examples: 90s, 10m)", d.key, d.value)
+		}
+	}
+}
+
+func (v *validator) lists() {
+	for _, p := range v.c.SharedPaths {
+		switch err := remotePath(p); {
+		case err != nil:
+			v.add("DEPLOY_SHARED_PATHS: %v", err)
+		case path.IsAbs(p) || p == "." || path.Clean(p) != p:
+			v.add("DEPLOY_SHARED_PATHS: %q must be a path relative to the release folder, in clean form (e.g. media or config/local.py)", p)
+		}
+	}
+	for _, s := range v.c.WebhookAllowCIDRs {
+		if _, err := netip.ParsePrefix(s); err != nil {
+			hint := ""
+			if _, err := netip.ParseAddr(s); err == nil {
+				hint = fmt.Sprintf("; for one address write %s/32 (IPv4) or %s/128 (IPv6)", s, s)
+			}
+			v.add("DEPLOY_WEBHOOK_ALLOW_CIDRS: %q is not a network in CIDR form (e.g. 10.0.0.0/8, 2001:db8::/32)%s", s, hint)
+		}
+	}
+}
+
+func (v *validator) urls() {
+	for _, u := range []struct{ key, value string }{
+		{"DEPLOY_HEALTH_URL", v.c.HealthURL},
+		{"DEPLOY_NOTIFY_URL", v.c.NotifyURL},
+	} {
+		if u.value == "" {
+			continue
+		}
+		if err := httpURL(u.value); err != nil {
+			v.add("%s: %v", u.key, err)
+		}
+	}
+}
+
+// unused warns about the variables of notYetUsed not set to their default.
+func (v *validator) unused() {
+	cv := reflect.ValueOf(v.c).Elem()
+	for _, key := range notYetUsed {
+		vr := mustVariable(key)
+		if !isDefault(cv.Field(vr.field), vr.def) {
+			v.warn("%s is set but this version does not use it yet", key)
+		}
+	}
+}
+
+// remotePath checks a path used on the hosts.
+func remotePath(p string) error {
+	if err := deploy.ValidPath(p); err != nil {
+		return err
+	}
+	if strings.HasPrefix(p, "-") {
+		return fmt.Errorf("path %q starts with '-'", p)
+	}
+	if strings.HasPrefix(p, "~") {
+		return fmt.Errorf("path %q starts with '~', which is not expanded on the hosts; a relative path is already relative to the login user's home", p)
+	}
+	return nil
+}
+
+// httpURL checks an http(s) URL; {host} may stand for the host name.
+func httpURL(s string) error {
+	u, err := url.Parse(strings.ReplaceAll(s, "{host}", "host.invalid"))
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is not a URL", s)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q is not an http:// or https:// URL", s)
+	case u.Host == "":
+		return fmt.Errorf("%q has no host", s)
+	}
+	return nil
+}
+
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
+func mustVariable(key string) variable {
+	v, ok := lookupVariable(key)
+	if !ok {
+		panic("config: no variable " + key)
+	}
+	return v
+}
