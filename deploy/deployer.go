@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -82,16 +83,60 @@ func (d *Deployer) Deploy(ctx context.Context, hosts []Host, p Push) (*Deploymen
 	dep.ReleaseName = ReleaseName(start, rel.Commit)
 	log.Info("deploying", "branch", rel.Branch, "commit", rel.Commit, "release", dep.ReleaseName, "hosts", len(hosts))
 
-	for _, hr := range dep.Hosts {
-		if err := ctx.Err(); err != nil {
-			return d.finish(log, dep, fmt.Errorf("deployment stopped before host %s: %w", hr.Host, err))
+	runs := make([]*hostRun, len(dep.Hosts))
+	for i, hr := range dep.Hosts {
+		runs[i] = &hostRun{d: d, dep: dep, res: hr, log: log.With("host", hr.Host.String())}
+	}
+	// Log in everywhere first: an unknown host key or a dead host stops
+	// the deployment before any host has changed.
+	defer func() {
+		for _, r := range runs {
+			if r.conn != nil {
+				r.conn.Close()
+			}
 		}
-		r := &hostRun{d: d, dep: dep, res: hr, log: log.With("host", hr.Host.String())}
+	}()
+	if err := connectAll(ctx, runs); err != nil {
+		return d.finish(log, dep, err)
+	}
+	for _, r := range runs {
+		if err := ctx.Err(); err != nil {
+			return d.finish(log, dep, fmt.Errorf("deployment stopped before host %s: %w", r.res.Host, err))
+		}
 		if err := r.deploy(ctx); err != nil {
 			return d.finish(log, dep, err)
 		}
 	}
 	return d.finish(log, dep, nil)
+}
+
+// maxDials bounds the logins made at once, so a big pool does not trip
+// sshd's MaxStartups on a shared bastion or the deployer's file limits.
+const maxDials = 16
+
+// connectAll logs in to every host, several at a time, and returns the
+// first failure in host order.
+func connectAll(ctx context.Context, runs []*hostRun) error {
+	errs := make([]error, len(runs))
+	sem := make(chan struct{}, maxDials)
+	var wg sync.WaitGroup
+	for i, r := range runs {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i] = r.connect(ctx)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			for _, r := range runs[i+1:] {
+				r.res.Status = StatusSkipped
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 func (d *Deployer) check() error {
@@ -160,6 +205,19 @@ type hostRun struct {
 
 func (r *hostRun) relDir() string { return r.root + "/releases/" + r.dep.ReleaseName }
 
+// connect logs in to the host; the connection serves every later step.
+func (r *hostRun) connect(ctx context.Context) error {
+	err := r.step(ctx, "connect", func(ctx context.Context, _ io.Writer) error {
+		c, err := r.d.Dialer.Dial(ctx, r.res.Host)
+		r.conn = c
+		return err
+	})
+	if err != nil {
+		r.res.Status = StatusFailed
+	}
+	return err
+}
+
 func (r *hostRun) deploy(ctx context.Context) (err error) {
 	start := time.Now()
 	r.res.Status = StatusRunning
@@ -170,15 +228,6 @@ func (r *hostRun) deploy(ctx context.Context) (err error) {
 			r.res.Status = StatusFailed
 		}
 	}()
-
-	if err := r.step(ctx, "connect", func(ctx context.Context, _ io.Writer) error {
-		c, err := r.d.Dialer.Dial(ctx, r.res.Host)
-		r.conn = c
-		return err
-	}); err != nil {
-		return err
-	}
-	defer r.conn.Close()
 
 	unlock, err := r.lock(ctx)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,13 +19,15 @@ import (
 // in a folder that plays the host's home. It exercises the real remote
 // scripts without SSH; the end-to-end tests do the same over real sshd.
 type shellConn struct {
-	home   string
-	log    *[]string
-	closed bool
+	name string
+	home string
+	d    *fakeDialer
 }
 
 func (c *shellConn) Run(ctx context.Context, cmd Command) error {
-	*c.log = append(*c.log, cmd.String())
+	c.d.mu.Lock()
+	c.d.commands[c.name]++
+	c.d.mu.Unlock()
 	x := exec.CommandContext(ctx, "/bin/sh", "-c", cmd.String())
 	x.Dir = c.home
 	x.Env = append(os.Environ(), "HOME="+c.home)
@@ -61,7 +64,7 @@ func orDiscard(w io.Writer) io.Writer {
 	return w
 }
 
-func (c *shellConn) Close() error { c.closed = true; return nil }
+func (c *shellConn) Close() error { return nil }
 
 type exitStatus int
 
@@ -71,18 +74,27 @@ func (e exitStatus) ExitStatus() int { return int(e) }
 func itoa(i int) string { return strconv.Itoa(i) }
 
 type fakeDialer struct {
-	homes  map[string]string // host name -> home folder
-	log    []string
-	dialed []string
-	err    map[string]error
+	homes    map[string]string // host name -> home folder
+	err      map[string]error
+	mu       sync.Mutex
+	dialed   []string
+	commands map[string]int // host name -> commands run there
 }
 
 func (d *fakeDialer) Dial(_ context.Context, h Host) (Conn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.dialed = append(d.dialed, h.Name)
 	if err := d.err[h.Name]; err != nil {
 		return nil, err
 	}
-	return &shellConn{home: d.homes[h.Name], log: &d.log}, nil
+	return &shellConn{name: h.Name, home: d.homes[h.Name], d: d}, nil
+}
+
+func (d *fakeDialer) commandsOn(host string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.commands[host]
 }
 
 type fakeResolver struct {
@@ -126,7 +138,7 @@ func newRig(t *testing.T, n int) *rig {
 		}
 	}
 	dir := t.TempDir()
-	r := &rig{t: t, dir: dir, repo: filepath.Join(dir, "repo"), dialer: &fakeDialer{homes: map[string]string{}}}
+	r := &rig{t: t, dir: dir, repo: filepath.Join(dir, "repo"), dialer: &fakeDialer{homes: map[string]string{}, commands: map[string]int{}}}
 	py := filepath.Join(dir, "python")
 	r.must(os.WriteFile(py, []byte(fakePython), 0o755))
 	r.git("init", "-q", "-b", "release", r.repo)
@@ -252,6 +264,7 @@ func TestDeployFailureLeavesHostsAsTheyWere(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.commit("broken")
+	before2, before3 := r.dialer.commandsOn("web2"), r.dialer.commandsOn("web3")
 	_, err = r.deploy()
 	var se *StepError
 	if !errors.As(err, &se) {
@@ -268,8 +281,8 @@ func TestDeployFailureLeavesHostsAsTheyWere(t *testing.T) {
 			t.Errorf("%s: releases %v, want only the first one", h.Name, got)
 		}
 	}
-	if strings.Join(r.dialer.dialed, " ") != "web1 web2 web3 web1" {
-		t.Errorf("hosts dialed %v: hosts after the failing one must not be touched", r.dialer.dialed)
+	if r.dialer.commandsOn("web2") != before2 || r.dialer.commandsOn("web3") != before3 {
+		t.Errorf("commands ran on the hosts after the failing one")
 	}
 }
 
@@ -363,6 +376,22 @@ func TestResolveFailureTouchesNoHost(t *testing.T) {
 	r.d.Resolver = fakeResolver{rel: Release{RepoURL: r.repo, Branch: "release", Commit: "$(touch /tmp/x)"}}
 	if _, err := r.d.Deploy(context.Background(), r.hosts, Push{Branch: "release"}); err == nil || len(r.dialer.dialed) != 0 {
 		t.Fatalf("bad commit from resolver: err %v, dialed %v", err, r.dialer.dialed)
+	}
+}
+
+func TestUnreachableHostStopsBeforeAnyChange(t *testing.T) {
+	r := newRig(t, 3)
+	r.commit("flask")
+	r.dialer.err = map[string]error{"web3": errors.New("host key of web3 is unknown")}
+	_, err := r.deploy()
+	var se *StepError
+	if !errors.As(err, &se) || se.Host != "web3" || se.Step != "connect" {
+		t.Fatalf("got %v, want a connect error on web3", err)
+	}
+	for _, h := range r.hosts {
+		if r.dialer.commandsOn(h.Name) != 0 {
+			t.Errorf("%s: commands ran although web3 could not be reached", h.Name)
+		}
 	}
 }
 
