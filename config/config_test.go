@@ -403,6 +403,75 @@ func TestLoadEnvFile(t *testing.T) {
 	})
 }
 
+func TestValidate(t *testing.T) {
+	setup(t)
+	base, _, err := Load("", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		change func(c *Config)
+		want   []string // every problem, in order
+	}{
+		{"valid", func(c *Config) {}, nil},
+		{"repo url like an option", func(c *Config) { c.RepoURL = "--upload-pack=evil" }, []string{
+			`DEPLOY_REPO_URL: "--upload-pack=evil" starts with '-'; for a local path write ./--upload-pack=evil`,
+		}},
+		{"empty python, bad listen", func(c *Config) { c.Python = ""; c.Listen = "8080" }, []string{
+			"DEPLOY_PYTHON is empty; set the interpreter on the hosts, e.g. python3 or /opt/python3.12/bin/python3",
+			`DEPLOY_LISTEN: "8080" is not host:port (examples: :8080, 127.0.0.1:8080, [::1]:8080)`,
+		}},
+		{"numbers and durations", func(c *Config) {
+			c.AppProcesses, c.AppThreads, c.KeepReleases = 0, -1, 0
+			c.ConnectTimeout, c.LockTimeout = 0, -time.Second
+		}, []string{
+			"DEPLOY_APP_PROCESSES: 0 is less than 1",
+			"DEPLOY_APP_THREADS: -1 is less than 1",
+			"DEPLOY_KEEP_RELEASES: 0 is less than 1",
+			"DEPLOY_CONNECT_TIMEOUT: 0s is not a positive duration (examples: 90s, 10m)",
+			"DEPLOY_LOCK_TIMEOUT: -1s is not a positive duration (examples: 90s, 10m)",
+		}},
+		{"urls", func(c *Config) { c.HealthURL = "http://{host}:8000/health"; c.NotifyURL = "hooks.slack.com/x" }, []string{
+			`DEPLOY_NOTIFY_URL: "hooks.slack.com/x" is not an http:// or https:// URL`,
+		}},
+		{"shared paths", func(c *Config) { c.SharedPaths = []string{"media", "./x", "a/../b", "~/x", "."} }, []string{
+			`DEPLOY_SHARED_PATHS: "./x" must be a path relative to the release folder, in clean form (e.g. media or config/local.py)`,
+			`DEPLOY_SHARED_PATHS: path "a/../b" contains '..'`,
+			`DEPLOY_SHARED_PATHS: path "~/x" starts with '~', which is not expanded on the hosts; a relative path is already relative to the login user's home`,
+			`DEPLOY_SHARED_PATHS: "." must be a path relative to the release folder, in clean form (e.g. media or config/local.py)`,
+		}},
+		{"cidrs", func(c *Config) { c.WebhookAllowCIDRs = []string{"10.0.0.0/8", "2001:db8::1", "nope"} }, []string{
+			`DEPLOY_WEBHOOK_ALLOW_CIDRS: "2001:db8::1" is not a network in CIDR form (e.g. 10.0.0.0/8, 2001:db8::/32); for one address write 2001:db8::1/128`,
+			`DEPLOY_WEBHOOK_ALLOW_CIDRS: "nope" is not a network in CIDR form (e.g. 10.0.0.0/8, 2001:db8::/32)`,
+		}},
+		{"required paths empty", func(c *Config) { c.SSHKey = ""; c.KnownHosts = ""; c.DataDir = "" }, []string{
+			`DEPLOY_DATA_DIR: "" is not a folder name; set where the deployer keeps its state, e.g. ./data`,
+			"DEPLOY_SSH_KEY is required: the admin private key (a file) that logs into the hosts",
+			"DEPLOY_KNOWN_HOSTS is empty; set the known_hosts file, e.g. ~/.ssh/known_hosts",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := *base
+			c.SSHKeyPEM, c.Hosts = nil, nil
+			tt.change(&c)
+			_, err := c.Validate()
+			var got []string
+			if err != nil {
+				wantProblems(t, err)
+				got = err.(*Error).Problems
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Validate problems (-want +got):\n%s", diff)
+			}
+			if err == nil && (len(c.SSHKeyPEM) == 0 || len(c.Hosts) != 2) {
+				t.Errorf("Validate did not fill SSHKeyPEM and Hosts: %d bytes, %d hosts", len(c.SSHKeyPEM), len(c.Hosts))
+			}
+		})
+	}
+}
+
 func TestProcessError(t *testing.T) {
 	err := processError(&envconfig.ParseError{
 		KeyName: "DEPLOY_STEP_TIMEOUT", FieldName: "StepTimeout", TypeName: "time.Duration",

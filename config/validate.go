@@ -8,6 +8,7 @@ import (
 	"path"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
 )
@@ -120,15 +121,14 @@ func (v *validator) numbers() {
 	}
 	for _, d := range []struct {
 		key   string
-		value interface{ String() string }
-		ok    bool
+		value time.Duration
 	}{
-		{"DEPLOY_STEP_TIMEOUT", c.StepTimeout, c.StepTimeout > 0},
-		{"DEPLOY_HEALTH_TIMEOUT", c.HealthTimeout, c.HealthTimeout > 0},
-		{"DEPLOY_CONNECT_TIMEOUT", c.ConnectTimeout, c.ConnectTimeout > 0},
-		{"DEPLOY_LOCK_TIMEOUT", c.LockTimeout, c.LockTimeout > 0},
+		{"DEPLOY_STEP_TIMEOUT", c.StepTimeout},
+		{"DEPLOY_HEALTH_TIMEOUT", c.HealthTimeout},
+		{"DEPLOY_CONNECT_TIMEOUT", c.ConnectTimeout},
+		{"DEPLOY_LOCK_TIMEOUT", c.LockTimeout},
 	} {
-		if !d.ok {
+		if d.value <= 0 {
 			v.add("%s: %s is not a positive duration (examples: 90s, 10m)", d.key, d.value)
 		}
 	}
@@ -146,8 +146,8 @@ func (v *validator) lists() {
 	for _, s := range v.c.WebhookAllowCIDRs {
 		if _, err := netip.ParsePrefix(s); err != nil {
 			hint := ""
-			if _, err := netip.ParseAddr(s); err == nil {
-				hint = fmt.Sprintf("; for one address write %s/32 (IPv4) or %s/128 (IPv6)", s, s)
+			if ip, err := netip.ParseAddr(s); err == nil {
+				hint = fmt.Sprintf("; for one address write %s/%d", s, ip.BitLen())
 			}
 			v.add("DEPLOY_WEBHOOK_ALLOW_CIDRS: %q is not a network in CIDR form (e.g. 10.0.0.0/8, 2001:db8::/32)%s", s, hint)
 		}
