@@ -170,3 +170,39 @@ func encryptedKey(t *testing.T, passphrase string) []byte {
 	}
 	return pem.EncodeToMemory(block)
 }
+
+func TestSSHUser(t *testing.T) {
+	t.Setenv("SSH_AUTH_SOCK", "")
+	pub := newKey(t).PublicKey()
+	knownHosts := writeFile(t, knownhosts.Line([]string{"[git.example.com]:2222"}, pub))
+	tests := []struct {
+		url, user string
+		algos     []string
+	}{
+		{"ssh://alice@git.example.com:2222/srv/app.git", "alice", []string{ssh.KeyAlgoED25519}},
+		{"ssh://git.example.com:2222/srv/app.git", "git", []string{ssh.KeyAlgoED25519}},
+		{"ssh://git.example.com/srv/app.git", "git", nil},
+		{"deploy@git.example.com:org/app.git", "deploy", nil},
+		{"git.example.com:org/app.git", "git", nil},
+		{"file:///srv/app.git", "", nil},
+		{"https://bob@git.example.com/org/app.git", "", nil},
+	}
+	for _, tt := range tests {
+		s := New(Config{URL: tt.url, Branch: "release", Key: newPEMKey(t), KnownHosts: knownHosts})
+		acc, err := s.open(testContext(t))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.url, err)
+		}
+		acc.close()
+		a, _ := acc.auth.(*sshAuth)
+		switch {
+		case tt.user == "" && a != nil:
+			t.Errorf("%s: got SSH auth, want none", tt.url)
+		case tt.user == "":
+		case a == nil:
+			t.Errorf("%s: got no SSH auth, want user %s", tt.url, tt.user)
+		case a.user != tt.user || !slices.Equal(a.algorithms, tt.algos):
+			t.Errorf("%s: got user %q, host key algorithms %q; want %q, %q", tt.url, a.user, a.algorithms, tt.user, tt.algos)
+		}
+	}
+}

@@ -67,6 +67,11 @@ var _ deploy.Resolver = (*Source)(nil)
 // branch does not exist, or the git server cannot be reached or its host
 // key is unknown or changed (a *HostKeyError). Error messages never show
 // the password of an https URL.
+//
+// ctx bounds the whole call except one gap in go-git v5: it opens SSH
+// connections without a context, so a git server that accepts the TCP
+// connection and then says nothing holds Resolve until the connection dies.
+// (ctx's deadline does bound the TCP connect itself.)
 func (s *Source) Resolve(ctx context.Context, p deploy.Push) (deploy.Release, error) {
 	rel, err := s.resolve(ctx, p)
 	if err != nil {

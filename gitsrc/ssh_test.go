@@ -86,7 +86,6 @@ func TestSSH(t *testing.T) {
 		c := cfg
 		c.KnownHosts = writeFile(t, "[127.0.0.1]:1 "+authorizedKey(t, newKey(t))) // another host
 		_, err := New(c).Resolve(ctx, deploy.Push{Branch: "release"})
-		t.Log(err)
 		hk := checkHostKeyError(t, err, env.Git.HostKeyLine)
 		if len(hk.Known) != 0 {
 			t.Errorf("got known keys %q, want none", hk.Known)
@@ -104,7 +103,6 @@ func TestSSH(t *testing.T) {
 		c := cfg
 		c.KnownHosts = writeFile(t, knownhosts.Line([]string{hostPort}, newKey(t).PublicKey()))
 		_, err := New(c).Resolve(ctx, deploy.Push{Branch: "release", Commit: first})
-		t.Log(err)
 		hk := checkHostKeyError(t, err, env.Git.HostKeyLine)
 		if len(hk.Known) != 1 {
 			t.Errorf("got known keys %q, want 1", hk.Known)
@@ -119,7 +117,6 @@ func TestSSH(t *testing.T) {
 		c := cfg
 		c.Key = newPEMKey(t)
 		_, err := New(c).Resolve(ctx, deploy.Push{Branch: "release"})
-		t.Log(err)
 		if err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
 			t.Fatalf("got error %v, want an authentication failure", err)
 		}
