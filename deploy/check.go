@@ -104,18 +104,9 @@ func (d *Deployer) checkHost(ctx context.Context, h Host, rel Release, haveRepo 
 	}
 	start = time.Now()
 	cmd := Command{
-		Args:         []string{"git", "ls-remote", "--heads", "--", rel.RepoURL, "refs/heads/" + rel.Branch},
-		Env:          []string{"GIT_TERMINAL_PROMPT=0"},
+		Args:         script(gitScript, "git", "ls-remote", "--", rel.RepoURL, "refs/heads/"+rel.Branch),
+		Stdin:        strings.NewReader(knownHosts(rel)),
 		ForwardAgent: d.LendGitKey,
-	}
-	if len(rel.GitHostKeys) > 0 {
-		// The same pinned host key as a real clone uses, given on stdin
-		// through a temporary file that is removed right after.
-		cmd = Command{
-			Args:         script(gitCheckScript, rel.RepoURL, "refs/heads/"+rel.Branch),
-			Stdin:        strings.NewReader(strings.Join(rel.GitHostKeys, "\n") + "\n"),
-			ForwardAgent: d.LendGitKey,
-		}
 	}
 	got, err := run(cmd)
 	if err == nil && !strings.HasPrefix(got, rel.Commit) {
@@ -124,10 +115,3 @@ func (d *Deployer) checkHost(ctx context.Context, h Host, rel Release, haveRepo 
 	add("git access", start, "the host can read "+rel.Branch+" from the repository", err)
 	return out
 }
-
-// gitCheckScript lists the branch from the host, checking the git server's
-// key against the known_hosts lines on stdin. $1 url, $2 ref.
-const gitCheckScript = `kh=$(mktemp) || exit 1
-trap 'rm -f "$kh"' EXIT
-cat >"$kh"
-GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND="ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$kh" git ls-remote -- "$1" "$2"`

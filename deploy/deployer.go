@@ -295,6 +295,14 @@ func (r *hostRun) run(ctx context.Context, out io.Writer, cmd Command) error {
 	return r.conn.Run(ctx, cmd)
 }
 
+// knownHosts is the git server's known_hosts content for gitScript.
+func knownHosts(rel Release) string {
+	if len(rel.GitHostKeys) == 0 {
+		return ""
+	}
+	return strings.Join(rel.GitHostKeys, "\n") + "\n"
+}
+
 func script(s string, args ...string) []string {
 	return append([]string{"sh", "-c", s, "sh"}, args...)
 }
@@ -358,13 +366,8 @@ func (r *hostRun) lock(ctx context.Context) (func(), error) {
 func (r *hostRun) prepare(ctx context.Context) error {
 	return r.step(ctx, "prepare", func(ctx context.Context, out io.Writer) error {
 		var stdout strings.Builder
-		known := strings.Join(r.dep.Release.GitHostKeys, "\n")
-		if known != "" {
-			known += "\n"
-		}
 		err := r.run(ctx, out, Command{
 			Args:   script(prepareScript, r.d.Root, r.dep.ReleaseName, r.d.Python),
-			Stdin:  strings.NewReader(known),
 			Stdout: io.MultiWriter(&stdout, out),
 		})
 		if err != nil {
@@ -387,20 +390,13 @@ func (r *hostRun) prepare(ctx context.Context) error {
 func (r *hostRun) build(ctx context.Context) error {
 	rel := r.dep.Release
 	err := r.step(ctx, "clone", func(ctx context.Context, out io.Writer) error {
-		cmd := Command{
+		return r.run(ctx, out, Command{
 			Dir: r.root,
-			Args: []string{"git", "clone", "--quiet", "--no-checkout", "--single-branch",
-				"--branch", rel.Branch, "--", rel.RepoURL, "releases/" + r.dep.ReleaseName},
-			Env:          []string{"GIT_TERMINAL_PROMPT=0"},
+			Args: script(gitScript, "git", "clone", "--quiet", "--no-checkout", "--single-branch",
+				"--branch", rel.Branch, "--", rel.RepoURL, "releases/"+r.dep.ReleaseName),
+			Stdin:        strings.NewReader(knownHosts(rel)),
 			ForwardAgent: r.d.LendGitKey,
-		}
-		if len(rel.GitHostKeys) > 0 {
-			// git hands GIT_SSH_COMMAND to a shell: the path is quoted
-			// with the same Quote as everything else.
-			cmd.Env = append(cmd.Env, "GIT_SSH_COMMAND=ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="+
-				Quote(r.root+"/.pushdeploy/git_known_hosts"))
-		}
-		return r.run(ctx, out, cmd)
+		})
 	})
 	if err != nil {
 		return err

@@ -21,13 +21,12 @@ exec cat >/dev/null`
 // prepareScript checks the host and makes room for the new release; it
 // prints the absolute root. Releases without REVISION that are not current
 // are what a killed deploy left behind: we hold the lock, so nobody is
-// building them, and they are removed. The git server's verified host keys
-// arrive on stdin.
+// building them, and they are removed.
 // $1 root, $2 release name, $3 python.
 const prepareScript = `set -e
 cd -- "$1"
 root=$(pwd -P)
-mkdir -p releases .pushdeploy
+mkdir -p releases
 for tool in git flock timeout; do
 	command -v "$tool" >/dev/null 2>&1 || { echo "$tool is not installed on this host" >&2; exit 1; }
 done
@@ -45,8 +44,22 @@ if [ -e "releases/$2" ]; then
 	echo "release $2 already exists on this host; deploy again in a second" >&2
 	exit 1
 fi
-cat >.pushdeploy/git_known_hosts
 printf '%s\n' "$root"`
+
+// gitScript runs a git command ("$@") that reaches the git server, with
+// the server's host keys (as verified by the deployer, on stdin) as the only
+// ones ssh accepts. The keys go to a private temporary file with a plain
+// name: ssh splits UserKnownHostsFile at spaces and expands % in it, so a
+// path under an arbitrary root folder could not be passed safely.
+const gitScript = `kh=$(mktemp /tmp/pushdeploy-known_hosts.XXXXXXXXXX) || exit 1
+trap 'rm -f "$kh"' EXIT
+trap 'rm -f "$kh"; exit 143' HUP INT TERM
+cat >"$kh"
+if [ -s "$kh" ]; then
+	GIT_SSH_COMMAND="ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$kh"
+	export GIT_SSH_COMMAND
+fi
+GIT_TERMINAL_PROMPT=0 "$@"`
 
 // pipScript installs requirements.txt into the release's venv, when there
 // is one. Run in the release folder.
