@@ -58,7 +58,7 @@ func (c Command) String() string {
 
 // Quote returns s as one word for a POSIX shell: unchanged when it holds
 // only characters no shell treats specially, otherwise in single quotes, with
-// each single quote written as '\”. Inside single quotes nothing is special,
+// each single quote closed, escaped and reopened. Inside single quotes nothing is special,
 // so $(…), backticks, ;, newlines and globs all stay literal text.
 //
 // Quote cannot carry a NUL byte (the remote side ends the string there);
