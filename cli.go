@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/pushdeploy/pushdeploy/config"
+	"github.com/pushdeploy/pushdeploy/deploy"
 )
 
 const usageText = `pushdeploy ships the release branch to every host over SSH.
@@ -44,7 +45,11 @@ func exitCode(err error, stderr io.Writer) int {
 	}
 	var ue *usageError
 	var ce *config.Error
+	var commitErr *deploy.CommitError
 	switch {
+	case errors.As(err, &commitErr):
+		fmt.Fprintf(stderr, "pushdeploy: --commit: %v\n", commitErr)
+		return 2
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.As(err, &ue):

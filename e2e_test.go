@@ -239,6 +239,12 @@ func TestEndToEndDeploy(t *testing.T) {
 		}
 	}
 
+	// A commit that is not on the branch is refused as bad input.
+	r = e.pushdeploy("deploy", "--commit", strings.Repeat("ab", 20))
+	if r.code != 2 || !strings.Contains(r.stderr, "is not on branch release") {
+		t.Errorf("--commit not on the branch: exit %d, want 2\n%s", r.code, r.stderr)
+	}
+
 	// --commit deploys an older commit of the branch, exactly.
 	dep4 := e.mustDeploy("--commit", sha1[:10])
 	if dep4.Commit != sha1 {
@@ -415,5 +421,48 @@ func TestEndToEndHostileInput(t *testing.T) {
 	target, err := os.Readlink(filepath.Join(h.Home, e.vars["DEPLOY_ROOT"], "current"))
 	if err != nil || target != "releases/"+dep.Release {
 		t.Errorf("current in the literal root folder: %q, %v", target, err)
+	}
+}
+
+// TestEndToEndBranchMovesDuringRollout pushes a new commit while the first
+// host restarts: the later hosts still get the commit resolved at the start.
+func TestEndToEndBranchMovesDuringRollout(t *testing.T) {
+	e := newE2E(t, 2)
+	shaA := e.commit("1.0", nil)
+	goOn := filepath.Join(e.env.Dir, "go-on")
+	e.vars["DEPLOY_RESTART_CMD"] = `touch "$HOME/restarted"; i=0; while [ ! -e ` + goOn + ` ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done`
+
+	done := make(chan result, 1)
+	go func() { done <- e.pushdeploy("deploy") }()
+	first := e.env.Hosts[0]
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if _, err := os.Stat(first.Path("restarted")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first host never restarted: %+v", <-done)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	shaB := e.commit("1.0", map[string]string{"NEWS": "moved on\n"})
+	if err := os.WriteFile(goOn, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.code != 0 {
+		t.Fatalf("deploy: exit %d\n%s", r.code, r.stderr)
+	}
+	second := e.env.Hosts[1]
+	if tip := e.onHost(second, "git", "-C", "app/current", "rev-parse", "refs/heads/release"); tip != shaB {
+		t.Fatalf("the branch did not move before host 2 cloned (its clone's tip %s, want %s)", tip, shaB)
+	}
+	for _, h := range e.env.Hosts {
+		if rev := e.onHost(h, "cat", "app/current/REVISION"); rev != shaA {
+			t.Errorf("%s: REVISION %s, want the pinned %s", h.Name, rev, shaA)
+		}
+		if head := e.onHost(h, "git", "-C", "app/current", "rev-parse", "HEAD"); head != shaA {
+			t.Errorf("%s: checked out %s, want the pinned %s", h.Name, head, shaA)
+		}
 	}
 }

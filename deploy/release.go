@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"fmt"
 	"time"
 )
 
@@ -47,4 +48,21 @@ func ReleaseName(t time.Time, commit string) string {
 		short = short[:7]
 	}
 	return t.UTC().Format("20060102150405") + "-" + short
+}
+
+// CommitError is a requested commit that cannot be deployed: not on the
+// release branch, or an abbreviation that matches several commits. It is
+// the requester's mistake, not a failure of the deployer.
+type CommitError struct {
+	Commit string
+	Branch string
+	// Reason, when set, replaces the default "not on branch" message.
+	Reason string
+}
+
+func (e *CommitError) Error() string {
+	if e.Reason != "" {
+		return e.Reason
+	}
+	return fmt.Sprintf("commit %s is not on branch %s", e.Commit, e.Branch)
 }

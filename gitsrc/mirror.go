@@ -16,6 +16,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/memory"
+
+	"github.com/pushdeploy/pushdeploy/deploy"
 )
 
 // find fetches the release branch into the mirror and returns the commit
@@ -114,7 +116,7 @@ func (s *Source) findOnBranch(ctx context.Context, repo *git.Repository, tip plu
 	if full {
 		// Not in the repository at all: no need to walk.
 		if _, err := repo.CommitObject(plumbing.NewHash(want)); err != nil {
-			return plumbing.ZeroHash, fmt.Errorf("commit %s is not on branch %s", want, s.cfg.Branch)
+			return plumbing.ZeroHash, &deploy.CommitError{Commit: want, Branch: s.cfg.Branch}
 		}
 	}
 	commits, err := repo.Log(&git.LogOptions{From: tip})
@@ -143,11 +145,11 @@ func (s *Source) findOnBranch(ctx context.Context, repo *git.Repository, tip plu
 	}
 	switch len(found) {
 	case 0:
-		return plumbing.ZeroHash, fmt.Errorf("commit %s is not on branch %s", want, s.cfg.Branch)
+		return plumbing.ZeroHash, &deploy.CommitError{Commit: want, Branch: s.cfg.Branch}
 	case 1:
 		return found[0], nil
 	default:
-		return plumbing.ZeroHash, fmt.Errorf("commit prefix %s is ambiguous on branch %s: it matches %s and %s (at least); give more digits",
-			want, s.cfg.Branch, found[0], found[1])
+		return plumbing.ZeroHash, &deploy.CommitError{Commit: want, Branch: s.cfg.Branch, Reason: fmt.Sprintf("commit prefix %s is ambiguous on branch %s: it matches %s and %s (at least); give more digits",
+			want, s.cfg.Branch, found[0], found[1])}
 	}
 }
