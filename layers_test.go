@@ -1,0 +1,59 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestLayers keeps each library inside the one package that wraps it, and
+// the domain free of adapters (style rule 1 and 3). It reads the real import
+// graph with go list, so a new import in the wrong place fails here.
+func TestLayers(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	const mod = "github.com/pushdeploy/pushdeploy"
+	rules := []struct {
+		lib     string   // import path prefix
+		allowed []string // packages (relative to the module) that may import it
+	}{
+		{"github.com/labstack/echo", []string{"webhook"}},
+		{"github.com/go-git/", []string{"gitsrc"}},
+		{"golang.org/x/crypto/ssh", []string{"deploy/sshrun", "gitsrc"}},
+		{"github.com/kelseyhightower/envconfig", []string{"config"}},
+		{"github.com/joho/godotenv", []string{"config"}},
+		{mod + "/config", []string{"."}},
+		{mod + "/internal/testhosts", []string{"demo"}},
+	}
+	seen := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg := strings.TrimPrefix(strings.TrimPrefix(fields[0], mod), "/")
+		if pkg == "" {
+			pkg = "."
+		}
+		seen++
+		for _, imp := range fields[1:] {
+			for _, r := range rules {
+				if !strings.HasPrefix(imp, r.lib) {
+					continue
+				}
+				ok := false
+				for _, a := range r.allowed {
+					ok = ok || a == pkg
+				}
+				if !ok {
+					t.Errorf("package %s imports %s; only %v may", pkg, imp, r.allowed)
+				}
+			}
+			if pkg == "deploy" && strings.HasPrefix(imp, mod+"/") {
+				t.Errorf("the domain package deploy imports %s: adapters depend on deploy, not the other way round", imp)
+			}
+		}
+	}
+	if seen < 5 {
+		t.Fatalf("go list saw only %d packages:\n%s", seen, out)
+	}
+}
