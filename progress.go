@@ -36,7 +36,7 @@ func (h *progressHandler) WithAttrs(as []slog.Attr) slog.Handler {
 func (h *progressHandler) WithGroup(string) slog.Handler { return h }
 
 func (h *progressHandler) Handle(_ context.Context, r slog.Record) error {
-	var host, step, output, errText string
+	var host, step, output, errText, deployment string
 	var dur time.Duration
 	var rest []string
 	take := func(a slog.Attr) bool {
@@ -52,9 +52,7 @@ func (h *progressHandler) Handle(_ context.Context, r slog.Record) error {
 		case "error":
 			errText = a.Value.String()
 		case "deployment":
-			if host == "" && step == "" {
-				rest = append(rest, a.Key+"="+a.Value.String())
-			}
+			deployment = a.Value.String()
 		default:
 			rest = append(rest, a.Key+"="+a.Value.String())
 		}
@@ -91,6 +89,10 @@ func (h *progressHandler) Handle(_ context.Context, r slog.Record) error {
 	}
 	if r.Message == "step done" || r.Message == "resolved" {
 		rest = nil // the commit is printed once, by "deploying"
+	}
+	if deployment != "" && host == "" && step == "" {
+		// Host and step lines belong to the deployment announced above.
+		rest = append([]string{"deployment=" + deployment}, rest...)
 	}
 	if len(rest) > 0 {
 		b.WriteString("  " + strings.Join(rest, " "))

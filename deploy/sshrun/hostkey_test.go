@@ -46,7 +46,7 @@ func TestDialHostKey(t *testing.T) {
 	t.Parallel()
 	env := testhosts.New(t, testhosts.Options{Hosts: 1})
 	h := env.Hosts[0]
-	real := ssh.FingerprintSHA256(hostKey(t, h.HostKeyLine))
+	fp := ssh.FingerprintSHA256(hostKey(t, h.HostKeyLine))
 	hostPort := fmt.Sprintf("[127.0.0.1]:%d", h.Port)
 
 	otherEd, _, err := ed25519.GenerateKey(rand.Reader)
@@ -68,25 +68,25 @@ func TestDialHostKey(t *testing.T) {
 		{
 			name:   "unknown host",
 			known:  env.Git.HostKeyLine + "\n", // another host only
-			wantIn: []string{"unknown", real, "ssh-keyscan -p " + fmt.Sprint(h.Port) + " 127.0.0.1", "ssh-ed25519"},
+			wantIn: []string{"unknown", fp, "ssh-keyscan -p " + fmt.Sprint(h.Port) + " 127.0.0.1", "ssh-ed25519"},
 		},
 		{
 			name:        "changed key",
 			known:       hostPort + " " + authorizedKey(t, otherEd) + "\n",
 			wantChanged: true,
-			wantIn:      []string{"CHANGED", real, "ssh-keygen -R " + hostPort},
+			wantIn:      []string{"CHANGED", fp, "ssh-keygen -R " + hostPort},
 		},
 		{
 			name:        "changed key of another type",
 			known:       hostPort + " " + authorizedKey(t, &otherEC.PublicKey) + "\n",
 			wantChanged: true,
-			wantIn:      []string{"CHANGED", real},
+			wantIn:      []string{"CHANGED", fp},
 		},
 		{
 			name:        "key known for another port only",
 			known:       fmt.Sprintf("[127.0.0.1]:%d %s\n", h.Port+1, realKey),
 			wantChanged: false,
-			wantIn:      []string{"unknown", real},
+			wantIn:      []string{"unknown", fp},
 		},
 	}
 	for _, tt := range tests {
@@ -108,8 +108,8 @@ func TestDialHostKey(t *testing.T) {
 			if hk.Changed != tt.wantChanged {
 				t.Errorf("Changed: got %v, want %v", hk.Changed, tt.wantChanged)
 			}
-			if hk.Fingerprint != real {
-				t.Errorf("Fingerprint: got %s, want %s", hk.Fingerprint, real)
+			if hk.Fingerprint != fp {
+				t.Errorf("Fingerprint: got %s, want %s", hk.Fingerprint, fp)
 			}
 			if hk.KnownHosts != known {
 				t.Errorf("KnownHosts: got %s, want %s", hk.KnownHosts, known)
@@ -131,8 +131,8 @@ func TestDialHostKey(t *testing.T) {
 		writeFile(t, known, "@revoked "+hostPort+" "+realKey+"\n"+h.HostKeyLine+"\n")
 		r := newRunner(t, env, func(c *Config) { c.KnownHosts = known })
 		_, err := r.Dial(context.Background(), hostOf(h))
-		if err == nil || !strings.Contains(err.Error(), "@revoked") || !strings.Contains(err.Error(), real) {
-			t.Errorf("Dial: got %v, want an error about the @revoked key %s", err, real)
+		if err == nil || !strings.Contains(err.Error(), "@revoked") || !strings.Contains(err.Error(), fp) {
+			t.Errorf("Dial: got %v, want an error about the @revoked key %s", err, fp)
 		}
 	})
 
