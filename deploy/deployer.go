@@ -59,29 +59,44 @@ func (d *Deployer) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// Deploy resolves p to one commit and ships it to hosts in order. It stops
-// at the first host that fails: that host keeps its current release, the
-// hosts after it are not touched, and the returned error (a *StepError)
-// names the host, the step and the command's own output. The Deployment is
-// returned in every case, for the record.
+// Deploy resolves p to one commit and ships it to hosts in order: Run
+// for a deployment asked for on the command line.
 func (d *Deployer) Deploy(ctx context.Context, hosts []Host, p Push) (*Deployment, error) {
+	dep := NewDeployment(Request{Trigger: "cli", Push: p}, d.now())
+	err := d.Run(ctx, dep, hosts)
+	return dep, err
+}
+
+// Run resolves dep's push to one commit and ships it to hosts in order. It
+// stops at the first host that fails: that host keeps its current release,
+// the hosts after it are not touched, and the returned error (a
+// *StepError) names the host, the step and the command's own output. dep
+// records everything as it happens; read it with Snapshot meanwhile.
+// Cancelling ctx stops the remote command that runs; dep.Stop stops more
+// gently, between steps.
+func (d *Deployer) Run(ctx context.Context, dep *Deployment, hosts []Host) error {
 	if err := d.check(); err != nil {
-		return nil, err
+		return d.finish(d.logger(), dep, err)
 	}
 	start := d.now()
-	dep := &Deployment{ID: newID(start), Action: "deploy", Started: start, Status: StatusRunning}
 	log := d.logger().With("deployment", dep.ID)
-	for _, h := range hosts {
-		dep.Hosts = append(dep.Hosts, &HostResult{Host: h, Status: StatusSkipped})
-	}
+	dep.update(func() {
+		dep.Started, dep.Status = start, StatusRunning
+		dep.Hosts = nil
+		for _, h := range hosts {
+			dep.Hosts = append(dep.Hosts, &HostResult{Host: h, Status: StatusQueued})
+		}
+	})
 
-	rel, err := d.resolve(ctx, log, p)
+	rel, err := d.resolve(ctx, log, dep.Request.Push)
 	if err != nil {
 		return d.finish(log, dep, err)
 	}
-	dep.Release = rel
-	dep.ReleaseName = ReleaseName(start, rel.Commit)
-	log.Info("deploying", "branch", rel.Branch, "commit", rel.Commit, "release", dep.ReleaseName, "hosts", len(hosts))
+	dep.update(func() {
+		dep.Release = rel
+		dep.ReleaseName = ReleaseName(start, rel.Commit)
+	})
+	log.Info("deploying", "branch", rel.Branch, "commit", rel.Commit, "release", dep.ReleaseName, "hosts", len(hosts), "trigger", dep.Request.Trigger)
 
 	runs := make([]*hostRun, len(dep.Hosts))
 	for i, hr := range dep.Hosts {
@@ -102,6 +117,9 @@ func (d *Deployer) Deploy(ctx context.Context, hosts []Host, p Push) (*Deploymen
 	for _, r := range runs {
 		if err := ctx.Err(); err != nil {
 			return d.finish(log, dep, fmt.Errorf("deployment stopped before host %s: %w", r.res.Host, err))
+		}
+		if dep.stopRequested() {
+			return d.finish(log, dep, fmt.Errorf("before host %s: %w", r.res.Host, ErrStopped))
 		}
 		if err := r.deploy(ctx); err != nil {
 			return d.finish(log, dep, err)
@@ -128,11 +146,8 @@ func connectAll(ctx context.Context, runs []*hostRun) error {
 		})
 	}
 	wg.Wait()
-	for i, err := range errs {
+	for _, err := range errs {
 		if err != nil {
-			for _, r := range runs[i+1:] {
-				r.res.Status = StatusSkipped
-			}
 			return err
 		}
 	}
@@ -161,6 +176,8 @@ func (d *Deployer) check() error {
 
 func (d *Deployer) resolve(ctx context.Context, log *slog.Logger, p Push) (Release, error) {
 	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, d.StepTimeout)
+	defer cancel()
 	rel, err := d.Resolver.Resolve(ctx, p)
 	if err != nil {
 		log.Error("resolve failed", "step", "resolve", "duration", time.Since(start), "error", err)
@@ -178,18 +195,31 @@ func (d *Deployer) resolve(ctx context.Context, log *slog.Logger, p Push) (Relea
 	return rel, nil
 }
 
-func (d *Deployer) finish(log *slog.Logger, dep *Deployment, err error) (*Deployment, error) {
-	dep.Finished = d.now()
-	dep.Err = err
-	dur := dep.Finished.Sub(dep.Started)
+func (d *Deployer) finish(log *slog.Logger, dep *Deployment, err error) error {
+	var dur time.Duration
+	dep.update(func() {
+		dep.Finished = d.now()
+		if dep.Started.IsZero() {
+			dep.Started = dep.Finished
+		}
+		dur = dep.Finished.Sub(dep.Started)
+		dep.Err = err
+		dep.Status = StatusSucceeded
+		if err != nil {
+			dep.Status = StatusFailed
+		}
+		for _, h := range dep.Hosts {
+			if h.Status == StatusQueued {
+				h.Status = StatusSkipped
+			}
+		}
+	})
 	if err != nil {
-		dep.Status = StatusFailed
 		log.Error("deployment failed", "duration", dur, "error", err)
-		return dep, err
+		return err
 	}
-	dep.Status = StatusSucceeded
 	log.Info("deployment succeeded", "duration", dur, "commit", dep.Release.Commit, "release", dep.ReleaseName)
-	return dep, nil
+	return nil
 }
 
 // hostRun is the deployment of one release to one host.
@@ -213,21 +243,21 @@ func (r *hostRun) connect(ctx context.Context) error {
 		return err
 	})
 	if err != nil {
-		r.res.Status = StatusFailed
+		r.dep.update(func() { r.res.Status = StatusFailed })
 	}
 	return err
 }
 
 func (r *hostRun) deploy(ctx context.Context) (err error) {
 	start := time.Now()
-	r.res.Status = StatusRunning
-	defer func() {
+	r.dep.update(func() { r.res.Status = StatusRunning })
+	defer r.dep.update(func() {
 		r.res.Duration = time.Since(start)
 		r.res.Status = StatusSucceeded
 		if err != nil {
 			r.res.Status = StatusFailed
 		}
-	}()
+	})
 
 	unlock, err := r.lock(ctx)
 	if err != nil {
@@ -259,25 +289,45 @@ func (r *hostRun) deploy(ctx context.Context) (err error) {
 func (r *hostRun) step(ctx context.Context, name string, fn func(context.Context, io.Writer) error) error {
 	start := time.Now()
 	out := newTail(4 << 10)
-	sctx, cancel := context.WithTimeout(ctx, r.d.StepTimeout)
-	err := fn(sctx, out)
-	timedOut := sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil
-	cancel()
+	var i int
+	r.dep.update(func() {
+		i = len(r.res.Steps)
+		r.res.Steps = append(r.res.Steps, StepResult{Name: name, Status: StatusRunning, Started: start})
+	})
+	var err error
+	if beforeSwitch[name] && r.dep.stopRequested() {
+		err = ErrStopped
+	} else {
+		sctx, cancel := context.WithTimeout(ctx, r.d.StepTimeout)
+		err = fn(sctx, out)
+		if err != nil && sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			err = fmt.Errorf("timed out after %s (DEPLOY_STEP_TIMEOUT)", r.d.StepTimeout)
+		}
+		cancel()
+	}
 	var exit interface{ ExitStatus() int }
-	if err != nil && (timedOut || errors.As(err, &exit) && exit.ExitStatus() == 124) {
+	if errors.As(err, &exit) && exit.ExitStatus() == 124 {
+		// coreutils timeout on the host ended it.
 		err = fmt.Errorf("timed out after %s (DEPLOY_STEP_TIMEOUT)", r.d.StepTimeout)
 	}
 	res := StepResult{Name: name, Status: StatusSucceeded, Started: start, Duration: time.Since(start), Output: out.String(), Err: err}
 	if err != nil {
 		res.Status = StatusFailed
 	}
-	r.res.Steps = append(r.res.Steps, res)
+	r.dep.update(func() { r.res.Steps[i] = res })
 	if err != nil {
 		r.log.Error("step failed", "step", name, "duration", res.Duration, "error", err, "output", res.Output)
 		return &StepError{Host: r.res.Host.String(), Step: name, Err: err, Output: res.Output}
 	}
 	r.log.Info("step done", "step", name, "duration", res.Duration)
 	return nil
+}
+
+// beforeSwitch are the steps a stopping deployment does not start: before
+// the switch, stopping leaves the host as it was. Once current has moved,
+// the restart (or the revert) always runs.
+var beforeSwitch = map[string]bool{
+	"connect": true, "lock": true, "prepare": true, "clone": true, "checkout": true, "venv": true, "pip": true,
 }
 
 // run runs cmd on the host with the step's output writer and the step

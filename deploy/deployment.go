@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -13,24 +14,97 @@ import (
 type Status string
 
 const (
+	StatusQueued    Status = "queued"
 	StatusRunning   Status = "running"
 	StatusSucceeded Status = "succeeded"
 	StatusFailed    Status = "failed"
 	StatusSkipped   Status = "skipped"
+	StatusCancelled Status = "cancelled" // queued, never started
 )
 
+// Request asks for a deployment: from the command line, the API or a
+// forge's webhook.
+type Request struct {
+	// Trigger is "cli", "api" or "webhook".
+	Trigger string
+	// Provider, DeliveryID and Actor describe a webhook delivery (or, for
+	// the API, who asked), for the record.
+	Provider   string
+	DeliveryID string
+	Actor      string
+	// Push is what to deploy: the branch, and optionally a commit on it.
+	Push Push
+	// PayloadCommit is the commit the forge's payload named. It is only
+	// recorded: the deployed commit always comes from the repository.
+	PayloadCommit string
+	// Hosts, when not empty, limits the deployment to these hosts.
+	Hosts []string
+}
+
 // Deployment is one run of the deployer: one release shipped to a list of
-// hosts, one after another.
+// hosts, one after another. The Deployer updates it while it runs; read a
+// running deployment only through Snapshot.
 type Deployment struct {
 	ID          string
 	Action      string // "deploy"
+	Request     Request
 	Release     Release
 	ReleaseName string
+	Queued      time.Time
 	Started     time.Time
 	Finished    time.Time
 	Status      Status
 	Hosts       []*HostResult
 	Err         error
+
+	mu       sync.Mutex
+	stopping bool
+}
+
+// NewDeployment returns a queued deployment for req with a fresh id.
+func NewDeployment(req Request, now time.Time) *Deployment {
+	return &Deployment{ID: newID(now), Action: "deploy", Request: req, Queued: now, Status: StatusQueued}
+}
+
+// Snapshot returns a deep copy, safe to read while the deployment runs.
+func (d *Deployment) Snapshot() *Deployment {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := &Deployment{
+		ID: d.ID, Action: d.Action, Request: d.Request, Release: d.Release, ReleaseName: d.ReleaseName,
+		Queued: d.Queued, Started: d.Started, Finished: d.Finished, Status: d.Status, Err: d.Err,
+	}
+	c.Request.Hosts = append([]string(nil), d.Request.Hosts...)
+	c.Release.GitHostKeys = append([]string(nil), d.Release.GitHostKeys...)
+	for _, h := range d.Hosts {
+		hc := *h
+		hc.Steps = append([]StepResult(nil), h.Steps...)
+		c.Hosts = append(c.Hosts, &hc)
+	}
+	return c
+}
+
+// Stop asks a running deployment to stop before its next step: the step
+// that runs now finishes (within its timeout), the host is cleaned up as
+// after any failure, and no further host is started.
+func (d *Deployment) Stop() {
+	d.mu.Lock()
+	d.stopping = true
+	d.mu.Unlock()
+}
+
+func (d *Deployment) stopRequested() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stopping
+}
+
+// update runs f with the deployment locked: every change the Deployer makes
+// while the deployment may be read goes through it.
+func (d *Deployment) update(f func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f()
 }
 
 // HostResult is what happened on one host.
@@ -51,6 +125,10 @@ type StepResult struct {
 	Output string
 	Err    error
 }
+
+// ErrStopped is the error of a deployment stopped by Stop (the deployer is
+// shutting down).
+var ErrStopped = errors.New("stopped: the deployer is shutting down")
 
 // StepError is a step that failed on a host. Its message names the host,
 // the step, the error and the failing command's own output.

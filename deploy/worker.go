@@ -1,0 +1,362 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Worker runs deployments one at a time, in the order they were asked
+// for. Requests for the branch tip that arrive while one is queued join it
+// (the tip is resolved when the deployment starts, so the newest push is
+// what ships, once), and a redelivered webhook (same delivery id) is
+// recognised and not deployed twice. It keeps recent deployments in memory.
+//
+// Fill the exported fields, start Run in a goroutine, then Submit from any
+// goroutine: the methods are safe for concurrent use.
+type Worker struct {
+	Deployer *Deployer
+	// Hosts is the pool, in deploy order.
+	Hosts  []Host
+	Logger *slog.Logger
+	// Keep is how many finished deployments are kept (default 100).
+	Keep int
+	// MaxQueue bounds the deployments waiting to run (default 20).
+	MaxQueue int
+	// Grace is how long a running deployment may take to reach a safe
+	// point after Run's context ends before its remote command is
+	// stopped (default 2m).
+	Grace time.Duration
+
+	mu         sync.Mutex
+	queue      []*Deployment // waiting, oldest first
+	running    *Deployment
+	all        []*Deployment // newest first: queued, running and finished
+	deliveries map[string]string
+	order      []string // delivery keys, oldest first, to bound the map
+	wake       chan struct{}
+	closed     bool
+	looping    bool
+}
+
+// Ticket is the answer to Submit.
+type Ticket struct {
+	// ID is the deployment that will carry out the request.
+	ID string
+	// Status is "queued" (a new deployment), "coalesced" (joined one that
+	// is already waiting) or "duplicate" (this delivery was seen before).
+	Status string
+}
+
+var (
+	// ErrQueueFull means too many deployments are waiting.
+	ErrQueueFull = errors.New("deployment queue is full")
+	// ErrClosed means the worker is shutting down.
+	ErrClosed = errors.New("deployer is shutting down")
+)
+
+// RequestError is a request that names something that does not exist
+// (an unknown host): the requester's mistake.
+type RequestError struct{ Msg string }
+
+func (e *RequestError) Error() string { return e.Msg }
+
+const maxDeliveries = 10000
+
+func (w *Worker) init() {
+	if w.wake == nil {
+		w.wake = make(chan struct{}, 1)
+		w.deliveries = map[string]string{}
+	}
+}
+
+func (w *Worker) logger() *slog.Logger {
+	if w.Logger != nil {
+		return w.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Submit queues req. A request for a specific commit is checked against
+// the repository first (a *CommitError when it is not on the branch); host
+// names must be in the pool (a *RequestError otherwise).
+func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
+	if _, err := w.selectHosts(req.Hosts); err != nil {
+		return Ticket{}, err
+	}
+	if req.Push.Commit != "" {
+		if err := ValidCommitPrefix(req.Push.Commit); err != nil {
+			return Ticket{}, &CommitError{Commit: req.Push.Commit, Branch: req.Push.Branch, Reason: err.Error()}
+		}
+		rel, err := w.Deployer.Resolver.Resolve(ctx, req.Push)
+		if err != nil {
+			return Ticket{}, err
+		}
+		req.Push.Commit = rel.Commit
+	}
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.init()
+	if w.closed {
+		return Ticket{}, ErrClosed
+	}
+	key := ""
+	if req.DeliveryID != "" {
+		key = req.Provider + "\x00" + req.DeliveryID
+		if id, ok := w.deliveries[key]; ok {
+			return Ticket{ID: id, Status: "duplicate"}, nil
+		}
+	}
+	ticket := Ticket{Status: "queued"}
+	if q := w.waitingFor(req); q != nil {
+		// The newest push is what the waiting deployment will ship.
+		q.update(func() {
+			if req.PayloadCommit != "" {
+				q.Request.PayloadCommit = req.PayloadCommit
+				q.Request.Actor = req.Actor
+			}
+		})
+		ticket = Ticket{ID: q.ID, Status: "coalesced"}
+	} else {
+		max := w.MaxQueue
+		if max <= 0 {
+			max = 20
+		}
+		if len(w.queue) >= max {
+			return Ticket{}, ErrQueueFull
+		}
+		dep := NewDeployment(req, time.Now())
+		w.queue = append(w.queue, dep)
+		w.all = append([]*Deployment{dep}, w.all...)
+		w.trim()
+		ticket.ID = dep.ID
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+	if key != "" {
+		w.deliveries[key] = ticket.ID
+		w.order = append(w.order, key)
+		if len(w.order) > maxDeliveries {
+			delete(w.deliveries, w.order[0])
+			w.order = w.order[1:]
+		}
+	}
+	return ticket, nil
+}
+
+// waitingFor returns the queued deployment that would do exactly what req
+// asks (same branch, same commit or both the tip, same hosts).
+func (w *Worker) waitingFor(req Request) *Deployment {
+	for _, q := range w.queue {
+		r := q.Request
+		if r.Push == req.Push && slices.Equal(r.Hosts, req.Hosts) {
+			return q
+		}
+	}
+	return nil
+}
+
+// trim forgets the oldest finished deployments beyond Keep.
+func (w *Worker) trim() {
+	keep := w.Keep
+	if keep <= 0 {
+		keep = 100
+	}
+	finished := 0
+	out := w.all[:0]
+	for _, d := range w.all {
+		if d != w.running && !slices.Contains(w.queue, d) {
+			finished++
+			if finished > keep {
+				continue
+			}
+		}
+		out = append(out, d)
+	}
+	w.all = out
+}
+
+func (w *Worker) selectHosts(names []string) ([]Host, error) {
+	if len(names) == 0 {
+		return w.Hosts, nil
+	}
+	var out []Host
+	for _, h := range w.Hosts {
+		for _, n := range names {
+			if n == h.Name || n == h.Addr || n == h.Address() {
+				out = append(out, h)
+				break
+			}
+		}
+	}
+	for _, n := range names {
+		found := false
+		for _, h := range out {
+			found = found || n == h.Name || n == h.Addr || n == h.Address()
+		}
+		if !found {
+			return nil, &RequestError{Msg: fmt.Sprintf("host %q is not in the hosts file", n)}
+		}
+	}
+	return out, nil
+}
+
+// Run carries out queued deployments until ctx ends. Then it stops
+// accepting, asks the running deployment to stop at its next safe point
+// (the step that runs finishes; a host already switched is restarted),
+// cancels it for good after Grace, marks the waiting ones cancelled, and
+// returns.
+func (w *Worker) Run(ctx context.Context) error {
+	w.mu.Lock()
+	w.init()
+	w.looping = true
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.looping = false
+		w.closed = true
+		queued := w.queue
+		w.queue = nil
+		w.mu.Unlock()
+		for _, d := range queued {
+			d.update(func() { d.Status, d.Err, d.Finished = StatusCancelled, ErrStopped, time.Now() })
+		}
+	}()
+	for ctx.Err() == nil {
+		w.mu.Lock()
+		var dep *Deployment
+		if len(w.queue) > 0 {
+			dep, w.queue = w.queue[0], w.queue[1:]
+			w.running = dep
+		}
+		w.mu.Unlock()
+		if dep == nil {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-w.wake:
+				continue
+			}
+		}
+		w.runOne(ctx, dep)
+		w.mu.Lock()
+		w.running = nil
+		w.trim()
+		w.mu.Unlock()
+	}
+	return nil
+}
+
+func (w *Worker) runOne(ctx context.Context, dep *Deployment) {
+	hosts, err := w.selectHosts(dep.Request.Hosts)
+	if err != nil {
+		_ = w.Deployer.finish(w.logger(), dep, err)
+		return
+	}
+	// The deployment gets its own context: the end of ctx asks it to
+	// stop gently first, and only after Grace for good.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		dep.Stop()
+		grace := w.Grace
+		if grace <= 0 {
+			grace = 2 * time.Minute
+		}
+		t := time.AfterFunc(grace, cancel)
+		context.AfterFunc(runCtx, func() { t.Stop() })
+	})
+	defer stop()
+	_ = w.Deployer.Run(runCtx, dep, hosts) // the outcome is recorded in dep and logged
+}
+
+// List returns snapshots of the kept deployments, newest first.
+func (w *Worker) List() []*Deployment {
+	w.mu.Lock()
+	all := slices.Clone(w.all)
+	w.mu.Unlock()
+	out := make([]*Deployment, len(all))
+	for i, d := range all {
+		out[i] = d.Snapshot()
+	}
+	return out
+}
+
+// Get returns a snapshot of deployment id.
+func (w *Worker) Get(id string) (*Deployment, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, d := range w.all {
+		if d.ID == id {
+			return d.Snapshot(), true
+		}
+	}
+	return nil, false
+}
+
+// Health is the worker's state for monitoring.
+type Health struct {
+	QueueLength int
+	Running     *Deployment // nil when idle
+	// Last is the most recently finished deployment, nil if none.
+	Last *Deployment
+	// Stuck says why the worker cannot make progress; "" when it can.
+	Stuck string
+}
+
+// Health reports the queue, the running and the last deployment, and
+// whether the worker is stuck: a step has run longer than its timeout
+// allows, or deployments wait while no worker loop runs.
+func (w *Worker) Health() Health {
+	w.mu.Lock()
+	h := Health{QueueLength: len(w.queue)}
+	running, looping := w.running, w.looping
+	var last *Deployment
+	for _, d := range w.all {
+		if d != w.running && !slices.Contains(w.queue, d) {
+			last = d
+			break
+		}
+	}
+	w.mu.Unlock()
+	if last != nil {
+		h.Last = last.Snapshot()
+	}
+	if running != nil {
+		h.Running = running.Snapshot()
+		if idle := sinceProgress(h.Running); idle > w.Deployer.StepTimeout+time.Minute {
+			h.Stuck = fmt.Sprintf("deployment %s has made no progress for %s (DEPLOY_STEP_TIMEOUT is %s)",
+				h.Running.ID, idle.Round(time.Second), w.Deployer.StepTimeout)
+		}
+	}
+	if !looping && h.QueueLength > 0 {
+		h.Stuck = "deployments are waiting but the worker is not running"
+	}
+	return h
+}
+
+// sinceProgress is how long the running deployment has been in its
+// current state: the running step's age, or the time since the last step
+// (or the start) when none runs.
+func sinceProgress(d *Deployment) time.Duration {
+	last := d.Started
+	for _, h := range d.Hosts {
+		for _, s := range h.Steps {
+			t := s.Started
+			if s.Status != StatusRunning {
+				t = t.Add(s.Duration)
+			}
+			if t.After(last) {
+				last = t
+			}
+		}
+	}
+	return time.Since(last)
+}
