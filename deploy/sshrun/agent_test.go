@@ -41,19 +41,31 @@ func TestAgentForwarding(t *testing.T) {
 	c := dial(t, newRunner(t, env, nil), h)
 	deployFP, adminFP := fingerprint(t, env.GitKey), fingerprint(t, env.AdminKey)
 
+	// Before any lending the connection has no agent at all.
+	t.Run("no agent without ForwardAgent", func(t *testing.T) {
+		stdout, _, err := run(t, c, deploy.Command{Args: []string{"sh", "-c", `printf '%s' "${SSH_AUTH_SOCK-unset}"`}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stdout != "unset" {
+			t.Errorf("SSH_AUTH_SOCK: got %q, want it unset", stdout)
+		}
+	})
+
 	t.Run("only the deploy key is lent", func(t *testing.T) {
-		// Twice: the second lend on the same connection works too.
-		for i := 0; i < 2; i++ {
+		// Several times: every lend on the same connection works, though
+		// sshd grants forwarding only once per connection.
+		for i := 0; i < 3; i++ {
 			stdout, stderr, err := run(t, c, deploy.Command{Args: []string{"ssh-add", "-l"}, ForwardAgent: true})
 			if err != nil {
-				t.Fatalf("ssh-add -l: %v: %s", err, stderr)
+				t.Fatalf("lend %d: ssh-add -l: %v: %s", i, err, stderr)
 			}
 			lines := strings.Split(strings.TrimSpace(stdout), "\n")
 			if len(lines) != 1 || !strings.Contains(lines[0], deployFP) {
-				t.Errorf("ssh-add -l: got %q, want one key, %s", stdout, deployFP)
+				t.Errorf("lend %d: ssh-add -l: got %q, want one key, %s", i, stdout, deployFP)
 			}
 			if strings.Contains(stdout, adminFP) {
-				t.Errorf("ssh-add -l: got %q, which holds the admin key %s", stdout, adminFP)
+				t.Errorf("lend %d: ssh-add -l: got %q, which holds the admin key %s", i, stdout, adminFP)
 			}
 		}
 	})
@@ -70,13 +82,13 @@ func TestAgentForwarding(t *testing.T) {
 		}
 	})
 
-	t.Run("no agent without ForwardAgent", func(t *testing.T) {
-		stdout, _, err := run(t, c, deploy.Command{Args: []string{"sh", "-c", `printf '%s' "${SSH_AUTH_SOCK-unset}"`}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if stdout != "unset" {
-			t.Errorf("SSH_AUTH_SOCK: got %q, want it unset", stdout)
+	// sshd hands the connection's agent socket to every later session,
+	// but nothing is lent to a command that did not ask.
+	t.Run("nothing lent after the lending command ended", func(t *testing.T) {
+		stdout, _, err := run(t, c, deploy.Command{Args: []string{"ssh-add", "-l"}})
+		var ee *ExitError
+		if !errors.As(err, &ee) || strings.Contains(stdout, deployFP) {
+			t.Errorf("ssh-add -l without ForwardAgent: got %q, %v; want no identities", stdout, err)
 		}
 	})
 

@@ -63,7 +63,10 @@ func (r *Runner) checkHostKey(hostname string, remote net.Addr, key ssh.PublicKe
 // hostKeyAlgorithms returns the host key algorithms known_hosts holds keys
 // for at addr, so the server is asked for a key we can check. Without this
 // a server with several host keys may offer one type while known_hosts has
-// another, which would look like a changed key.
+// another, which would look like a changed key. The other algorithms
+// follow, less preferred: a host that now has only a key of another type
+// must still show it, so that it is reported as CHANGED rather than as a
+// failed algorithm negotiation.
 func (r *Runner) hostKeyAlgorithms(addr string) []string {
 	err := r.hostKeys(addr, &net.TCPAddr{IP: net.IPv4zero}, r.probeKey)
 	var ke *knownhosts.KeyError
@@ -88,5 +91,6 @@ func (r *Runner) hostKeyAlgorithms(addr string) []string {
 			add(t)
 		}
 	}
+	add(ssh.SupportedAlgorithms().HostKeys...)
 	return algos
 }

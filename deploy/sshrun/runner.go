@@ -179,6 +179,10 @@ type conn struct {
 
 	forwardOnce sync.Once
 	forwardErr  error
+	// sshd grants agent forwarding once per connection; the socket then
+	// serves every later session, so it is asked for only once.
+	forwardMu   sync.Mutex
+	forwardedOK bool
 	lending     atomic.Int32 // commands currently allowed to use the deploy key
 }
 
@@ -262,7 +266,10 @@ func (c *conn) Run(ctx context.Context, cmd deploy.Command) error {
 // lend makes the deploy key available to this one session through agent
 // forwarding. The key is only usable while such a session runs: the
 // forwarded agent refuses everything otherwise, so a host cannot reuse the
-// agent channel later.
+// agent channel later. OpenSSH's sshd accepts one forwarding request per
+// connection and hands its socket to every session started after it, so
+// later sessions (with or without ForwardAgent) see SSH_AUTH_SOCK; the
+// refusals of lentAgent are what keeps the key from them.
 func (c *conn) lend(sess *ssh.Session) error {
 	if c.git == nil {
 		return errors.New("agent forwarding asked for, but no deploy key (DEPLOY_GIT_KEY) is set")
@@ -273,8 +280,13 @@ func (c *conn) lend(sess *ssh.Session) error {
 	if c.forwardErr != nil {
 		return fmt.Errorf("agent forwarding: %w", c.forwardErr)
 	}
-	if err := agent.RequestAgentForwarding(sess); err != nil {
-		return fmt.Errorf("agent forwarding refused by the host: %w", err)
+	c.forwardMu.Lock()
+	defer c.forwardMu.Unlock()
+	if !c.forwardedOK {
+		if err := agent.RequestAgentForwarding(sess); err != nil {
+			return fmt.Errorf("agent forwarding refused by the host: %w", err)
+		}
+		c.forwardedOK = true
 	}
 	c.lending.Add(1)
 	return nil

@@ -274,7 +274,11 @@ func TestRunHostileValues(t *testing.T) {
 		}
 	})
 	t.Run("dir", func(t *testing.T) {
-		name := "d $(touch " + marker + ") `touch " + marker + "`; x'y\n&& touch " + marker
+		// No "/" in a folder name: the marker is relative to the home
+		// folder, where both commands start.
+		const mark = "pushdeploy-marker"
+		t.Cleanup(func() { os.Remove(h.Path(mark)) })
+		name := "d $(touch " + mark + ") `touch " + mark + "`; x'y\n&& touch " + mark + " #"
 		stdout, stderr, err := run(t, c, deploy.Command{Dir: h.Home, Args: []string{"mkdir", "--", name}})
 		if err != nil {
 			t.Fatalf("mkdir: %v: %s", err, stderr)
@@ -288,6 +292,9 @@ func TestRunHostileValues(t *testing.T) {
 		}
 		if got, want := stdout, h.Path(name)+"\n"; got != want {
 			t.Errorf("pwd: got %q, want %q", got, want)
+		}
+		if _, err := os.Stat(h.Path(mark)); !os.IsNotExist(err) {
+			t.Errorf("marker %s: got %v, want it never created (the folder name was run by the shell)", h.Path(mark), err)
 		}
 	})
 	if _, err := os.Stat(marker); !os.IsNotExist(err) {
