@@ -16,6 +16,7 @@ import (
 const usageText = `pushdeploy ships the release branch to every host over SSH.
 
 Usage:
+  pushdeploy serve [--grace 2m]                    webhook receiver, API and health endpoint; deploys from one queue
   pushdeploy deploy [--commit SHA] [--hosts H,H]   deploy the branch tip (or a commit on the branch) now
   pushdeploy check                                 preflight: config, keys, host keys, SSH logins, python, git access
   pushdeploy version
@@ -82,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDeploy(ctx, rest, stdout, stderr)
 	case "check":
 		return runCheck(ctx, rest, stdout, stderr)
+	case "serve":
+		return runServe(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return nil

@@ -277,12 +277,12 @@ func TestLoad(t *testing.T) {
 			name: "features not built yet",
 			env: map[string]string{
 				"DEPLOY_PARALLEL": "3", "DEPLOY_VENV_REUSE": "false", "DEPLOY_KEEP_RELEASES": "5",
-				"DEPLOY_WEBHOOK_SECRET": "x", "DEPLOY_FETCH": "clone",
+				"DEPLOY_NOTIFY_URL": "http://127.0.0.1:9/hook", "DEPLOY_FETCH": "clone",
 			},
 			wantWarnings: []string{
 				"DEPLOY_PARALLEL is set but this version does not use it yet",
 				"DEPLOY_VENV_REUSE is set but",
-				"DEPLOY_WEBHOOK_SECRET is set but",
+				"DEPLOY_NOTIFY_URL is set but",
 			},
 			check: func(t *testing.T, c *Config) {
 				if c.Parallel != 3 || c.VenvReuse {

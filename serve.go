@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/pushdeploy/pushdeploy/config"
+	"github.com/pushdeploy/pushdeploy/deploy"
+	"github.com/pushdeploy/pushdeploy/webhook"
+)
+
+// runServe receives webhooks and API calls and deploys from one queue until
+// SIGTERM or SIGINT: then it stops accepting, lets the running step finish
+// (bounded by --grace), and exits 0.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c common
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	c.register(fs)
+	grace := fs.Duration("grace", 2*time.Minute, "on SIGTERM, how long the running step may take to finish before it is stopped")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	log := c.logger(stderr)
+	cfg, err := c.load(log)
+	if err != nil {
+		return err
+	}
+	if cfg.WebhookSecret == "" && !cfg.WebhookInsecure {
+		return &config.Error{Problems: []string{
+			"DEPLOY_WEBHOOK_SECRET is required by serve: set it to a long random string and give the same secret to the forge's webhook " +
+				"(or set DEPLOY_WEBHOOK_INSECURE=true to accept unsigned webhooks, for local experiments only)"}}
+	}
+	if cfg.WebhookInsecure {
+		log.Warn("DEPLOY_WEBHOOK_INSECURE=true: webhooks are accepted without a valid signature; anyone who can reach /webhook can start a deploy")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("DEPLOY_DATA_DIR: %w", err)
+	}
+
+	d, closeKeys, err := newDeployer(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeKeys()
+	worker := &deploy.Worker{Deployer: d, Hosts: cfg.Hosts, Logger: log, Grace: *grace}
+	srv, err := webhook.New(webhook.Config{
+		Secret: cfg.WebhookSecret, Insecure: cfg.WebhookInsecure, Branch: cfg.Branch, Repo: cfg.WebhookRepo,
+		APIToken: cfg.APIToken, Version: versionString(), StateDir: cfg.DataDir, Logger: log,
+	}, worker)
+	if err != nil {
+		return err
+	}
+
+	workerCtx, stopWorker := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWorker()
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- worker.Run(workerCtx) }()
+
+	if err := srv.Open(cfg.Listen); err != nil {
+		stopWorker()
+		<-workerDone
+		return fmt.Errorf("DEPLOY_LISTEN: %w", err)
+	}
+	log.Info("serving", "listen", srv.Addr().String(), "branch", cfg.Branch, "hosts", len(cfg.Hosts), "api", cfg.APIToken != "")
+
+	<-ctx.Done()
+	log.Info("shutting down: no new requests; the running deployment stops at its next safe point", "grace", grace.String())
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	err = srv.Close(closeCtx)
+	stopWorker()
+	if werr := <-workerDone; werr != nil {
+		err = errors.Join(err, werr)
+	}
+	log.Info("stopped")
+	return err
+}

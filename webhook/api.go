@@ -1,0 +1,154 @@
+package webhook
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pushdeploy/pushdeploy/deploy"
+)
+
+// deployBody is POST /api/deploy's optional body.
+type deployBody struct {
+	Commit string   `json:"commit"`
+	Hosts  []string `json:"hosts"`
+}
+
+// apiLimit bounds API request bodies: they are tiny.
+const apiLimit = 64 << 10
+
+func (s *Server) apiDeploy(c echo.Context) error {
+	var body deployBody
+	raw, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, apiLimit))
+	if err != nil {
+		return fail(http.StatusRequestEntityTooLarge, "body over %d bytes", apiLimit)
+	}
+	if len(strings.TrimSpace(string(raw))) > 0 {
+		dec := json.NewDecoder(strings.NewReader(string(raw)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil {
+			return fail(http.StatusBadRequest, `body: %v (expected {"commit": "<sha>", "hosts": ["web1"]}, both optional)`, err)
+		}
+	}
+	if body.Commit != "" {
+		if err := deploy.ValidCommitPrefix(body.Commit); err != nil {
+			return fail(http.StatusBadRequest, "commit: %v", err)
+		}
+	}
+	ticket, err := s.d.Submit(c.Request().Context(), deploy.Request{
+		Trigger: "api", Actor: "api", Push: deploy.Push{Branch: s.cfg.Branch, Commit: body.Commit}, Hosts: body.Hosts,
+	})
+	if err != nil {
+		return submitError(err)
+	}
+	commit := ""
+	if d, ok := s.d.Get(ticket.ID); ok {
+		commit = d.Request.Push.Commit // the full hash, when a commit was asked for
+	}
+	s.log.Info("api deploy "+ticket.Status, "request_id", requestID(c), "deployment", ticket.ID, "commit", commit, "hosts", body.Hosts)
+	return c.JSON(http.StatusAccepted, answer{Status: "queued", Deployment: ticket.ID, Commit: commit})
+}
+
+func (s *Server) apiRollback(echo.Context) error {
+	return fail(http.StatusNotImplemented, "rollback is not available in this version yet")
+}
+
+func (s *Server) apiReleases(echo.Context) error {
+	return fail(http.StatusNotImplemented, "listing releases is not available in this version yet")
+}
+
+// deploymentJSON is a deployment in API answers.
+type deploymentJSON struct {
+	ID            string     `json:"id"`
+	Action        string     `json:"action"`
+	Trigger       string     `json:"trigger"`
+	Provider      string     `json:"provider,omitempty"`
+	Delivery      string     `json:"delivery,omitempty"`
+	Actor         string     `json:"actor,omitempty"`
+	Branch        string     `json:"branch"`
+	Commit        string     `json:"commit,omitempty"`
+	Requested     string     `json:"requested_commit,omitempty"`
+	PayloadCommit string     `json:"payload_commit,omitempty"`
+	Release       string     `json:"release,omitempty"`
+	Status        string     `json:"status"`
+	Queued        time.Time  `json:"queued"`
+	Started       *time.Time `json:"started"`
+	Finished      *time.Time `json:"finished"`
+	Error         string     `json:"error,omitempty"`
+	Hosts         []hostJSON `json:"hosts,omitempty"`
+}
+
+type hostJSON struct {
+	Host     string     `json:"host"`
+	Status   string     `json:"status"`
+	Duration float64    `json:"duration_s"`
+	Steps    []stepJSON `json:"steps"`
+}
+
+type stepJSON struct {
+	Step     string    `json:"step"`
+	Status   string    `json:"status"`
+	Started  time.Time `json:"started"`
+	Duration float64   `json:"duration_s"`
+	Error    string    `json:"error,omitempty"`
+	Output   string    `json:"output_tail,omitempty"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func toJSON(d *deploy.Deployment, withHosts bool) deploymentJSON {
+	j := deploymentJSON{
+		ID: d.ID, Action: d.Action, Trigger: d.Request.Trigger, Provider: d.Request.Provider,
+		Delivery: d.Request.DeliveryID, Actor: d.Request.Actor, Branch: d.Request.Push.Branch,
+		Commit: d.Release.Commit, Requested: d.Request.Push.Commit, PayloadCommit: d.Request.PayloadCommit,
+		Release: d.ReleaseName, Status: string(d.Status), Queued: d.Queued,
+		Started: timePtr(d.Started), Finished: timePtr(d.Finished),
+	}
+	if d.Err != nil {
+		j.Error = d.Err.Error()
+	}
+	if !withHosts {
+		return j
+	}
+	for _, h := range d.Hosts {
+		hj := hostJSON{Host: h.Host.String(), Status: string(h.Status), Duration: h.Duration.Seconds(), Steps: []stepJSON{}}
+		for _, st := range h.Steps {
+			sj := stepJSON{Step: st.Name, Status: string(st.Status), Started: st.Started, Duration: st.Duration.Seconds(), Output: st.Output}
+			if st.Err != nil {
+				sj.Error = st.Err.Error()
+			}
+			hj.Steps = append(hj.Steps, sj)
+		}
+		j.Hosts = append(j.Hosts, hj)
+	}
+	return j
+}
+
+func (s *Server) apiList(c echo.Context) error {
+	list := s.d.List()
+	out := make([]deploymentJSON, 0, len(list))
+	for _, d := range list {
+		out = append(out, toJSON(d, false))
+	}
+	return c.JSON(http.StatusOK, map[string]any{"deployments": out})
+}
+
+func (s *Server) apiGet(c echo.Context) error {
+	d, ok := s.d.Get(c.Param("id"))
+	if !ok {
+		return fail(http.StatusNotFound, "no deployment %q", c.Param("id"))
+	}
+	return c.JSON(http.StatusOK, toJSON(d, true))
+}
+
+var errStateDir = errors.New("state directory is not writable")

@@ -1,0 +1,95 @@
+package webhook
+
+import (
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pushdeploy/pushdeploy/deploy"
+)
+
+// answer is the JSON body of every webhook and deploy answer.
+type answer struct {
+	Status     string `json:"status"`
+	Deployment string `json:"deployment,omitempty"`
+	Commit     string `json:"commit,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	Message    string `json:"message,omitempty"`
+}
+
+// webhook receives a forge's push: signature first, then parsing, then the
+// decision, then the queue. It answers in milliseconds: the deployment
+// runs in the background.
+func (s *Server) webhook(c echo.Context) error {
+	r := c.Request()
+	d := Identify(r.Header)
+	log := s.log.With("request_id", requestID(c), "provider", d.Provider, "event", d.Kind, "delivery", d.ID)
+
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, s.cfg.BodyLimit))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		log.Warn("webhook rejected", "decision", "rejected", "reason", "body too large", "limit", s.cfg.BodyLimit)
+		return fail(http.StatusRequestEntityTooLarge, "body over the limit of %d bytes", s.cfg.BodyLimit)
+	}
+	if err != nil {
+		return fail(http.StatusBadRequest, "reading the body: %v", err)
+	}
+
+	ev, err := Parse(r.Header, body, s.cfg.Secret, s.cfg.Insecure)
+	var change Change
+	if err == nil {
+		log = log.With("repo", ev.Repo)
+		change, err = Decide(ev, s.cfg.Branch, s.cfg.Repo)
+	}
+	var sig *SignatureError
+	var bad *BadRequestError
+	var ign *IgnoredError
+	switch {
+	case errors.As(err, &sig):
+		log.Warn("webhook rejected", "decision", "rejected", "reason", sig.Reason)
+		return fail(http.StatusUnauthorized, "%s", sig.Error())
+	case errors.As(err, &bad):
+		log.Warn("webhook rejected", "decision", "rejected", "reason", bad.Msg)
+		return fail(http.StatusBadRequest, "%s", bad.Msg)
+	case errors.As(err, &ign):
+		log.Info("webhook ignored", "decision", "ignored", "reason", ign.Reason, "detail", ign.Msg)
+		return c.JSON(http.StatusOK, answer{Status: "ignored", Reason: ign.Reason, Message: ign.Msg})
+	case err != nil:
+		return err
+	}
+
+	ticket, err := s.d.Submit(r.Context(), deploy.Request{
+		Trigger: "webhook", Provider: ev.Provider, DeliveryID: ev.DeliveryID, Actor: ev.Actor,
+		Push: deploy.Push{Branch: s.cfg.Branch}, PayloadCommit: change.Commit,
+	})
+	if err != nil {
+		log.Error("webhook not queued", "decision", "rejected", "branch", change.Branch, "error", err)
+		return submitError(err)
+	}
+	log.Info("webhook "+ticket.Status, "decision", ticket.Status, "branch", change.Branch, "commit", change.Commit, "deployment", ticket.ID)
+	if ticket.Status == "duplicate" {
+		// A redelivery: the forge gets its 2xx, nothing is deployed twice.
+		return c.JSON(http.StatusOK, answer{Status: "ignored", Reason: "duplicate delivery", Deployment: ticket.ID, Commit: change.Commit})
+	}
+	// "coalesced" joins a deployment that is still queued: for the
+	// caller it is queued all the same.
+	return c.JSON(http.StatusAccepted, answer{Status: "queued", Deployment: ticket.ID, Commit: change.Commit})
+}
+
+// submitError turns the worker's refusals into answers.
+func submitError(err error) error {
+	var ce *deploy.CommitError
+	var re *deploy.RequestError
+	switch {
+	case errors.As(err, &ce):
+		return fail(http.StatusUnprocessableEntity, "%v", ce)
+	case errors.As(err, &re):
+		return fail(http.StatusBadRequest, "%v", re)
+	case errors.Is(err, deploy.ErrQueueFull), errors.Is(err, deploy.ErrClosed):
+		return fail(http.StatusServiceUnavailable, "%v", err)
+	default:
+		return err
+	}
+}

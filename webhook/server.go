@@ -1,0 +1,221 @@
+package webhook
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/pushdeploy/pushdeploy/deploy"
+)
+
+// Deployments is what the server needs from the deployer: the worker that
+// queues and runs deployments (deploy.Worker).
+type Deployments interface {
+	// Submit queues a request; see deploy.Worker.Submit for its errors.
+	Submit(ctx context.Context, req deploy.Request) (deploy.Ticket, error)
+	// List returns recent deployments, newest first.
+	List() []*deploy.Deployment
+	// Get returns one deployment.
+	Get(id string) (*deploy.Deployment, bool)
+	// Health reports the queue and whether deployments can make progress.
+	Health() deploy.Health
+}
+
+var _ Deployments = (*deploy.Worker)(nil)
+
+// Config is the server's part of the configuration.
+type Config struct {
+	// Secret verifies webhook signatures. Empty is only accepted with
+	// Insecure (New refuses otherwise).
+	Secret   string
+	Insecure bool
+	// Branch is the release branch; Repo, when set, the only repository
+	// (full name) whose pushes count.
+	Branch string
+	Repo   string
+	// APIToken guards /api/*; empty: /api/* answers 404.
+	APIToken string
+	// BodyLimit bounds a webhook body (default 25 MiB).
+	BodyLimit int64
+	// Version is shown by /healthz.
+	Version string
+	// StateDir must be writable for /healthz to answer 200.
+	StateDir string
+	Logger   *slog.Logger
+}
+
+// DefaultBodyLimit is the largest webhook body read: a big push with many
+// commits stays well under it.
+const DefaultBodyLimit = 25 << 20
+
+// Server serves the webhook receiver, the API and the health endpoint. It
+// wraps echo, so that nothing else in pushdeploy needs to know it.
+type Server struct {
+	cfg     Config
+	d       Deployments
+	e       *echo.Echo
+	log     *slog.Logger
+	started time.Time
+
+	srv  *http.Server
+	ln   net.Listener
+	done chan error
+
+	stateMu      sync.Mutex
+	stateChecked time.Time
+	stateErr     error
+}
+
+// New returns a server for d. It refuses an empty secret unless
+// cfg.Insecure is set.
+func New(cfg Config, d Deployments) (*Server, error) {
+	if cfg.Secret == "" && !cfg.Insecure {
+		return nil, errors.New("webhook secret is empty: set DEPLOY_WEBHOOK_SECRET (or DEPLOY_WEBHOOK_INSECURE=true for local experiments)")
+	}
+	if cfg.BodyLimit <= 0 {
+		cfg.BodyLimit = DefaultBodyLimit
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, d: d, log: log, started: time.Now(), e: echo.New()}
+	s.e.HideBanner, s.e.HidePort = true, true
+	s.e.HTTPErrorHandler = s.errorHandler
+	s.e.Use(middleware.RequestID())
+	s.e.Use(middleware.Recover())
+	s.e.Use(s.accessLog)
+
+	s.e.POST("/webhook", s.webhook)
+	s.e.GET("/healthz", s.healthz)
+	api := s.e.Group("/api", s.bearer)
+	api.POST("/deploy", s.apiDeploy)
+	api.POST("/rollback", s.apiRollback)
+	api.GET("/deployments", s.apiList)
+	api.GET("/deployments/:id", s.apiGet)
+	api.GET("/releases", s.apiReleases)
+	return s, nil
+}
+
+// Handler returns the server's routes, for tests and embedding.
+func (s *Server) Handler() http.Handler { return s.e }
+
+// Open listens on addr and serves in the background until Close.
+func (s *Server) Open(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s.e,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    1 << 20,
+	}
+	s.done = make(chan error, 1)
+	go func() { s.done <- s.srv.Serve(ln) }()
+	return nil
+}
+
+// Addr is the address the server listens on, after Open.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Close stops accepting connections and waits, until ctx ends, for the
+// requests in flight.
+func (s *Server) Close(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	err := s.srv.Shutdown(ctx)
+	if serr := <-s.done; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// httpError is an answer other than success: its status and a message
+// that is safe to show (never a secret or an expected signature).
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func fail(status int, format string, args ...any) error {
+	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// errorHandler is the one place errors become HTTP answers.
+func (s *Server) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status, msg := http.StatusInternalServerError, "internal error"
+	var he *httpError
+	var ee *echo.HTTPError
+	switch {
+	case errors.As(err, &he):
+		status, msg = he.status, he.msg
+	case errors.As(err, &ee):
+		status, msg = ee.Code, fmt.Sprint(ee.Message)
+	default:
+		s.log.Error("request failed", "request_id", requestID(c), "path", c.Path(), "error", err)
+	}
+	_ = c.JSON(status, map[string]string{"error": msg})
+}
+
+func requestID(c echo.Context) string {
+	return c.Response().Header().Get(echo.HeaderXRequestID)
+}
+
+// accessLog logs every request except the health checks monitoring sends
+// all day, which are logged only when they fail.
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		status := c.Response().Status
+		if c.Path() == "/healthz" && status == http.StatusOK {
+			return nil
+		}
+		s.log.Debug("http", "request_id", requestID(c), "method", c.Request().Method, "path", c.Request().URL.Path,
+			"status", status, "duration", time.Since(start), "remote", c.RealIP())
+		return nil
+	}
+}
+
+// bearer guards /api/*: 404 when no token is configured (the API does not
+// exist), 401 for a missing or wrong token. The comparison takes the same
+// time whatever the token: both sides are hashed first.
+func (s *Server) bearer(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if s.cfg.APIToken == "" {
+			return fail(http.StatusNotFound, "not found (the API is off: set DEPLOY_API_TOKEN)")
+		}
+		got, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
+		g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(s.cfg.APIToken))
+		if !ok || subtle.ConstantTimeCompare(g[:], w[:]) != 1 {
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="pushdeploy"`)
+			return fail(http.StatusUnauthorized, "missing or wrong bearer token")
+		}
+		return next(c)
+	}
+}
