@@ -295,3 +295,57 @@ func TestEndToEndServe(t *testing.T) {
 		}
 	}
 }
+
+// TestEndToEndServeSIGTERMMidDeploy stops serve while a host builds its
+// release: serve exits cleanly within the grace period, the host keeps its
+// complete current release, and no half-built release is left.
+func TestEndToEndServeSIGTERMMidDeploy(t *testing.T) {
+	e := newE2E(t, 2)
+	sha1 := e.commit("1.0", nil)
+	first := e.mustDeploy()
+	e.commit("2.0", nil)
+	time.Sleep(1100 * time.Millisecond)
+	s := e.serve()
+	code, out := s.webhook("sigterm-1", bitbucketPush("release", sha1), true)
+	if code != http.StatusAccepted {
+		t.Fatalf("push: %d %v", code, out)
+	}
+	id := out["deployment"].(string)
+	// Wait until the first host is building its venv.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, d := s.api(http.MethodGet, "/api/deployments/"+id)
+		if hosts, _ := d["hosts"].([]any); len(hosts) > 0 {
+			steps, _ := hosts[0].(map[string]any)["steps"].([]any)
+			if n := len(steps); n > 0 && steps[n-1].(map[string]any)["step"] == "venv" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deploy never reached venv: %v", d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-s.exited:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v\n%s", err, s.stderr)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("serve did not exit after SIGTERM\n%s", s.stderr)
+	}
+	if !strings.Contains(s.stderr.String(), "shutting down") {
+		t.Errorf("no shutdown in the log:\n%s", s.stderr)
+	}
+	for _, h := range e.env.Hosts {
+		if got, want := current(h), "releases/"+first.Release; got != want {
+			t.Errorf("%s: current -> %q, want the complete %q", h.Name, got, want)
+		}
+		if rels := releases(t, h); len(rels) != 1 {
+			t.Errorf("%s: releases %v: a stopped deploy must leave nothing behind", h.Name, rels)
+		}
+	}
+}
