@@ -286,7 +286,7 @@ func TestParseMalformed(t *testing.T) {
 		{"wrong type", BitbucketCloud, "repo:push", `{"repository": {"full_name": "team/app"}, "push": {"changes": "all"}}`, "malformed JSON at byte 67: push.changes is string, want an array"},
 		{"wrong nested type", BitbucketServer, "repo:refs_changed", `{"repository": {"slug": "app", "project": {"key": 7}}, "changes": []}`, "malformed JSON at byte 51: repository.project.key is number, want a string"},
 		{"top-level array", GitHub, "push", `[]`, "malformed JSON at byte 1: the payload is array, want an object"},
-		{"bad ping", BitbucketServer, "diagnostics:ping", `{"test": "yes"}`, "malformed JSON at byte 14: test is string, want a boolean"},
+		{"bad ping", GitHub, "ping", `{"hook_id": 1, "repository": "team/app"}`, "malformed JSON at byte 39: repository is string, want an object"},
 
 		{"cloud no repository", BitbucketCloud, "repo:push", `{"push": {"changes": []}}`, "repository.full_name missing"},
 		{"cloud no push", BitbucketCloud, "repo:push", `{"repository": {"full_name": "team/app"}}`, "push.changes missing"},
