@@ -1,0 +1,168 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// hostRun is the deployment of one release to one host.
+type hostRun struct {
+	d    *Deployer
+	dep  *Deployment
+	res  *HostResult
+	log  *slog.Logger
+	conn Conn
+	// root is the absolute root folder on the host, known after prepare.
+	root string
+}
+
+func (r *hostRun) relDir() string { return r.root + "/releases/" + r.dep.ReleaseName }
+
+// connect logs in to the host; the connection serves every later step.
+func (r *hostRun) connect(ctx context.Context) error {
+	err := r.step(ctx, "connect", func(ctx context.Context, _ io.Writer) error {
+		c, err := r.d.Dialer.Dial(ctx, r.res.Host)
+		r.conn = c
+		return err
+	})
+	if err != nil {
+		r.dep.update(func() { r.res.Status = StatusFailed })
+	}
+	return err
+}
+
+// step runs fn as the named step: bounded by StepTimeout, timed, logged,
+// recorded, and its failure turned into a *StepError with the output tail.
+func (r *hostRun) step(ctx context.Context, name string, fn func(context.Context, io.Writer) error) error {
+	start := time.Now()
+	out := newTail(4 << 10)
+	var i int
+	r.dep.update(func() {
+		i = len(r.res.Steps)
+		r.res.Steps = append(r.res.Steps, StepResult{Name: name, Status: StatusRunning, Started: start})
+	})
+	var err error
+	if beforeSwitch[name] && r.dep.stopRequested() {
+		err = ErrStopped
+	} else {
+		sctx, cancel := context.WithTimeout(ctx, r.d.StepTimeout)
+		err = fn(sctx, out)
+		if err != nil && sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			err = fmt.Errorf("timed out after %s (DEPLOY_STEP_TIMEOUT)", r.d.StepTimeout)
+		}
+		cancel()
+	}
+	var exit interface{ ExitStatus() int }
+	if errors.As(err, &exit) && exit.ExitStatus() == 124 {
+		// coreutils timeout on the host ended it.
+		err = fmt.Errorf("timed out after %s (DEPLOY_STEP_TIMEOUT)", r.d.StepTimeout)
+	}
+	res := StepResult{Name: name, Status: StatusSucceeded, Started: start, Duration: time.Since(start), Output: out.String(), Err: err}
+	if err != nil {
+		res.Status = StatusFailed
+	}
+	r.dep.update(func() { r.res.Steps[i] = res })
+	if err != nil {
+		r.log.Error("step failed", "step", name, "duration", res.Duration, "error", err, "output", res.Output)
+		return &StepError{Host: r.res.Host.String(), Step: name, Err: err, Output: res.Output}
+	}
+	r.log.Info("step done", "step", name, "duration", res.Duration)
+	return nil
+}
+
+// beforeSwitch are the steps a stopping deployment does not start: before
+// the switch, stopping leaves the host as it was. Once current has moved,
+// the restart (or the revert) always runs.
+var beforeSwitch = map[string]bool{
+	"connect": true, "lock": true, "prepare": true, "clone": true, "checkout": true, "venv": true, "pip": true,
+}
+
+// run runs cmd on the host with the step's output writer and the step
+// timeout enforced on the host side too.
+func (r *hostRun) run(ctx context.Context, out io.Writer, cmd Command) error {
+	if cmd.Stdout == nil {
+		cmd.Stdout = out
+	}
+	if cmd.Stderr == nil {
+		cmd.Stderr = out
+	}
+	if cmd.Timeout == 0 {
+		cmd.Timeout = r.d.StepTimeout
+	}
+	return r.conn.Run(ctx, cmd)
+}
+
+// knownHosts is the git server's known_hosts content for gitScript.
+func knownHosts(rel Release) string {
+	if len(rel.GitHostKeys) == 0 {
+		return ""
+	}
+	return strings.Join(rel.GitHostKeys, "\n") + "\n"
+}
+
+func script(s string, args ...string) []string {
+	return append([]string{"sh", "-c", s, "sh"}, args...)
+}
+
+// lock takes the host lock; the returned func releases it.
+func (r *hostRun) lock(ctx context.Context) (func(), error) {
+	var unlock func()
+	err := r.step(ctx, "lock", func(sctx context.Context, out io.Writer) error {
+		wait := r.d.LockTimeout
+		if wait <= 0 {
+			wait = 2 * time.Minute
+		}
+		host, _ := os.Hostname()
+		holder := fmt.Sprintf("deployment %s since %s (pushdeploy on %s, pid %d)",
+			r.dep.ID, time.Now().UTC().Format(time.RFC3339), host, os.Getpid())
+		stdin, hold := io.Pipe()
+		locked := newSignalWriter("locked\n")
+		// The lock lives as long as the host's deployment (ctx), not the
+		// lock step (sctx).
+		lctx, cancel := context.WithCancel(ctx)
+		errc := make(chan error, 1)
+		go func() {
+			errc <- r.conn.Run(lctx, Command{
+				Args:   script(lockScript, r.d.Root, strconv.Itoa(int(wait.Seconds())), holder),
+				Stdin:  stdin,
+				Stdout: locked,
+				Stderr: out,
+			})
+		}()
+		select {
+		case <-locked.C:
+			unlock = func() {
+				hold.Close() // EOF ends the remote cat, which frees the lock
+				select {
+				case <-errc:
+				case <-time.After(10 * time.Second):
+				}
+				cancel()
+			}
+			return nil
+		case err := <-errc:
+			hold.Close()
+			cancel()
+			var exit interface{ ExitStatus() int }
+			if errors.As(err, &exit) && exit.ExitStatus() == 75 {
+				return fmt.Errorf("%w: waited %s for the lock", ErrBusy, wait)
+			}
+			if err == nil {
+				err = errors.New("lock command ended without taking the lock")
+			}
+			return err
+		case <-sctx.Done():
+			hold.Close()
+			cancel()
+			return sctx.Err()
+		}
+	})
+	return unlock, err
+}
