@@ -27,7 +27,7 @@ Flags of every command:
   --json            progress (stderr) and results (stdout) as JSON lines
 
 Exit status: 0 done, 1 the deploy or a check failed, 2 bad configuration or usage.
-Reference: docs/configuration.md, docs/deploy.md.
+Reference: docs/configuration.md, docs/deploy.md, docs/serve.md, docs/webhooks.md.
 `
 
 // usageError is a mistake on the command line: exit status 2.

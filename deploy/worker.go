@@ -50,6 +50,11 @@ type Ticket struct {
 	// Status is "queued" (a new deployment), "coalesced" (joined one that
 	// is already waiting) or "duplicate" (this delivery was seen before).
 	Status string
+	// Commit is the commit the request names: the requested commit in
+	// full, the payload's commit for a webhook, or for an API request of
+	// the tip the tip as it is now. The deployment resolves the tip again
+	// when it starts.
+	Commit string
 }
 
 var (
@@ -88,6 +93,7 @@ func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
 	if _, err := w.selectHosts(req.Hosts); err != nil {
 		return Ticket{}, err
 	}
+	commit := req.PayloadCommit
 	if req.Push.Commit != "" {
 		if err := ValidCommitPrefix(req.Push.Commit); err != nil {
 			return Ticket{}, &CommitError{Commit: req.Push.Commit, Branch: req.Push.Branch, Reason: err.Error()}
@@ -96,7 +102,15 @@ func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
 		if err != nil {
 			return Ticket{}, err
 		}
-		req.Push.Commit = rel.Commit
+		req.Push.Commit, commit = rel.Commit, rel.Commit
+	} else if req.Trigger == "api" {
+		// Tell the caller what the tip is now; also proves the repository
+		// can be reached before anything is queued.
+		rel, err := w.Deployer.Resolver.Resolve(ctx, req.Push)
+		if err != nil {
+			return Ticket{}, err
+		}
+		commit = rel.Commit
 	}
 
 	w.mu.Lock()
@@ -109,10 +123,10 @@ func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
 	if req.DeliveryID != "" {
 		key = req.Provider + "\x00" + req.DeliveryID
 		if id, ok := w.deliveries[key]; ok {
-			return Ticket{ID: id, Status: "duplicate"}, nil
+			return Ticket{ID: id, Status: "duplicate", Commit: commit}, nil
 		}
 	}
-	ticket := Ticket{Status: "queued"}
+	ticket := Ticket{Status: "queued", Commit: commit}
 	if q := w.waitingFor(req); q != nil {
 		// The newest push is what the waiting deployment will ship.
 		q.update(func() {
@@ -121,7 +135,7 @@ func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
 				q.Request.Actor = req.Actor
 			}
 		})
-		ticket = Ticket{ID: q.ID, Status: "coalesced"}
+		ticket = Ticket{ID: q.ID, Status: "coalesced", Commit: commit}
 	} else {
 		max := w.MaxQueue
 		if max <= 0 {

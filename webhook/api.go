@@ -46,12 +46,8 @@ func (s *Server) apiDeploy(c echo.Context) error {
 	if err != nil {
 		return submitError(err)
 	}
-	commit := ""
-	if d, ok := s.d.Get(ticket.ID); ok {
-		commit = d.Request.Push.Commit // the full hash, when a commit was asked for
-	}
-	s.log.Info("api deploy "+ticket.Status, "request_id", requestID(c), "deployment", ticket.ID, "commit", commit, "hosts", body.Hosts)
-	return c.JSON(http.StatusAccepted, answer{Status: "queued", Deployment: ticket.ID, Commit: commit})
+	s.log.Info("api deploy "+ticket.Status, "request_id", requestID(c), "deployment", ticket.ID, "commit", ticket.Commit, "hosts", body.Hosts)
+	return c.JSON(http.StatusAccepted, answer{Status: "queued", Deployment: ticket.ID, Commit: ticket.Commit})
 }
 
 func (s *Server) apiRollback(echo.Context) error {

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -71,11 +72,11 @@ func (s *Server) webhook(c echo.Context) error {
 	log.Info("webhook "+ticket.Status, "decision", ticket.Status, "branch", change.Branch, "commit", change.Commit, "deployment", ticket.ID)
 	if ticket.Status == "duplicate" {
 		// A redelivery: the forge gets its 2xx, nothing is deployed twice.
-		return c.JSON(http.StatusOK, answer{Status: "ignored", Reason: "duplicate delivery", Deployment: ticket.ID, Commit: change.Commit})
+		return c.JSON(http.StatusOK, answer{Status: "ignored", Reason: "duplicate delivery", Deployment: ticket.ID, Commit: ticket.Commit})
 	}
 	// "coalesced" joins a deployment that is still queued: for the
 	// caller it is queued all the same.
-	return c.JSON(http.StatusAccepted, answer{Status: "queued", Deployment: ticket.ID, Commit: change.Commit})
+	return c.JSON(http.StatusAccepted, answer{Status: "queued", Deployment: ticket.ID, Commit: ticket.Commit})
 }
 
 // submitError turns the worker's refusals into answers.
@@ -89,7 +90,10 @@ func submitError(err error) error {
 		return fail(http.StatusBadRequest, "%v", re)
 	case errors.Is(err, deploy.ErrQueueFull), errors.Is(err, deploy.ErrClosed):
 		return fail(http.StatusServiceUnavailable, "%v", err)
+	case errors.Is(err, context.Canceled):
+		return fail(http.StatusServiceUnavailable, "request cancelled")
 	default:
-		return err
+		// The repository could not be asked (down, host key, key).
+		return fail(http.StatusBadGateway, "checking against the repository: %v", err)
 	}
 }

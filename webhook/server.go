@@ -92,6 +92,9 @@ func New(cfg Config, d Deployments) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, d: d, log: log, started: time.Now(), e: echo.New()}
 	s.e.HideBanner, s.e.HidePort = true, true
+	// The peer address as seen on the socket: X-Forwarded-For is not
+	// trusted unless a proxy is configured to be.
+	s.e.IPExtractor = echo.ExtractIPDirect()
 	s.e.HTTPErrorHandler = s.errorHandler
 	s.e.Use(middleware.RequestID())
 	s.e.Use(middleware.Recover())
@@ -183,8 +186,9 @@ func requestID(c echo.Context) string {
 	return c.Response().Header().Get(echo.HeaderXRequestID)
 }
 
-// accessLog logs every request except the health checks monitoring sends
-// all day, which are logged only when they fail.
+// accessLog logs API calls and refused requests; the rest (webhooks, which
+// log their decision, and the health checks monitoring sends all day) only
+// at debug level.
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -193,10 +197,11 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		status := c.Response().Status
-		if c.Path() == "/healthz" && status == http.StatusOK {
-			return nil
+		level := slog.LevelDebug
+		if status >= 400 || strings.HasPrefix(c.Request().URL.Path, "/api/") {
+			level = slog.LevelInfo // refused requests and API calls are worth a line
 		}
-		s.log.Debug("http", "request_id", requestID(c), "method", c.Request().Method, "path", c.Request().URL.Path,
+		s.log.Log(c.Request().Context(), level, "http", "request_id", requestID(c), "method", c.Request().Method, "path", c.Request().URL.Path,
 			"status", status, "duration", time.Since(start), "remote", c.RealIP())
 		return nil
 	}

@@ -279,14 +279,14 @@ func TestRunHostileValues(t *testing.T) {
 		const mark = "pushdeploy-marker"
 		t.Cleanup(func() { os.Remove(h.Path(mark)) })
 		name := "d $(touch " + mark + ") `touch " + mark + "`; x'y\n&& touch " + mark + " #"
-		stdout, stderr, err := run(t, c, deploy.Command{Dir: h.Home, Args: []string{"mkdir", "--", name}})
+		_, stderr, err := run(t, c, deploy.Command{Dir: h.Home, Args: []string{"mkdir", "--", name}})
 		if err != nil {
 			t.Fatalf("mkdir: %v: %s", err, stderr)
 		}
 		if _, err := os.Stat(h.Path(name)); err != nil {
 			t.Fatalf("the folder was not made under its literal name: %v", err)
 		}
-		stdout, _, err = run(t, c, deploy.Command{Dir: h.Path(name), Args: []string{"pwd"}})
+		stdout, _, err := run(t, c, deploy.Command{Dir: h.Path(name), Args: []string{"pwd"}})
 		if err != nil {
 			t.Fatal(err)
 		}
