@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,23 @@ type Deployer struct {
 	// lock held by another deployer is waited for.
 	StepTimeout time.Duration
 	LockTimeout time.Duration
+
+	// SharedPaths are linked from <root>/shared/ into each release before
+	// its switch.
+	SharedPaths []string
+	// KeepReleases is how many releases each host keeps after a successful
+	// deploy (never fewer than current and the one before it); 0 keeps all.
+	KeepReleases int
+	// HealthURL, when set, is polled after each host's switch and restart
+	// until it answers 2xx, for at most HealthTimeout; "{host}" in it is
+	// replaced by the host's address.
+	HealthURL     string
+	HealthTimeout time.Duration
+	// RollbackAll sends every host switched by a failed deployment back to
+	// its previous release, not only the host that failed.
+	RollbackAll bool
+	// HTTPClient makes the health checks; nil means a default client.
+	HTTPClient *http.Client
 
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
