@@ -25,6 +25,11 @@ const (
 // Request asks for a deployment: from the command line, the API or a
 // forge's webhook.
 type Request struct {
+	// Action is "deploy" (the default when empty) or "rollback".
+	Action string
+	// Release is, for a rollback, the release to go back to; empty means
+	// each host's release before its current one.
+	Release string
 	// Trigger is "cli", "api" or "webhook".
 	Trigger string
 	// Provider, DeliveryID and Actor describe a webhook delivery (or, for
@@ -46,7 +51,7 @@ type Request struct {
 // running deployment only through Snapshot.
 type Deployment struct {
 	ID          string
-	Action      string // "deploy"
+	Action      string // "deploy" or "rollback"
 	Request     Request
 	Release     Release
 	ReleaseName string
@@ -63,7 +68,11 @@ type Deployment struct {
 
 // NewDeployment returns a queued deployment for req with a fresh id.
 func NewDeployment(req Request, now time.Time) *Deployment {
-	return &Deployment{ID: newID(now), Action: "deploy", Request: req, Queued: now, Status: StatusQueued}
+	action := req.Action
+	if action == "" {
+		action = "deploy"
+	}
+	return &Deployment{ID: newID(now), Action: action, Request: req, Queued: now, Status: StatusQueued}
 }
 
 // Snapshot returns a deep copy, safe to read while the deployment runs.
