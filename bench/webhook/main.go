@@ -1,5 +1,3 @@
-//go:build bench
-
 // Command webhook is a benchmark (not a test) of `pushdeploy serve`'s
 // webhook path under load while a deploy runs.
 //
@@ -17,7 +15,7 @@
 //
 // As root, after .ci/install:
 //
-//	go run -tags bench ./bench/webhook -rate 500 -duration 10s
+//	go run ./bench/webhook -rate 500 -duration 10s
 //
 // Latency is the round trip from the moment a request is handed to the HTTP
 // client until its answer is read, and, as a stricter figure, from the
