@@ -133,7 +133,6 @@ func TestLoad(t *testing.T) {
 					t.Errorf("SharedPaths (-want +got):\n%s", diff)
 				}
 			},
-			wantWarnings: []string{"DEPLOY_SHARED_PATHS is set but this version does not use it yet"},
 		},
 		{
 			name:    "real environment wins over the env file",

@@ -17,16 +17,11 @@ import (
 // yet: setting one to anything but its default gives a warning, not an error.
 // Remove a name here when its feature lands.
 var notYetUsed = []string{
-	"DEPLOY_SHARED_PATHS",
-	"DEPLOY_HEALTH_URL",
-	"DEPLOY_HEALTH_TIMEOUT",
 	"DEPLOY_NOTIFY_URL",
 	"DEPLOY_BITBUCKET_TOKEN",
 	"DEPLOY_FETCH",
 	"DEPLOY_PARALLEL",
-	"DEPLOY_ROLLBACK_ON_FAILURE",
 	"DEPLOY_WEBHOOK_ALLOW_CIDRS",
-	"DEPLOY_KEEP_RELEASES",
 	"DEPLOY_VENV_REUSE",
 }
 

@@ -129,7 +129,7 @@ func (d *Deployer) Run(ctx context.Context, dep *Deployment, hosts []Host) error
 	if err := connectAll(ctx, runs); err != nil {
 		return d.finish(log, dep, err)
 	}
-	for _, r := range runs {
+	for i, r := range runs {
 		if err := ctx.Err(); err != nil {
 			return d.finish(log, dep, fmt.Errorf("deployment stopped before host %s: %w", r.res.Host, err))
 		}
@@ -137,10 +137,37 @@ func (d *Deployer) Run(ctx context.Context, dep *Deployment, hosts []Host) error
 			return d.finish(log, dep, fmt.Errorf("before host %s: %w", r.res.Host, ErrStopped))
 		}
 		if err := r.deploy(ctx); err != nil {
+			if d.RollbackAll {
+				d.rollBackSwitched(ctx, log, runs[:i])
+			}
 			return d.finish(log, dep, err)
 		}
 	}
 	return d.finish(log, dep, nil)
+}
+
+// rollBackSwitched sends the hosts this deployment already switched back
+// to their previous release, last first, so that a failure does not leave
+// the pool mixed (DEPLOY_ROLLBACK_ON_FAILURE=all).
+func (d *Deployer) rollBackSwitched(ctx context.Context, log *slog.Logger, runs []*hostRun) {
+	ctx, cancel := cleanupCtx(ctx)
+	defer cancel()
+	for i := len(runs) - 1; i >= 0; i-- {
+		r := runs[i]
+		if !r.switched {
+			continue
+		}
+		unlock, err := r.lock(ctx)
+		if err != nil {
+			log.Error("could not send a host back: its lock is held", "host", r.res.Host.String(), "error", err)
+			continue
+		}
+		if r.revert(ctx, r.prev) {
+			r.switched = false
+			r.dep.update(func() { r.res.Status = StatusRolledBack })
+		}
+		unlock()
+	}
 }
 
 // maxDials bounds the logins made at once, so a big pool does not trip

@@ -251,7 +251,7 @@ func TestDeploySwitchesEveryHost(t *testing.T) {
 	for _, s := range dep.Hosts[0].Steps {
 		steps = append(steps, s.Name)
 	}
-	if got, want := strings.Join(steps, " "), "connect lock prepare clone checkout venv pip switch restart"; got != want {
+	if got, want := strings.Join(steps, " "), "connect lock prepare clone checkout venv pip before-switch switch restart after-switch"; got != want {
 		t.Errorf("steps %q, want %q", got, want)
 	}
 }

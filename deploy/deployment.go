@@ -14,12 +14,13 @@ import (
 type Status string
 
 const (
-	StatusQueued    Status = "queued"
-	StatusRunning   Status = "running"
-	StatusSucceeded Status = "succeeded"
-	StatusFailed    Status = "failed"
-	StatusSkipped   Status = "skipped"
-	StatusCancelled Status = "cancelled" // queued, never started
+	StatusQueued     Status = "queued"
+	StatusRunning    Status = "running"
+	StatusSucceeded  Status = "succeeded"
+	StatusFailed     Status = "failed"
+	StatusSkipped    Status = "skipped"
+	StatusCancelled  Status = "cancelled"   // queued, never started
+	StatusRolledBack Status = "rolled back" // switched, then sent back when a later host failed
 )
 
 // Request asks for a deployment: from the command line, the API or a

@@ -21,6 +21,11 @@ type hostRun struct {
 	conn Conn
 	// root is the absolute root folder on the host, known after prepare.
 	root string
+	// prev is what current pointed at before this deployment switched it
+	// ("releases/<name>", or "" on a first deploy); switched says that the
+	// switch happened and has not been undone.
+	prev     string
+	switched bool
 }
 
 func (r *hostRun) relDir() string { return r.root + "/releases/" + r.dep.ReleaseName }
@@ -82,6 +87,7 @@ func (r *hostRun) step(ctx context.Context, name string, fn func(context.Context
 // the restart (or the revert) always runs.
 var beforeSwitch = map[string]bool{
 	"connect": true, "lock": true, "prepare": true, "clone": true, "checkout": true, "venv": true, "pip": true,
+	"shared": true, "before-switch": true,
 }
 
 // run runs cmd on the host with the step's output writer and the step

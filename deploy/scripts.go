@@ -102,3 +102,77 @@ rm -rf -- "releases/$3"`
 
 // removeScript deletes a release that failed to build. $1 root, $2 name.
 const removeScript = `cd -- "$1" && rm -rf -- "releases/$2"`
+
+// sharedScript links <root>/shared/<path> into the release for each path.
+// A missing shared folder is created; a missing shared file (a last part
+// with a dot, like .env or settings.py) fails the host before its switch,
+// naming the file. A path ending in "/" is always a folder. Nothing is
+// linked through a symlink that the repository put in the release, which
+// could point anywhere. $1 root, $2 release name, then the paths.
+const sharedScript = `set -e
+root=$1
+rel="$1/releases/$2"
+shift 2
+for p in "$@"; do
+	dir=no
+	case "$p" in */) dir=yes; p=${p%/} ;; esac
+	src="$root/shared/$p"
+	if [ ! -e "$src" ] && [ ! -L "$src" ]; then
+		case "${p##*/}" in
+		*.*) [ "$dir" = yes ] || { echo "shared file $src is missing: create it on this host (DEPLOY_SHARED_PATHS lists $p)" >&2; exit 1; } ;;
+		esac
+		mkdir -p -- "$src"
+		echo "created shared folder $src"
+	fi
+	d=$rel
+	rest=$p
+	while :; do
+		case "$rest" in */*) ;; *) break ;; esac
+		d="$d/${rest%%/*}"
+		rest=${rest#*/}
+		if [ -L "$d" ]; then
+			echo "refusing to link $p: $d is a symlink in the release" >&2
+			exit 1
+		fi
+		mkdir -p -- "$d"
+	done
+	rm -rf -- "$rel/$p"
+	ln -s -- "$src" "$rel/$p"
+	echo "linked $p -> $src"
+done`
+
+// hookScript runs the release's own hook .pushdeploy/$1, when there is
+// one, with the release's venv first on PATH (so "python manage.py migrate"
+// uses it). Run in the release folder.
+const hookScript = `hook=".pushdeploy/$1"
+if [ ! -e "$hook" ] && [ ! -L "$hook" ]; then
+	echo "no $hook in this release"
+	exit 0
+fi
+if [ ! -f "$hook" ] || [ ! -x "$hook" ]; then
+	echo "$hook exists but is not an executable file: make it executable (git update-index --chmod=+x $hook) and commit" >&2
+	exit 1
+fi
+PATH="$PWD/venv/bin:$PATH"
+VIRTUAL_ENV="$PWD/venv"
+export PATH VIRTUAL_ENV
+exec "./$hook"`
+
+// retentionScript removes old releases: it keeps the newest $2, and never
+// removes $3 (current) or $4 (the one before it). Only folders named like
+// releases are considered. $1 root.
+const retentionScript = `keep=$2 cur=$3 prev=$4
+cd -- "$1/releases" || exit 1
+set -- [0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]
+[ -d "$1" ] || exit 0
+old=$(($# - keep))
+i=0
+for r in "$@"; do
+	i=$((i + 1))
+	[ "$i" -le "$old" ] || break
+	if [ "$r" = "$cur" ] || [ "$r" = "$prev" ] || [ ! -d "$r" ]; then
+		continue
+	fi
+	echo "removing old release $r"
+	rm -rf -- "$r"
+done`

@@ -35,16 +35,32 @@ func (r *hostRun) deploy(ctx context.Context) (err error) {
 		r.remove(ctx)
 		return err
 	}
-	prev, err := r.switchCurrent(ctx)
+	r.prev, err = r.switchCurrent(ctx)
 	if err != nil {
 		r.remove(ctx)
 		return err
 	}
-	if err := r.restart(ctx); err != nil {
-		r.revert(ctx, prev)
+	r.switched = true
+	if err := r.afterSwitch(ctx); err != nil {
+		if r.revert(ctx, r.prev) {
+			r.switched = false
+		}
 		return err
 	}
+	r.retain(ctx)
 	return nil
+}
+
+// afterSwitch restarts the app, checks its health and runs the release's
+// after-switch hook: any failure sends the host back.
+func (r *hostRun) afterSwitch(ctx context.Context) error {
+	if err := r.restart(ctx); err != nil {
+		return err
+	}
+	if err := r.checkHealth(ctx); err != nil {
+		return err
+	}
+	return r.hook(ctx, "after-switch")
 }
 
 func (r *hostRun) prepare(ctx context.Context) error {
@@ -93,6 +109,12 @@ func (r *hostRun) build(ctx context.Context) error {
 		{"venv", Command{Dir: r.relDir(), Args: []string{r.d.Python, "-m", "venv", "venv"}}},
 		{"pip", Command{Dir: r.relDir(), Args: script(pipScript)}},
 	}
+	if len(r.d.SharedPaths) > 0 {
+		steps = append(steps, struct {
+			name string
+			cmd  Command
+		}{"shared", Command{Args: script(sharedScript, append([]string{r.root, r.dep.ReleaseName}, r.d.SharedPaths...)...)}})
+	}
 	for _, s := range steps {
 		if err := r.step(ctx, s.name, func(ctx context.Context, out io.Writer) error {
 			return r.run(ctx, out, s.cmd)
@@ -100,7 +122,34 @@ func (r *hostRun) build(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return r.hook(ctx, "before-switch")
+}
+
+// hook runs the release's .pushdeploy/<name> hook, if it has one, in the
+// release folder with the restart command's environment.
+func (r *hostRun) hook(ctx context.Context, name string) error {
+	return r.step(ctx, name, func(ctx context.Context, out io.Writer) error {
+		return r.run(ctx, out, Command{
+			Dir:  r.relDir(),
+			Env:  r.restartEnv(r.relDir(), r.dep.Release.Commit),
+			Args: script(hookScript, name),
+		})
+	})
+}
+
+// retain removes releases beyond KeepReleases after a successful deploy.
+// A failure here is logged, not fatal: the new release is live and healthy.
+func (r *hostRun) retain(ctx context.Context) {
+	if r.d.KeepReleases <= 0 {
+		return
+	}
+	prev := strings.TrimPrefix(r.prev, "releases/")
+	err := r.step(ctx, "retention", func(ctx context.Context, out io.Writer) error {
+		return r.run(ctx, out, Command{Args: script(retentionScript, r.root, strconv.Itoa(r.d.KeepReleases), r.dep.ReleaseName, prev)})
+	})
+	if err != nil {
+		r.log.Warn("old releases were not removed; the deploy itself succeeded", "error", err)
+	}
 }
 
 // switchCurrent points current at the new release and returns what it
@@ -164,14 +213,14 @@ func (r *hostRun) remove(ctx context.Context) {
 
 // revert puts current back after a failed restart, restarts the previous
 // release, and deletes the new one.
-func (r *hostRun) revert(ctx context.Context, prev string) {
+func (r *hostRun) revert(ctx context.Context, prev string) bool {
 	ctx, cancel := cleanupCtx(ctx)
 	defer cancel()
 	if prev != "" {
 		name := strings.TrimPrefix(prev, "releases/")
 		if !strings.HasPrefix(prev, "releases/") || ValidReleaseName(name) != nil {
 			r.log.Error("not reverting: current pointed at an unexpected target", "target", prev)
-			return
+			return false
 		}
 	}
 	var prevCommit strings.Builder
@@ -180,8 +229,11 @@ func (r *hostRun) revert(ctx context.Context, prev string) {
 			Args:   script(revertScript, r.root, prev, r.dep.ReleaseName, r.dep.ID),
 			Stdout: io.MultiWriter(&prevCommit, out),
 		})
-	}); err != nil || prev == "" || r.d.RestartCmd == "" {
-		return
+	}); err != nil {
+		return false
+	}
+	if prev == "" || r.d.RestartCmd == "" {
+		return true
 	}
 	prevDir := r.root + "/" + prev
 	_ = r.step(ctx, "restart-previous", func(ctx context.Context, out io.Writer) error {
@@ -191,4 +243,5 @@ func (r *hostRun) revert(ctx context.Context, prev string) {
 			Args: []string{"sh", "-c", r.d.RestartCmd},
 		})
 	})
+	return true
 }

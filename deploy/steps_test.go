@@ -1,0 +1,221 @@
+package deploy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// commitFiles commits extra files (path -> content; a "+x:" prefix makes
+// the file executable) on top of requirements.txt.
+func (r *rig) commitFiles(req string, files map[string]string) string {
+	r.t.Helper()
+	for name, content := range files {
+		mode := os.FileMode(0o644)
+		if c, ok := strings.CutPrefix(content, "+x:"); ok {
+			content, mode = c, 0o755
+		}
+		p := filepath.Join(r.repo, name)
+		r.must(os.MkdirAll(filepath.Dir(p), 0o755))
+		r.must(os.WriteFile(p, []byte(content), mode))
+		r.must(os.Chmod(p, mode)) // WriteFile keeps an existing file's mode
+	}
+	return r.commit(req)
+}
+
+func TestSharedPaths(t *testing.T) {
+	r := newRig(t, 1)
+	r.d.SharedPaths = []string{".env", "media", "var/logs/"}
+	home := r.dialer.homes["web1"]
+	r.commitFiles("flask", map[string]string{"media/placeholder": "from the repo"})
+
+	// A missing shared file fails the host before its switch, naming it.
+	_, err := r.deploy()
+	var se *StepError
+	if !errors.As(err, &se) || se.Step != "shared" || !strings.Contains(err.Error(), "shared file "+home+"/app/shared/.env is missing") {
+		t.Fatalf("got %v, want a shared step error naming .env", err)
+	}
+	if r.current("web1") != "" || len(r.releases("web1")) != 0 {
+		t.Fatalf("the host changed although a shared file was missing")
+	}
+
+	r.must(os.MkdirAll(filepath.Join(home, "app", "shared"), 0o755))
+	r.must(os.WriteFile(filepath.Join(home, "app", "shared", ".env"), []byte("SECRET=1\n"), 0o600))
+	if _, err := r.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	cur := filepath.Join(home, "app", "current")
+	if b, err := os.ReadFile(filepath.Join(cur, ".env")); err != nil || string(b) != "SECRET=1\n" {
+		t.Errorf("shared .env in the release: %q, %v", b, err)
+	}
+	for _, dir := range []string{"media", "var/logs"} {
+		target, err := os.Readlink(filepath.Join(cur, dir))
+		if err != nil || target != filepath.Join(home, "app", "shared", dir) {
+			t.Errorf("%s -> %q, %v", dir, target, err)
+		}
+		if fi, err := os.Stat(filepath.Join(home, "app", "shared", dir)); err != nil || !fi.IsDir() {
+			t.Errorf("shared folder %s was not created: %v", dir, err)
+		}
+	}
+}
+
+func TestSharedPathRefusesASymlinkInTheRelease(t *testing.T) {
+	r := newRig(t, 1)
+	r.d.SharedPaths = []string{"data/cache"}
+	outside := t.TempDir()
+	r.must(os.Symlink(outside, filepath.Join(r.repo, "data")))
+	r.commit("flask")
+	_, err := r.deploy()
+	if err == nil || !strings.Contains(err.Error(), "is a symlink in the release") {
+		t.Fatalf("got %v, want a refusal", err)
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Errorf("something was written through the repository's symlink: %v", entries)
+	}
+}
+
+func TestHooks(t *testing.T) {
+	r := newRig(t, 2)
+	r.commit("flask")
+	if _, err := r.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	before := r.current("web1")
+	hook := "+x:#!/bin/sh\necho \"hook $0 in $(pwd -P) for $COMMIT with $(command -v python)\" >> \"$HOME/hooks.log\"\n"
+	failing := "+x:#!/bin/sh\necho 'migration 0042 failed: column exists' >&2\nexit 3\n"
+
+	// A failing before-switch hook: no switch on that host, the next host untouched.
+	r.commitFiles("flask", map[string]string{".pushdeploy/before-switch": failing})
+	n2 := r.dialer.commandsOn("web2")
+	_, err := r.deploy()
+	var se *StepError
+	if !errors.As(err, &se) || se.Step != "before-switch" || se.Host != "web1" || !strings.Contains(err.Error(), "migration 0042 failed") {
+		t.Fatalf("got %v", err)
+	}
+	if r.current("web1") != before || len(r.releases("web1")) != 1 || r.dialer.commandsOn("web2") != n2 {
+		t.Fatalf("a failing before-switch hook changed something")
+	}
+
+	// Working hooks run in the release, with its venv first on PATH.
+	sha := r.commitFiles("flask", map[string]string{".pushdeploy/before-switch": hook, ".pushdeploy/after-switch": hook})
+	dep, err := r.deploy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := r.dialer.homes["web1"]
+	log, _ := os.ReadFile(filepath.Join(home, "hooks.log"))
+	rel := filepath.Join(home, "app", "releases", dep.ReleaseName)
+	want := "hook ./.pushdeploy/before-switch in " + rel + " for " + sha + " with " + rel + "/venv/bin/python\n" +
+		"hook ./.pushdeploy/after-switch in " + rel + " for " + sha + " with " + rel + "/venv/bin/python\n"
+	if string(log) != want {
+		t.Errorf("hooks.log:\n%s\nwant:\n%s", log, want)
+	}
+
+	// A hook that is not executable is a clear error.
+	r.commitFiles("flask", map[string]string{".pushdeploy/before-switch": "#!/bin/sh\n"})
+	if _, err := r.deploy(); err == nil || !strings.Contains(err.Error(), "not an executable file") {
+		t.Errorf("non-executable hook: %v", err)
+	}
+}
+
+func TestRetention(t *testing.T) {
+	r := newRig(t, 1)
+	r.d.KeepReleases = 2
+	var names []string
+	for i := 0; i < 4; i++ {
+		r.commit("flask==" + itoa(i))
+		dep, err := r.deploy()
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, dep.ReleaseName)
+	}
+	if got := strings.Join(r.releases("web1"), " "); got != names[2]+" "+names[3] {
+		t.Errorf("releases %q, want the newest 2", got)
+	}
+	// A failed deploy removes its own release and nothing else.
+	r.commit("broken")
+	if _, err := r.deploy(); err == nil {
+		t.Fatal("broken deploy succeeded")
+	}
+	if got := strings.Join(r.releases("web1"), " "); got != names[2]+" "+names[3] {
+		t.Errorf("after a failed deploy: %q", got)
+	}
+	// Current is kept even when it is old: point it at the oldest kept
+	// release (as a rollback would), deploy twice with KeepReleases=1.
+	home := r.dialer.homes["web1"]
+	r.must(os.Remove(filepath.Join(home, "app", "current")))
+	r.must(os.Symlink("releases/"+names[2], filepath.Join(home, "app", "current")))
+	r.d.KeepReleases = 1
+	r.commit("flask==9")
+	dep, err := r.deploy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(r.releases("web1"), " "); got != names[2]+" "+dep.ReleaseName {
+		t.Errorf("keep 1: %q, want the previous (%s) and current", got, names[2])
+	}
+}
+
+// healthByHost answers health checks: 500 for the hosts in sick, 200 else.
+type healthByHost struct{ sick map[string]bool }
+
+func (h healthByHost) RoundTrip(req *http.Request) (*http.Response, error) {
+	code := 200
+	if h.sick[req.URL.Hostname()] {
+		code = 500
+	}
+	return &http.Response{StatusCode: code, Status: fmt.Sprintf("%d %s", code, http.StatusText(code)), Body: io.NopCloser(strings.NewReader("app says " + http.StatusText(code))), Request: req}, nil
+}
+
+func TestHealthFailureSendsHostsBack(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		t.Run(map[bool]string{false: "host", true: "all"}[all], func(t *testing.T) {
+			r := newRig(t, 3)
+			r.commit("flask")
+			first, err := r.deploy()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.d.HealthURL = "http://{host}:8000/health"
+			r.d.HealthTimeout = 1500 * time.Millisecond
+			r.d.HTTPClient = &http.Client{Transport: healthByHost{sick: map[string]bool{"web2": true}}}
+			r.d.RollbackAll = all
+			r.commit("flask==2")
+			n3 := r.dialer.commandsOn("web3")
+			dep, err := r.deploy()
+			var se *StepError
+			if !errors.As(err, &se) || se.Host != "web2" || se.Step != "health" || !strings.Contains(err.Error(), "answered 500") {
+				t.Fatalf("got %v, want a health failure on web2", err)
+			}
+			old := "releases/" + first.ReleaseName
+			if r.current("web2") != old || len(r.releases("web2")) != 1 {
+				t.Errorf("web2: current %q releases %v, want it back on %s", r.current("web2"), r.releases("web2"), old)
+			}
+			if r.dialer.commandsOn("web3") != n3 {
+				t.Errorf("web3 was touched")
+			}
+			wantWeb1 := "releases/" + dep.ReleaseName
+			if all {
+				wantWeb1 = old
+			}
+			if r.current("web1") != wantWeb1 {
+				t.Errorf("web1: current %q, want %q", r.current("web1"), wantWeb1)
+			}
+			if all && dep.Hosts[0].Status != StatusRolledBack {
+				t.Errorf("web1 status %s", dep.Hosts[0].Status)
+			}
+			// The restart of the previous release ran on the hosts sent back.
+			env, _ := os.ReadFile(filepath.Join(r.dialer.homes["web2"], "restart.env"))
+			if !strings.Contains(string(env), "COMMIT="+r.commits[0]+"\n") {
+				t.Errorf("web2 was not restarted on its previous release:\n%s", env)
+			}
+		})
+	}
+}
