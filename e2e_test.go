@@ -283,7 +283,7 @@ func TestEndToEndUnknownHostKeyIsRefusedBeforeAnyChange(t *testing.T) {
 		t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
 	}
 	fp := strings.Fields(third.HostKeyLine)
-	for _, want := range []string{"connect", "unknown", fmt.Sprintf("127.0.0.1:%d", third.Port), "SHA256:"} {
+	for _, want := range []string{"connect", "unknown", fmt.Sprintf("%s:%d", third.Addr, third.Port), "SHA256:"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("error lacks %q:\n%s", want, r.stderr)
 		}

@@ -40,7 +40,7 @@ func TestSSH(t *testing.T) {
 	}
 	t.Setenv("SSH_AUTH_SOCK", "") // New reads it
 	cfg := Config{URL: env.RepoURL, Branch: "release", Key: key, KnownHosts: env.KnownHosts}
-	hostPort := net.JoinHostPort("127.0.0.1", strconv.Itoa(env.Git.Port))
+	hostPort := net.JoinHostPort(env.Git.Addr, strconv.Itoa(env.Git.Port))
 
 	t.Run("tip", func(t *testing.T) {
 		got, err := New(cfg).Resolve(ctx, deploy.Push{Branch: "release"})
@@ -90,11 +90,11 @@ func TestSSH(t *testing.T) {
 		if len(hk.Known) != 0 {
 			t.Errorf("got known keys %q, want none", hk.Known)
 		}
-		want := "host key of [127.0.0.1]:" + strconv.Itoa(env.Git.Port) + " is unknown (ssh-ed25519 SHA256:"
+		want := "host key of [" + env.Git.Addr + "]:" + strconv.Itoa(env.Git.Port) + " is unknown (ssh-ed25519 SHA256:"
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("got error %q, want it to contain %q", err, want)
 		}
-		if want := "ssh-keyscan -p " + strconv.Itoa(env.Git.Port) + " 127.0.0.1 >> " + c.KnownHosts; !strings.Contains(err.Error(), want) {
+		if want := "ssh-keyscan -p " + strconv.Itoa(env.Git.Port) + " " + env.Git.Addr + " >> " + c.KnownHosts; !strings.Contains(err.Error(), want) {
 			t.Errorf("got error %q, want it to contain %q", err, want)
 		}
 	})
@@ -107,7 +107,7 @@ func TestSSH(t *testing.T) {
 		if len(hk.Known) != 1 {
 			t.Errorf("got known keys %q, want 1", hk.Known)
 		}
-		want := "host key of [127.0.0.1]:" + strconv.Itoa(env.Git.Port) + " changed: the server presented ssh-ed25519 SHA256:"
+		want := "host key of [" + env.Git.Addr + "]:" + strconv.Itoa(env.Git.Port) + " changed: the server presented ssh-ed25519 SHA256:"
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("got error %q, want it to contain %q", err, want)
 		}

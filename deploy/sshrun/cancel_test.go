@@ -264,7 +264,7 @@ func TestRunHostSilent(t *testing.T) {
 		c.KeepAlive = 500 * time.Millisecond
 	})
 	hp := hostOf(h)
-	hp.Port = proxy.port()
+	hp.Addr, hp.Port = "127.0.0.1", proxy.port()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	c, err := r.Dial(ctx, hp)

@@ -47,7 +47,7 @@ func TestDialHostKey(t *testing.T) {
 	env := testhosts.New(t, testhosts.Options{Hosts: 1})
 	h := env.Hosts[0]
 	fp := ssh.FingerprintSHA256(hostKey(t, h.HostKeyLine))
-	hostPort := fmt.Sprintf("[127.0.0.1]:%d", h.Port)
+	hostPort := fmt.Sprintf("[%s]:%d", h.Addr, h.Port)
 
 	otherEd, _, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -68,7 +68,7 @@ func TestDialHostKey(t *testing.T) {
 		{
 			name:   "unknown host",
 			known:  env.Git.HostKeyLine + "\n", // another host only
-			wantIn: []string{"unknown", fp, "ssh-keyscan -p " + fmt.Sprint(h.Port) + " 127.0.0.1", "ssh-ed25519"},
+			wantIn: []string{"unknown", fp, "ssh-keyscan -p " + fmt.Sprint(h.Port) + " " + h.Addr, "ssh-ed25519"},
 		},
 		{
 			name:        "changed key",
@@ -84,7 +84,7 @@ func TestDialHostKey(t *testing.T) {
 		},
 		{
 			name:        "key known for another port only",
-			known:       fmt.Sprintf("[127.0.0.1]:%d %s\n", h.Port+1, realKey),
+			known:       fmt.Sprintf("[%s]:%d %s\n", h.Addr, h.Port+1, realKey),
 			wantChanged: false,
 			wantIn:      []string{"unknown", fp},
 		},

@@ -24,7 +24,7 @@ import (
 
 // hostOf is the deploy.Host of a test host.
 func hostOf(h *testhosts.Host) deploy.Host {
-	return deploy.Host{Name: h.Name, User: h.User, Addr: "127.0.0.1", Port: h.Port}
+	return deploy.Host{Name: h.Name, User: h.User, Addr: h.Addr, Port: h.Port}
 }
 
 func readFile(t *testing.T, path string) []byte {

@@ -30,7 +30,7 @@ func (e *Env) clientArgs(key string) []string {
 // /usr/local/bin:/usr/bin:/bin:/usr/games, and the session starts in
 // h.Home.
 func (e *Env) SSH(ctx context.Context, h *Host, args ...string) *exec.Cmd {
-	a := append(e.clientArgs(e.AdminKey), "-p", strconv.Itoa(h.Port), h.User+"@127.0.0.1")
+	a := append(e.clientArgs(e.AdminKey), "-p", strconv.Itoa(h.Port), h.User+"@"+h.Addr)
 	if len(args) > 0 {
 		quoted := make([]string, len(args))
 		for i, s := range args {

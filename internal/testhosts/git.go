@@ -43,11 +43,11 @@ func (e *Env) startGit(ctx context.Context) error {
 	}
 	auth := fmt.Sprintf("restrict,command=%q %s", script, deploy)
 	// GIT_PROTOCOL lets clients use protocol v2.
-	h, err := e.newHost(ctx, name, auth, "AcceptEnv GIT_PROTOCOL", func(h *Host) { e.Git = h })
+	h, err := e.newHost(ctx, name, e.subnet.addr(gitHostByte), auth, "AcceptEnv GIT_PROTOCOL", func(h *Host) { e.Git = h })
 	if err != nil {
 		return err
 	}
-	e.RepoURL = fmt.Sprintf("ssh://%s@127.0.0.1:%d%s", name, h.Port, e.bareDir)
+	e.RepoURL = fmt.Sprintf("ssh://%s@%s:%d%s", name, h.Addr, h.Port, e.bareDir)
 	if err := e.initRepos(ctx); err != nil {
 		return fmt.Errorf("git server: %w", err)
 	}

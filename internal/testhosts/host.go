@@ -27,19 +27,22 @@ const readyTimeout = 10 * time.Second
 // errAddrInUse means sshd lost the race for its port.
 var errAddrInUse = errors.New("address already in use")
 
-// Host is one sshd on 127.0.0.1 that lets exactly one user in. Its methods
-// are safe for concurrent use.
+// Host is one sshd on a loopback address of its own that lets exactly one
+// user in. Its methods are safe for concurrent use.
 type Host struct {
-	// Name is the host's line in HostsFile: "user@127.0.0.1:PORT".
+	// Name is the host's line in HostsFile: "user@ADDR:PORT".
 	Name string
 	// User is the only user this sshd accepts.
 	User string
-	// Port is the port sshd listens on, on 127.0.0.1.
+	// Addr is the host's own IPv4 address in 127.0.0.0/8, such as
+	// "127.83.7.10"; sshd listens on it only.
+	Addr string
+	// Port is the port sshd listens on, on Addr.
 	Port int
 	// Home is the user's home folder.
 	Home string
 	// HostKeyLine is the host's known_hosts line:
-	// "[127.0.0.1]:PORT ssh-ed25519 AAAA...".
+	// "[ADDR]:PORT ssh-ed25519 AAAA...".
 	HostKeyLine string
 
 	uid, gid int
@@ -59,13 +62,14 @@ func (h *Host) Path(rel string) string {
 	return filepath.Join(h.Home, rel)
 }
 
-// newHost creates the user and the sshd files of a host; authLine is the
-// user's authorized_keys line, extra goes at the end of sshd_config. The
-// host is added to list before anything can fail after useradd, so that
-// Close deletes the user.
-func (e *Env) newHost(ctx context.Context, name, authLine, extra string, list func(*Host)) (*Host, error) {
+// newHost creates the user and the sshd files of a host on addr; authLine
+// is the user's authorized_keys line, extra goes at the end of
+// sshd_config. The host is added to list before anything can fail after
+// useradd, so that Close deletes the user.
+func (e *Env) newHost(ctx context.Context, name, addr, authLine, extra string, list func(*Host)) (*Host, error) {
 	h := &Host{
 		User:    name,
+		Addr:    addr,
 		Home:    filepath.Join(e.Dir, "home", name),
 		config:  filepath.Join(e.Dir, "sshd", name+".conf"),
 		logPath: filepath.Join(e.Dir, "logs", name+".sshd.log"),
@@ -87,7 +91,7 @@ func (e *Env) newHost(ctx context.Context, name, authLine, extra string, list fu
 		return nil, fmt.Errorf("host %s: %w", name, err)
 	}
 	h.settings = strings.Join([]string{
-		"ListenAddress 127.0.0.1",
+		"ListenAddress " + addr,
 		"HostKey " + hostKey,
 		"PidFile none",
 		"AuthorizedKeysFile " + filepath.Join(e.Dir, "authorized_keys", "%u"),
@@ -110,20 +114,20 @@ func (e *Env) newHost(ctx context.Context, name, authLine, extra string, list fu
 	if err := h.start(ctx, false); err != nil {
 		return nil, err
 	}
-	h.Name = fmt.Sprintf("%s@127.0.0.1:%d", name, h.Port)
-	h.HostKeyLine = fmt.Sprintf("[127.0.0.1]:%d %s", h.Port, pub)
+	h.Name = fmt.Sprintf("%s@%s:%d", name, addr, h.Port)
+	h.HostKeyLine = fmt.Sprintf("[%s]:%d %s", addr, h.Port, pub)
 	return h, nil
 }
 
 // startAppHost adds an app host that accepts the admin key. Its user's
 // ~/.ssh/known_hosts trusts the git server, so that a git clone on the host
 // (with the deploy key lent through agent forwarding) checks the host key.
-func (e *Env) startAppHost(ctx context.Context, name string) error {
+func (e *Env) startAppHost(ctx context.Context, name, addr string) error {
 	admin, err := publicKey(e.AdminKey)
 	if err != nil {
 		return err
 	}
-	h, err := e.newHost(ctx, name, admin, "", func(h *Host) { e.Hosts = append(e.Hosts, h) })
+	h, err := e.newHost(ctx, name, addr, admin, "", func(h *Host) { e.Hosts = append(e.Hosts, h) })
 	if err != nil {
 		return err
 	}
@@ -154,7 +158,7 @@ func (h *Host) start(ctx context.Context, samePort bool) error {
 	}
 	for attempt := 1; ; attempt++ {
 		if !samePort {
-			port, err := freePort(ctx)
+			port, err := freePort(ctx, h.Addr)
 			if err != nil {
 				return fmt.Errorf("host %s: %w", h.User, err)
 			}
@@ -178,11 +182,11 @@ func (h *Host) start(ctx context.Context, samePort bool) error {
 	}
 }
 
-// freePort asks the kernel for a free port on 127.0.0.1. Someone else may
-// take it before sshd binds it; launch notices.
-func freePort(ctx context.Context) (int, error) {
+// freePort asks the kernel for a free port on addr. Someone else may take
+// it before sshd binds it; launch notices.
+func freePort(ctx context.Context, addr string) (int, error) {
 	var lc net.ListenConfig
-	l, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+	l, err := lc.Listen(ctx, "tcp", net.JoinHostPort(addr, "0"))
 	if err != nil {
 		return 0, fmt.Errorf("find free port: %w", err)
 	}
@@ -230,18 +234,18 @@ func (h *Host) launch(ctx context.Context) error {
 }
 
 // waitReady waits until the sshd that logs from offset on says it listens
-// on h.Port and the port answers with an SSH banner. The log line proves the
+// on h.Addr port h.Port and the port answers with an SSH banner. The log line proves the
 // banner is this sshd's and not that of another process that won the port.
 func (h *Host) waitReady(ctx context.Context, offset int64) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	want := fmt.Sprintf("Server listening on 127.0.0.1 port %d.", h.Port)
+	want := fmt.Sprintf("Server listening on %s port %d.", h.Addr, h.Port)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		log := h.logFrom(offset)
 		if strings.Contains(log, want) {
-			if err := banner(ctx, h.Port); err != nil {
+			if err := banner(ctx, h.Addr, h.Port); err != nil {
 				return fmt.Errorf("sshd on port %d: %w; log:\n%s", h.Port, err, tail(log))
 			}
 			return nil
@@ -260,10 +264,10 @@ func (h *Host) waitReady(ctx context.Context, offset int64) error {
 	}
 }
 
-// banner checks that the port speaks SSH 2.
-func banner(ctx context.Context, port int) error {
+// banner checks that addr:port speaks SSH 2.
+func banner(ctx context.Context, addr string, port int) error {
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
 	if err != nil {
 		return fmt.Errorf("read banner: %w", err)
 	}

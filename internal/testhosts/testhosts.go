@@ -1,8 +1,11 @@
 // Package testhosts brings up real SSH test hosts on loopback for end-to-end
 // tests and demos of the deployer: one OpenSSH sshd per app host, each with
-// its own freshly created Unix user, plus a git server (another sshd) that
-// serves one bare repository read-only to a deploy key. It also builds
-// pure-Python wheels into a local folder so that pip installs work offline.
+// its own freshly created Unix user and its own loopback address
+// (127.X.Y.10, 127.X.Y.11, ... in a /24 of the Env's own), plus a git
+// server (another sshd, 127.X.Y.2) that serves one bare repository
+// read-only to a deploy key. It also builds pure-Python wheels into a local
+// folder so that pip installs work offline, and gives a small WSGI app that
+// a restart command (Env.RestartCmd) serves on each host for health checks.
 //
 // Everything needs root (useradd, sshd). Start creates the hosts and Close
 // removes them; New wraps both for tests and skips when the machine cannot
@@ -23,7 +26,7 @@ import (
 
 // Options says what Start brings up.
 type Options struct {
-	// Hosts is the number of app hosts.
+	// Hosts is the number of app hosts, at most 245.
 	Hosts int
 	// Dir is the base folder; Start makes a new folder inside it. Every
 	// parent of it must be searchable by other users (o+x), because the host
@@ -45,8 +48,8 @@ type Env struct {
 	// KnownHosts is the path of a known_hosts file with the host key of
 	// every app host and of the git server.
 	KnownHosts string
-	// HostsFile is the path of a file with one "user@127.0.0.1:PORT" line
-	// per app host.
+	// HostsFile is the path of a file with one "user@ADDR:PORT" line per
+	// app host (Host.Name).
 	HostsFile string
 	// RepoURL is the ssh:// URL of the bare repository on the git server.
 	RepoURL string
@@ -58,6 +61,8 @@ type Env struct {
 	Git *Host
 
 	prefix  string
+	subnet  subnet   // the /24 of every address of this Env
+	lock    *os.File // holds subnet until Close
 	gitEnv  []string // environment for the git commands run by Commit
 	workDir string   // the work repository Commit commits in
 	bareDir string   // the git server's bare repository
@@ -77,8 +82,8 @@ var safePath = regexp.MustCompile(`^/[A-Za-z0-9/._-]*$`)
 // anything. ctx bounds the setup only: the sshd processes run until Close.
 // On error, everything created so far is removed again.
 func Start(ctx context.Context, o Options) (_ *Env, err error) {
-	if o.Hosts < 0 {
-		return nil, fmt.Errorf("testhosts: negative number of hosts %d", o.Hosts)
+	if o.Hosts < 0 || o.Hosts > maxHosts {
+		return nil, fmt.Errorf("testhosts: number of hosts %d not in 0..%d", o.Hosts, maxHosts)
 	}
 	if err := Check(); err != nil {
 		return nil, fmt.Errorf("testhosts: %w", err)
@@ -110,6 +115,10 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 
 // setup does the work of Start once Dir and the prefix exist.
 func (e *Env) setup(ctx context.Context, hosts int) error {
+	var err error
+	if e.subnet, e.lock, err = reserveSubnet(); err != nil {
+		return err
+	}
 	if err := e.makeLayout(); err != nil {
 		return err
 	}
@@ -124,7 +133,8 @@ func (e *Env) setup(ctx context.Context, hosts int) error {
 		return err
 	}
 	for i := 1; i <= hosts; i++ {
-		if err := e.startAppHost(ctx, fmt.Sprintf("%sh%d", e.prefix, i)); err != nil {
+		addr := e.subnet.addr(firstHostByte + i - 1)
+		if err := e.startAppHost(ctx, fmt.Sprintf("%sh%d", e.prefix, i), addr); err != nil {
 			return err
 		}
 	}
@@ -220,8 +230,9 @@ func (e *Env) writeHostFiles() error {
 	return nil
 }
 
-// Close stops every sshd this Env started and every process of its users,
-// deletes the users and removes Dir. Calling it again does nothing.
+// Close stops every sshd this Env started and every process of its users
+// (app servers included), deletes the users, removes Dir and frees the
+// Env's addresses. Calling it again does nothing.
 func (e *Env) Close() error {
 	e.closeMu.Lock()
 	defer e.closeMu.Unlock()
@@ -246,6 +257,11 @@ func (e *Env) Close() error {
 	}
 	if err := os.RemoveAll(e.Dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove dir: %w", err))
+	}
+	if e.lock != nil {
+		if err := e.lock.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("free addresses: %w", err))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("testhosts: close: %w", err)

@@ -65,7 +65,7 @@ func TestHostsLogIn(t *testing.T) {
 		cmd := exec.CommandContext(ctx, "ssh", "-F", "/dev/null", "-i", e.AdminKey,
 			"-o", "UserKnownHostsFile="+e.KnownHosts, "-o", "StrictHostKeyChecking=yes",
 			"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-			"-p", itoa(h.Port), h.User+"@127.0.0.1", "id -un; pwd; echo $PATH")
+			"-p", itoa(h.Port), h.User+"@"+h.Addr, "id -un; pwd; echo $PATH")
 		lines := strings.Split(output(t, cmd), "\n")
 		if len(lines) != 3 {
 			t.Fatalf("%s: got %q, want user, home and PATH", h.Name, lines)
@@ -163,7 +163,7 @@ func TestGitServerIsReadOnly(t *testing.T) {
 	sshGit := func(key string, args ...string) *exec.Cmd {
 		a := []string{"-F", "/dev/null", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
 			"-o", "UserKnownHostsFile=" + e.KnownHosts, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
-			"-p", itoa(e.Git.Port), e.Git.User + "@127.0.0.1"}
+			"-p", itoa(e.Git.Port), e.Git.User + "@" + e.Git.Addr}
 		return exec.CommandContext(ctx, "ssh", append(a, args...)...)
 	}
 	if out := fails(t, sshGit(e.AdminKey, "id")); !strings.Contains(out, "Permission denied") {
@@ -173,7 +173,7 @@ func TestGitServerIsReadOnly(t *testing.T) {
 		t.Errorf("deploy key running id: want refused, got %s", out)
 	}
 	fails(t, sshGit(e.GitKey))
-	fails(t, sshGit(e.GitKey, "git-receive-pack '"+strings.TrimPrefix(e.RepoURL, "ssh://"+e.Git.User+"@127.0.0.1:"+itoa(e.Git.Port))+"'"))
+	fails(t, sshGit(e.GitKey, "git-receive-pack '"+strings.TrimPrefix(e.RepoURL, "ssh://"+e.Git.User+"@"+e.Git.Addr+":"+itoa(e.Git.Port))+"'"))
 }
 
 func TestStopRestart(t *testing.T) {

@@ -129,38 +129,3 @@ func zipFiles(members []string, all map[string]string) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
-
-// appPy is a WSGI app that answers with the version of the test dependency.
-// Run as a program it serves itself on 127.0.0.1:PORT (the first argument,
-// or $PORT) with the standard library's wsgiref.
-const appPy = `import os
-import sys
-
-import pdtestdep
-
-
-def application(environ, start_response):
-    body = pdtestdep.VERSION.encode("utf-8")
-    start_response("200 OK", [
-        ("Content-Type", "text/plain; charset=utf-8"),
-        ("Content-Length", str(len(body))),
-    ])
-    return [body]
-
-
-if __name__ == "__main__":
-    from wsgiref.simple_server import make_server
-
-    port = int(sys.argv[1] if len(sys.argv) > 1 else os.environ["PORT"])
-    make_server("127.0.0.1", port, application).serve_forever()
-`
-
-// AppFiles returns a small Python WSGI app, ready for Commit: app.py, whose
-// "application" answers every request with pdtestdep.VERSION, and a
-// requirements.txt that installs pdtestdep==depVersion from WheelDir
-// without any package index. Wheels of versions 1.0 and 2.0 exist after
-// Start; build others with BuildWheel.
-func (e *Env) AppFiles(depVersion string) map[string]string {
-	req := fmt.Sprintf("--no-index\n--find-links %s\npdtestdep==%s\n", e.WheelDir, depVersion)
-	return map[string]string{"app.py": appPy, "requirements.txt": req}
-}
