@@ -40,7 +40,7 @@ func newDeployer(cfg *config.Config, log *slog.Logger) (*deploy.Deployer, func()
 		MirrorDir:     filepath.Join(cfg.DataDir, "mirror.git"),
 	})
 	d := &deploy.Deployer{
-		Dialer:        runner,
+		Dialer:        newHostDialer(runner),
 		Resolver:      src,
 		Logger:        log,
 		Branch:        cfg.Branch,

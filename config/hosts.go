@@ -20,11 +20,15 @@ var (
 	digitRE = regexp.MustCompile(`^[0-9]+$`)
 )
 
+// localName is the hosts-file line for the deployer's own machine.
+const localName = "local"
+
 // ParseHosts parses a hosts file: one host a line, [user@]host[:port], with
 // blank lines and # comments (a whole line, or after a space at its end).
 // host is a host name, an IPv4 address or an IPv6 address in brackets. The
 // port defaults to 22 and the user to defaultUser, which the caller has
-// checked. Hosts are returned in file order.
+// checked. The line "local" is this machine, reached without SSH
+// (deploy.Host.Local); it may appear once. Hosts are returned in file order.
 //
 // A malformed file gives an *Error with one problem a bad line, each
 // starting with "file:line: ". A file without hosts is not an error here.
@@ -33,12 +37,23 @@ func ParseHosts(r io.Reader, file, defaultUser string) ([]deploy.Host, error) {
 		hosts []deploy.Host
 		probs problems
 		seen  = make(map[string]int) // user@addr:port -> line
+		// localLine is the line of "local", 0 before it.
+		localLine int
 	)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(nil, 1<<20)
 	for n := 1; sc.Scan(); n++ {
 		line := stripComment(sc.Text())
 		if line == "" {
+			continue
+		}
+		if line == localName {
+			if localLine > 0 {
+				probs.add("%s:%d: %q: already listed on line %d; list this machine once", file, n, line, localLine)
+				continue
+			}
+			localLine = n
+			hosts = append(hosts, deploy.Host{Name: localName, Addr: "localhost", Local: true})
 			continue
 		}
 		h, err := parseHost(line, defaultUser)
@@ -84,6 +99,9 @@ func parseHost(line, defaultUser string) (deploy.Host, error) {
 	if strings.ContainsAny(line, " \t") {
 		return h, fmt.Errorf("contains white space; write one host a line (%s)", hostsForm)
 	}
+	if isLocal(line) {
+		return h, fmt.Errorf("%q (this machine, reached without SSH) is written alone, in lower case: it takes no user or port, its steps run as the deployer's own user", localName)
+	}
 	rest := line
 	if user, after, ok := strings.Cut(line, "@"); ok {
 		if err := validUser(user); err != nil {
@@ -102,6 +120,19 @@ func parseHost(line, defaultUser string) (deploy.Host, error) {
 	}
 	h.Addr = addr
 	return h, nil
+}
+
+// isLocal reports whether line names "local" in another way than the
+// exact line: with a user or a port ("deploy@local", "local:22") or in
+// other case ("LOCAL"). Those are refused rather than taken as an SSH host
+// of that name; a machine really called that is listed by its full name
+// or its address.
+func isLocal(line string) bool {
+	if _, after, ok := strings.Cut(line, "@"); ok {
+		line = after
+	}
+	host, _, _ := strings.Cut(line, ":")
+	return strings.EqualFold(host, localName)
 }
 
 // splitHostPort splits host[:port] or [ipv6][:port] and checks the host.

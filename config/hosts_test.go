@@ -43,6 +43,20 @@ func TestParseHosts(t *testing.T) {
 				{Name: "ops@web1", User: "ops", Addr: "web1", Port: 22},
 			},
 		},
+		{"local", "local\n", []deploy.Host{{Name: "local", Addr: "localhost", Local: true}}},
+		{
+			"local among ssh hosts, with a comment",
+			"web1\n  local   # this machine\nlocalhost\n",
+			[]deploy.Host{
+				{Name: "web1", User: "deploy", Addr: "web1", Port: 22},
+				{Name: "local", Addr: "localhost", Local: true},
+				{Name: "localhost", User: "deploy", Addr: "localhost", Port: 22},
+			},
+		},
+		{"local as part of a name is an ssh host", "local.example.com\nweb.local\n", []deploy.Host{
+			{Name: "local.example.com", User: "deploy", Addr: "local.example.com", Port: 22},
+			{Name: "web.local", User: "deploy", Addr: "web.local", Port: 22},
+		}},
 		{"crlf line ends", "web1\r\nweb2\r\n", []deploy.Host{
 			{Name: "web1", User: "deploy", Addr: "web1", Port: 22},
 			{Name: "web2", User: "deploy", Addr: "web2", Port: 22},
@@ -105,6 +119,11 @@ func TestParseHostsErrors(t *testing.T) {
 				`hosts.txt:5: "[0:0::1]:22": the same host as line 4 (deploy@[::1]:22)`,
 			},
 		},
+		{"deploy@local", []string{`hosts.txt:1: "deploy@local": "local" (this machine, reached without SSH) is written alone`, "no user or port"}},
+		{"local:22", []string{`"local:22": "local" (this machine`}},
+		{"ops@local:2222", []string{"no user or port"}},
+		{"LOCAL", []string{"in lower case"}},
+		{"local\nweb1\n# again\nlocal # twice\n", []string{`hosts.txt:4: "local": already listed on line 1; list this machine once`}},
 		{
 			"bad one\nweb1\n::2\n",
 			[]string{`hosts.txt:1: "bad one"`, `hosts.txt:3: "::2"`},
@@ -137,6 +156,7 @@ func FuzzParseHosts(f *testing.F) {
 	for _, s := range []string{
 		"web1", "ops@web2:2222 # c", "[::1]", "deploy@[2001:db8::5]:2222", "::1", "10.0.0.5",
 		"# only\n\nweb1\nweb1", "[fe80::1%eth0]:22", "a@b@c", "[", "]:", "@:", "web1:99999",
+		"local", "web1\nlocal # me\n", "u@local:22", "local\nlocal",
 	} {
 		f.Add(s)
 	}
@@ -145,7 +165,15 @@ func FuzzParseHosts(f *testing.F) {
 		if err != nil {
 			return
 		}
+		locals := 0
 		for _, h := range hosts {
+			if h.Local {
+				locals++
+				if h != (deploy.Host{Name: "local", Addr: "localhost", Local: true}) || locals > 1 {
+					t.Fatalf("ParseHosts(%q): bad local host %+v (local host number %d)", in, h, locals)
+				}
+				continue
+			}
 			if h.Addr == "" || h.User == "" || h.Port < 1 || h.Port > 65535 {
 				t.Fatalf("ParseHosts(%q): bad host %+v", in, h)
 			}

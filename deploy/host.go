@@ -16,10 +16,18 @@ type Host struct {
 	Addr string
 	// Port is the SSH port.
 	Port int
+	// Local marks the hosts-file line "local": the deployer's own machine,
+	// where the steps run as the deployer's user without SSH. User and
+	// Port are unused then; Addr is "localhost" (for DEPLOY_HEALTH_URL).
+	Local bool
 }
 
-// Address returns "addr:port" for dialing, with IPv6 addresses in brackets.
+// Address returns "addr:port" for dialing, with IPv6 addresses in brackets;
+// for a Local host, which is not dialed, just its Addr ("localhost").
 func (h Host) Address() string {
+	if h.Local {
+		return h.Addr
+	}
 	return net.JoinHostPort(h.Addr, strconv.Itoa(h.Port))
 }
 
@@ -27,6 +35,9 @@ func (h Host) Address() string {
 func (h Host) String() string {
 	if h.Name != "" {
 		return h.Name
+	}
+	if h.Local {
+		return "local"
 	}
 	return h.User + "@" + h.Address()
 }
