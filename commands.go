@@ -67,6 +67,7 @@ func runDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	c.register(fs)
 	commit := fs.String("commit", "", "deploy this `SHA` (full or abbreviated; must be on the release branch) instead of the tip")
 	only := fs.String("hosts", "", "deploy only to these `HOSTS` (comma list of hosts-file entries or addresses), in file order")
+	dryRun := fs.Bool("dry-run", false, "change nothing: log in, run the preflight checks and print what the deploy would do (exit 1 when it would fail)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -90,6 +91,9 @@ func runDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer closeKeys()
 
+	if *dryRun {
+		return deployDryRun(ctx, d, hosts, deploy.Push{Branch: cfg.Branch, Commit: *commit}, stdout, c.json)
+	}
 	dep, err := d.Deploy(ctx, hosts, deploy.Push{Branch: cfg.Branch, Commit: *commit})
 	if dep != nil {
 		printDeployment(stdout, dep, c.json)
