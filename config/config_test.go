@@ -434,11 +434,12 @@ func TestValidate(t *testing.T) {
 		{"urls", func(c *Config) { c.HealthURL = "http://{host}:8000/health"; c.NotifyURL = "hooks.slack.com/x" }, []string{
 			`DEPLOY_NOTIFY_URL: "hooks.slack.com/x" is not an http:// or https:// URL`,
 		}},
-		{"shared paths", func(c *Config) { c.SharedPaths = []string{"media", "./x", "a/../b", "~/x", "."} }, []string{
-			`DEPLOY_SHARED_PATHS: "./x" must be a path relative to the release folder, in clean form (e.g. media or config/local.py)`,
+		{"shared paths", func(c *Config) { c.SharedPaths = []string{"media", "logs/", "./x", "a/../b", "~/x", ".", "x//"} }, []string{
+			`DEPLOY_SHARED_PATHS: "./x" must be a path relative to the release folder, in clean form (e.g. media, logs/ or config/local.py)`,
 			`DEPLOY_SHARED_PATHS: path "a/../b" contains '..'`,
 			`DEPLOY_SHARED_PATHS: path "~/x" starts with '~', which is not expanded on the hosts; a relative path is already relative to the login user's home`,
-			`DEPLOY_SHARED_PATHS: "." must be a path relative to the release folder, in clean form (e.g. media or config/local.py)`,
+			`DEPLOY_SHARED_PATHS: "." must be a path relative to the release folder, in clean form (e.g. media, logs/ or config/local.py)`,
+			`DEPLOY_SHARED_PATHS: "x//" must be a path relative to the release folder, in clean form (e.g. media, logs/ or config/local.py)`,
 		}},
 		{"cidrs", func(c *Config) { c.WebhookAllowCIDRs = []string{"10.0.0.0/8", "2001:db8::1", "nope"} }, []string{
 			`DEPLOY_WEBHOOK_ALLOW_CIDRS: "2001:db8::1" is not a network in CIDR form (e.g. 10.0.0.0/8, 2001:db8::/32); for one address write 2001:db8::1/128`,

@@ -127,11 +127,13 @@ func (v *validator) numbers() {
 
 func (v *validator) lists() {
 	for _, p := range v.c.SharedPaths {
-		switch err := remotePath(p); {
+		// A trailing "/" marks a folder (docs/shared-paths.md).
+		bare := strings.TrimSuffix(p, "/")
+		switch err := remotePath(bare); {
 		case err != nil:
 			v.add("DEPLOY_SHARED_PATHS: %v", err)
-		case path.IsAbs(p) || p == "." || path.Clean(p) != p:
-			v.add("DEPLOY_SHARED_PATHS: %q must be a path relative to the release folder, in clean form (e.g. media or config/local.py)", p)
+		case path.IsAbs(bare) || bare == "." || path.Clean(bare) != bare:
+			v.add("DEPLOY_SHARED_PATHS: %q must be a path relative to the release folder, in clean form (e.g. media, logs/ or config/local.py)", p)
 		}
 	}
 	for _, s := range v.c.WebhookAllowCIDRs {

@@ -130,13 +130,16 @@ func (d *Deployer) Run(ctx context.Context, dep *Deployment, hosts []Host) error
 		return d.finish(log, dep, err)
 	}
 	for i, r := range runs {
-		if err := ctx.Err(); err != nil {
-			return d.finish(log, dep, fmt.Errorf("deployment stopped before host %s: %w", r.res.Host, err))
+		err := ctx.Err()
+		switch {
+		case err != nil:
+			err = fmt.Errorf("deployment stopped before host %s: %w", r.res.Host, err)
+		case dep.stopRequested():
+			err = fmt.Errorf("before host %s: %w", r.res.Host, ErrStopped)
+		default:
+			err = r.deploy(ctx)
 		}
-		if dep.stopRequested() {
-			return d.finish(log, dep, fmt.Errorf("before host %s: %w", r.res.Host, ErrStopped))
-		}
-		if err := r.deploy(ctx); err != nil {
+		if err != nil {
 			if d.RollbackAll {
 				d.rollBackSwitched(ctx, log, runs[:i])
 			}
@@ -160,11 +163,14 @@ func (d *Deployer) rollBackSwitched(ctx context.Context, log *slog.Logger, runs 
 		unlock, err := r.lock(ctx)
 		if err != nil {
 			log.Error("could not send a host back: its lock is held", "host", r.res.Host.String(), "error", err)
+			r.dep.update(func() { r.res.Status = StatusFailed })
 			continue
 		}
 		if r.revert(ctx, r.prev) {
 			r.switched = false
 			r.dep.update(func() { r.res.Status = StatusRolledBack })
+		} else {
+			r.dep.update(func() { r.res.Status = StatusFailed })
 		}
 		unlock()
 	}

@@ -15,7 +15,8 @@ import (
 func (d *Deployer) healthURL(h Host) string {
 	addr := h.Addr
 	if strings.Contains(addr, ":") {
-		addr = "[" + addr + "]"
+		// IPv6: in brackets, and a zone's "%" escaped as a URL needs it.
+		addr = "[" + strings.ReplaceAll(addr, "%", "%25") + "]"
 	}
 	return strings.ReplaceAll(d.HealthURL, "{host}", addr)
 }
@@ -36,7 +37,7 @@ func (r *hostRun) checkHealth(ctx context.Context) error {
 		defer cancel()
 		client := r.d.HTTPClient
 		if client == nil {
-			client = &http.Client{}
+			client = defaultHealthClient
 		}
 		wait := 250 * time.Millisecond
 		var last error
@@ -60,6 +61,14 @@ func (r *hostRun) checkHealth(ctx context.Context) error {
 			}
 		}
 	})
+}
+
+// defaultHealthClient asks the host directly (no proxy from the
+// deployer's environment) and does not follow redirects: a redirect, to a
+// login page say, is not a healthy answer.
+var defaultHealthClient = &http.Client{
+	Transport:     &http.Transport{Proxy: nil, DisableKeepAlives: true},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
 // probe makes one health request, bounded to 10s.

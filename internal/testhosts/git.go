@@ -107,8 +107,9 @@ func (e *Env) chownRepo() error {
 // separators, to content) into the work tree, commits everything on branch
 // "release" and force-pushes it to the git server. It returns the full sha
 // of the new commit. The commit is made even when nothing changed, so every
-// call gives a new sha. Files are written 0644, creating folders as needed;
-// use Remove to delete files.
+// call gives a new sha. Files are written 0644, or 0755 when their content
+// starts with "#!" (scripts, such as repository hooks), creating folders as
+// needed; use Remove to delete files.
 func (e *Env) Commit(ctx context.Context, files map[string]string, msg string) (string, error) {
 	e.gitMu.Lock()
 	defer e.gitMu.Unlock()
@@ -120,7 +121,15 @@ func (e *Env) Commit(ctx context.Context, files map[string]string, msg string) (
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return "", fmt.Errorf("testhosts: commit: %w", err)
 		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		mode := os.FileMode(0o644)
+		if strings.HasPrefix(content, "#!") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			return "", fmt.Errorf("testhosts: commit: %w", err)
+		}
+		// WriteFile keeps the mode of a file that exists already.
+		if err := os.Chmod(p, mode); err != nil {
 			return "", fmt.Errorf("testhosts: commit: %w", err)
 		}
 	}
