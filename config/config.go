@@ -37,7 +37,7 @@ type Config struct {
 	HostsFile        string `envconfig:"HOSTS_FILE" default:"hosts.txt" desc:"the pool: one host a line, [user@]host[:port]; # comments and blank lines allowed; deployed in file order"`
 	Root             string `envconfig:"ROOT" default:"/srv/app" desc:"root folder on every host (a relative path is relative to the login user's home)"`
 	SSHUser          string `envconfig:"SSH_USER" default:"deploy" desc:"login user where a host line names none"`
-	SSHKey           string `envconfig:"SSH_KEY" required:"true" desc:"the admin private key (a file) that logs into the hosts"`
+	SSHKey           string `envconfig:"SSH_KEY" desc:"required unless every host is local: the admin private key (a file) that logs into the hosts"`
 	SSHKeyPassphrase string `envconfig:"SSH_KEY_PASSPHRASE" secret:"true" desc:"the passphrase of DEPLOY_SSH_KEY, if any"`
 	KnownHosts       string `envconfig:"KNOWN_HOSTS" default:"~/.ssh/known_hosts" desc:"host keys of the hosts and of the git server; an unknown or changed key is refused"`
 	GitKey           string `envconfig:"GIT_KEY" desc:"the read-only deploy key (a file), lent to each host for the clone only; empty: hosts use their own keys"`

@@ -76,9 +76,14 @@ func TestLoad(t *testing.T) {
 			wantErr: []string{"DEPLOY_REPO_URL is required: the app's git repository (ssh://"},
 		},
 		{
-			name:    "both required missing",
+			name:    "repo missing",
 			env:     map[string]string{"DEPLOY_REPO_URL": "", "DEPLOY_SSH_KEY": ""},
-			wantErr: []string{"DEPLOY_REPO_URL is required", "DEPLOY_SSH_KEY is required: the admin private key"},
+			wantErr: []string{"DEPLOY_REPO_URL is required"},
+		},
+		{
+			name:    "ssh key missing",
+			env:     map[string]string{"DEPLOY_SSH_KEY": ""},
+			wantErr: []string{"DEPLOY_SSH_KEY is required: the admin private key (a file) that logs into the hosts (only a pool of `local` hosts needs none)"},
 		},
 		{
 			name:    "required set to empty",
@@ -248,6 +253,18 @@ func TestLoad(t *testing.T) {
 				writeFile(t, f.knownHosts, "web1 ssh-ed25519 notbase64!!\n", 0o644)
 			},
 			wantErr: []string{"DEPLOY_KNOWN_HOSTS: cannot use "},
+		},
+		{
+			name: "a pool of only local needs no ssh key",
+			env:  map[string]string{"DEPLOY_SSH_KEY": ""},
+			prepare: func(t *testing.T, f fixture) {
+				writeFile(t, f.hostsFile, "local\n", 0o644)
+			},
+			check: func(t *testing.T, c *Config) {
+				if len(c.Hosts) != 1 || !c.Hosts[0].Local || c.SSHKeyPEM != nil {
+					t.Errorf("hosts %+v, key %d bytes", c.Hosts, len(c.SSHKeyPEM))
+				}
+			},
 		},
 		{
 			name: "hosts file errors name file and line",
@@ -447,7 +464,7 @@ func TestValidate(t *testing.T) {
 		}},
 		{"required paths empty", func(c *Config) { c.SSHKey = ""; c.KnownHosts = ""; c.DataDir = "" }, []string{
 			`DEPLOY_DATA_DIR: "" is not a folder name; set where the deployer keeps its state, e.g. ./data`,
-			"DEPLOY_SSH_KEY is required: the admin private key (a file) that logs into the hosts",
+			"DEPLOY_SSH_KEY is required: the admin private key (a file) that logs into the hosts (only a pool of `local` hosts needs none)",
 			"DEPLOY_KNOWN_HOSTS is empty; set the known_hosts file, e.g. ~/.ssh/known_hosts",
 		}},
 	}

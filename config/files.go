@@ -26,7 +26,9 @@ func (v *validator) files() {
 	}
 
 	if c.SSHKey == "" {
-		v.add("%s", requiredProblem(mustVariable("DEPLOY_SSH_KEY")))
+		if needsSSH(c.Hosts) {
+			v.add("DEPLOY_SSH_KEY is required: the admin private key (a file) that logs into the hosts (only a pool of `local` hosts needs none)")
+		}
 	} else if v.expand("DEPLOY_SSH_KEY", &c.SSHKey) {
 		c.SSHKeyPEM = v.key("DEPLOY_SSH_KEY", c.SSHKey, "DEPLOY_SSH_KEY_PASSPHRASE", c.SSHKeyPassphrase)
 	}
@@ -140,4 +142,19 @@ func pathError(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// needsSSH says whether the pool has a host reached over SSH (an unreadable
+// hosts file counts as one: its problem is reported already, and the key
+// will be needed once it is fixed).
+func needsSSH(hosts []deploy.Host) bool {
+	if len(hosts) == 0 {
+		return true
+	}
+	for _, h := range hosts {
+		if !h.Local {
+			return true
+		}
+	}
+	return false
 }

@@ -69,8 +69,11 @@ func New(c Config) (*Runner, error) {
 		return nil, fmt.Errorf("known hosts %s: %w", c.KnownHosts, err)
 	}
 	r := &Runner{cfg: c, hostKeys: cb, admin: agent.NewKeyring()}
-	if err := addKey(r.admin, c.Key, c.Passphrase, "admin key"); err != nil {
-		return nil, err
+	// No admin key is fine for a pool of only `local` hosts.
+	if len(c.Key) > 0 {
+		if err := addKey(r.admin, c.Key, c.Passphrase, "admin key"); err != nil {
+			return nil, err
+		}
 	}
 	if len(c.GitKey) > 0 {
 		r.git = agent.NewKeyring()
