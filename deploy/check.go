@@ -85,7 +85,11 @@ func (d *Deployer) checkHost(ctx context.Context, h Host, rel Release, haveRepo 
 
 	start := time.Now()
 	c, err := d.Dialer.Dial(ctx, h)
-	if !add("login", start, "host key known, logged in as "+h.User, err) {
+	login := "host key known, logged in as " + h.User
+	if h.Local {
+		login = "this machine, without SSH"
+	}
+	if !add("login", start, login, err) {
 		return out
 	}
 	defer c.Close()
