@@ -56,6 +56,17 @@ type Deployer struct {
 	// HTTPClient makes the health checks; nil means a default client.
 	HTTPClient *http.Client
 
+	// Parallel is how many hosts are prepared at once (0 or 1: one after
+	// another). Switches always happen one host after another.
+	Parallel int
+	// VenvReuse shares one venv among the releases of a host that have
+	// the same requirements.txt and Python; false builds one per release.
+	VenvReuse bool
+	// Archiver, when set, ships each release as a tar stream from the
+	// deployer (DEPLOY_FETCH=push): hosts need no git access. Nil: each
+	// host fetches into its own mirror of the repository.
+	Archiver Archiver
+
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
@@ -129,51 +140,12 @@ func (d *Deployer) Run(ctx context.Context, dep *Deployment, hosts []Host) error
 	if err := connectAll(ctx, runs); err != nil {
 		return d.finish(log, dep, err)
 	}
-	for i, r := range runs {
-		err := ctx.Err()
-		switch {
-		case err != nil:
-			err = fmt.Errorf("deployment stopped before host %s: %w", r.res.Host, err)
-		case dep.stopRequested():
-			err = fmt.Errorf("before host %s: %w", r.res.Host, ErrStopped)
-		default:
-			err = r.deploy(ctx)
+	defer func() {
+		for _, r := range runs {
+			r.release()
 		}
-		if err != nil {
-			if d.RollbackAll {
-				d.rollBackSwitched(ctx, log, runs[:i])
-			}
-			return d.finish(log, dep, err)
-		}
-	}
-	return d.finish(log, dep, nil)
-}
-
-// rollBackSwitched sends the hosts this deployment already switched back
-// to their previous release, last first, so that a failure does not leave
-// the pool mixed (DEPLOY_ROLLBACK_ON_FAILURE=all).
-func (d *Deployer) rollBackSwitched(ctx context.Context, log *slog.Logger, runs []*hostRun) {
-	ctx, cancel := cleanupCtx(ctx)
-	defer cancel()
-	for i := len(runs) - 1; i >= 0; i-- {
-		r := runs[i]
-		if !r.switched {
-			continue
-		}
-		unlock, err := r.lock(ctx)
-		if err != nil {
-			log.Error("could not send a host back: its lock is held", "host", r.res.Host.String(), "error", err)
-			r.dep.update(func() { r.res.Status = StatusFailed })
-			continue
-		}
-		if r.revert(ctx, r.prev) {
-			r.switched = false
-			r.dep.update(func() { r.res.Status = StatusRolledBack })
-		} else {
-			r.dep.update(func() { r.res.Status = StatusFailed })
-		}
-		unlock()
-	}
+	}()
+	return d.finish(log, dep, d.rollout(ctx, log, dep, runs))
 }
 
 // maxDials bounds the logins made at once, so a big pool does not trip

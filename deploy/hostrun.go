@@ -26,6 +26,11 @@ type hostRun struct {
 	// switch happened and has not been undone.
 	prev     string
 	switched bool
+	// prepared: the release folder exists (it is removed on failure);
+	// restarted: the restart command ran for the new release.
+	prepared, restarted bool
+	// unlock gives the host lock back; set while it is held.
+	unlock func()
 }
 
 func (r *hostRun) relDir() string { return r.root + "/releases/" + r.dep.ReleaseName }
@@ -73,7 +78,10 @@ func (r *hostRun) step(ctx context.Context, name string, fn func(context.Context
 	if err != nil {
 		res.Status = StatusFailed
 	}
-	r.dep.update(func() { r.res.Steps[i] = res })
+	r.dep.update(func() {
+		r.res.Steps[i] = res
+		r.res.Duration += res.Duration
+	})
 	if err != nil {
 		r.log.Error("step failed", "step", name, "duration", res.Duration, "error", err, "output", res.Output)
 		return &StepError{Host: r.res.Host.String(), Step: name, Err: err, Output: res.Output}

@@ -1,6 +1,9 @@
 package deploy
 
-import "context"
+import (
+	"context"
+	"io"
+)
 
 // Resolver turns a Push into the exact commit to ship, checked against the
 // repository itself (never trusting the pusher's word). Implementations
@@ -26,4 +29,11 @@ type Conn interface {
 	// remote command is stopped and ctx.Err() returned.
 	Run(ctx context.Context, cmd Command) error
 	Close() error
+}
+
+// Archiver writes the files of a commit as a tar stream (push mode).
+// Implementations return an error when the commit cannot be shipped whole
+// (not in the repository, submodules). Safe for concurrent use.
+type Archiver interface {
+	Archive(ctx context.Context, commit string, w io.Writer) error
 }

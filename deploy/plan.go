@@ -179,7 +179,10 @@ func (d *Deployer) gitAccess(ctx context.Context, c Conn, rel Release, pinned bo
 // recorded in its results (the hook steps always run; they do nothing when
 // the release has no hook).
 func (d *Deployer) deploySteps() []string {
-	steps := []string{"lock", "prepare", "clone", "checkout", "venv", "pip"}
+	steps := []string{"lock", "prepare", "fetch", "checkout", "venv", "pip"}
+	if d.Archiver != nil {
+		steps = []string{"lock", "prepare", "upload", "venv", "pip"}
+	}
 	if len(d.SharedPaths) > 0 {
 		steps = append(steps, "shared")
 	}
@@ -201,8 +204,13 @@ func (d *Deployer) deploySteps() []string {
 func (d *Deployer) plannedSteps() []string {
 	steps := d.deploySteps()
 	for i, s := range steps {
-		if s == "before-switch" || s == "after-switch" {
+		switch s {
+		case "before-switch", "after-switch":
 			steps[i] = s + " (if the release has .pushdeploy/" + s + ")"
+		case "pip":
+			if d.VenvReuse {
+				steps[i] = "pip (skipped when an earlier release has the same requirements.txt: its venv is reused)"
+			}
 		}
 	}
 	return steps

@@ -61,12 +61,103 @@ if [ -s "$kh" ]; then
 fi
 GIT_TERMINAL_PROMPT=0 "$@"`
 
-// pipScript installs requirements.txt into the release's venv, when there
-// is one. Run in the release folder.
-const pipScript = `if [ -f requirements.txt ]; then
-	exec venv/bin/python -m pip install --disable-pip-version-check --no-input -r requirements.txt
+// mirrorScript brings the host's own mirror of the release branch
+// (<root>/.repo, a bare repository) up to date, and checks that it has the
+// commit: fetching only what is new makes a redeploy cheap. A mirror that
+// cannot be updated (damaged by a kill, say) is made anew once. Run inside
+// gitScript, which pins the git server's host key. $1 root, $2 url,
+// $3 branch, $4 commit.
+const mirrorScript = `set -e
+root=$1 url=$2 branch=$3 commit=$4
+cd -- "$root"
+fetch() {
+	[ -d .repo ] || git init --quiet --bare .repo
+	git -C .repo config remote.origin.url "$url"
+	git -C .repo fetch --quiet --no-tags origin "+refs/heads/$branch:refs/heads/$branch"
+}
+if ! fetch; then
+	echo "the mirror $root/.repo could not be updated; making it anew" >&2
+	rm -rf .repo
+	fetch
 fi
-echo "no requirements.txt: nothing to install"`
+if ! git -C .repo cat-file -e "$commit^{commit}" 2>/dev/null; then
+	echo "commit $commit is not on branch $branch of the repository any more (was it force-pushed away?)" >&2
+	exit 1
+fi`
+
+// archiveScript writes the commit's files from the mirror into the new
+// release folder. $1 root, $2 release name, $3 commit.
+const archiveScript = `set -e
+cd -- "$1"
+mkdir -- "releases/$2"
+fail="releases/$2/.pushdeploy-archive-failed"
+{ git -C .repo archive --format=tar "$3" || echo failed >"$fail"; } | tar -x -C "releases/$2"
+if [ -e "$fail" ]; then
+	echo "git archive of $3 failed" >&2
+	exit 1
+fi`
+
+// untarScript unpacks the tar stream the deployer sends (push mode) into
+// the new release folder. $1 root, $2 release name.
+const untarScript = `set -e
+cd -- "$1"
+mkdir -- "releases/$2"
+tar -x -C "releases/$2"`
+
+// venvScript decides where the release's venv comes from, run in the
+// release folder; its last line is "reuse|fresh|shared <path>".
+//   - reuse: a venv built earlier for the same requirements.txt and Python
+//     is complete (it has its marker): the release links to it.
+//   - shared: such a venv is built now, at its final path (venvs are not
+//     relocatable: paths are written into bin/ scripts, so it cannot be
+//     built elsewhere and renamed). It is used only once complete.
+//   - fresh: the release gets its own venv, as the original script did: when
+//     reuse is off, or requirements.txt names local paths or other files
+//     (their content would not be part of the key).
+//
+// $1 root, $2 python, $3 yes|no (reuse allowed).
+const venvScript = `set -e
+reuse=$3
+if [ "$reuse" = yes ] && [ -f requirements.txt ] &&
+	grep -Eq '^[[:space:]]*(-e|--editable|-r|--requirement|-c|--constraint|\.|/|file:)' requirements.txt; then
+	echo "requirements.txt names local paths or other files: this release gets its own venv"
+	reuse=no
+fi
+if [ "$reuse" != yes ]; then
+	"$2" -m venv venv
+	echo "fresh $PWD/venv"
+	exit 0
+fi
+id=$("$2" -c 'import sys; print(sys.version); print(sys.executable); print(sys.platform)') || {
+	echo "python interpreter $2 (DEPLOY_PYTHON) does not run" >&2
+	exit 1
+}
+key=$({ printf '%s\n\n' "$id"; cat requirements.txt 2>/dev/null || true; } | sha256sum | cut -c1-16)
+v="$1/venvs/$key"
+if [ -f "$v/.pushdeploy-complete" ]; then
+	ln -s "../../venvs/$key" venv
+	echo "same requirements.txt and Python as an earlier release: reusing its venv $v"
+	echo "reuse $v"
+	exit 0
+fi
+rm -rf -- "$v"
+mkdir -p -- "$1/venvs"
+"$2" -m venv "$v"
+echo "shared $v"`
+
+// pipScript installs requirements.txt into the venv at $1, run in the
+// release folder; a shared venv ($2 = shared) is then marked complete and
+// linked into the release.
+const pipScript = `set -e
+if [ -f requirements.txt ]; then
+	"$1/bin/python" -m pip install --disable-pip-version-check --no-input -r requirements.txt
+else
+	echo "no requirements.txt: nothing to install"
+fi
+if [ "$2" = shared ]; then
+	touch "$1/.pushdeploy-complete"
+	ln -s "../../venvs/${1##*/}" venv
+fi`
 
 // switchScript marks the release complete (REVISION, written last so that
 // its presence means "fully built"), then points current at it with a new
@@ -175,4 +266,16 @@ for r in "$@"; do
 	fi
 	echo "removing old release $r"
 	rm -rf -- "$r"
-done`
+done
+# venvs no kept release links to (and incomplete ones) go too
+cd .. && [ -d venvs ] || exit 0
+used=$(for l in releases/*/venv; do [ -L "$l" ] && readlink "$l"; done)
+for v in venvs/*; do
+	[ -d "$v" ] || continue
+	if printf '%s\n' "$used" | grep -qxF "../../$v"; then
+		continue
+	fi
+	echo "removing $v: no kept release uses it"
+	rm -rf -- "$v"
+done
+exit 0`

@@ -9,58 +9,67 @@ import (
 	"time"
 )
 
-// The steps of shipping a release to one host.
+// The steps of shipping a release to one host, grouped by the phases of
+// phases.go.
 
-func (r *hostRun) deploy(ctx context.Context) (err error) {
-	start := time.Now()
-	r.dep.update(func() { r.res.Status = StatusRunning })
-	defer r.dep.update(func() {
-		r.res.Duration = time.Since(start)
-		r.res.Status = StatusSucceeded
-		if err != nil {
-			r.res.Status = StatusFailed
-		}
-	})
-
+// prepareHost takes the host's lock and builds the release, up to and
+// including its before-switch hook. On failure the half-built release is
+// removed; the lock stays held until release.
+func (r *hostRun) prepareHost(ctx context.Context) error {
+	r.setStatus(StatusRunning)
 	unlock, err := r.lock(ctx)
 	if err != nil {
+		r.setStatus(StatusFailed)
 		return err
 	}
-	defer unlock()
-
+	r.unlock = unlock
 	if err := r.prepare(ctx); err != nil {
+		r.setStatus(StatusFailed)
 		return err
 	}
+	r.prepared = true
 	if err := r.build(ctx); err != nil {
 		r.remove(ctx)
+		r.prepared = false
+		r.setStatus(StatusFailed)
 		return err
 	}
-	r.prev, err = r.switchCurrent(ctx)
-	if err != nil {
-		r.remove(ctx)
-		return err
-	}
-	r.switched = true
-	if err := r.afterSwitch(ctx); err != nil {
-		if r.revert(ctx, r.prev) {
-			r.switched = false
-		}
-		return err
-	}
-	r.retain(ctx)
 	return nil
 }
 
-// afterSwitch restarts the app, checks its health and runs the release's
-// after-switch hook: any failure sends the host back.
-func (r *hostRun) afterSwitch(ctx context.Context) error {
-	if err := r.restart(ctx); err != nil {
+// switchHost points current at the prepared release.
+func (r *hostRun) switchHost(ctx context.Context) error {
+	prev, err := r.switchCurrent(ctx)
+	if err != nil {
+		r.setStatus(StatusFailed)
 		return err
 	}
-	if err := r.checkHealth(ctx); err != nil {
-		return err
+	r.prev, r.switched = prev, true
+	return nil
+}
+
+// activate restarts the app, checks its health and runs the release's
+// after-switch hook.
+func (r *hostRun) activate(ctx context.Context) error {
+	err := r.restart(ctx)
+	if err == nil {
+		err = r.checkHealth(ctx)
 	}
-	return r.hook(ctx, "after-switch")
+	if err == nil {
+		err = r.hook(ctx, "after-switch")
+	}
+	if err != nil {
+		r.setStatus(StatusFailed)
+	}
+	return err
+}
+
+// release gives the host lock back.
+func (r *hostRun) release() {
+	if r.unlock != nil {
+		r.unlock()
+		r.unlock = nil
+	}
 }
 
 func (r *hostRun) prepare(ctx context.Context) error {
@@ -85,15 +94,40 @@ func (r *hostRun) prepare(ctx context.Context) error {
 	})
 }
 
-// build makes the release: clone, checkout of the pinned commit, venv,
-// requirements.
+// build makes the release: its files at the pinned commit (from the
+// host's mirror, or streamed by the deployer in push mode), its venv, the
+// shared links, and the before-switch hook.
 func (r *hostRun) build(ctx context.Context) error {
+	if err := r.files(ctx); err != nil {
+		return err
+	}
+	if err := r.venv(ctx); err != nil {
+		return err
+	}
+	if len(r.d.SharedPaths) > 0 {
+		if err := r.step(ctx, "shared", func(ctx context.Context, out io.Writer) error {
+			return r.run(ctx, out, Command{Args: script(sharedScript, append([]string{r.root, r.dep.ReleaseName}, r.d.SharedPaths...)...)})
+		}); err != nil {
+			return err
+		}
+	}
+	return r.hook(ctx, "before-switch")
+}
+
+// files puts the commit's files into the release folder.
+func (r *hostRun) files(ctx context.Context) error {
 	rel := r.dep.Release
-	err := r.step(ctx, "clone", func(ctx context.Context, out io.Writer) error {
+	if r.d.Archiver != nil {
+		return r.step(ctx, "upload", func(ctx context.Context, out io.Writer) error {
+			pr, pw := io.Pipe()
+			go func() { pw.CloseWithError(r.d.Archiver.Archive(ctx, rel.Commit, pw)) }()
+			defer pr.Close()
+			return r.run(ctx, out, Command{Args: script(untarScript, r.root, r.dep.ReleaseName), Stdin: pr})
+		})
+	}
+	err := r.step(ctx, "fetch", func(ctx context.Context, out io.Writer) error {
 		return r.run(ctx, out, Command{
-			Dir: r.root,
-			Args: script(gitScript, "git", "clone", "--quiet", "--no-checkout", "--single-branch",
-				"--branch", rel.Branch, "--", rel.RepoURL, "releases/"+r.dep.ReleaseName),
+			Args:         script(gitScript, "sh", "-c", mirrorScript, "sh", r.root, rel.RepoURL, rel.Branch, rel.Commit),
 			Stdin:        strings.NewReader(knownHosts(rel)),
 			ForwardAgent: r.d.LendGitKey,
 		})
@@ -101,28 +135,42 @@ func (r *hostRun) build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	steps := []struct {
-		name string
-		cmd  Command
-	}{
-		{"checkout", Command{Dir: r.relDir(), Args: []string{"git", "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", rel.Commit}}},
-		{"venv", Command{Dir: r.relDir(), Args: []string{r.d.Python, "-m", "venv", "venv"}}},
-		{"pip", Command{Dir: r.relDir(), Args: script(pipScript)}},
+	return r.step(ctx, "checkout", func(ctx context.Context, out io.Writer) error {
+		return r.run(ctx, out, Command{Args: script(archiveScript, r.root, r.dep.ReleaseName, rel.Commit)})
+	})
+}
+
+// venv gives the release its venv: a link to one built before for the same
+// requirements.txt and Python (VenvReuse), or a new one with pip run.
+func (r *hostRun) venv(ctx context.Context) error {
+	reuse := "no"
+	if r.d.VenvReuse {
+		reuse = "yes"
 	}
-	if len(r.d.SharedPaths) > 0 {
-		steps = append(steps, struct {
-			name string
-			cmd  Command
-		}{"shared", Command{Args: script(sharedScript, append([]string{r.root, r.dep.ReleaseName}, r.d.SharedPaths...)...)}})
-	}
-	for _, s := range steps {
-		if err := r.step(ctx, s.name, func(ctx context.Context, out io.Writer) error {
-			return r.run(ctx, out, s.cmd)
-		}); err != nil {
+	var path, mode string
+	err := r.step(ctx, "venv", func(ctx context.Context, out io.Writer) error {
+		var stdout strings.Builder
+		err := r.run(ctx, out, Command{
+			Dir:    r.relDir(),
+			Args:   script(venvScript, r.root, r.d.Python, reuse),
+			Stdout: io.MultiWriter(&stdout, out),
+		})
+		if err != nil {
 			return err
 		}
+		lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+		mode, path, _ = strings.Cut(lines[len(lines)-1], " ")
+		if (mode != "reuse" && mode != "fresh" && mode != "shared") || !strings.HasPrefix(path, "/") {
+			return fmt.Errorf("unexpected answer from the venv step: %q", lines[len(lines)-1])
+		}
+		return nil
+	})
+	if err != nil || mode == "reuse" {
+		return err
 	}
-	return r.hook(ctx, "before-switch")
+	return r.step(ctx, "pip", func(ctx context.Context, out io.Writer) error {
+		return r.run(ctx, out, Command{Dir: r.relDir(), Args: script(pipScript, path, mode)})
+	})
 }
 
 // hook runs the release's .pushdeploy/<name> hook, if it has one, in the
@@ -184,6 +232,7 @@ func (r *hostRun) restart(ctx context.Context) error {
 	if r.d.RestartCmd == "" {
 		return nil
 	}
+	r.restarted = true
 	return r.step(ctx, "restart", func(ctx context.Context, out io.Writer) error {
 		return r.run(ctx, out, Command{
 			Dir:  r.relDir(),
@@ -211,9 +260,9 @@ func (r *hostRun) remove(ctx context.Context) {
 	})
 }
 
-// revert puts current back after a failed restart, restarts the previous
-// release, and deletes the new one.
-func (r *hostRun) revert(ctx context.Context, prev string) bool {
+// revert puts current back on prev, restarts the previous release when
+// the new one was restarted, and deletes the new one.
+func (r *hostRun) revert(ctx context.Context, prev string, restart bool) bool {
 	ctx, cancel := cleanupCtx(ctx)
 	defer cancel()
 	if prev != "" {
@@ -232,7 +281,7 @@ func (r *hostRun) revert(ctx context.Context, prev string) bool {
 	}); err != nil {
 		return false
 	}
-	if prev == "" || r.d.RestartCmd == "" {
+	if prev == "" || r.d.RestartCmd == "" || !restart {
 		return true
 	}
 	prevDir := r.root + "/" + prev

@@ -188,18 +188,25 @@ func TestHealthFailureSendsHostsBack(t *testing.T) {
 			r.d.HTTPClient = &http.Client{Transport: healthByHost{sick: map[string]bool{"web2": true}}}
 			r.d.RollbackAll = all
 			r.commit("flask==2")
-			n3 := r.dialer.commandsOn("web3")
 			dep, err := r.deploy()
 			var se *StepError
 			if !errors.As(err, &se) || se.Host != "web2" || se.Step != "health" || !strings.Contains(err.Error(), "answered 500") {
 				t.Fatalf("got %v, want a health failure on web2", err)
 			}
 			old := "releases/" + first.ReleaseName
-			if r.current("web2") != old || len(r.releases("web2")) != 1 {
-				t.Errorf("web2: current %q releases %v, want it back on %s", r.current("web2"), r.releases("web2"), old)
+			for _, h := range []string{"web2", "web3"} {
+				if r.current(h) != old || len(r.releases(h)) != 1 {
+					t.Errorf("%s: current %q releases %v, want it back on %s", h, r.current(h), r.releases(h), old)
+				}
 			}
-			if r.dialer.commandsOn("web3") != n3 {
-				t.Errorf("web3 was touched")
+			// web3 was switched with the others, then back before its
+			// restart: its app never ran the new release.
+			env3, _ := os.ReadFile(filepath.Join(r.dialer.homes["web3"], "restart.env"))
+			if !strings.Contains(string(env3), "COMMIT="+r.commits[0]+"\n") {
+				t.Errorf("web3 was restarted on the new release:\n%s", env3)
+			}
+			if dep.Hosts[2].Status != StatusRolledBack {
+				t.Errorf("web3 status %s", dep.Hosts[2].Status)
 			}
 			wantWeb1 := "releases/" + dep.ReleaseName
 			if all {
@@ -215,6 +222,117 @@ func TestHealthFailureSendsHostsBack(t *testing.T) {
 			env, _ := os.ReadFile(filepath.Join(r.dialer.homes["web2"], "restart.env"))
 			if !strings.Contains(string(env), "COMMIT="+r.commits[0]+"\n") {
 				t.Errorf("web2 was not restarted on its previous release:\n%s", env)
+			}
+		})
+	}
+}
+
+func TestVenvReuse(t *testing.T) {
+	r := newRig(t, 1)
+	r.d.VenvReuse = true
+	r.d.KeepReleases = 2
+	home := r.dialer.homes["web1"]
+	venvOf := func(rel string) string {
+		target, err := os.Readlink(filepath.Join(home, "app", "releases", rel, "venv"))
+		if err != nil {
+			t.Fatalf("release %s has no venv link: %v", rel, err)
+		}
+		return target
+	}
+	r.commit("flask==1")
+	d1, err := r.deploy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.commitFiles("flask==1", map[string]string{"app.py": "# a code change\n"})
+	d2, err := r.deploy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if venvOf(d1.ReleaseName) != venvOf(d2.ReleaseName) || !strings.HasPrefix(venvOf(d2.ReleaseName), "../../venvs/") {
+		t.Errorf("a code-only change got a new venv: %s vs %s", venvOf(d1.ReleaseName), venvOf(d2.ReleaseName))
+	}
+	var steps []string
+	for _, s := range d2.Hosts[0].Steps {
+		steps = append(steps, s.Name)
+	}
+	if strings.Contains(strings.Join(steps, " "), "pip") {
+		t.Errorf("pip ran for a reused venv: %v", steps)
+	}
+	// The venv works through the link.
+	if _, err := os.Stat(filepath.Join(home, "app", "current", "venv", "bin", "python")); err != nil {
+		t.Errorf("current/venv/bin/python: %v", err)
+	}
+
+	// New requirements: a new venv; a broken one leaves no complete venv
+	// behind and the next deploy builds it again.
+	r.commit("broken")
+	if _, err := r.deploy(); err == nil {
+		t.Fatal("broken requirements deployed")
+	}
+	r.commit("flask==2")
+	d3, err := r.deploy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if venvOf(d3.ReleaseName) == venvOf(d2.ReleaseName) {
+		t.Errorf("new requirements reused the old venv")
+	}
+	// Retention keeps 2 releases (d2 and d3): d1's venv is still d2's;
+	// the failed build's venv is gone.
+	venvs, _ := os.ReadDir(filepath.Join(home, "app", "venvs"))
+	if len(venvs) != 2 {
+		t.Errorf("venvs %v, want the 2 in use", venvs)
+	}
+	r.commit("flask==3")
+	if _, err := r.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	venvs, _ = os.ReadDir(filepath.Join(home, "app", "venvs"))
+	if len(venvs) != 2 {
+		t.Errorf("after retention: venvs %v, want only those of the 2 kept releases", venvs)
+	}
+
+	// Local paths in requirements.txt: the release gets its own venv.
+	r.commit("-e .")
+	d5, err := r.deploy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(filepath.Join(home, "app", "releases", d5.ReleaseName, "venv")); err != nil || fi.Mode()&os.ModeSymlink != 0 {
+		t.Errorf("requirements with local paths: venv should be the release's own folder (%v)", err)
+	}
+}
+
+func TestPrepareFailureSwitchesNothingAnywhere(t *testing.T) {
+	for _, parallel := range []int{1, 3} {
+		t.Run(itoa(parallel), func(t *testing.T) {
+			r := newRig(t, 3)
+			r.d.Parallel = parallel
+			r.commit("flask")
+			first, err := r.deploy()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Only web3 lacks the shared file: web1 and web2 prepare fine.
+			r.d.SharedPaths = []string{".env"}
+			for _, h := range []string{"web1", "web2"} {
+				r.must(os.MkdirAll(filepath.Join(r.dialer.homes[h], "app", "shared"), 0o755))
+				r.must(os.WriteFile(filepath.Join(r.dialer.homes[h], "app", "shared", ".env"), nil, 0o644))
+			}
+			r.commit("flask==2")
+			dep, err := r.deploy()
+			var se *StepError
+			if !errors.As(err, &se) || se.Host != "web3" || se.Step != "shared" {
+				t.Fatalf("got %v", err)
+			}
+			for _, h := range []string{"web1", "web2", "web3"} {
+				if r.current(h) != "releases/"+first.ReleaseName || len(r.releases(h)) != 1 {
+					t.Errorf("%s: current %q releases %v: a failed preparation must switch nothing anywhere", h, r.current(h), r.releases(h))
+				}
+			}
+			if dep.Hosts[0].Status != StatusCancelled || dep.Hosts[2].Status != StatusFailed {
+				t.Errorf("statuses %s %s %s", dep.Hosts[0].Status, dep.Hosts[1].Status, dep.Hosts[2].Status)
 			}
 		})
 	}

@@ -1,0 +1,148 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// A deployment runs in phases, so that a failure while building changes
+// nothing that serves traffic, and the pool is mixed for as short a time
+// as possible:
+//
+//  1. prepare: on every host (DEPLOY_PARALLEL at once) take the lock and
+//     build the release up to its before-switch hook. A failure anywhere
+//     removes every prepared release: no host has switched.
+//  2. switch: point current at the new release on each host, one after
+//     another: a rename each, so the whole pool moves within moments.
+//  3. activate: restart, health-check and run the after-switch hook on
+//     each host in order. When a host fails, it goes back (and is
+//     restarted on its previous release); the hosts after it, switched but
+//     not yet restarted, go back without a restart; with RollbackAll the
+//     hosts before it go back too.
+//  4. retention on every host.
+//
+// The host locks are held from phase 1 to the end.
+
+func (d *Deployer) rollout(ctx context.Context, log *slog.Logger, dep *Deployment, runs []*hostRun) error {
+	if err := d.prepareAll(ctx, runs); err != nil {
+		d.undo(ctx, runs)
+		return err
+	}
+	if err := checkStop(ctx, dep, "before the switch"); err != nil {
+		d.undo(ctx, runs)
+		return err
+	}
+	start := time.Now()
+	for _, r := range runs {
+		if err := r.switchHost(ctx); err != nil {
+			d.undo(ctx, runs)
+			return err
+		}
+	}
+	log.Info("switched every host", "hosts", len(runs), "duration", time.Since(start))
+	for i, r := range runs {
+		if err := r.activate(ctx); err != nil {
+			r.restarted = true // it may have been, at least partly
+			undone := runs[i:]
+			if d.RollbackAll {
+				undone = runs
+			}
+			d.undo(ctx, undone)
+			return err
+		}
+	}
+	for _, r := range runs {
+		r.retain(ctx)
+		r.dep.update(func() { r.res.Status = StatusSucceeded })
+	}
+	return nil
+}
+
+func checkStop(ctx context.Context, dep *Deployment, where string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("deployment stopped %s: %w", where, err)
+	}
+	if dep.stopRequested() {
+		return fmt.Errorf("%s: %w", where, ErrStopped)
+	}
+	return nil
+}
+
+// prepareAll prepares the hosts, up to Parallel at once, starting them in
+// order. After the first failure no further host is started; the ones
+// under way finish. It returns the first failure in host order.
+func (d *Deployer) prepareAll(ctx context.Context, runs []*hostRun) error {
+	n := d.Parallel
+	if n < 1 {
+		n = 1
+	}
+	sem := make(chan struct{}, n)
+	errs := make([]error, len(runs))
+	var failed sync.Once
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, r := range runs {
+		select {
+		case sem <- struct{}{}:
+		case <-stop:
+		}
+		select {
+		case <-stop:
+			errs[i] = errNotStarted
+			continue
+		default:
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := r.prepareHost(ctx); err != nil {
+				errs[i] = err
+				failed.Do(func() { close(stop) })
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, errNotStarted) {
+			return err
+		}
+	}
+	return nil
+}
+
+var errNotStarted = errors.New("not started: another host failed")
+
+// undo puts the given hosts back as they were: switched ones back on
+// their previous release (restarted there when the new one was), prepared
+// ones without their new release.
+func (d *Deployer) undo(ctx context.Context, runs []*hostRun) {
+	ctx, cancel := cleanupCtx(ctx)
+	defer cancel()
+	for i := len(runs) - 1; i >= 0; i-- {
+		r := runs[i]
+		switch {
+		case r.switched:
+			if r.revert(ctx, r.prev, r.restarted) {
+				r.switched = false
+				r.setStatus(StatusRolledBack)
+			} else {
+				r.setStatus(StatusFailed)
+			}
+		case r.prepared:
+			r.remove(ctx)
+			r.prepared = false
+			r.setStatus(StatusCancelled)
+		}
+	}
+}
+
+func (r *hostRun) setStatus(s Status) {
+	r.dep.update(func() {
+		if r.res.Status != StatusFailed {
+			r.res.Status = s
+		}
+	})
+}
