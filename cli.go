@@ -18,6 +18,8 @@ const usageText = `pushdeploy ships the release branch to every host over SSH.
 Usage:
   pushdeploy serve [--grace 2m]                    webhook receiver, API and health endpoint; deploys from one queue
   pushdeploy deploy [--commit SHA] [--hosts H,H]   deploy the branch tip (or a commit on the branch) now
+  pushdeploy rollback [--to RELEASE] [--dry-run]   point current back on every host (default: the release before current)
+  pushdeploy releases                              per host: releases, their commits, which is current
   pushdeploy check                                 preflight: config, keys, host keys, SSH logins, python, git access
   pushdeploy version
 
@@ -26,8 +28,8 @@ Flags of every command:
                     the real environment wins over the file
   --json            progress (stderr) and results (stdout) as JSON lines
 
-Exit status: 0 done, 1 the deploy or a check failed, 2 bad configuration or usage.
-Reference: docs/configuration.md, docs/deploy.md, docs/serve.md, docs/webhooks.md.
+Exit status: 0 done, 1 the deploy, rollback or a check failed, 2 bad configuration or usage.
+Reference: docs/configuration.md, docs/deploy.md, docs/releases.md, docs/serve.md, docs/webhooks.md.
 `
 
 // usageError is a mistake on the command line: exit status 2.
@@ -81,6 +83,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "deploy":
 		return runDeploy(ctx, rest, stdout, stderr)
+	case "rollback":
+		return runRollback(ctx, rest, stdout, stderr)
+	case "releases":
+		return runReleases(ctx, rest, stdout, stderr)
 	case "check":
 		return runCheck(ctx, rest, stdout, stderr)
 	case "serve":

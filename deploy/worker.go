@@ -94,7 +94,17 @@ func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
 		return Ticket{}, err
 	}
 	commit := req.PayloadCommit
-	if req.Push.Commit != "" {
+	switch {
+	case req.Action != "" && req.Action != "deploy" && req.Action != "rollback":
+		return Ticket{}, &RequestError{Msg: fmt.Sprintf("unknown action %q", req.Action)}
+	case req.Action == "rollback":
+		// Checked again by Rollback; refused here so the requester hears.
+		if req.Release != "" {
+			if err := ValidReleaseName(req.Release); err != nil {
+				return Ticket{}, &RequestError{Msg: "release: " + err.Error()}
+			}
+		}
+	case req.Push.Commit != "":
 		if err := ValidCommitPrefix(req.Push.Commit); err != nil {
 			return Ticket{}, &CommitError{Commit: req.Push.Commit, Branch: req.Push.Branch, Reason: err.Error()}
 		}
@@ -103,7 +113,7 @@ func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
 			return Ticket{}, err
 		}
 		req.Push.Commit, commit = rel.Commit, rel.Commit
-	} else if req.Trigger == "api" {
+	case req.Trigger == "api":
 		// Tell the caller what the tip is now; also proves the repository
 		// can be reached before anything is queued.
 		rel, err := w.Deployer.Resolver.Resolve(ctx, req.Push)
@@ -166,11 +176,20 @@ func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
 }
 
 // waitingFor returns the queued deployment that would do exactly what req
-// asks (same branch, same commit or both the tip, same hosts).
+// asks (same branch, same commit or both the tip, same hosts). Rollbacks
+// never coalesce: each one asked for runs, and a deploy asked for after a
+// queued rollback never joins a deploy queued before it (it must run after
+// the rollback).
 func (w *Worker) waitingFor(req Request) *Deployment {
-	for _, q := range w.queue {
-		r := q.Request
-		if r.Push == req.Push && slices.Equal(r.Hosts, req.Hosts) {
+	if req.Action == "rollback" {
+		return nil
+	}
+	for i := len(w.queue) - 1; i >= 0; i-- {
+		q := w.queue[i]
+		if q.Action == "rollback" {
+			return nil
+		}
+		if r := q.Request; r.Push == req.Push && slices.Equal(r.Hosts, req.Hosts) {
 			return q
 		}
 	}
@@ -288,7 +307,18 @@ func (w *Worker) runOne(ctx context.Context, dep *Deployment) {
 		context.AfterFunc(runCtx, func() { t.Stop() })
 	})
 	defer stop()
-	_ = w.Deployer.Run(runCtx, dep, hosts) // the outcome is recorded in dep and logged
+	// The outcome is recorded in dep and logged.
+	if dep.Action == "rollback" {
+		_ = w.Deployer.Rollback(runCtx, dep, hosts)
+		return
+	}
+	_ = w.Deployer.Run(runCtx, dep, hosts)
+}
+
+// Releases lists the releases on every host of the pool; see
+// Deployer.Releases. It runs beside deployments (it only reads).
+func (w *Worker) Releases(ctx context.Context) ([]HostReleases, error) {
+	return w.Deployer.Releases(ctx, w.Hosts)
 }
 
 // List returns snapshots of the kept deployments, newest first.

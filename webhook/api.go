@@ -50,12 +50,84 @@ func (s *Server) apiDeploy(c echo.Context) error {
 	return c.JSON(http.StatusAccepted, answer{Status: "queued", Deployment: ticket.ID, Commit: ticket.Commit})
 }
 
-func (s *Server) apiRollback(echo.Context) error {
-	return fail(http.StatusNotImplemented, "rollback is not available in this version yet")
+// rollbackBody is POST /api/rollback's optional body.
+type rollbackBody struct {
+	Release string `json:"release"`
 }
 
-func (s *Server) apiReleases(echo.Context) error {
-	return fail(http.StatusNotImplemented, "listing releases is not available in this version yet")
+func (s *Server) apiRollback(c echo.Context) error {
+	var body rollbackBody
+	raw, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, apiLimit))
+	if err != nil {
+		return fail(http.StatusRequestEntityTooLarge, "body over %d bytes", apiLimit)
+	}
+	if len(strings.TrimSpace(string(raw))) > 0 {
+		dec := json.NewDecoder(strings.NewReader(string(raw)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil {
+			return fail(http.StatusBadRequest, `body: %v (expected {"release": "YYYYMMDDHHMMSS-abcdef0"}, optional)`, err)
+		}
+	}
+	if body.Release != "" {
+		if err := deploy.ValidReleaseName(body.Release); err != nil {
+			return fail(http.StatusBadRequest, "release: %v", err)
+		}
+	}
+	ticket, err := s.d.Submit(c.Request().Context(), deploy.Request{
+		Action: "rollback", Trigger: "api", Actor: "api", Release: body.Release,
+	})
+	if err != nil {
+		return submitError(err)
+	}
+	s.log.Info("api rollback "+ticket.Status, "request_id", requestID(c), "deployment", ticket.ID, "release", body.Release)
+	return c.JSON(http.StatusAccepted, answer{Status: "queued", Deployment: ticket.ID})
+}
+
+// releasesJSON is GET /api/releases' answer.
+type releasesJSON struct {
+	// Disagree is true when the hosts' current releases differ.
+	Disagree bool               `json:"disagree"`
+	Hosts    []hostReleasesJSON `json:"hosts"`
+}
+
+type hostReleasesJSON struct {
+	Host     string        `json:"host"`
+	Current  string        `json:"current"`
+	Previous string        `json:"previous"`
+	Error    string        `json:"error,omitempty"`
+	Releases []releaseJSON `json:"releases"`
+}
+
+type releaseJSON struct {
+	Name     string    `json:"name"`
+	Time     time.Time `json:"time"`
+	Commit   string    `json:"commit"`
+	Complete bool      `json:"complete"`
+	Missing  []string  `json:"missing,omitempty"`
+	Current  bool      `json:"current"`
+	Previous bool      `json:"previous"`
+}
+
+func (s *Server) apiReleases(c echo.Context) error {
+	hosts, err := s.d.Releases(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	out := releasesJSON{Disagree: deploy.Disagree(hosts), Hosts: []hostReleasesJSON{}}
+	for _, h := range hosts {
+		hj := hostReleasesJSON{Host: h.Host.String(), Current: h.Current, Previous: h.Previous, Releases: []releaseJSON{}}
+		if h.Err != nil {
+			hj.Error = h.Err.Error()
+		}
+		for _, r := range h.Releases {
+			hj.Releases = append(hj.Releases, releaseJSON{
+				Name: r.Name, Time: r.Time, Commit: r.Commit, Complete: r.Complete, Missing: r.Missing,
+				Current: r.Current, Previous: r.Previous,
+			})
+		}
+		out.Hosts = append(out.Hosts, hj)
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 // deploymentJSON is a deployment in API answers.
@@ -69,6 +141,7 @@ type deploymentJSON struct {
 	Branch        string     `json:"branch"`
 	Commit        string     `json:"commit,omitempty"`
 	Requested     string     `json:"requested_commit,omitempty"`
+	RequestedRel  string     `json:"requested_release,omitempty"`
 	PayloadCommit string     `json:"payload_commit,omitempty"`
 	Release       string     `json:"release,omitempty"`
 	Status        string     `json:"status"`
@@ -106,7 +179,7 @@ func toJSON(d *deploy.Deployment, withHosts bool) deploymentJSON {
 	j := deploymentJSON{
 		ID: d.ID, Action: d.Action, Trigger: d.Request.Trigger, Provider: d.Request.Provider,
 		Delivery: d.Request.DeliveryID, Actor: d.Request.Actor, Branch: d.Request.Push.Branch,
-		Commit: d.Release.Commit, Requested: d.Request.Push.Commit, PayloadCommit: d.Request.PayloadCommit,
+		Commit: d.Release.Commit, Requested: d.Request.Push.Commit, RequestedRel: d.Request.Release, PayloadCommit: d.Request.PayloadCommit,
 		Release: d.ReleaseName, Status: string(d.Status), Queued: d.Queued,
 		Started: timePtr(d.Started), Finished: timePtr(d.Finished),
 	}

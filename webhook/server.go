@@ -30,6 +30,9 @@ type Deployments interface {
 	Get(id string) (*deploy.Deployment, bool)
 	// Health reports the queue and whether deployments can make progress.
 	Health() deploy.Health
+	// Releases lists every host's releases (a host that cannot be read has
+	// Err set); the error is for a deployer that cannot work at all.
+	Releases(ctx context.Context) ([]deploy.HostReleases, error)
 }
 
 var _ Deployments = (*deploy.Worker)(nil)

@@ -26,6 +26,8 @@ type fakeDeployments struct {
 	submit func(deploy.Request) (deploy.Ticket, error)
 	deps   map[string]*deploy.Deployment
 	health deploy.Health
+	// releases answers Releases.
+	releases func() ([]deploy.HostReleases, error)
 }
 
 func (f *fakeDeployments) Submit(_ context.Context, r deploy.Request) (deploy.Ticket, error) {
@@ -52,6 +54,13 @@ func (f *fakeDeployments) Get(id string) (*deploy.Deployment, bool) {
 }
 
 func (f *fakeDeployments) Health() deploy.Health { return f.health }
+
+func (f *fakeDeployments) Releases(context.Context) ([]deploy.HostReleases, error) {
+	if f.releases == nil {
+		return nil, nil
+	}
+	return f.releases()
+}
 
 const secret = "test-secret"
 
@@ -235,14 +244,6 @@ func TestAPIDeploy(t *testing.T) {
 				t.Errorf("submitted %+v for a bad body", f.reqs)
 			}
 		})
-	}
-	code, _ := serveJSON(newTestServer(t, &fakeDeployments{}, nil), func() *http.Request {
-		r := httptest.NewRequest(http.MethodPost, "/api/rollback", nil)
-		r.Header.Set("Authorization", "Bearer tok")
-		return r
-	}())
-	if code != http.StatusNotImplemented {
-		t.Errorf("rollback: %d, want 501", code)
 	}
 }
 
