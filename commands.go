@@ -57,6 +57,14 @@ func newDeployer(cfg *config.Config, log *slog.Logger) (*deploy.Deployer, func()
 		HealthURL:     cfg.HealthURL,
 		HealthTimeout: cfg.HealthTimeout,
 		RollbackAll:   cfg.RollbackOnFailure == "all",
+		Parallel:      cfg.Parallel,
+		VenvReuse:     cfg.VenvReuse,
+	}
+	if cfg.Fetch == "push" {
+		// The deployer streams each release: hosts need no git access, and
+		// the deploy key is never lent.
+		d.Archiver = src
+		d.LendGitKey = false
 	}
 	return d, func() { runner.Close() }, nil
 }

@@ -293,16 +293,15 @@ func TestLoad(t *testing.T) {
 			name: "features not built yet",
 			env: map[string]string{
 				"DEPLOY_PARALLEL": "3", "DEPLOY_VENV_REUSE": "false", "DEPLOY_KEEP_RELEASES": "5",
-				"DEPLOY_NOTIFY_URL": "http://127.0.0.1:9/hook", "DEPLOY_FETCH": "clone",
+				"DEPLOY_NOTIFY_URL": "http://127.0.0.1:9/hook", "DEPLOY_FETCH": "push", "DEPLOY_BITBUCKET_TOKEN": "t",
 			},
 			wantWarnings: []string{
-				"DEPLOY_PARALLEL is set but this version does not use it yet",
-				"DEPLOY_VENV_REUSE is set but",
 				"DEPLOY_NOTIFY_URL is set but",
+				"DEPLOY_BITBUCKET_TOKEN is set but",
 			},
 			check: func(t *testing.T, c *Config) {
-				if c.Parallel != 3 || c.VenvReuse {
-					t.Errorf("got Parallel %d, VenvReuse %v; want 3, false", c.Parallel, c.VenvReuse)
+				if c.Parallel != 3 || c.VenvReuse || c.Fetch != "push" {
+					t.Errorf("got Parallel %d, VenvReuse %v, Fetch %q; want 3, false, push", c.Parallel, c.VenvReuse, c.Fetch)
 				}
 			},
 		},

@@ -19,10 +19,7 @@ import (
 var notYetUsed = []string{
 	"DEPLOY_NOTIFY_URL",
 	"DEPLOY_BITBUCKET_TOKEN",
-	"DEPLOY_FETCH",
-	"DEPLOY_PARALLEL",
 	"DEPLOY_WEBHOOK_ALLOW_CIDRS",
-	"DEPLOY_VENV_REUSE",
 }
 
 // validator gathers the problems and warnings of one Validate.

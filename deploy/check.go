@@ -20,9 +20,9 @@ type CheckResult struct {
 }
 
 // checkScript reports what a deploy needs on a host, without changing
-// anything but creating the root folder. $1 root, $2 python.
+// anything but creating the root folder. $1 root, $2 the tools needed.
 const checkScript = `mkdir -p -- "$1" && cd -- "$1" && test -w . || { echo "root folder $1 is not writable" >&2; exit 1; }
-for tool in git flock timeout; do
+for tool in $2; do
 	command -v "$tool" >/dev/null 2>&1 || { echo "$tool is not installed" >&2; exit 1; }
 done
 pwd -P`
@@ -96,15 +96,15 @@ func (d *Deployer) checkHost(ctx context.Context, h Host, rel Release, haveRepo 
 	conn = c
 
 	start = time.Now()
-	root, err := run(Command{Args: script(checkScript, d.Root)})
-	if !add("host", start, "root "+root+"; git, flock, timeout present", err) {
+	root, err := run(Command{Args: script(checkScript, d.Root, d.hostTools())})
+	if !add("host", start, "root "+root+"; "+strings.ReplaceAll(d.hostTools(), " ", ", ")+" present", err) {
 		return out
 	}
 	start = time.Now()
 	py, err := run(Command{Args: script(pythonCheckScript, d.Python)})
 	add("python", start, py, err)
-	if !haveRepo {
-		return out
+	if !haveRepo || d.Archiver != nil {
+		return out // push mode: hosts need no access to the repository
 	}
 	start = time.Now()
 	cmd := Command{
@@ -118,4 +118,13 @@ func (d *Deployer) checkHost(ctx context.Context, h Host, rel Release, haveRepo 
 	}
 	add("git access", start, "the host can read "+rel.Branch+" from the repository", err)
 	return out
+}
+
+// hostTools are the programs a deploy runs on the hosts besides the shell
+// and coreutils: git only when hosts fetch the repository themselves.
+func (d *Deployer) hostTools() string {
+	if d.Archiver != nil {
+		return "flock timeout tar"
+	}
+	return "git flock timeout tar"
 }

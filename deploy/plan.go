@@ -118,7 +118,7 @@ func (d *Deployer) planHost(ctx context.Context, h Host, rel Release, pinned boo
 		return hp
 	}
 	defer c.Close()
-	out, err := runOutput(ctx, c, Command{Args: script(planScript, append([]string{d.Root, d.Python}, d.SharedPaths...)...)})
+	out, err := runOutput(ctx, c, Command{Args: script(planScript, append([]string{d.Root, d.Python, d.hostTools()}, d.SharedPaths...)...)})
 	if err != nil {
 		hp.problem("inspect: %v", err)
 		return hp
@@ -129,8 +129,8 @@ func (d *Deployer) planHost(ctx context.Context, h Host, rel Release, pinned boo
 		return hp
 	}
 	d.apply(&hp, f, name)
-	if slices.Contains(f.missingTools, "git") {
-		return hp
+	if slices.Contains(f.missingTools, "git") || d.Archiver != nil {
+		return hp // push mode: the host needs no access to the repository
 	}
 	if err := d.gitAccess(ctx, c, rel, pinned); err != nil {
 		hp.problem("git access: %v", err)

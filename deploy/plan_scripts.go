@@ -24,10 +24,10 @@ package deploy
 //
 // release lists every entry named like a release (a folder or not), in the
 // shell's glob order, as prepareScript and retentionScript see them.
-// $1 root, $2 python, then the shared paths.
-const planScript = `root=$1 py=$2 have=no
-shift 2
-for tool in git flock timeout; do
+// $1 root, $2 python, $3 the tools needed (a list), then the shared paths.
+const planScript = `root=$1 py=$2 tools=$3 have=no
+shift 3
+for tool in $tools; do
 	command -v "$tool" >/dev/null 2>&1 || printf 'tool\t%s\n' "$tool"
 done
 if ! command -v -- "$py" >/dev/null 2>&1; then

@@ -22,12 +22,12 @@ exec cat >/dev/null`
 // prints the absolute root. Releases without REVISION that are not current
 // are what a killed deploy left behind: we hold the lock, so nobody is
 // building them, and they are removed.
-// $1 root, $2 release name, $3 python.
+// $1 root, $2 release name, $3 python, $4 the tools needed (a list).
 const prepareScript = `set -e
 cd -- "$1"
 root=$(pwd -P)
 mkdir -p releases
-for tool in git flock timeout; do
+for tool in $4; do
 	command -v "$tool" >/dev/null 2>&1 || { echo "$tool is not installed on this host" >&2; exit 1; }
 done
 command -v -- "$3" >/dev/null 2>&1 || { echo "python interpreter $3 (DEPLOY_PYTHON) not found on this host" >&2; exit 1; }

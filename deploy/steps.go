@@ -76,7 +76,7 @@ func (r *hostRun) prepare(ctx context.Context) error {
 	return r.step(ctx, "prepare", func(ctx context.Context, out io.Writer) error {
 		var stdout strings.Builder
 		err := r.run(ctx, out, Command{
-			Args:   script(prepareScript, r.d.Root, r.dep.ReleaseName, r.d.Python),
+			Args:   script(prepareScript, r.d.Root, r.dep.ReleaseName, r.d.Python, r.d.hostTools()),
 			Stdout: io.MultiWriter(&stdout, out),
 		})
 		if err != nil {

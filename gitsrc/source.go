@@ -58,7 +58,10 @@ func New(c Config) *Source {
 	}
 }
 
-var _ deploy.Resolver = (*Source)(nil)
+var (
+	_ deploy.Resolver = (*Source)(nil)
+	_ deploy.Archiver = (*Source)(nil)
+)
 
 // Resolve checks p against the repository and returns the commit to ship:
 // the tip of the release branch, or p.Commit (full or a unique prefix) when
