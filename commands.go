@@ -163,9 +163,10 @@ type hostJSON struct {
 }
 
 type stepJSON struct {
-	Step    string  `json:"step"`
-	Status  string  `json:"status"`
-	Seconds float64 `json:"seconds"`
+	Step    string    `json:"step"`
+	Status  string    `json:"status"`
+	Started time.Time `json:"started"`
+	Seconds float64   `json:"seconds"`
 	Error   string  `json:"error,omitempty"`
 	Output  string  `json:"output,omitempty"`
 }
@@ -189,7 +190,7 @@ func printDeployment(w io.Writer, dep *deploy.Deployment, asJSON bool) {
 	for _, h := range dep.Hosts {
 		hj := hostJSON{Host: h.Host.String(), Status: string(h.Status), Seconds: h.Duration.Seconds()}
 		for _, s := range h.Steps {
-			sj := stepJSON{Step: s.Name, Status: string(s.Status), Seconds: s.Duration.Seconds()}
+			sj := stepJSON{Step: s.Name, Status: string(s.Status), Started: s.Started, Seconds: s.Duration.Seconds()}
 			if s.Err != nil {
 				sj.Error, sj.Output = s.Err.Error(), s.Output
 			}
