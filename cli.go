@@ -17,7 +17,8 @@ const usageText = `pushdeploy ships the release branch to every host over SSH.
 
 Usage:
   pushdeploy serve [--grace 2m]                    webhook receiver, API and health endpoint; deploys from one queue
-  pushdeploy deploy [--commit SHA] [--hosts H,H]   deploy the branch tip (or a commit on the branch) now
+  pushdeploy deploy [--commit SHA] [--hosts H,H] [--dry-run]
+                                                   deploy the branch tip (or a commit on the branch) now
   pushdeploy rollback [--to RELEASE] [--dry-run]   point current back on every host (default: the release before current)
   pushdeploy releases                              per host: releases, their commits, which is current
   pushdeploy check                                 preflight: config, keys, host keys, SSH logins, python, git access
