@@ -68,8 +68,9 @@ func TestEndToEndSharedHooksRetention(t *testing.T) {
 // TestEndToEndHealthCheckRollsBack: each host runs the real app server
 // (restarted by DEPLOY_RESTART_CMD) and is health-checked at its own
 // address. Host 2 turns unhealthy: it goes back to its old release and is
-// restarted there, host 3 is not touched; with DEPLOY_ROLLBACK_ON_FAILURE=all
-// host 1 goes back too.
+// restarted there; host 3, switched with the others but not yet restarted,
+// goes back without its app ever running the new release; with
+// DEPLOY_ROLLBACK_ON_FAILURE=all host 1 goes back too.
 func TestEndToEndHealthCheckRollsBack(t *testing.T) {
 	for _, mode := range []string{"host", "all"} {
 		t.Run(mode, func(t *testing.T) {
@@ -87,7 +88,8 @@ func TestEndToEndHealthCheckRollsBack(t *testing.T) {
 			if err := second.SetUnhealthy(true); err != nil {
 				t.Fatal(err)
 			}
-			before3 := e.onHost(e.env.Hosts[2], "cat", "app/revisions.log")
+			third := e.env.Hosts[2]
+			pid3 := e.onHost(third, "cat", "app.pid")
 			time.Sleep(1100 * time.Millisecond)
 			r := e.pushdeploy("deploy")
 			if r.code != 1 || !strings.Contains(r.stderr, "host "+second.Name+": health:") || !strings.Contains(r.stderr, "unhealthy") {
@@ -104,8 +106,16 @@ func TestEndToEndHealthCheckRollsBack(t *testing.T) {
 			if body := httpGet(t, second.HealthURL(port)); !strings.Contains(body, "ok 1.0 "+sha1) {
 				t.Errorf("host 2 serves %q, want the old release", body)
 			}
-			if after := e.onHost(e.env.Hosts[2], "cat", "app/revisions.log"); after != before3 {
-				t.Errorf("host 3 was touched")
+			// Host 3 was switched with the others, then back before its
+			// restart: its app never stopped and never ran the new release.
+			if got := current(third); got != "releases/"+first.Release {
+				t.Errorf("host 3: current -> %q", got)
+			}
+			if pid := e.onHost(third, "cat", "app.pid"); pid != pid3 {
+				t.Errorf("host 3's app was restarted (pid %s, was %s)", pid, pid3)
+			}
+			if body := httpGet(t, third.HealthURL(port)); !strings.Contains(body, "ok 1.0 "+sha1) {
+				t.Errorf("host 3 serves %q, want the old release", body)
 			}
 			firstHost := e.env.Hosts[0]
 			wantVersion, wantCurrent := "ok 2.0", ""

@@ -425,25 +425,30 @@ func TestEndToEndHostileInput(t *testing.T) {
 }
 
 // TestEndToEndBranchMovesDuringRollout pushes a new commit while the first
-// host restarts: the later hosts still get the commit resolved at the start.
+// host runs its before-switch hook: the second host, preparing after it,
+// fetches a branch that has moved on, and still gets the commit resolved at
+// the start.
 func TestEndToEndBranchMovesDuringRollout(t *testing.T) {
 	e := newE2E(t, 2)
-	shaA := e.commit("1.0", nil)
 	goOn := filepath.Join(e.env.Dir, "go-on")
-	e.vars["DEPLOY_RESTART_CMD"] = `touch "$HOME/restarted"; i=0; while [ ! -e ` + goOn + ` ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done`
+	hook := "#!/bin/sh\ntouch \"$HOME/preparing\"\ni=0\nwhile [ ! -e " + goOn + " ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n"
+	shaA := e.commit("1.0", map[string]string{".pushdeploy/before-switch": hook})
 
 	done := make(chan result, 1)
 	go func() { done <- e.pushdeploy("deploy") }()
-	first := e.env.Hosts[0]
+	first, second := e.env.Hosts[0], e.env.Hosts[1]
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		if _, err := os.Stat(first.Path("restarted")); err == nil {
+		if _, err := os.Stat(first.Path("preparing")); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the first host never restarted: %+v", <-done)
+			t.Fatalf("the first host never ran its hook: %+v", <-done)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := os.Stat(second.Path("app/.repo")); err == nil {
+		t.Fatal("host 2 fetched before host 1 was prepared (DEPLOY_PARALLEL is 1)")
 	}
 	shaB := e.commit("1.0", map[string]string{"NEWS": "moved on\n"})
 	if err := os.WriteFile(goOn, nil, 0o644); err != nil {
@@ -453,16 +458,15 @@ func TestEndToEndBranchMovesDuringRollout(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("deploy: exit %d\n%s", r.code, r.stderr)
 	}
-	second := e.env.Hosts[1]
-	if tip := e.onHost(second, "git", "-C", "app/current", "rev-parse", "refs/heads/release"); tip != shaB {
-		t.Fatalf("the branch did not move before host 2 cloned (its clone's tip %s, want %s)", tip, shaB)
+	if tip := e.onHost(second, "git", "-C", "app/.repo", "rev-parse", "refs/heads/release"); tip != shaB {
+		t.Fatalf("the branch did not move before host 2 fetched (its mirror's tip %s, want %s)", tip, shaB)
 	}
 	for _, h := range e.env.Hosts {
 		if rev := e.onHost(h, "cat", "app/current/REVISION"); rev != shaA {
 			t.Errorf("%s: REVISION %s, want the pinned %s", h.Name, rev, shaA)
 		}
-		if head := e.onHost(h, "git", "-C", "app/current", "rev-parse", "HEAD"); head != shaA {
-			t.Errorf("%s: checked out %s, want the pinned %s", h.Name, head, shaA)
+		if _, err := os.Stat(h.Path("app/current/NEWS")); !os.IsNotExist(err) {
+			t.Errorf("%s: the release has a file of the newer commit (%v)", h.Name, err)
 		}
 	}
 }

@@ -118,11 +118,17 @@ func TestNewErrors(t *testing.T) {
 		wantErr string
 	}{
 		{"missing known_hosts", Config{Key: newKey(t, ""), KnownHosts: known + ".missing"}, "known hosts"},
-		{"no admin key", Config{KnownHosts: known}, "admin key"},
 		{"admin key garbage", Config{Key: []byte("x"), KnownHosts: known}, "admin key"},
 		{"admin key encrypted, no passphrase", Config{Key: newKey(t, "p"), KnownHosts: known}, "admin key"},
 		{"deploy key garbage", Config{Key: newKey(t, ""), GitKey: []byte("x"), KnownHosts: known}, "deploy key"},
 		{"deploy key wrong passphrase", Config{Key: newKey(t, ""), GitKey: newKey(t, "p"), GitKeyPassphrase: "q", KnownHosts: known}, "deploy key"},
+	}
+	// No admin key at all is allowed: a pool of only local hosts needs none
+	// (config requires one as soon as a host is reached over SSH).
+	if r, err := New(Config{KnownHosts: known}); err != nil {
+		t.Errorf("New without an admin key: %v", err)
+	} else {
+		r.Close()
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
