@@ -100,8 +100,8 @@ func TestProgressHandler(t *testing.T) {
 	hl.Error("step failed", "step", "pip", "duration", 1200*time.Millisecond, "error", "exit status 1", "output", "ERROR: no pdtestdep\nbye")
 	got := buf.String()
 	for _, want := range []string{
-		"web1                 clone      0.44s\n",
-		"web1                 pip        FAILED after 1.20s: exit status 1\n",
+		"web1                 clone         0.44s\n",
+		"web1                 pip           FAILED after 1.20s: exit status 1\n",
 		"    | ERROR: no pdtestdep\n    | bye\n",
 	} {
 		if !strings.Contains(got, want) {

@@ -69,7 +69,7 @@ func (h *progressHandler) Handle(_ context.Context, r slog.Record) error {
 		b.WriteString(strings.ToLower(r.Level.String()) + ": ")
 	}
 	if host != "" || step != "" {
-		fmt.Fprintf(&b, "%-20s %-10s ", host, step)
+		fmt.Fprintf(&b, "%-20s %-13s ", host, step)
 		switch {
 		case errText != "":
 			fmt.Fprintf(&b, "FAILED after %.2fs: %s", dur.Seconds(), errText)

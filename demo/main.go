@@ -50,7 +50,7 @@ func run(ctx context.Context, n int, keep bool) error {
 		return fmt.Errorf("go build: %v\n%s", err, out)
 	}
 
-	step(fmt.Sprintf("starting %d test hosts and a git server on 127.0.0.1", n))
+	step(fmt.Sprintf("starting %d test hosts and a git server on loopback addresses", n))
 	env, err := testhosts.Start(ctx, testhosts.Options{Hosts: n})
 	if err != nil {
 		return err

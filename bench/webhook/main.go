@@ -114,7 +114,7 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("go build: %v\n%s", err, out)
 	}
 
-	note("starting %d test hosts and a git server on 127.0.0.1", o.hosts)
+	note("starting %d test hosts and a git server on loopback addresses", o.hosts)
 	env, err := testhosts.Start(ctx, testhosts.Options{Hosts: o.hosts})
 	if err != nil {
 		return err
