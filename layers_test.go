@@ -25,7 +25,7 @@ func TestLayers(t *testing.T) {
 		{"github.com/kelseyhightower/envconfig", []string{"config"}},
 		{"github.com/joho/godotenv", []string{"config"}},
 		{mod + "/config", []string{"."}},
-		{mod + "/internal/testhosts", []string{"demo", "bench/webhook"}},
+		{mod + "/internal/testhosts", []string{"demo", "bench/webhook", "bench/deploy"}},
 	}
 	seen := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
