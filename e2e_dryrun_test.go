@@ -1,13 +1,9 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -20,36 +16,11 @@ import (
 // modes, sizes, modification times, symlink targets and file contents.
 func homeTree(t *testing.T, h *testhosts.Host) string {
 	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(h.Home, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(h.Home, p)
-		b.WriteString(rel + " " + info.Mode().String() + " " + strconv.FormatInt(info.Size(), 10) + " " + info.ModTime().String())
-		switch {
-		case info.Mode()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			b.WriteString(" -> " + target)
-		case info.Mode().IsRegular():
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(data)
-			b.WriteString(" " + hex.EncodeToString(sum[:]))
-		}
-		b.WriteString("\n")
-		return nil
-	})
+	state, err := testhosts.TreeState(h.Home)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b.String()
+	return state
 }
 
 // dryRun runs pushdeploy deploy --dry-run with args and checks that no

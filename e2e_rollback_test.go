@@ -2,10 +2,7 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,37 +20,11 @@ import (
 // byte the same.
 func rootFingerprint(t *testing.T, h *testhosts.Host) string {
 	t.Helper()
-	root := h.Path("app")
-	var b strings.Builder
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		b.WriteString(rel + " " + info.Mode().String() + " " + strconv.FormatInt(info.Size(), 10) + " " + info.ModTime().UTC().Format(time.RFC3339Nano))
-		switch {
-		case info.Mode()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			b.WriteString(" -> " + target)
-		case info.Mode().IsRegular():
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(data)
-			b.WriteString(" " + hex.EncodeToString(sum[:]))
-		}
-		b.WriteString("\n")
-		return nil
-	})
+	state, err := testhosts.TreeState(h.Path("app"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b.String()
+	return state
 }
 
 func lastLine(s string) string {

@@ -2,11 +2,11 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 )
@@ -124,20 +124,11 @@ func (d *Deployer) Run(ctx context.Context, dep *Deployment, hosts []Host) error
 	})
 	log.Info("deploying", "branch", rel.Branch, "commit", rel.Commit, "release", dep.ReleaseName, "hosts", len(hosts), "trigger", dep.Request.Trigger)
 
-	runs := make([]*hostRun, len(dep.Hosts))
-	for i, hr := range dep.Hosts {
-		runs[i] = &hostRun{d: d, dep: dep, res: hr, log: log.With("host", hr.Host.String())}
-	}
 	// Log in everywhere first: an unknown host key or a dead host stops
 	// the deployment before any host has changed.
-	defer func() {
-		for _, r := range runs {
-			if r.conn != nil {
-				r.conn.Close()
-			}
-		}
-	}()
-	if err := connectAll(ctx, runs); err != nil {
+	runs, closeAll, err := d.connectRuns(ctx, log, dep)
+	defer closeAll()
+	if err != nil {
 		return d.finish(log, dep, err)
 	}
 	defer func() {
@@ -146,6 +137,23 @@ func (d *Deployer) Run(ctx context.Context, dep *Deployment, hosts []Host) error
 		}
 	}()
 	return d.finish(log, dep, d.rollout(ctx, log, dep, runs))
+}
+
+// connectRuns makes a hostRun per host of dep and logs in to every host.
+// The returned func closes the connections made, whatever the error.
+func (d *Deployer) connectRuns(ctx context.Context, log *slog.Logger, dep *Deployment) ([]*hostRun, func(), error) {
+	runs := make([]*hostRun, len(dep.Hosts))
+	for i, hr := range dep.Hosts {
+		runs[i] = &hostRun{d: d, dep: dep, res: hr, log: log.With("host", hr.Host.String())}
+	}
+	closeAll := func() {
+		for _, r := range runs {
+			if r.conn != nil {
+				r.conn.Close()
+			}
+		}
+	}
+	return runs, closeAll, connectAll(ctx, runs)
 }
 
 // maxDials bounds the logins made at once, so a big pool does not trip
@@ -175,23 +183,10 @@ func connectAll(ctx context.Context, runs []*hostRun) error {
 }
 
 func (d *Deployer) check() error {
-	var missing []string
-	if d.Dialer == nil {
-		missing = append(missing, "Dialer")
-	}
 	if d.Resolver == nil {
-		missing = append(missing, "Resolver")
+		return errors.New("deployer is missing Resolver")
 	}
-	if d.StepTimeout <= 0 {
-		missing = append(missing, "StepTimeout")
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("deployer is missing %s", strings.Join(missing, ", "))
-	}
-	if err := ValidPath(d.Root); err != nil {
-		return fmt.Errorf("root: %w", err)
-	}
-	return nil
+	return d.checkHostsOnly()
 }
 
 func (d *Deployer) resolve(ctx context.Context, log *slog.Logger, p Push) (Release, error) {

@@ -2,10 +2,7 @@ package deploy
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
 
 // usePlanPython makes the rig's python also answer the dry run's probe
@@ -32,36 +30,11 @@ func usePlanPython(r *rig) {
 // modification times, symlink targets and file contents.
 func homeState(t *testing.T, dir string) string {
 	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		b.WriteString(rel + " " + info.Mode().String() + " " + itoa(int(info.Size())) + " " + info.ModTime().String())
-		switch {
-		case info.Mode()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			b.WriteString(" -> " + target)
-		case info.Mode().IsRegular():
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(data)
-			b.WriteString(" " + hex.EncodeToString(sum[:]))
-		}
-		b.WriteString("\n")
-		return nil
-	})
+	state, err := testhosts.TreeState(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b.String()
+	return state
 }
 
 // homeStates fingerprints every host's home.

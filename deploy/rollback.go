@@ -170,18 +170,9 @@ func (d *Deployer) Rollback(ctx context.Context, dep *Deployment, hosts []Host) 
 	})
 	log.Info("rolling back", "release", orPrevious(to), "hosts", len(hosts), "trigger", dep.Request.Trigger)
 
-	runs := make([]*hostRun, len(dep.Hosts))
-	for i, hr := range dep.Hosts {
-		runs[i] = &hostRun{d: d, dep: dep, res: hr, log: log.With("host", hr.Host.String())}
-	}
-	defer func() {
-		for _, r := range runs {
-			if r.conn != nil {
-				r.conn.Close()
-			}
-		}
-	}()
-	if err := connectAll(ctx, runs); err != nil {
+	runs, closeAll, err := d.connectRuns(ctx, log, dep)
+	defer closeAll()
+	if err != nil {
 		return d.finish(log, dep, err)
 	}
 	unlock, err := lockAll(ctx, runs)
