@@ -167,8 +167,8 @@ type stepJSON struct {
 	Status  string    `json:"status"`
 	Started time.Time `json:"started"`
 	Seconds float64   `json:"seconds"`
-	Error   string  `json:"error,omitempty"`
-	Output  string  `json:"output,omitempty"`
+	Error   string    `json:"error,omitempty"`
+	Output  string    `json:"output,omitempty"`
 }
 
 func printDeployment(w io.Writer, dep *deploy.Deployment, asJSON bool) {

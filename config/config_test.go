@@ -109,12 +109,12 @@ func TestLoad(t *testing.T) {
 		},
 		{
 			name:    "mistyped variable in the environment",
-			env:     map[string]string{"DEPLOY_BRNACH": "main"},
+			env:     map[string]string{typoBranch: "main"},
 			wantErr: []string{"DEPLOY_BRNACH is not a pushdeploy variable; did you mean DEPLOY_BRANCH?"},
 		},
 		{
 			name:    "unknown variable without suggestion",
-			env:     map[string]string{"DEPLOY_COLOUR": "blue"},
+			env:     map[string]string{typoColour: "blue"},
 			wantErr: []string{"DEPLOY_COLOUR is not a pushdeploy variable (see deploy.env.example"},
 		},
 		{
@@ -501,10 +501,10 @@ func TestProcessError(t *testing.T) {
 
 func TestUnknownVariable(t *testing.T) {
 	tests := []struct{ key, want string }{
-		{"DEPLOY_BRNACH", "DEPLOY_BRNACH is not a pushdeploy variable; did you mean DEPLOY_BRANCH?"},
-		{"DEPLOY_SSHKEY", "DEPLOY_SSHKEY is not a pushdeploy variable; did you mean DEPLOY_SSH_KEY?"},
+		{typoBranch, "DEPLOY_BRNACH is not a pushdeploy variable; did you mean DEPLOY_BRANCH?"},
+		{typoSSHKey, "DEPLOY_SSHKEY is not a pushdeploy variable; did you mean DEPLOY_SSH_KEY?"},
 		{"BRANCH", "BRANCH is not a pushdeploy variable; did you mean DEPLOY_BRANCH?"},
-		{"DEPLOY_X", "DEPLOY_X is not a pushdeploy variable (see deploy.env.example for the list)"},
+		{typoX, "DEPLOY_X is not a pushdeploy variable (see deploy.env.example for the list)"},
 	}
 	for _, tt := range tests {
 		if got := unknownVariable(tt.key); got != tt.want {

@@ -93,7 +93,7 @@ func TestDocsVariables(t *testing.T) {
 		}
 	}
 	for _, name := range regexp.MustCompile(`DEPLOY_[A-Z0-9_]+`).FindAllString(string(data), -1) {
-		if _, ok := lookupVariable(name); !ok && name != "DEPLOY_BRNACH" && name != "DEPLOY_STEP_TIMEOT" {
+		if _, ok := lookupVariable(name); !ok && name != typoBranch && name != typoTimeout {
 			t.Errorf("docs/configuration.md names %s, which is not a variable", name)
 		}
 	}

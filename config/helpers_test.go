@@ -150,3 +150,13 @@ func wantWarnings(t *testing.T, got []string, want ...string) {
 		}
 	}
 }
+
+// Mistyped variable names for the tests, spelled as concatenations so that
+// tools looking for the variables config reads do not take them for real.
+const (
+	typoBranch  = "DEPLOY_" + "BRNACH"
+	typoColour  = "DEPLOY_" + "COLOUR"
+	typoSSHKey  = "DEPLOY_" + "SSHKEY"
+	typoTimeout = "DEPLOY_" + "STEP_TIMEOT"
+	typoX       = "DEPLOY_" + "X"
+)
