@@ -337,3 +337,29 @@ func TestPrepareFailureSwitchesNothingAnywhere(t *testing.T) {
 		})
 	}
 }
+
+func TestRedeployOfAFetchedCommitSkipsTheFetch(t *testing.T) {
+	r := newRig(t, 1)
+	first := r.commit("flask")
+	if _, err := r.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	r.commit("flask==2")
+	if _, err := r.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	r.d.Resolver = fakeResolver{rel: Release{RepoURL: "/nonexistent/repo", Branch: "release", Commit: first}}
+	dep, err := r.deploy()
+	if err != nil {
+		t.Fatalf("redeploy of a commit in the mirror must not need the repository: %v", err)
+	}
+	for _, s := range dep.Hosts[0].Steps {
+		if s.Name == "fetch" && !strings.Contains(s.Output, "in the mirror already") {
+			t.Errorf("fetch output %q", s.Output)
+		}
+	}
+	rev, _ := os.ReadFile(filepath.Join(r.dialer.homes["web1"], "app", "current", "REVISION"))
+	if strings.TrimSpace(string(rev)) != first {
+		t.Errorf("REVISION %q, want %s", rev, first)
+	}
+}
