@@ -130,8 +130,33 @@ if [ "$reuse" = yes ] && [ -f requirements.txt ] &&
 	echo "requirements.txt names local paths or other files: this release gets its own venv"
 	reuse=no
 fi
+# mkvenv builds a venv at $1 with pip. Fast path: an empty venv, then pip
+# (and setuptools, where ensurepip installs it) from the very wheels
+# ensurepip would use, without byte-compiling them, which is most of what
+# makes "python -m venv" slow; they compile as they are imported. Anything
+# unexpected: the plain "python -m venv".
+mkvenv() {
+	if "$py" -m venv --without-pip "$1" 2>/dev/null &&
+		wheels=$("$1/bin/python" -c "$findwheels" 2>/dev/null) && [ -n "$wheels" ] &&
+		"$1/bin/python" "${wheels%% *}/pip" install --quiet --no-index --no-compile --disable-pip-version-check $wheels &&
+		"$1/bin/python" -m pip --version >/dev/null 2>&1; then
+		return 0
+	fi
+	rm -rf -- "$1"
+	"$py" -m venv "$1"
+}
+findwheels='import ensurepip, glob, os, re
+def ver(p): return [int(x) for x in re.findall(r"\d+", os.path.basename(p).split("-")[1])]
+dirs = [getattr(ensurepip, "_WHEEL_PKG_DIR", None), os.path.join(os.path.dirname(ensurepip.__file__), "_bundled")]
+for d in dirs:
+    if d and glob.glob(os.path.join(d, "pip-*.whl")):
+        pip = max(glob.glob(os.path.join(d, "pip-*.whl")), key=ver)
+        st = sorted(glob.glob(os.path.join(d, "setuptools-*.whl")), key=ver)[-1:] if __import__("sys").version_info < (3, 12) else []
+        print(" ".join([pip] + st))
+        break'
+py=$2
 if [ "$reuse" != yes ]; then
-	"$2" -m venv venv
+	mkvenv "$PWD/venv"
 	echo "fresh $PWD/venv"
 	exit 0
 fi
@@ -149,7 +174,7 @@ if [ -f "$v/.pushdeploy-complete" ]; then
 fi
 rm -rf -- "$v"
 mkdir -p -- "$1/venvs"
-"$2" -m venv "$v"
+mkvenv "$v"
 echo "shared $v"`
 
 // pipScript installs requirements.txt into the venv at $1, run in the
