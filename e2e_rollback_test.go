@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushdeploy/pushdeploy/deploy"
 	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
 
@@ -32,13 +33,13 @@ func lastLine(s string) string {
 	return lines[len(lines)-1]
 }
 
-func (e *e2e) listReleases() releasesJSON {
+func (e *e2e) listReleases() deploy.ReleasesReport {
 	e.t.Helper()
 	r := e.pushdeploy("releases", "--json")
 	if r.code != 0 {
 		e.t.Fatalf("releases: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	var out releasesJSON
+	var out deploy.ReleasesReport
 	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
 		e.t.Fatalf("releases --json: %v\n%s", err, r.stdout)
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
 )
@@ -36,7 +35,7 @@ func runReleases(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	disagree := deploy.Disagree(hosts)
 	if c.json {
-		_ = json.NewEncoder(stdout).Encode(releasesToJSON(hosts, disagree))
+		_ = json.NewEncoder(stdout).Encode(deploy.ReportReleases(hosts))
 		if disagree {
 			log.Warn("hosts disagree about current", "current", currentByHost(hosts))
 		}
@@ -49,48 +48,6 @@ func runReleases(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 	}
 	return nil
-}
-
-// releasesJSON is `releases --json` (the same shape as GET /api/releases).
-type releasesJSON struct {
-	Disagree bool               `json:"disagree"`
-	Hosts    []hostReleasesJSON `json:"hosts"`
-}
-
-type hostReleasesJSON struct {
-	Host     string        `json:"host"`
-	Current  string        `json:"current"`
-	Previous string        `json:"previous"`
-	Error    string        `json:"error,omitempty"`
-	Releases []releaseJSON `json:"releases"`
-}
-
-type releaseJSON struct {
-	Name     string    `json:"name"`
-	Time     time.Time `json:"time"`
-	Commit   string    `json:"commit"`
-	Complete bool      `json:"complete"`
-	Missing  []string  `json:"missing,omitempty"`
-	Current  bool      `json:"current"`
-	Previous bool      `json:"previous"`
-}
-
-func releasesToJSON(hosts []deploy.HostReleases, disagree bool) releasesJSON {
-	out := releasesJSON{Disagree: disagree, Hosts: []hostReleasesJSON{}}
-	for _, h := range hosts {
-		hj := hostReleasesJSON{Host: h.Host.String(), Current: h.Current, Previous: h.Previous, Releases: []releaseJSON{}}
-		if h.Err != nil {
-			hj.Error = h.Err.Error()
-		}
-		for _, r := range h.Releases {
-			hj.Releases = append(hj.Releases, releaseJSON{
-				Name: r.Name, Time: r.Time, Commit: r.Commit, Complete: r.Complete, Missing: r.Missing,
-				Current: r.Current, Previous: r.Previous,
-			})
-		}
-		out.Hosts = append(out.Hosts, hj)
-	}
-	return out
 }
 
 // printReleases prints a table per host, newest release first:

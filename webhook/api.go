@@ -83,51 +83,12 @@ func (s *Server) apiRollback(c echo.Context) error {
 	return c.JSON(http.StatusAccepted, answer{Status: "queued", Deployment: ticket.ID})
 }
 
-// releasesJSON is GET /api/releases' answer.
-type releasesJSON struct {
-	// Disagree is true when the hosts' current releases differ.
-	Disagree bool               `json:"disagree"`
-	Hosts    []hostReleasesJSON `json:"hosts"`
-}
-
-type hostReleasesJSON struct {
-	Host     string        `json:"host"`
-	Current  string        `json:"current"`
-	Previous string        `json:"previous"`
-	Error    string        `json:"error,omitempty"`
-	Releases []releaseJSON `json:"releases"`
-}
-
-type releaseJSON struct {
-	Name     string    `json:"name"`
-	Time     time.Time `json:"time"`
-	Commit   string    `json:"commit"`
-	Complete bool      `json:"complete"`
-	Missing  []string  `json:"missing,omitempty"`
-	Current  bool      `json:"current"`
-	Previous bool      `json:"previous"`
-}
-
 func (s *Server) apiReleases(c echo.Context) error {
 	hosts, err := s.d.Releases(c.Request().Context())
 	if err != nil {
 		return err
 	}
-	out := releasesJSON{Disagree: deploy.Disagree(hosts), Hosts: []hostReleasesJSON{}}
-	for _, h := range hosts {
-		hj := hostReleasesJSON{Host: h.Host.String(), Current: h.Current, Previous: h.Previous, Releases: []releaseJSON{}}
-		if h.Err != nil {
-			hj.Error = h.Err.Error()
-		}
-		for _, r := range h.Releases {
-			hj.Releases = append(hj.Releases, releaseJSON{
-				Name: r.Name, Time: r.Time, Commit: r.Commit, Complete: r.Complete, Missing: r.Missing,
-				Current: r.Current, Previous: r.Previous,
-			})
-		}
-		out.Hosts = append(out.Hosts, hj)
-	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, deploy.ReportReleases(hosts))
 }
 
 // deploymentJSON is a deployment in API answers.
