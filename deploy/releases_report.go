@@ -40,10 +40,9 @@ func ReportReleases(hosts []HostReleases) ReleasesReport {
 			hr.Error = h.Err.Error()
 		}
 		for _, r := range h.Releases {
-			hr.Releases = append(hr.Releases, ReleaseReport{
-				Name: r.Name, Time: r.Time, Commit: r.Commit, Complete: r.Complete, Missing: r.Missing,
-				Current: r.Current, Previous: r.Previous,
-			})
+			// A conversion, so that a field added to ReleaseInfo and not
+			// here fails to compile instead of silently missing from JSON.
+			hr.Releases = append(hr.Releases, ReleaseReport(r))
 		}
 		out.Hosts = append(out.Hosts, hr)
 	}
