@@ -67,8 +67,19 @@ type Deployer struct {
 	// host fetches into its own mirror of the repository.
 	Archiver Archiver
 
+	// Observer, when set, hears every event of the deployments this
+	// Deployer runs (unless a deployment has an observer already).
+	Observer Observer
+
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+}
+
+// observe attaches d.Observer to dep unless dep has one.
+func (d *Deployer) observe(dep *Deployment) {
+	if d.Observer != nil && !dep.hasObserver() {
+		dep.Observe(d.Observer)
+	}
 }
 
 func (d *Deployer) now() time.Time {
@@ -101,6 +112,7 @@ func (d *Deployer) Deploy(ctx context.Context, hosts []Host, p Push) (*Deploymen
 // Cancelling ctx stops the remote command that runs; dep.Stop stops more
 // gently, between steps.
 func (d *Deployer) Run(ctx context.Context, dep *Deployment, hosts []Host) error {
+	d.observe(dep)
 	if err := d.check(); err != nil {
 		return d.finish(d.logger(), dep, err)
 	}

@@ -65,6 +65,11 @@ type Deployment struct {
 
 	mu       sync.Mutex
 	stopping bool
+	// emitMu keeps events in order: held from a change until its events
+	// are delivered. Taken before mu.
+	emitMu   sync.Mutex
+	observer Observer
+	seen     observation
 }
 
 // NewDeployment returns a queued deployment for req with a fresh id.
@@ -80,6 +85,10 @@ func NewDeployment(req Request, now time.Time) *Deployment {
 func (d *Deployment) Snapshot() *Deployment {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.snapshotLocked()
+}
+
+func (d *Deployment) snapshotLocked() *Deployment {
 	c := &Deployment{
 		ID: d.ID, Action: d.Action, Request: d.Request, Release: d.Release, ReleaseName: d.ReleaseName,
 		Queued: d.Queued, Started: d.Started, Finished: d.Finished, Status: d.Status, Err: d.Err,
@@ -110,11 +119,16 @@ func (d *Deployment) stopRequested() bool {
 }
 
 // update runs f with the deployment locked: every change the Deployer makes
-// while the deployment may be read goes through it.
+// while the deployment may be read goes through it, and observers hear of
+// each change it made.
 func (d *Deployment) update(f func()) {
+	d.emitMu.Lock()
+	defer d.emitMu.Unlock()
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	f()
+	evs := d.changesLocked(time.Now())
+	d.mu.Unlock()
+	d.deliver(evs)
 }
 
 // HostResult is what happened on one host.

@@ -63,7 +63,16 @@ func (r *hostRun) step(ctx context.Context, name string, fn func(context.Context
 		err = ErrStopped
 	} else {
 		sctx, cancel := context.WithTimeout(ctx, r.d.StepTimeout)
-		err = fn(sctx, out)
+		var w io.Writer = out
+		var lines *lineWriter
+		if r.dep.hasObserver() {
+			lines = &lineWriter{dep: r.dep, host: r.res.Host.String(), step: name}
+			w = io.MultiWriter(out, lines)
+		}
+		err = fn(sctx, w)
+		if lines != nil {
+			lines.flush()
+		}
 		if err != nil && sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
 			err = fmt.Errorf("timed out after %s (DEPLOY_STEP_TIMEOUT)", r.d.StepTimeout)
 		}

@@ -150,6 +150,7 @@ func (d *Deployer) RollbackSteps() []string {
 // A lock held by another deployment past LockTimeout is ErrBusy, with the
 // holder in the message. dep records everything as in Run.
 func (d *Deployer) Rollback(ctx context.Context, dep *Deployment, hosts []Host) error {
+	d.observe(dep)
 	log := d.logger().With("deployment", dep.ID)
 	to := dep.Request.Release
 	if to != "" {

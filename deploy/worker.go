@@ -155,6 +155,7 @@ func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
 			return Ticket{}, ErrQueueFull
 		}
 		dep := NewDeployment(req, time.Now())
+		w.Deployer.observe(dep)
 		w.queue = append(w.queue, dep)
 		w.all = append([]*Deployment{dep}, w.all...)
 		w.trim()

@@ -1,0 +1,239 @@
+package deploy
+
+import (
+	"bytes"
+	"sync"
+	"time"
+)
+
+// EventKind says what an Event is about.
+type EventKind string
+
+const (
+	// EventDeployment: the deployment's status changed, or it learnt its
+	// commit or release name. Event.Deployment holds a snapshot.
+	EventDeployment EventKind = "deployment"
+	// EventHost: a host's status changed.
+	EventHost EventKind = "host"
+	// EventStep: a step started (status running) or ended.
+	EventStep EventKind = "step"
+	// EventOutput: one line of a step's remote output.
+	EventOutput EventKind = "output"
+)
+
+// Event is one thing that happened in a deployment, in the order it
+// happened: Seq counts from 1 within each deployment, without gaps.
+type Event struct {
+	Seq          int
+	Kind         EventKind
+	Time         time.Time
+	DeploymentID string
+	Status       Status // of the deployment, host or step
+	Host         string
+	Step         string
+	// Duration of a step that ended.
+	Duration time.Duration
+	// Line is an output line (EventOutput).
+	Line string
+	// Error of a step or deployment that failed.
+	Error string
+	// Deployment is a snapshot, on EventDeployment only.
+	Deployment *Deployment
+}
+
+// Observer hears every event of the deployments it is attached to, one at a
+// time and in order for each deployment. Observe runs on the deployment's
+// own goroutine: it must return quickly (hand slow work to a goroutine of
+// its own) and must not call the deployment's methods other than Snapshot.
+type Observer interface {
+	Observe(Event)
+}
+
+// ObserverFunc makes a function an Observer.
+type ObserverFunc func(Event)
+
+// Observe calls f(ev).
+func (f ObserverFunc) Observe(ev Event) { f(ev) }
+
+// observation is what a Deployment remembers to tell what changed between
+// two updates.
+type observation struct {
+	seq     int
+	status  Status
+	commit  string
+	release string
+	hosts   []hostSeen
+}
+
+type hostSeen struct {
+	status Status
+	steps  []Status
+}
+
+// Observe attaches o to the deployment (nil detaches) and tells o where the
+// deployment stands now. Attach before the deployment is shared with other
+// goroutines; a Deployer attaches its own Observer when it runs a
+// deployment that has none.
+func (d *Deployment) Observe(o Observer) {
+	d.emitMu.Lock()
+	defer d.emitMu.Unlock()
+	d.mu.Lock()
+	d.observer = o
+	d.seen = observation{seq: d.seen.seq}
+	evs := d.changesLocked(time.Now())
+	d.mu.Unlock()
+	d.deliver(evs)
+}
+
+func (d *Deployment) hasObserver() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.observer != nil
+}
+
+// changesLocked compares the deployment with what observers were last told
+// and returns the events that tell the difference. d.mu is held.
+func (d *Deployment) changesLocked(now time.Time) []Event {
+	if d.observer == nil {
+		return nil
+	}
+	var evs []Event
+	add := func(ev Event) {
+		d.seen.seq++
+		ev.Seq, ev.DeploymentID = d.seen.seq, d.ID
+		if ev.Time.IsZero() {
+			ev.Time = now
+		}
+		evs = append(evs, ev)
+	}
+	s := &d.seen
+	for i, h := range d.Hosts {
+		if i >= len(s.hosts) {
+			s.hosts = append(s.hosts, hostSeen{})
+		}
+		hs := &s.hosts[i]
+		name := h.Host.String()
+		// Step events come before the host's own: a host turns green
+		// after its last step ended.
+		for j, st := range h.Steps {
+			if j >= len(hs.steps) {
+				hs.steps = append(hs.steps, "")
+			}
+			if hs.steps[j] == st.Status {
+				continue
+			}
+			if hs.steps[j] == "" && st.Status != StatusRunning {
+				// Started and ended between two looks: tell both.
+				add(Event{Kind: EventStep, Status: StatusRunning, Host: name, Step: st.Name, Time: st.Started})
+			}
+			ev := Event{Kind: EventStep, Status: st.Status, Host: name, Step: st.Name}
+			if st.Status == StatusRunning {
+				ev.Time = st.Started
+			} else {
+				ev.Duration = st.Duration
+				if st.Err != nil {
+					ev.Error = st.Err.Error()
+				}
+			}
+			add(ev)
+			hs.steps[j] = st.Status
+		}
+		if hs.status != h.Status {
+			add(Event{Kind: EventHost, Status: h.Status, Host: name})
+			hs.status = h.Status
+		}
+	}
+	if len(d.Hosts) < len(s.hosts) {
+		// A deployment's host list is replaced when it starts.
+		s.hosts = s.hosts[:len(d.Hosts)]
+	}
+	if s.status != d.Status || s.commit != d.Release.Commit || s.release != d.ReleaseName {
+		ev := Event{Kind: EventDeployment, Status: d.Status, Deployment: d.snapshotLocked()}
+		if d.Err != nil {
+			ev.Error = d.Err.Error()
+		}
+		add(ev)
+		s.status, s.commit, s.release = d.Status, d.Release.Commit, d.ReleaseName
+	}
+	return evs
+}
+
+// deliver hands evs to the observer; d.emitMu is held, d.mu is not.
+func (d *Deployment) deliver(evs []Event) {
+	if len(evs) == 0 {
+		return
+	}
+	d.mu.Lock()
+	o := d.observer
+	d.mu.Unlock()
+	if o == nil {
+		return
+	}
+	for _, ev := range evs {
+		o.Observe(ev)
+	}
+}
+
+// outputLine tells observers one line of a step's output.
+func (d *Deployment) outputLine(host, step, line string) {
+	d.emitMu.Lock()
+	defer d.emitMu.Unlock()
+	d.mu.Lock()
+	if d.observer == nil {
+		d.mu.Unlock()
+		return
+	}
+	d.seen.seq++
+	ev := Event{Seq: d.seen.seq, Kind: EventOutput, Time: time.Now(), DeploymentID: d.ID, Host: host, Step: step, Line: line}
+	d.mu.Unlock()
+	d.deliver([]Event{ev})
+}
+
+// maxLine bounds one output line as observers see it; longer lines are cut.
+const maxLine = 4 << 10
+
+// lineWriter splits what a step writes into lines and tells each to the
+// deployment's observers. A line cut by the end of a write waits for the
+// next write; flush tells what remains.
+type lineWriter struct {
+	dep        *Deployment
+	host, step string
+	mu         sync.Mutex
+	buf        []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.emit(w.buf[:i])
+		w.buf = w.buf[i+1:]
+	}
+	if len(w.buf) > maxLine {
+		w.emit(w.buf)
+		w.buf = w.buf[:0]
+	}
+	return len(p), nil
+}
+
+func (w *lineWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		w.emit(w.buf)
+		w.buf = nil
+	}
+}
+
+func (w *lineWriter) emit(b []byte) {
+	b = bytes.TrimRight(b, "\r")
+	if len(b) > maxLine {
+		b = b[:maxLine]
+	}
+	w.dep.outputLine(w.host, w.step, string(b))
+}
