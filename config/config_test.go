@@ -44,6 +44,8 @@ func TestLoadDefaults(t *testing.T) {
 		Fetch:             "clone",
 		ConnectTimeout:    10 * time.Second,
 		LockTimeout:       2 * time.Minute,
+		HistoryDays:       90,
+		BitbucketAPIURL:   "https://api.bitbucket.org/2.0",
 		SSHKeyPEM:         c.SSHKeyPEM,
 		Hosts: []deploy.Host{
 			{Name: "web1", User: "deploy", Addr: "web1", Port: 22},
@@ -293,11 +295,10 @@ func TestLoad(t *testing.T) {
 			name: "features not built yet",
 			env: map[string]string{
 				"DEPLOY_PARALLEL": "3", "DEPLOY_VENV_REUSE": "false", "DEPLOY_KEEP_RELEASES": "5",
-				"DEPLOY_NOTIFY_URL": "http://127.0.0.1:9/hook", "DEPLOY_FETCH": "push", "DEPLOY_BITBUCKET_TOKEN": "t",
+				"DEPLOY_FETCH": "push", "DEPLOY_WEBHOOK_ALLOW_CIDRS": "10.0.0.0/8",
 			},
 			wantWarnings: []string{
-				"DEPLOY_NOTIFY_URL is set but",
-				"DEPLOY_BITBUCKET_TOKEN is set but",
+				"DEPLOY_WEBHOOK_ALLOW_CIDRS is set but",
 			},
 			check: func(t *testing.T, c *Config) {
 				if c.Parallel != 3 || c.VenvReuse || c.Fetch != "push" {

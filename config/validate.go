@@ -17,8 +17,6 @@ import (
 // yet: setting one to anything but its default gives a warning, not an error.
 // Remove a name here when its feature lands.
 var notYetUsed = []string{
-	"DEPLOY_NOTIFY_URL",
-	"DEPLOY_BITBUCKET_TOKEN",
 	"DEPLOY_WEBHOOK_ALLOW_CIDRS",
 }
 
@@ -107,6 +105,9 @@ func (v *validator) numbers() {
 			v.add("%s: %d is less than 1", n.key, n.value)
 		}
 	}
+	if c.HistoryDays < 0 {
+		v.add("DEPLOY_HISTORY_DAYS: %d is negative (0 keeps all history)", c.HistoryDays)
+	}
 	for _, d := range []struct {
 		key   string
 		value time.Duration
@@ -148,6 +149,8 @@ func (v *validator) urls() {
 	for _, u := range []struct{ key, value string }{
 		{"DEPLOY_HEALTH_URL", v.c.HealthURL},
 		{"DEPLOY_NOTIFY_URL", v.c.NotifyURL},
+		{"DEPLOY_PUBLIC_URL", v.c.PublicURL},
+		{"DEPLOY_BITBUCKET_API_URL", v.c.BitbucketAPIURL},
 	} {
 		if u.value == "" {
 			continue
