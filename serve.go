@@ -47,6 +47,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeKeys()
+	// Everything that follows deployments as they happen hears their
+	// events through one list: the history, the live status page, the
+	// metrics, the notifications.
+	var observers deploy.Observers
+	if len(observers) > 0 {
+		d.Observer = observers
+	}
 	worker := &deploy.Worker{Deployer: d, Hosts: cfg.Hosts, Logger: log, Grace: *grace}
 	srv, err := webhook.New(webhook.Config{
 		Secret: cfg.WebhookSecret, Insecure: cfg.WebhookInsecure, Branch: cfg.Branch, Repo: cfg.WebhookRepo,

@@ -21,6 +21,10 @@ const (
 	StatusSkipped    Status = "skipped"
 	StatusCancelled  Status = "cancelled"   // queued, never started
 	StatusRolledBack Status = "rolled back" // switched, then sent back when a later host failed
+	// StatusInterrupted is a deployment whose deployer process ended
+	// (killed, crashed) before it did: found so in the history at the
+	// next start.
+	StatusInterrupted Status = "interrupted"
 )
 
 // Request asks for a deployment: from the command line, the API or a

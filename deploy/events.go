@@ -55,6 +55,16 @@ type ObserverFunc func(Event)
 // Observe calls f(ev).
 func (f ObserverFunc) Observe(ev Event) { f(ev) }
 
+// Observers tells each of its observers every event, in order.
+type Observers []Observer
+
+// Observe tells ev to every observer.
+func (os Observers) Observe(ev Event) {
+	for _, o := range os {
+		o.Observe(ev)
+	}
+}
+
 // observation is what a Deployment remembers to tell what changed between
 // two updates.
 type observation struct {
