@@ -239,7 +239,7 @@ func run(ctx context.Context, o options) error {
 	}
 	wg.Wait()
 
-	sampler := startSampler(s, running, env.HostsFile)
+	sampler := startSampler(s, running, env.HostsFile, pid)
 	memBefore, cpuBefore := readMem(pid), readCPU(pid)
 	logBefore := fileSize(logPath)
 	busyBefore, totalBefore := machineCPU()
@@ -570,8 +570,9 @@ func load(ctx context.Context, client *http.Client, s *server, o options, releas
 
 // stepSample is what the running deployment was doing at one moment.
 type stepSample struct {
-	at   time.Time
-	step string // "h1 venv"; "" between steps
+	at    time.Time
+	step  string // "h1 venv"; "" between steps
+	rssKB int    // serve's VmRSS then
 }
 
 type sampler struct {
@@ -582,7 +583,7 @@ type sampler struct {
 
 // startSampler polls the running deployment every 100 ms (about 10 more
 // requests a second, on a connection of their own).
-func startSampler(s *server, id, hostsFile string) *sampler {
+func startSampler(s *server, id, hostsFile string, pid int) *sampler {
 	sp := &sampler{done: make(chan struct{}), out: make(chan []stepSample, 1), hosts: hostNames(hostsFile)}
 	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 10 * time.Second}
 	go func() {
@@ -592,7 +593,7 @@ func startSampler(s *server, id, hostsFile string) *sampler {
 		for {
 			var d deploymentJSON
 			if err := s.api(c, "/api/deployments/"+id, &d); err == nil {
-				got = append(got, stepSample{at: time.Now(), step: sp.current(d)})
+				got = append(got, stepSample{at: time.Now(), step: sp.current(d), rssKB: readMem(pid).rssKB})
 			}
 			select {
 			case <-sp.done:
@@ -912,8 +913,8 @@ func report(w io.Writer, in reportInput) {
 	// The timeline, per second of the load.
 	fmt.Fprintln(w, "Per second (by when requests were due), next to the step the deploy was in:")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| second | requests | p50 ms | p99 ms | max ms | unexpected | deploy step (sampled every 100 ms) |")
-	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---|")
+	fmt.Fprintln(w, "| second | requests | p50 ms | p99 ms | max ms | unexpected | serve RSS MiB (max) | deploy step (sampled every 100 ms) |")
+	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---|")
 	secs := int(in.o.duration/time.Second) + 1
 	buckets := make([][]time.Duration, secs)
 	bad := make([]int, secs)
@@ -933,13 +934,17 @@ func report(w io.Writer, in reportInput) {
 		}
 		from, to := in.res.start.Add(time.Duration(b)*time.Second), in.res.start.Add(time.Duration(b+1)*time.Second)
 		var seen []string
+		rss := 0
 		for _, st := range in.steps {
-			if !st.at.Before(from) && st.at.Before(to) && !slices.Contains(seen, st.step) {
-				seen = append(seen, st.step)
+			if !st.at.Before(from) && st.at.Before(to) {
+				rss = max(rss, st.rssKB)
+				if !slices.Contains(seen, st.step) {
+					seen = append(seen, st.step)
+				}
 			}
 		}
 		st := percentiles(buckets[b])
-		fmt.Fprintf(w, "| %d | %d | %s | %s | %s | %d | %s |\n", b, st.n, ms(st.p50), ms(st.p99), ms(st.max), bad[b], strings.Join(seen, ", "))
+		fmt.Fprintf(w, "| %d | %d | %s | %s | %s | %d | %.1f | %s |\n", b, st.n, ms(st.p50), ms(st.p99), ms(st.max), bad[b], float64(rss)/1024, strings.Join(seen, ", "))
 	}
 	fmt.Fprintln(w)
 }
