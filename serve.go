@@ -11,6 +11,7 @@ import (
 
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/deploy"
+	"github.com/pushdeploy/pushdeploy/live"
 	"github.com/pushdeploy/pushdeploy/webhook"
 )
 
@@ -51,6 +52,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// events through one list: the history, the live status page, the
 	// metrics, the notifications.
 	var observers deploy.Observers
+	hub := &live.Hub{} // the status page's live view and event streams
+	observers = append(observers, hub)
 	if len(observers) > 0 {
 		d.Observer = observers
 	}
@@ -58,6 +61,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv, err := webhook.New(webhook.Config{
 		Secret: cfg.WebhookSecret, Insecure: cfg.WebhookInsecure, Branch: cfg.Branch, Repo: cfg.WebhookRepo,
 		APIToken: cfg.APIToken, Version: versionString(), StateDir: cfg.DataDir, Logger: log,
+		Live: hub, StatusPublic: cfg.StatusPublic,
 	}, worker)
 	if err != nil {
 		return err

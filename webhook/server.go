@@ -56,6 +56,12 @@ type Config struct {
 	// StateDir must be writable for /healthz to answer 200.
 	StateDir string
 	Logger   *slog.Logger
+	// Live, when set, streams running deployments' events
+	// (GET /api/deployments/{id}/events); nil: streams tell the record.
+	Live Live
+	// StatusPublic shows the status page at / without the API token
+	// (its buttons still need it).
+	StatusPublic bool
 }
 
 // DefaultBodyLimit is the largest webhook body read: a big push with many
@@ -78,6 +84,8 @@ type Server struct {
 	stateMu      sync.Mutex
 	stateChecked time.Time
 	stateErr     error
+
+	page pageState // the status page: stream heartbeat, releases cache
 }
 
 // New returns a server for d. It refuses an empty secret unless
@@ -111,6 +119,7 @@ func New(cfg Config, d Deployments) (*Server, error) {
 	api.GET("/deployments", s.apiList)
 	api.GET("/deployments/:id", s.apiGet)
 	api.GET("/releases", s.apiReleases)
+	s.pageRoutes()
 	return s, nil
 }
 

@@ -1,0 +1,268 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"fmt"
+	"html/template"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pushdeploy/pushdeploy/deploy"
+)
+
+// The status page: server-rendered HTML with a little plain JS that
+// follows a deployment's event stream and calls the API for the buttons.
+// Nothing is built: the files under page/ are served as they are.
+
+//go:embed page/*.html
+var pageFiles embed.FS
+
+//go:embed page/static
+var staticFiles embed.FS
+
+var pageTemplates = template.Must(template.New("").Funcs(template.FuncMap{
+	"short":    shortCommit,
+	"duration": deploymentDuration,
+	"seconds":  func(s float64) string { return formatDuration(time.Duration(s * float64(time.Second))) },
+	"when": func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
+		return t.UTC().Format("2006-01-02 15:04:05Z")
+	},
+}).ParseFS(pageFiles, "page/*.html"))
+
+// pageState is the status page's share of the server.
+type pageState struct {
+	heartbeat time.Duration
+
+	// Listing releases logs in to every host: one listing at a time,
+	// reused for releasesFresh.
+	relMu  sync.Mutex
+	relAt  time.Time
+	rel    deploy.ReleasesReport
+	relErr error
+}
+
+const (
+	releasesFresh   = 15 * time.Second
+	releasesTimeout = 45 * time.Second
+	pageListTimeout = 10 * time.Second
+)
+
+// contentSecurity allows this server's own scripts, styles and
+// connections only: no inline script, no framing.
+const contentSecurity = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; " +
+	"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+func (s *Server) pageRoutes() {
+	s.page.heartbeat = defaultHeartbeat
+	// The API's stream also takes the page's session, so that the page
+	// and scripts of a signed-in browser can follow deployments.
+	s.e.GET("/api/deployments/:id/events", s.apiEvents, s.bearerOrSession)
+
+	html, data := s.pageAuth(true), s.pageAuth(false)
+	s.e.GET("/", s.pageIndex, s.pageHeaders, html)
+	s.e.GET("/deployments/:id", s.pageDeployment, s.pageHeaders, html)
+	s.e.GET("/deployments/:id/events", s.apiEvents, s.pageHeaders, data)
+	s.e.GET("/releases.json", s.pageReleases, s.pageHeaders, data)
+	s.e.GET("/login", s.pageLogin, s.pageHeaders)
+	s.e.POST("/login", s.pageLoginPost, s.pageHeaders)
+	s.e.POST("/logout", s.pageLogout, s.pageHeaders)
+	s.e.GET("/static/:file", s.pageStatic, s.pageHeaders)
+}
+
+func (s *Server) pageHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("Content-Security-Policy", contentSecurity)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("X-Frame-Options", "DENY")
+		return next(c)
+	}
+}
+
+// pageAuth guards the page (html) and its data: open when
+// DEPLOY_STATUS_PUBLIC is set; otherwise the session cookie or the bearer
+// token. Without an API token and not public, the page is off.
+func (s *Server) pageAuth(html bool) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			switch {
+			case s.cfg.StatusPublic, s.cfg.APIToken != "" && (s.validBearer(c) || s.validSession(c)):
+				return next(c)
+			case s.cfg.APIToken == "" && html:
+				return s.render(c, http.StatusNotFound, "message", pageData{Title: "Status page off", Off: true})
+			case s.cfg.APIToken == "":
+				return fail(http.StatusNotFound, "not found (the status page is off: set DEPLOY_STATUS_PUBLIC=true or DEPLOY_API_TOKEN)")
+			case html:
+				return c.Redirect(http.StatusSeeOther, "/login?next="+urlQueryEscape(c.Request().URL.RequestURI()))
+			default:
+				return fail(http.StatusUnauthorized, "sign in on the status page, or send the API token as a bearer token")
+			}
+		}
+	}
+}
+
+// bearerOrSession guards the API's event stream: like bearer, but the
+// status page's session cookie also counts (a GET that changes nothing).
+func (s *Server) bearerOrSession(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if s.cfg.APIToken != "" && s.validSession(c) {
+			return next(c)
+		}
+		return s.bearer(next)(c)
+	}
+}
+
+// pageData is what the templates see. It never holds the token.
+type pageData struct {
+	Title       string
+	Deployments []deploymentJSON
+	D           *deploymentJSON
+	// CanAct: the API exists, so the buttons can work (with the token).
+	CanAct bool
+	// SignedIn: a session cookie came with the request.
+	SignedIn bool
+	Public   bool
+	Off      bool
+	Message  string
+	Next     string
+	Version  string
+}
+
+func (s *Server) pageBase(c echo.Context, title string) pageData {
+	return pageData{
+		Title: title, CanAct: s.cfg.APIToken != "", SignedIn: s.cfg.APIToken != "" && s.validSession(c),
+		Public: s.cfg.StatusPublic, Version: s.cfg.Version,
+	}
+}
+
+// render executes a page into memory first, so that a template error
+// gives a clean 500 instead of half a page.
+func (s *Server) render(c echo.Context, status int, name string, data pageData) error {
+	var buf bytes.Buffer
+	if err := pageTemplates.ExecuteTemplate(&buf, name, data); err != nil {
+		return fmt.Errorf("page %s: %w", name, err)
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.HTMLBlob(status, buf.Bytes())
+}
+
+func (s *Server) pageIndex(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), pageListTimeout)
+	defer cancel()
+	list, err := s.listDeployments(ctx, listQuery{Limit: 20})
+	if err != nil {
+		return err
+	}
+	data := s.pageBase(c, "Deployments")
+	data.Deployments = list
+	return s.render(c, http.StatusOK, "index", data)
+}
+
+func (s *Server) pageDeployment(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), pageListTimeout)
+	defer cancel()
+	d, ok, err := s.getDeployment(ctx, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		data := s.pageBase(c, "Not found")
+		data.Message = "There is no deployment " + c.Param("id") + "."
+		return s.render(c, http.StatusNotFound, "message", data)
+	}
+	data := s.pageBase(c, "Deployment "+d.ID)
+	data.D = &d
+	return s.render(c, http.StatusOK, "deployment", data)
+}
+
+// pageReleases answers the page's request for every host's releases.
+func (s *Server) pageReleases(c echo.Context) error {
+	rep, err := s.releases(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, rep)
+}
+
+// releases lists every host's releases, at most once per releasesFresh
+// and one listing at a time: it logs in to every host, so a page that is
+// reloaded, or open in many tabs, must not multiply the logins.
+func (s *Server) releases(ctx context.Context) (deploy.ReleasesReport, error) {
+	p := &s.page
+	p.relMu.Lock()
+	defer p.relMu.Unlock()
+	if !p.relAt.IsZero() && time.Since(p.relAt) < releasesFresh {
+		return p.rel, p.relErr
+	}
+	// Not the request's own context: a listing that others wait for
+	// should not stop because the first one to ask went away.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releasesTimeout)
+	defer cancel()
+	hosts, err := s.d.Releases(ctx)
+	p.rel, p.relErr, p.relAt = deploy.ReportReleases(hosts), err, time.Now()
+	if err != nil {
+		p.relErr = fmt.Errorf("list releases: %w", err)
+	}
+	return p.rel, p.relErr
+}
+
+func (s *Server) pageStatic(c echo.Context) error {
+	name := c.Param("file")
+	types := map[string]string{".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+	ct, ok := "", false
+	for ext, t := range types {
+		if strings.HasSuffix(name, ext) {
+			ct, ok = t, true
+		}
+	}
+	if !ok || strings.ContainsAny(name, "/\\") {
+		return fail(http.StatusNotFound, "not found")
+	}
+	b, err := staticFiles.ReadFile("page/static/" + name)
+	if err != nil {
+		return fail(http.StatusNotFound, "not found")
+	}
+	c.Response().Header().Set("Cache-Control", "no-cache")
+	return c.Blob(http.StatusOK, ct, b)
+}
+
+func shortCommit(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
+// deploymentDuration is how long a deployment took, or has run so far.
+func deploymentDuration(d deploymentJSON) string {
+	switch {
+	case d.Started == nil:
+		return ""
+	case d.Finished == nil:
+		return formatDuration(time.Since(*d.Started)) + "…"
+	default:
+		return formatDuration(d.Finished.Sub(*d.Started))
+	}
+}
+
+func formatDuration(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	default:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+}

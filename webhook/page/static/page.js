@@ -1,0 +1,226 @@
+// pushdeploy status page: follows a deployment's event stream, lists the
+// hosts' current releases, and calls the API for the buttons. Plain JS,
+// no build step. The API token is only ever in this tab's sessionStorage
+// (typed by the user) and in the Authorization header of the buttons'
+// requests; the server never puts it into the page.
+"use strict";
+(function () {
+  const TOKEN_KEY = "pushdeploy-token";
+  const MAX_LOG_LINES = 5000;
+  const $ = (sel, root) => (root || document).querySelector(sel);
+
+  function el(tag, attrs, text) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  function seconds(s) {
+    if (!s) return "";
+    if (s < 60) return s.toFixed(1) + "s";
+    return Math.floor(s / 60) + "m" + String(Math.floor(s % 60)).padStart(2, "0") + "s";
+  }
+
+  // --- Sign-in: keep the token for the buttons, in this tab only. -------
+  const login = $("#login-form");
+  if (login) {
+    login.addEventListener("submit", () => {
+      sessionStorage.setItem(TOKEN_KEY, $("#token", login).value);
+    });
+  }
+
+  // --- Buttons: POST /api/... with the bearer token. --------------------
+  const tokenInput = $("#action-token");
+  if (tokenInput && !sessionStorage.getItem(TOKEN_KEY)) {
+    tokenInput.closest("label").hidden = false;
+  }
+
+  function say(msg, bad) {
+    const m = $("#action-msg");
+    if (!m) return;
+    m.textContent = msg;
+    m.classList.toggle("bad", !!bad);
+  }
+
+  function token() {
+    if (tokenInput && tokenInput.value) sessionStorage.setItem(TOKEN_KEY, tokenInput.value);
+    return sessionStorage.getItem(TOKEN_KEY) || "";
+  }
+
+  async function act(btn) {
+    const t = token();
+    if (!t) {
+      if (tokenInput) tokenInput.closest("label").hidden = false;
+      say("Enter the API token first.", true);
+      return;
+    }
+    if (btn.dataset.confirm && !window.confirm(btn.dataset.confirm)) return;
+    btn.disabled = true;
+    say("Asking…");
+    try {
+      const resp = await fetch(btn.dataset.url, {
+        method: "POST",
+        credentials: "omit",
+        headers: { "Authorization": "Bearer " + t, "Content-Type": "application/json" },
+        body: btn.dataset.body || "",
+      });
+      const out = await resp.json().catch(() => ({}));
+      if (resp.status === 202 && out.deployment) {
+        say("Queued " + out.deployment + ".");
+        location.assign("/deployments/" + encodeURIComponent(out.deployment));
+        return;
+      }
+      if (resp.status === 401) {
+        sessionStorage.removeItem(TOKEN_KEY);
+        if (tokenInput) { tokenInput.value = ""; tokenInput.closest("label").hidden = false; }
+      }
+      say(out.error || "HTTP " + resp.status, true);
+    } catch (e) {
+      say("The request failed: " + e.message, true);
+    } finally {
+      btn.disabled = false;
+    }
+  }
+  document.querySelectorAll("button[data-url]").forEach((b) => b.addEventListener("click", () => act(b)));
+
+  // --- Current releases, asked for after the page is shown. -------------
+  const rel = $("#releases");
+  if (rel) loadReleases(rel);
+
+  async function loadReleases(box) {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), 60000);
+    try {
+      const resp = await fetch(box.dataset.src, { signal: ctl.signal, credentials: "same-origin" });
+      const out = await resp.json();
+      if (!resp.ok) throw new Error(out.error || "HTTP " + resp.status);
+      box.replaceChildren(releasesTable(out));
+    } catch (e) {
+      box.replaceChildren(el("p", { class: "error" }, "Could not list the releases: " + e.message));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  function releasesTable(rep) {
+    const frag = document.createDocumentFragment();
+    if (rep.disagree) frag.append(el("p", { class: "msg bad" }, "The hosts do not all run the same release."));
+    const wrap = el("div", { class: "scroll" });
+    const table = el("table", { class: "releases" });
+    const head = el("tr");
+    for (const h of ["Host", "Current release", "Commit", "Previous"]) head.append(el("th", {}, h));
+    table.append(el("thead")).firstChild.append(head);
+    const body = el("tbody");
+    for (const h of rep.hosts || []) {
+      const tr = el("tr", { "data-host": h.host });
+      tr.append(el("td", {}, h.host));
+      if (h.error) {
+        const td = el("td", { class: "error", colspan: "3" }, h.error);
+        tr.append(td);
+      } else {
+        const cur = (h.releases || []).find((r) => r.current) || {};
+        tr.append(el("td", {}, h.current || "none"));
+        const c = el("td"); c.append(el("code", { title: cur.commit || "" }, (cur.commit || "").slice(0, 7))); tr.append(c);
+        tr.append(el("td", {}, h.previous || ""));
+      }
+      body.append(tr);
+    }
+    table.append(body);
+    wrap.append(table);
+    frag.append(wrap);
+    return frag;
+  }
+
+  // --- One deployment, live. --------------------------------------------
+  const hosts = $("#hosts");
+  if (hosts && hosts.dataset.events) follow(hosts, hosts.dataset.events);
+
+  function setStatus(node, status) {
+    node.dataset.status = status;
+    const badge = $(":scope > header > .badge", node);
+    if (badge) { badge.dataset.status = status; badge.textContent = status; }
+  }
+
+  function hostNode(name) {
+    for (const h of hosts.querySelectorAll(".host")) if (h.dataset.host === name) return h;
+    const h = el("article", { class: "host", "data-host": name, "data-status": "queued" });
+    const head = el("header");
+    head.append(el("h3", {}, name), el("span", { class: "badge", "data-status": "queued" }, "queued"));
+    h.append(head, el("ol", { class: "steps" }));
+    hosts.append(h);
+    return h;
+  }
+
+  function stepNode(hostName, step) {
+    const h = hostNode(hostName);
+    for (const s of h.querySelectorAll(".step")) if (s.dataset.step === step) return s;
+    const s = el("li", { class: "step", "data-step": step, "data-status": "running" });
+    s.append(el("span", { class: "name" }, step), document.createTextNode(" "), el("span", { class: "dur" }));
+    $(".steps", h).append(s);
+    return s;
+  }
+
+  function setDeployment(d, status) {
+    const st = $("#dep-status");
+    if (st && status) { st.dataset.status = status; st.textContent = status; }
+    if (!d) return;
+    if (d.commit) { const c = $("#dep-commit"); c.textContent = d.commit.slice(0, 7); c.title = d.commit; }
+    if (d.release) $("#dep-release").textContent = d.release;
+    if (d.error) { const e = $("#dep-error"); e.textContent = d.error; e.hidden = false; }
+  }
+
+  function follow(box, url) {
+    const log = $("#log");
+    const note = $("#stream-note");
+    let lastSeq = 0;
+    let lastSrc = "";
+    const atBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    function logLine(src, line) {
+      const stick = atBottom();
+      if (src !== lastSrc) { log.append(el("span", { class: "src" }, "── " + src + "\n")); lastSrc = src; }
+      log.append(document.createTextNode(line + "\n"));
+      while (log.childNodes.length > MAX_LOG_LINES) log.firstChild.remove();
+      if (stick) log.scrollTop = log.scrollHeight;
+    }
+    const es = new EventSource(url);
+    const handle = (kind, fn) => es.addEventListener(kind, (m) => {
+      const ev = JSON.parse(m.data);
+      if (ev.seq) { if (ev.seq <= lastSeq) return; lastSeq = ev.seq; }
+      fn(ev);
+    });
+    handle("step", (ev) => {
+      const s = stepNode(ev.host, ev.step);
+      s.dataset.status = ev.status;
+      $(".dur", s).textContent = seconds(ev.duration_s);
+      if (ev.error) s.title = ev.error;
+    });
+    handle("host", (ev) => setStatus(hostNode(ev.host), ev.status));
+    handle("deployment", (ev) => setDeployment(ev.deployment, ev.status));
+    handle("output", (ev) => logLine(ev.host + " " + ev.step, ev.line));
+    handle("summary", (d) => {
+      setDeployment(d, d.status);
+      for (const h of d.hosts || []) {
+        setStatus(hostNode(h.host), h.status);
+        for (const st of h.steps || []) {
+          const s = stepNode(h.host, st.step);
+          s.dataset.status = st.status;
+          $(".dur", s).textContent = seconds(st.duration_s);
+          if (st.output_tail) logLine(h.host + " " + st.step + " (last lines)", st.output_tail.replace(/\n$/, ""));
+        }
+      }
+      note.textContent = "This deployment is no longer followed live; this is its record.";
+    });
+    handle("end", (ev) => {
+      es.close();
+      setDeployment(null, ev.status);
+      note.textContent = "Deployment " + ev.status + ".";
+    });
+    es.addEventListener("lagged", () => { note.textContent = "Catching up…"; });
+    es.addEventListener("open", () => { if (!note.textContent) note.textContent = "Following live."; });
+    es.addEventListener("error", () => {
+      if (es.readyState !== EventSource.CLOSED) note.textContent = "Connection lost; reconnecting…";
+    });
+    box.dataset.live = "1";
+  }
+})();
