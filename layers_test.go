@@ -24,6 +24,7 @@ func TestLayers(t *testing.T) {
 		{"golang.org/x/crypto/ssh", []string{"deploy/sshrun", "gitsrc"}},
 		{"github.com/kelseyhightower/envconfig", []string{"config"}},
 		{"github.com/joho/godotenv", []string{"config"}},
+		{"modernc.org/sqlite", []string{"history"}},
 		{mod + "/config", []string{"."}},
 		{mod + "/internal/testhosts", []string{"demo", "bench/webhook", "bench/deploy"}},
 	}

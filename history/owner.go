@@ -1,0 +1,156 @@
+package history
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Owner is the process that runs a deployment: recorded with the
+// deployment, so that a later start can tell a deployment whose process is
+// gone (interrupted) from one another live process is still running (a
+// CLI deploy beside serve, both writing the same history).
+type Owner struct {
+	PID  int
+	Host string // the machine's host name
+	// Start tells this process apart from a later one with the same pid:
+	// the boot id and the process's start time in clock ticks since boot
+	// (/proc/<pid>/stat, field 22), as "bootid:ticks".
+	Start string
+}
+
+// Self returns this process as an Owner.
+func Self() Owner {
+	host, _ := os.Hostname()
+	pid := os.Getpid()
+	return Owner{PID: pid, Host: host, Start: startMarker(pid)}
+}
+
+// Alive reports whether o's process still runs, as seen from self. The
+// rule, from the safe side: a deployment is only declared interrupted
+// when its process is known to be gone.
+//
+//   - The same process as self: alive.
+//   - No owner recorded (pid 0): gone.
+//   - Another machine (host name differs): alive, since it cannot be
+//     looked at from here. Its rows stay "running" until a deployer on
+//     that machine starts.
+//   - The same machine, another boot (the boot id differs): gone.
+//   - No process with that pid: gone.
+//   - A process with that pid that started at another time: gone (the
+//     pid was reused).
+//   - Otherwise: alive.
+func (o Owner) Alive(self Owner) bool {
+	if o == self {
+		return true
+	}
+	if o.PID <= 0 {
+		return false // no owner recorded: no live process writes such rows
+	}
+	if o.Host != self.Host {
+		return true // another machine: cannot tell
+	}
+	oBoot, _, _ := strings.Cut(o.Start, ":")
+	selfBoot, _, _ := strings.Cut(self.Start, ":")
+	if oBoot != "" && selfBoot != "" && oBoot != selfBoot {
+		return false
+	}
+	now := startMarker(o.PID)
+	if now == "" {
+		// No such process (or /proc cannot tell): with a /proc that
+		// answers for ourselves, it is gone.
+		_, err := os.Stat("/proc/" + strconv.Itoa(o.PID))
+		return !errors.Is(err, fs.ErrNotExist)
+	}
+	return o.Start == "" || now == o.Start
+}
+
+// startMarker returns "bootid:starttime" for pid, or "" when the process
+// does not exist (or /proc is not there).
+func startMarker(pid int) string {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	// The command name (field 2) is in parentheses and may hold spaces:
+	// count the fields after its closing one. Field 22 is starttime.
+	i := strings.LastIndexByte(string(stat), ')')
+	if i < 0 {
+		return ""
+	}
+	fields := strings.Fields(string(stat[i+1:]))
+	if len(fields) < 20 {
+		return ""
+	}
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return strings.TrimSpace(string(boot)) + ":" + fields[19]
+}
+
+// interruptedError is the error of a deployment found interrupted.
+func interruptedError(o Owner) string {
+	return fmt.Sprintf("interrupted: the deployer (pid %d on %s) stopped before the deployment finished", o.PID, o.Host)
+}
+
+// markInterrupted turns every queued or running deployment whose owner is
+// gone into an interrupted one, finished now; so are its running hosts and
+// steps (queued hosts become skipped). It returns how many.
+func (s *Store) markInterrupted(ctx context.Context) (int, error) {
+	var gone []ownedRow
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		unfinished, err := unfinishedOwners(ctx, tx)
+		if err != nil {
+			return err
+		}
+		for _, r := range unfinished {
+			if !s.opts.Alive(r.owner) {
+				gone = append(gone, r)
+			}
+		}
+		now := fmtTime(s.opts.Now())
+		for _, r := range gone {
+			if _, err := tx.ExecContext(ctx, `UPDATE deployments SET status = 'interrupted', finished = ?, error = ?
+				WHERE id = ?`, now, interruptedError(r.owner), r.id); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE deployment_hosts SET status = CASE status
+				WHEN 'running' THEN 'interrupted' WHEN 'queued' THEN 'skipped' ELSE status END
+				WHERE deployment_id = ?`, r.id); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE steps SET status = 'interrupted'
+				WHERE deployment_id = ? AND status = 'running'`, r.id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return len(gone), err
+}
+
+type ownedRow struct {
+	id    string
+	owner Owner
+}
+
+func unfinishedOwners(ctx context.Context, tx *sql.Tx) ([]ownedRow, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, owner_pid, owner_host, owner_start FROM deployments
+		WHERE finished IS NULL AND status IN ('queued', 'running')`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []ownedRow
+	for rows.Next() {
+		var r ownedRow
+		if err := rows.Scan(&r.id, &r.owner.PID, &r.owner.Host, &r.owner.Start); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

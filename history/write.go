@@ -1,0 +1,110 @@
+package history
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pushdeploy/pushdeploy/deploy"
+)
+
+// Save writes a snapshot of dep, owned by o: the deployment's row, and its
+// hosts and steps as the snapshot has them (replacing what was there).
+func (s *Store) Save(ctx context.Context, dep *deploy.Deployment, o Owner) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if err := upsertDeployment(ctx, tx, dep, o); err != nil {
+			return err
+		}
+		for _, table := range []string{"deployment_hosts", "steps"} {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE deployment_id = ?`, dep.ID); err != nil {
+				return err
+			}
+		}
+		for i, h := range dep.Hosts {
+			name := h.Host.String()
+			if err := upsertHost(ctx, tx, dep.ID, name, i, h.Status, h.Duration); err != nil {
+				return err
+			}
+			for j, st := range h.Steps {
+				if err := upsertStep(ctx, tx, dep.ID, name, j, st); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("save deployment %s: %w", dep.ID, err)
+	}
+	return nil
+}
+
+func upsertDeployment(ctx context.Context, tx *sql.Tx, d *deploy.Deployment, o Owner) error {
+	errText := ""
+	if d.Err != nil {
+		errText = d.Err.Error()
+	}
+	r := d.Request
+	_, err := tx.ExecContext(ctx, `INSERT INTO deployments (id, action, triggered_by, provider, delivery_id, actor, branch,
+			requested_commit, requested_release, requested_hosts, payload_commit, deployed_commit, release_name,
+			status, queued, started, finished, error, owner_pid, owner_host, owner_start)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET action = excluded.action, triggered_by = excluded.triggered_by,
+			provider = excluded.provider, delivery_id = excluded.delivery_id, actor = excluded.actor,
+			branch = excluded.branch, requested_commit = excluded.requested_commit,
+			requested_release = excluded.requested_release, requested_hosts = excluded.requested_hosts,
+			payload_commit = excluded.payload_commit, deployed_commit = excluded.deployed_commit,
+			release_name = excluded.release_name, status = excluded.status, queued = excluded.queued,
+			started = excluded.started, finished = excluded.finished, error = excluded.error,
+			owner_pid = excluded.owner_pid, owner_host = excluded.owner_host, owner_start = excluded.owner_start`,
+		d.ID, d.Action, r.Trigger, r.Provider, r.DeliveryID, r.Actor, r.Push.Branch,
+		r.Push.Commit, r.Release, strings.Join(r.Hosts, ","), r.PayloadCommit, d.Release.Commit, d.ReleaseName,
+		string(d.Status), fmtTime(d.Queued), nullTime(d.Started), nullTime(d.Finished), errText,
+		o.PID, o.Host, o.Start)
+	return err
+}
+
+func upsertHost(ctx context.Context, tx *sql.Tx, id, host string, idx int, status deploy.Status, dur time.Duration) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO deployment_hosts (deployment_id, host, idx, status, duration_s)
+		VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (deployment_id, host) DO UPDATE SET status = excluded.status,
+			duration_s = CASE WHEN excluded.duration_s > 0 THEN excluded.duration_s ELSE duration_s END`,
+		id, host, idx, string(status), dur.Seconds())
+	return err
+}
+
+func upsertStep(ctx context.Context, tx *sql.Tx, id, host string, idx int, st deploy.StepResult) error {
+	errText := ""
+	if st.Err != nil {
+		errText = st.Err.Error()
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO steps (deployment_id, host, idx, step, status, started, duration_s, error, output_tail)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (deployment_id, host, idx) DO UPDATE SET step = excluded.step, status = excluded.status,
+			started = COALESCE(excluded.started, started), duration_s = excluded.duration_s,
+			error = excluded.error, output_tail = CASE WHEN excluded.output_tail <> '' THEN excluded.output_tail ELSE output_tail END`,
+		id, host, idx, st.Name, string(st.Status), nullTime(st.Started), st.Duration.Seconds(), errText, st.Output)
+	return err
+}
+
+// SaveHost records a host's status in a deployment; idx is its place in
+// the deployment's host list.
+func (s *Store) SaveHost(ctx context.Context, id, host string, idx int, status deploy.Status) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error { return upsertHost(ctx, tx, id, host, idx, status, 0) })
+	if err != nil {
+		return fmt.Errorf("save host %s of deployment %s: %w", host, id, err)
+	}
+	return nil
+}
+
+// SaveStep records step number idx of host in a deployment, as it starts
+// or ends.
+func (s *Store) SaveStep(ctx context.Context, id, host string, idx int, st deploy.StepResult) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error { return upsertStep(ctx, tx, id, host, idx, st) })
+	if err != nil {
+		return fmt.Errorf("save step %s on %s of deployment %s: %w", st.Name, host, id, err)
+	}
+	return nil
+}
