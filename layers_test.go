@@ -27,6 +27,7 @@ func TestLayers(t *testing.T) {
 		{"modernc.org/sqlite", []string{"history"}},
 		{mod + "/config", []string{"."}},
 		{mod + "/internal/testhosts", []string{"demo", "bench/webhook", "bench/deploy"}},
+		{"github.com/chromedp/", nil}, // the browser test's only: see TestBrowserOnlyInTests
 	}
 	seen := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
@@ -56,5 +57,30 @@ func TestLayers(t *testing.T) {
 	}
 	if seen < 5 {
 		t.Fatalf("go list saw only %d packages:\n%s", seen, out)
+	}
+}
+
+// TestBrowserOnlyInTests keeps chromedp (which drives a browser) in the
+// root package's tests: no code that ships imports it.
+func TestBrowserOnlyInTests(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}`, "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	users := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		for _, imp := range fields[1:] {
+			if !strings.HasPrefix(imp, "github.com/chromedp/") {
+				continue
+			}
+			if fields[0] != "github.com/pushdeploy/pushdeploy" {
+				t.Errorf("tests of %s import %s; only the root package's browser test may", fields[0], imp)
+			}
+			users++
+		}
+	}
+	if users == 0 {
+		t.Error("no test imports chromedp: is the browser test gone?")
 	}
 }

@@ -415,8 +415,31 @@ func TestLoadEnvFile(t *testing.T) {
 		f := setup(t)
 		writeFile(t, filepath.Join(f.dir, "deploy.env"), "DEPLOY_BRANCH='unterminated\n", 0o600)
 		_, _, err := Load("", false)
-		wantProblems(t, err, "deploy.env: ")
+		wantProblems(t, err, "deploy.env:1: unterminated quoted value")
 	})
+}
+
+// TestEnvFileProblem: a malformed env file is named with the line at fault,
+// and the message quotes nothing from it (a value may be a secret).
+func TestEnvFileProblem(t *testing.T) {
+	tests := []struct{ name, content, want string }{
+		{"unterminated", "DEPLOY_BRANCH=main\nDEPLOY_WEBHOOK_SECRET='s3cret\nDEPLOY_PARALLEL=2\n", "deploy.env:2: unterminated quoted value"},
+		{"multi-line value then junk", "DEPLOY_RESTART_CMD=\"a\nb\" s3cret\n", "deploy.env:2: not a VARIABLE=value line"},
+		{"no =", "# c\n\nDEPLOY_BRANCH=x\ns3cret\n", "deploy.env:4: not a VARIABLE=value line"},
+		{"bad name", "DEPLOY_BRANCH=x\r\nDEPLOY-ROOT=s3cret\r\n", "deploy.env:2: not a VARIABLE=value line"},
+		{"junk after quotes", "DEPLOY_BRANCH='main' s3cret\n", "deploy.env:1: not a VARIABLE=value line"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := setup(t)
+			writeFile(t, filepath.Join(f.dir, "deploy.env"), tt.content, 0o600)
+			_, _, err := Load("", false)
+			wantProblems(t, err, tt.want)
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("the message quotes the file: %v", err)
+			}
+		})
+	}
 }
 
 func TestValidate(t *testing.T) {

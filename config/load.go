@@ -79,8 +79,12 @@ func loadEnvFile(file string, explicit bool, probs *problems) ([]string, error) 
 		return nil, &Error{Problems: []string{fmt.Sprintf("%s: cannot read it: %v", name, pathError(err))}}
 	}
 	env, err := godotenv.UnmarshalBytes(data)
-	if err != nil {
-		return nil, &Error{Problems: []string{fmt.Sprintf("%s: %v", file, err)}}
+	if _, empty := env[""]; err != nil || empty {
+		msg := envFileProblem(file, data)
+		if msg == "" { // the walk and godotenv disagree: say it without quoting the file
+			msg = file + ":1: cannot be read as VARIABLE=value lines"
+		}
+		return nil, &Error{Problems: []string{msg}}
 	}
 	var secrets []string
 	for _, key := range slices.Sorted(maps.Keys(env)) {
@@ -93,8 +97,10 @@ func loadEnvFile(file string, explicit bool, probs *problems) ([]string, error) 
 			secrets = append(secrets, key)
 		}
 		if _, set := os.LookupEnv(key); !set {
-			if err := os.Setenv(key, env[key]); err != nil {
-				probs.add("%s: %s: %v", file, key, err)
+			if strings.ContainsRune(env[key], 0) {
+				probs.add("%s: %s: the value contains a NUL byte, which no variable can hold", fileLine(file, data, key), key)
+			} else if err := os.Setenv(key, env[key]); err != nil {
+				probs.add("%s: %s: %v", fileLine(file, data, key), key, err)
 			}
 		}
 	}
@@ -109,15 +115,8 @@ func loadEnvFile(file string, explicit bool, probs *problems) ([]string, error) 
 
 // fileLine returns "file:N" for the line of data that sets key, or file.
 func fileLine(file string, data []byte, key string) string {
-	for i, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		line = strings.TrimSpace(strings.TrimPrefix(line, "export "))
-		if rest, ok := strings.CutPrefix(line, key); ok {
-			rest = strings.TrimSpace(rest)
-			if strings.HasPrefix(rest, "=") || strings.HasPrefix(rest, ":") {
-				return fmt.Sprintf("%s:%d", file, i+1)
-			}
-		}
+	if lines, _, _ := envStatements(data); lines[key] > 0 {
+		return fmt.Sprintf("%s:%d", file, lines[key])
 	}
 	return file
 }

@@ -46,6 +46,7 @@ func (c *Config) Validate() (warnings []string, err error) {
 	v.numbers()
 	v.lists()
 	v.urls()
+	v.bitbucket()
 	v.files()
 	v.unused()
 	return v.warnings, v.probs.err()

@@ -1,9 +1,11 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -23,6 +25,46 @@ type deployBody struct {
 // apiLimit bounds API request bodies: they are tiny.
 const apiLimit = 64 << 10
 
+// maxHosts and maxHostName bound POST /api/deploy's hosts: a hosts-file
+// entry is one line of at most [user@]host:port.
+const (
+	maxHosts    = 1000
+	maxHostName = 300
+)
+
+// decodeBody decodes an API body into v: one JSON object (or null), only
+// known fields, nothing after it.
+func decodeBody(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the JSON object")
+	}
+	return nil
+}
+
+// validHosts checks POST /api/deploy's hosts before the worker looks them
+// up, so that a huge or hostile list gets a short 400.
+func validHosts(hosts []string) error {
+	if len(hosts) > maxHosts {
+		return fmt.Errorf("%d hosts; at most %d", len(hosts), maxHosts)
+	}
+	for i, h := range hosts {
+		switch {
+		case h == "":
+			return fmt.Errorf("hosts[%d] is empty", i)
+		case len(h) > maxHostName:
+			return fmt.Errorf("hosts[%d] is longer than %d bytes", i, maxHostName)
+		case strings.ContainsFunc(h, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+			return fmt.Errorf("hosts[%d] %q contains a control character", i, h)
+		}
+	}
+	return nil
+}
+
 func (s *Server) apiDeploy(c echo.Context) error {
 	var body deployBody
 	raw, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, apiLimit))
@@ -30,11 +72,12 @@ func (s *Server) apiDeploy(c echo.Context) error {
 		return fail(http.StatusRequestEntityTooLarge, "body over %d bytes", apiLimit)
 	}
 	if len(strings.TrimSpace(string(raw))) > 0 {
-		dec := json.NewDecoder(strings.NewReader(string(raw)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&body); err != nil {
+		if err := decodeBody(raw, &body); err != nil {
 			return fail(http.StatusBadRequest, `body: %v (expected {"commit": "<sha>", "hosts": ["web1"]}, both optional)`, err)
 		}
+	}
+	if err := validHosts(body.Hosts); err != nil {
+		return fail(http.StatusBadRequest, "hosts: %v", err)
 	}
 	if body.Commit != "" {
 		if err := deploy.ValidCommitPrefix(body.Commit); err != nil {
@@ -63,9 +106,7 @@ func (s *Server) apiRollback(c echo.Context) error {
 		return fail(http.StatusRequestEntityTooLarge, "body over %d bytes", apiLimit)
 	}
 	if len(strings.TrimSpace(string(raw))) > 0 {
-		dec := json.NewDecoder(strings.NewReader(string(raw)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&body); err != nil {
+		if err := decodeBody(raw, &body); err != nil {
 			return fail(http.StatusBadRequest, `body: %v (expected {"release": "YYYYMMDDHHMMSS-abcdef0"}, optional)`, err)
 		}
 	}

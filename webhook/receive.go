@@ -28,7 +28,14 @@ func (s *Server) webhook(c echo.Context) error {
 	d := Identify(r.Header)
 	log := s.log.With("request_id", requestID(c), "provider", d.Provider, "event", d.Kind, "delivery", d.ID)
 
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, s.cfg.BodyLimit))
+	src := r.Body
+	if r.ContentLength > s.cfg.BodyLimit {
+		// Declared over the limit: refused without reading a byte of it
+		// (closed unread, the connection is closed after the answer).
+		r.Body.Close()
+		src = declaredTooBig{s.cfg.BodyLimit}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), src, s.cfg.BodyLimit))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		log.Warn("webhook rejected", "decision", "rejected", "reason", "body too large", "limit", s.cfg.BodyLimit)

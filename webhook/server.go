@@ -51,6 +51,8 @@ type Config struct {
 	APIToken string
 	// BodyLimit bounds a webhook body (default 25 MiB).
 	BodyLimit int64
+	// Limits are the HTTP server's timeouts and header limit (Open).
+	Limits Limits
 	// Version is shown by /healthz.
 	Version string
 	// StateDir must be writable for /healthz to answer 200.
@@ -133,14 +135,9 @@ func (s *Server) Open(addr string) error {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
 	s.ln = ln
-	s.srv = &http.Server{
-		Handler:           s.e,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    1 << 20,
-	}
+	// Timeouts and header size: a slow or idle client is cut off instead
+	// of holding a connection forever (limits.go, docs/serve.md).
+	s.srv = s.cfg.Limits.server(s.e)
 	s.done = make(chan error, 1)
 	go func() { s.done <- s.srv.Serve(ln) }()
 	return nil

@@ -1,0 +1,174 @@
+// Package metrics keeps pushdeploy's Prometheus metrics and serves them in
+// the Prometheus text format. It hears deployments through their events (a
+// Collector is a deploy.Observer), counts the webhook receiver's answers,
+// and reads the queue when scraped. It is the only package that imports the
+// Prometheus client: the webhook server gets an http.Handler from it.
+//
+// The metrics live in a registry of their own (plus the Go and process
+// collectors), never in the client's global one, so that tests and
+// embedders can make as many Collectors as they like.
+package metrics
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pushdeploy/pushdeploy/deploy"
+)
+
+// Queue is what the metrics read from the deployer when scraped
+// (deploy.Worker). Health must be safe for concurrent use.
+type Queue interface {
+	Health() deploy.Health
+}
+
+var _ Queue = (*deploy.Worker)(nil)
+
+// Buckets of the deployment duration histogram, in seconds: a code-only
+// redeploy takes seconds, a fresh venv on many hosts several minutes.
+var deploymentBuckets = []float64{1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800}
+
+// Buckets of the step duration histogram, in seconds: from a symlink
+// switch (milliseconds) to a pip install (minutes).
+var stepBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600}
+
+// Collector holds every pushdeploy_ series. Its methods are safe for
+// concurrent use.
+type Collector struct {
+	reg *prometheus.Registry
+
+	webhooks         *prometheus.CounterVec
+	deployments      *prometheus.CounterVec
+	deploymentTime   *prometheus.HistogramVec
+	stepTime         *prometheus.HistogramVec
+	lastSuccess      *prometheus.GaugeVec
+	lastFailed       *prometheus.GaugeVec
+	hostCommit       *prometheus.GaugeVec
+	hostsDisagree    prometheus.Gauge
+	hostCommitsKnown prometheus.Gauge
+
+	mu sync.Mutex
+	// hosts is the series of pushdeploy_host_commit each host has now.
+	hosts map[string]hostCommit
+	// changed is when each host's series last changed through an event,
+	// so that a slow seed does not overwrite what a deployment since told.
+	changed map[string]time.Time
+}
+
+// hostCommit is the labels of one host's pushdeploy_host_commit series.
+type hostCommit struct {
+	commit, release string
+}
+
+// New returns a Collector that reads the queue from q (nil: no queue
+// series).
+func New(q Queue) *Collector {
+	c := &Collector{
+		reg:     prometheus.NewRegistry(),
+		hosts:   map[string]hostCommit{},
+		changed: map[string]time.Time{},
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushdeploy_webhooks_total",
+			Help: "Webhook requests answered, by provider and outcome (queued, coalesced, duplicate, ignored, unauthorized, bad_request, too_large, unavailable, error).",
+		}, []string{"provider", "outcome"}),
+		deployments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushdeploy_deployments_total",
+			Help: "Deployments ended, by action (deploy, rollback) and status (succeeded, failed, cancelled).",
+		}, []string{"action", "status"}),
+		deploymentTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "pushdeploy_deployment_duration_seconds",
+			Help:    "Time from a deployment's start to its end, by action and status.",
+			Buckets: deploymentBuckets,
+		}, []string{"action", "status"}),
+		stepTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "pushdeploy_step_duration_seconds",
+			Help:    "Time one step took on one host, by step and status.",
+			Buckets: stepBuckets,
+		}, []string{"step", "status"}),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pushdeploy_last_success_timestamp_seconds",
+			Help: "When the last successful deployment of each action ended (Unix time).",
+		}, []string{"action"}),
+		lastFailed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pushdeploy_last_deployment_failed",
+			Help: "1 when the last deployment of each action that ran failed, 0 when it succeeded.",
+		}, []string{"action"}),
+		hostCommit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pushdeploy_host_commit",
+			Help: "The commit and release each host's current points at (always 1; one series per host).",
+		}, []string{"host", "commit", "release"}),
+		hostsDisagree: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pushdeploy_hosts_disagree",
+			Help: "1 when the hosts with a known commit are not all on the same commit.",
+		}),
+		hostCommitsKnown: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pushdeploy_hosts_known",
+			Help: "Hosts whose current commit is known (and so have a pushdeploy_host_commit series).",
+		}),
+	}
+	c.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		c.webhooks, c.deployments, c.deploymentTime, c.stepTime,
+		c.lastSuccess, c.lastFailed, c.hostCommit, c.hostsDisagree, c.hostCommitsKnown,
+	)
+	if q != nil {
+		c.reg.MustRegister(&queueCollector{q: q})
+	}
+	// The usual outcomes exist from the start, so that rate() and
+	// increase() see the first one.
+	for _, action := range []string{"deploy", "rollback"} {
+		for _, status := range []deploy.Status{deploy.StatusSucceeded, deploy.StatusFailed} {
+			c.deployments.WithLabelValues(action, string(status))
+		}
+	}
+	return c
+}
+
+// Handler serves the metrics in the Prometheus text format (or
+// OpenMetrics, when the scraper asks for it).
+func (c *Collector) Handler() http.Handler {
+	return promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{Registry: c.reg})
+}
+
+// Registry is the collector's registry, for tests and for adding
+// collectors of one's own.
+func (c *Collector) Registry() *prometheus.Registry { return c.reg }
+
+// WebhookAnswered counts one webhook request. provider is "" when no
+// provider was recognised.
+func (c *Collector) WebhookAnswered(provider, outcome string) {
+	if provider == "" {
+		provider = "unknown"
+	}
+	c.webhooks.WithLabelValues(provider, outcome).Inc()
+}
+
+// queueCollector reads the worker's queue at scrape time: one Health call
+// for both series.
+type queueCollector struct{ q Queue }
+
+var (
+	queueDesc   = prometheus.NewDesc("pushdeploy_queue_length", "Deployments waiting, not counting the running one.", nil, nil)
+	runningDesc = prometheus.NewDesc("pushdeploy_deployment_running", "1 while a deployment runs.", nil, nil)
+)
+
+func (q *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- queueDesc
+	ch <- runningDesc
+}
+
+func (q *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	h := q.q.Health()
+	running := 0.0
+	if h.Running != nil {
+		running = 1
+	}
+	ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(h.QueueLength))
+	ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, running)
+}
