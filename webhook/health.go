@@ -21,7 +21,8 @@ type healthJSON struct {
 }
 
 // healthz answers 200 when the deployer can work, 503 (with the reason)
-// when its state cannot be written or its worker is stuck.
+// when its state folder or its history database cannot be written, or its
+// worker is stuck.
 func (s *Server) healthz(c echo.Context) error {
 	h := s.d.Health()
 	out := healthJSON{Status: "ok", Version: s.cfg.Version, Uptime: time.Since(s.started).Seconds(), QueueLength: h.QueueLength}
@@ -29,12 +30,19 @@ func (s *Server) healthz(c echo.Context) error {
 		j := toJSON(h.Running, false)
 		out.Running = &j
 	}
-	if h.Last != nil {
-		j := toJSON(h.Last, false)
+	last := h.Last
+	if last == nil {
+		// After a restart the worker has run nothing yet: the record knows.
+		last = s.lastFinished(c.Request().Context())
+	}
+	if last != nil {
+		j := toJSON(last, false)
 		out.LastDeployment = &j
 	}
 	status := http.StatusOK
 	if err := s.stateWritable(); err != nil {
+		out.Status, out.Reason, status = "unhealthy", err.Error(), http.StatusServiceUnavailable
+	} else if err := s.historyHealth(c.Request().Context()); err != nil {
 		out.Status, out.Reason, status = "unhealthy", err.Error(), http.StatusServiceUnavailable
 	} else if h.Stuck != "" {
 		out.Status, out.Reason, status = "unhealthy", h.Stuck, http.StatusServiceUnavailable
