@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -204,53 +203,6 @@ func toJSON(d *deploy.Deployment, withHosts bool) deploymentJSON {
 		j.Hosts = append(j.Hosts, hj)
 	}
 	return j
-}
-
-func (s *Server) apiList(c echo.Context) error {
-	out, err := s.listDeployments(c.Request().Context(), listQuery{})
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, map[string]any{"deployments": out})
-}
-
-func (s *Server) apiGet(c echo.Context) error {
-	d, ok, err := s.getDeployment(c.Request().Context(), c.Param("id"))
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fail(http.StatusNotFound, "no deployment %q", c.Param("id"))
-	}
-	return c.JSON(http.StatusOK, d)
-}
-
-// listQuery selects deployments for the API and the status page.
-type listQuery struct {
-	Limit int // 0: a default
-}
-
-// listDeployments returns deployments, newest first: the one place the API
-// and the status page read the list from.
-func (s *Server) listDeployments(_ context.Context, q listQuery) ([]deploymentJSON, error) {
-	list := s.d.List()
-	out := make([]deploymentJSON, 0, len(list))
-	for _, d := range list {
-		if q.Limit > 0 && len(out) == q.Limit {
-			break
-		}
-		out = append(out, toJSON(d, false))
-	}
-	return out, nil
-}
-
-// getDeployment returns one deployment with its hosts and steps.
-func (s *Server) getDeployment(_ context.Context, id string) (deploymentJSON, bool, error) {
-	d, ok := s.d.Get(id)
-	if !ok {
-		return deploymentJSON{}, false, nil
-	}
-	return toJSON(d, true), true, nil
 }
 
 var errStateDir = errors.New("state directory is not writable")

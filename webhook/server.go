@@ -55,6 +55,10 @@ type Config struct {
 	Limits Limits
 	// Version is shown by /healthz.
 	Version string
+	// History, when set, is the lasting record the API and the status
+	// page read deployments from (and /healthz checks); nil: the worker's
+	// memory only.
+	History History
 	// StateDir must be writable for /healthz to answer 200.
 	StateDir string
 	Logger   *slog.Logger
@@ -102,6 +106,9 @@ func New(cfg Config, d Deployments) (*Server, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.History != nil {
+		cfg.History = &checkedHistory{History: cfg.History}
 	}
 	s := &Server{cfg: cfg, d: d, log: log, started: time.Now(), e: echo.New()}
 	s.e.HideBanner, s.e.HidePort = true, true
