@@ -27,6 +27,10 @@ func (s *Server) webhook(c echo.Context) error {
 	r := c.Request()
 	d := Identify(r.Header)
 	log := s.log.With("request_id", requestID(c), "provider", d.Provider, "event", d.Kind, "delivery", d.ID)
+	// Counted where the answer is decided; whatever is not decided below
+	// (an unexpected error) counts as an error.
+	outcome := outcomeError
+	defer func() { s.countWebhook(d.Provider, outcome) }()
 
 	src := r.Body
 	if r.ContentLength > s.cfg.BodyLimit {
@@ -39,9 +43,11 @@ func (s *Server) webhook(c echo.Context) error {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		log.Warn("webhook rejected", "decision", "rejected", "reason", "body too large", "limit", s.cfg.BodyLimit)
+		outcome = outcomeTooLarge
 		return fail(http.StatusRequestEntityTooLarge, "body over the limit of %d bytes", s.cfg.BodyLimit)
 	}
 	if err != nil {
+		outcome = outcomeBadRequest
 		return fail(http.StatusBadRequest, "reading the body: %v", err)
 	}
 
@@ -57,12 +63,15 @@ func (s *Server) webhook(c echo.Context) error {
 	switch {
 	case errors.As(err, &sig):
 		log.Warn("webhook rejected", "decision", "rejected", "reason", sig.Reason)
+		outcome = outcomeUnauthorized
 		return fail(http.StatusUnauthorized, "%s", sig.Error())
 	case errors.As(err, &bad):
 		log.Warn("webhook rejected", "decision", "rejected", "reason", bad.Msg)
+		outcome = outcomeBadRequest
 		return fail(http.StatusBadRequest, "%s", bad.Msg)
 	case errors.As(err, &ign):
 		log.Info("webhook ignored", "decision", "ignored", "reason", ign.Reason, "detail", ign.Msg)
+		outcome = outcomeIgnored
 		return c.JSON(http.StatusOK, answer{Status: "ignored", Reason: ign.Reason, Message: ign.Msg})
 	case err != nil:
 		return err
@@ -74,9 +83,13 @@ func (s *Server) webhook(c echo.Context) error {
 	})
 	if err != nil {
 		log.Error("webhook not queued", "decision", "rejected", "branch", change.Branch, "error", err)
+		if errors.Is(err, deploy.ErrQueueFull) || errors.Is(err, deploy.ErrClosed) || errors.Is(err, context.Canceled) {
+			outcome = outcomeUnavailable
+		}
 		return submitError(err)
 	}
 	log.Info("webhook "+ticket.Status, "decision", ticket.Status, "branch", change.Branch, "commit", change.Commit, "deployment", ticket.ID)
+	outcome = ticketOutcome(ticket.Status)
 	if ticket.Status == "duplicate" {
 		// A redelivery: the forge gets its 2xx, nothing is deployed twice.
 		return c.JSON(http.StatusOK, answer{Status: "ignored", Reason: "duplicate delivery", Deployment: ticket.ID, Commit: ticket.Commit})
@@ -84,6 +97,17 @@ func (s *Server) webhook(c echo.Context) error {
 	// "coalesced" joins a deployment that is still queued: for the
 	// caller it is queued all the same.
 	return c.JSON(http.StatusAccepted, answer{Status: "queued", Deployment: ticket.ID, Commit: ticket.Commit})
+}
+
+// ticketOutcome is the counted outcome of a queued request.
+func ticketOutcome(status string) string {
+	switch status {
+	case "coalesced":
+		return outcomeCoalesced
+	case "duplicate":
+		return outcomeDuplicate
+	}
+	return outcomeQueued
 }
 
 // submitError turns the worker's refusals into answers.

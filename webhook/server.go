@@ -68,6 +68,9 @@ type Config struct {
 	// StatusPublic shows the status page at / without the API token
 	// (its buttons still need it).
 	StatusPublic bool
+	// Metrics, when set, counts webhook answers and serves GET /metrics;
+	// nil: no metrics (/metrics answers 404).
+	Metrics Metrics
 }
 
 // DefaultBodyLimit is the largest webhook body read: a big push with many
@@ -122,6 +125,9 @@ func New(cfg Config, d Deployments) (*Server, error) {
 
 	s.e.POST("/webhook", s.webhook)
 	s.e.GET("/healthz", s.healthz)
+	if cfg.Metrics != nil {
+		s.e.GET("/metrics", s.metrics)
+	}
 	api := s.e.Group("/api", s.bearer)
 	api.POST("/deploy", s.apiDeploy)
 	api.POST("/rollback", s.apiRollback)
