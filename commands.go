@@ -102,6 +102,11 @@ func runDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *dryRun {
 		return deployDryRun(ctx, d, hosts, deploy.Push{Branch: cfg.Branch, Commit: *commit}, stdout, c.json)
 	}
+	waitNotified, err := notifyCLI(cfg, log, d)
+	if err != nil {
+		return err
+	}
+	defer waitNotified()
 	dep, err := d.Deploy(ctx, hosts, deploy.Push{Branch: cfg.Branch, Commit: *commit})
 	if dep != nil {
 		printDeployment(stdout, dep, c.json)

@@ -47,6 +47,11 @@ func runRollback(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		return nil
 	}
+	waitNotified, err := notifyCLI(cfg, log, d)
+	if err != nil {
+		return err
+	}
+	defer waitNotified()
 	dep := deploy.NewDeployment(deploy.Request{Action: "rollback", Trigger: "cli", Release: *to}, time.Now())
 	err = d.Rollback(ctx, dep, cfg.Hosts)
 	printRollback(stdout, dep, c.json)

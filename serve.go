@@ -12,6 +12,7 @@ import (
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/deploy"
 	"github.com/pushdeploy/pushdeploy/live"
+	"github.com/pushdeploy/pushdeploy/metrics"
 	"github.com/pushdeploy/pushdeploy/webhook"
 )
 
@@ -54,14 +55,27 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var observers deploy.Observers
 	hub := &live.Hub{} // the status page's live view and event streams
 	observers = append(observers, hub)
+	metered := metrics.New() // GET /metrics
+	observers = append(observers, metered)
+	notifier, err := newNotifier(cfg, log)
+	if err != nil {
+		return err
+	}
+	if notifier != nil {
+		observers = append(observers, notifier)
+		// After the worker has stopped: the last deployment's end is told.
+		defer closeNotifier(notifier, log, 10*time.Second)
+	}
 	if len(observers) > 0 {
 		d.Observer = observers
 	}
 	worker := &deploy.Worker{Deployer: d, Hosts: cfg.Hosts, Logger: log, Grace: *grace}
+	metered.WatchQueue(worker)
 	srv, err := webhook.New(webhook.Config{
 		Secret: cfg.WebhookSecret, Insecure: cfg.WebhookInsecure, Branch: cfg.Branch, Repo: cfg.WebhookRepo,
 		APIToken: cfg.APIToken, Version: versionString(), StateDir: cfg.DataDir, Logger: log,
 		Live: hub, StatusPublic: cfg.StatusPublic,
+		Metrics: metered,
 	}, worker)
 	if err != nil {
 		return err
@@ -71,6 +85,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer stopWorker()
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- worker.Run(workerCtx) }()
+	defer seedHostMetrics(workerCtx, metered, worker, log)()
 
 	if err := srv.Open(cfg.Listen); err != nil {
 		stopWorker()

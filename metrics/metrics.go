@@ -65,9 +65,9 @@ type hostCommit struct {
 	commit, release string
 }
 
-// New returns a Collector that reads the queue from q (nil: no queue
-// series).
-func New(q Queue) *Collector {
+// New returns a Collector with every series but the queue's (see
+// WatchQueue).
+func New() *Collector {
 	c := &Collector{
 		reg:     prometheus.NewRegistry(),
 		hosts:   map[string]hostCommit{},
@@ -117,9 +117,6 @@ func New(q Queue) *Collector {
 		c.webhooks, c.deployments, c.deploymentTime, c.stepTime,
 		c.lastSuccess, c.lastFailed, c.hostCommit, c.hostsDisagree, c.hostCommitsKnown,
 	)
-	if q != nil {
-		c.reg.MustRegister(&queueCollector{q: q})
-	}
 	// The usual outcomes exist from the start, so that rate() and
 	// increase() see the first one.
 	for _, action := range []string{"deploy", "rollback"} {
@@ -128,6 +125,12 @@ func New(q Queue) *Collector {
 		}
 	}
 	return c
+}
+
+// WatchQueue adds pushdeploy_queue_length and
+// pushdeploy_deployment_running, read from q at each scrape. Call it once.
+func (c *Collector) WatchQueue(q Queue) {
+	c.reg.MustRegister(&queueCollector{q: q})
 }
 
 // Handler serves the metrics in the Prometheus text format (or

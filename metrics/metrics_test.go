@@ -83,7 +83,7 @@ func stepCount(t *testing.T, c *Collector, step, status string) uint64 {
 // the deployer's Observer, and checks every series after each.
 func TestMetricsFollowRealDeployments(t *testing.T) {
 	r := newRig(t, 2)
-	c := New(nil)
+	c := New()
 	r.d.Observer = c
 	web1 := r.hosts[0]
 
@@ -171,7 +171,8 @@ func TestMetricsFollowRealDeployments(t *testing.T) {
 // TestScrape reads /metrics over HTTP as Prometheus would and parses it.
 func TestScrape(t *testing.T) {
 	running := &deploy.Deployment{ID: "d-running", Status: deploy.StatusRunning}
-	c := New(fakeQueue{deploy.Health{QueueLength: 3, Running: running}})
+	c := New()
+	c.WatchQueue(fakeQueue{deploy.Health{QueueLength: 3, Running: running}})
 	now := time.Now()
 	c.Observe(deploy.Event{Kind: deploy.EventStep, Status: deploy.StatusSucceeded, Host: "web1", Step: "pip", Duration: 4 * time.Second})
 	c.Observe(deploy.Event{Kind: deploy.EventDeployment, Status: deploy.StatusSucceeded, Time: now, Deployment: &deploy.Deployment{
@@ -296,7 +297,7 @@ func TestPlace(t *testing.T) {
 // not overwrite what a deployment told since they were read; a rollback
 // that sent hosts to different releases forgets their commits.
 func TestSeedHosts(t *testing.T) {
-	c := New(nil)
+	c := New()
 	shaA, shaB := strings.Repeat("a", 40), strings.Repeat("b", 40)
 	read := time.Now()
 	hr := func(name, current, commit string) deploy.HostReleases {
