@@ -58,6 +58,15 @@ func TestEndToEndFastRedeploy(t *testing.T) {
 		if v := e.onHost(h, "app/current/venv/bin/python", "-c", "import pdtestdep; print(pdtestdep.VERSION)"); v != "1.0" {
 			t.Errorf("%s: reused venv imports %q", h.Name, v)
 		}
+		// The venv was built by the fast path (pip unpacked from
+		// ensurepip's wheel, which marks it), not the slow fallback, and
+		// its pip works as ensurepip's would.
+		if inst := e.onHost(h, "sh", "-c", "cat app/current/venv/lib/python3*/site-packages/pip-*.dist-info/INSTALLER"); inst != "pushdeploy" {
+			t.Errorf("%s: pip's INSTALLER is %q, want pushdeploy (the fast venv bootstrap was not used)", h.Name, inst)
+		}
+		if v := e.onHost(h, "app/current/venv/bin/pip", "--version"); !strings.HasPrefix(v, "pip ") {
+			t.Errorf("%s: venv/bin/pip --version says %q", h.Name, v)
+		}
 		// Every host was prepared before any host switched.
 		if sw := stepsOf(second.Hosts[0])["switch"].Started; !steps["before-switch"].Started.Before(sw) {
 			t.Errorf("%s prepared after the first switch", h.Name)
