@@ -55,7 +55,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var observers deploy.Observers
 	hub := &live.Hub{} // the status page's live view and event streams
 	observers = append(observers, hub)
-	metered := metrics.New() // GET /metrics
+	// The metrics (GET /metrics).
+	metered := metrics.New()
 	observers = append(observers, metered)
 	notifier, err := newNotifier(cfg, log)
 	if err != nil {
