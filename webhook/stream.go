@@ -150,11 +150,11 @@ func (s *Server) apiEvents(c echo.Context) error {
 			return nil
 		}
 		defer cancel()
-		_ = s.follow(ctx, w, events)
+		_ = s.follow(ctx, w, id, events)
 		return nil
 	}
 	defer cancel()
-	_ = s.follow(ctx, newSSE(c), events)
+	_ = s.follow(ctx, newSSE(c), id, events)
 	return nil
 }
 
@@ -197,7 +197,7 @@ func (s *Server) waitStart(ctx context.Context, w *sse, id string, after int) (<
 
 // follow writes events until the deployment ends (then an end event), the
 // subscriber is dropped (a lagged event) or the client leaves.
-func (s *Server) follow(ctx context.Context, w *sse, events <-chan deploy.Event) error {
+func (s *Server) follow(ctx context.Context, w *sse, id string, events <-chan deploy.Event) error {
 	beat := time.NewTicker(s.page.heartbeat)
 	defer beat.Stop()
 	for {
@@ -210,7 +210,12 @@ func (s *Server) follow(ctx context.Context, w *sse, events <-chan deploy.Event)
 			}
 		case ev, ok := <-events:
 			if !ok {
-				// Closed before the end: too slow, or forgotten.
+				// Closed without an end: the client resumed after the
+				// end (nothing left to replay), or it was too slow, or
+				// the deployment was forgotten.
+				if rec, found, err := s.getDeployment(ctx, id); err == nil && found && finished(rec.Status) {
+					return w.event(0, "end", map[string]string{"status": rec.Status})
+				}
 				return w.event(0, "lagged", map[string]string{
 					"error": "this stream fell behind the deployment; reconnect with Last-Event-ID to resume"})
 			}

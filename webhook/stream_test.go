@@ -178,11 +178,15 @@ func TestEventStreamInOrderThenEnd(t *testing.T) {
 
 func TestEventStreamResumesAfterLastEventID(t *testing.T) {
 	r := newStreamRig(t, nil)
+	done := deploy.NewDeployment(deploy.Request{}, time.Now())
+	done.Status = deploy.StatusSucceeded
+	r.f.deps["d1"] = done
 	for _, ev := range d1Events() {
 		r.hub.Observe(ev)
 	}
 	for _, tc := range []struct{ last, want string }{
 		{"4", "5:step 6:host 7:deployment :end"},
+		{"7", ":end"}, // after the end: not lagged, or EventSource would reconnect forever
 		{"0", "1:deployment 2:step 3:output 4:output 5:step 6:host 7:deployment :end"},
 		{"garbage", "1:deployment 2:step 3:output 4:output 5:step 6:host 7:deployment :end"},
 	} {

@@ -110,7 +110,9 @@
     const table = el("table", { class: "releases" });
     const head = el("tr");
     for (const h of ["Host", "Current release", "Commit", "Previous"]) head.append(el("th", {}, h));
-    table.append(el("thead")).firstChild.append(head);
+    const thead = el("thead");
+    thead.append(head);
+    table.append(thead);
     const body = el("tbody");
     for (const h of rep.hosts || []) {
       const tr = el("tr", { "data-host": h.host });
@@ -168,6 +170,9 @@
     if (d.commit) { const c = $("#dep-commit"); c.textContent = d.commit.slice(0, 7); c.title = d.commit; }
     if (d.release) $("#dep-release").textContent = d.release;
     if (d.error) { const e = $("#dep-error"); e.textContent = d.error; e.hidden = false; }
+    if (d.started && d.finished) {
+      $("#dep-duration").textContent = seconds((Date.parse(d.finished) - Date.parse(d.started)) / 1000);
+    }
   }
 
   function follow(box, url) {
