@@ -93,23 +93,57 @@ if ! git -C .repo cat-file -e "$commit^{commit}" 2>/dev/null; then
 fi`
 
 // archiveScript writes the commit's files from the mirror into the new
-// release folder. $1 root, $2 release name, $3 commit.
+// release folder, then checks them (checkTreeScript). The failure marker
+// lives outside the release, where the repository's files cannot be.
+// $1 root, $2 release name, $3 commit.
 const archiveScript = `set -e
 cd -- "$1"
 mkdir -- "releases/$2"
-fail="releases/$2/.pushdeploy-archive-failed"
+fail=".pushdeploy-archive-failed-$2"
+rm -f -- "$fail"
 { git -C .repo archive --format=tar "$3" || echo failed >"$fail"; } | tar -x -C "releases/$2"
 if [ -e "$fail" ]; then
+	rm -f -- "$fail"
 	echo "git archive of $3 failed" >&2
 	exit 1
-fi`
+fi
+` + checkTreeScript
 
 // untarScript unpacks the tar stream the deployer sends (push mode) into
-// the new release folder. $1 root, $2 release name.
+// the new release folder, then checks it (checkTreeScript). $1 root, $2
+// release name.
 const untarScript = `set -e
 cd -- "$1"
 mkdir -- "releases/$2"
-tar -x -C "releases/$2"`
+tar -x -C "releases/$2"
+` + checkTreeScript
+
+// checkTreeScript refuses a commit whose files would make the deploy write
+// or read outside the release (docs/deploy.md, "What the repository may
+// not contain"): a top-level venv, REVISION or REVISION.tmp, which the
+// deploy itself writes (a symlink there would carry the write elsewhere; a
+// committed REVISION would make a half-built release look complete), and a
+// requirements.txt that is a symlink leading out of the release (pip and
+// the venv key would read that file). Run in the root after unpacking;
+// the caller removes the release when it fails. $2 release name.
+const checkTreeScript = `cd -- "releases/$2"
+rel=$(pwd -P)
+for p in venv REVISION REVISION.tmp; do
+	if [ -e "$p" ] || [ -L "$p" ]; then
+		echo "the repository has $p at its top level, which pushdeploy writes in each release: remove it from the repository (git rm -r --cached $p) and deploy again" >&2
+		exit 1
+	fi
+done
+if [ -L requirements.txt ]; then
+	real=$(readlink -f requirements.txt || true)
+	case "$real" in
+	"$rel"/*) ;;
+	*)
+		echo "requirements.txt is a symlink to $(readlink requirements.txt), outside the release: commit the file itself, or a link within the repository" >&2
+		exit 1
+		;;
+	esac
+fi`
 
 // venvScript decides where the release's venv comes from, run in the
 // release folder; its last line is "reuse|fresh|shared <path>".
@@ -216,12 +250,14 @@ if [ "$2" = shared ]; then
 fi`
 
 // switchScript marks the release complete (REVISION, written last so that
-// its presence means "fully built"), then points current at it with a new
+// its presence means "fully built"; REVISION.tmp is removed first, so the
+// write cannot follow a symlink put there), then points current at it with a new
 // symlink renamed over the old one (rename(2) is atomic: current is never
 // missing), and appends to revisions.log. It prints the previous target.
 // $1 root, $2 release name, $3 commit, $4 deployment id, $5 action.
 const switchScript = `set -e
 cd -- "$1"
+rm -f -- "releases/$2/REVISION.tmp"
 printf '%s\n' "$3" >"releases/$2/REVISION.tmp"
 mv -f "releases/$2/REVISION.tmp" "releases/$2/REVISION"
 prev=$(readlink current 2>/dev/null || true)
