@@ -107,10 +107,12 @@ func runDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer waitNotified()
-	dep, err := d.Deploy(ctx, hosts, deploy.Push{Branch: cfg.Branch, Commit: *commit})
-	if dep != nil {
-		printDeployment(stdout, dep, c.json)
-	}
+	// Recorded in the history like serve's deployments; a dry run is not.
+	closeHistory := recordCLI(ctx, cfg, d, log)
+	defer closeHistory()
+	dep := deploy.NewDeployment(deploy.Request{Trigger: "cli", Actor: osUser(), Push: deploy.Push{Branch: cfg.Branch, Commit: *commit}}, time.Now())
+	err = d.Run(ctx, dep, hosts)
+	printDeployment(stdout, dep, c.json)
 	if err != nil {
 		return fmt.Errorf("deploy failed: %w", err)
 	}

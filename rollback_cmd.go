@@ -52,7 +52,9 @@ func runRollback(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	defer waitNotified()
-	dep := deploy.NewDeployment(deploy.Request{Action: "rollback", Trigger: "cli", Release: *to}, time.Now())
+	closeHistory := recordCLI(ctx, cfg, d, log)
+	defer closeHistory()
+	dep := deploy.NewDeployment(deploy.Request{Action: "rollback", Trigger: "cli", Actor: osUser(), Release: *to}, time.Now())
 	err = d.Rollback(ctx, dep, cfg.Hosts)
 	printRollback(stdout, dep, c.json)
 	if err != nil {

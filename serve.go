@@ -44,6 +44,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("DEPLOY_DATA_DIR: %w", err)
 	}
 
+	// The history is opened before the worker starts and closed after it
+	// has stopped (deferred: runServe waits for the worker before it
+	// returns), so that the last deployment's end is written.
+	hist, err := openHistory(ctx, cfg, log, 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	defer hist.Close(log)
+
 	d, closeKeys, err := newDeployer(cfg, log)
 	if err != nil {
 		return err
@@ -55,6 +64,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var observers deploy.Observers
 	hub := &live.Hub{} // the status page's live view and event streams
 	observers = append(observers, hub)
+	observers = append(observers, hist.rec) // the history (history.db)
 	// The metrics (GET /metrics).
 	metered := metrics.New()
 	observers = append(observers, metered)
@@ -76,6 +86,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Secret: cfg.WebhookSecret, Insecure: cfg.WebhookInsecure, Branch: cfg.Branch, Repo: cfg.WebhookRepo,
 		APIToken: cfg.APIToken, Version: versionString(), StateDir: cfg.DataDir, Logger: log,
 		Live: hub, StatusPublic: cfg.StatusPublic,
+		History: hist.store,
 		Metrics: metered,
 	}, worker)
 	if err != nil {
