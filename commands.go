@@ -20,6 +20,7 @@ import (
 // function empties the in-memory key agent: keys live only while the
 // command runs.
 func newDeployer(cfg *config.Config, log *slog.Logger) (*deploy.Deployer, func(), error) {
+	checkDataDir(cfg.DataDir, log)
 	runner, err := sshrun.New(sshrun.Config{
 		Key:              cfg.SSHKeyPEM,
 		Passphrase:       cfg.SSHKeyPassphrase,

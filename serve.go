@@ -84,7 +84,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	metered.WatchQueue(worker)
 	srv, err := webhook.New(webhook.Config{
 		Secret: cfg.WebhookSecret, Insecure: cfg.WebhookInsecure, Branch: cfg.Branch, Repo: cfg.WebhookRepo,
-		APIToken: cfg.APIToken, Version: versionString(), StateDir: cfg.DataDir, Logger: log,
+		APIToken: cfg.APIToken, Version: versionString(), StateDir: cfg.DataDir, Logger: log, Guard: serveGuard(cfg),
 		Live: hub, StatusPublic: cfg.StatusPublic,
 		History: hist.store,
 		Metrics: metered,

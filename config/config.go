@@ -77,6 +77,11 @@ type Config struct {
 	StatusPublic     bool          `envconfig:"STATUS_PUBLIC" default:"false" desc:"true: the status page at / shows deployments without the API token (its buttons still need it)"`
 	PublicURL        string        `envconfig:"PUBLIC_URL" desc:"the address users reach serve at (e.g. https://deploy.example.com): links in notifications and build statuses"`
 	BitbucketAPIURL  string        `envconfig:"BITBUCKET_API_URL" default:"https://api.bitbucket.org/2.0" desc:"Bitbucket Cloud API base, for build statuses"`
+	// RateLimit 0 means no limit.
+	RateLimit int `envconfig:"RATE_LIMIT" default:"20" desc:"requests a second one client address (an IPv6 /64) may send to /webhook, and apart to /api/*; 0: no limit"`
+	RateBurst int `envconfig:"RATE_BURST" default:"100" desc:"requests one client address may send at once above DEPLOY_RATE_LIMIT"`
+	// TrustedProxies are valid CIDR prefixes, trimmed.
+	TrustedProxies []string `envconfig:"TRUSTED_PROXIES" desc:"comma list of networks (CIDR) of reverse proxies whose X-Forwarded-For names the client; empty: the client is the connection's peer"`
 
 	// Filled by Validate from the files above.
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +47,8 @@ func TestLoadDefaults(t *testing.T) {
 		LockTimeout:       2 * time.Minute,
 		HistoryDays:       90,
 		BitbucketAPIURL:   "https://api.bitbucket.org/2.0",
+		RateLimit:         20,
+		RateBurst:         100,
 		SSHKeyPEM:         c.SSHKeyPEM,
 		Hosts: []deploy.Host{
 			{Name: "web1", User: "deploy", Addr: "web1", Port: 22},
@@ -292,17 +295,19 @@ func TestLoad(t *testing.T) {
 			wantErr: []string{"DEPLOY_HOSTS_FILE: hosts.txt lists no hosts"},
 		},
 		{
-			name: "features not built yet",
+			name: "later features' variables",
 			env: map[string]string{
 				"DEPLOY_PARALLEL": "3", "DEPLOY_VENV_REUSE": "false", "DEPLOY_KEEP_RELEASES": "5",
-				"DEPLOY_FETCH": "push", "DEPLOY_WEBHOOK_ALLOW_CIDRS": "10.0.0.0/8",
-			},
-			wantWarnings: []string{
-				"DEPLOY_WEBHOOK_ALLOW_CIDRS is set but",
+				"DEPLOY_FETCH": "push", "DEPLOY_WEBHOOK_ALLOW_CIDRS": "10.0.0.0/8, 2001:db8::/32,",
+				"DEPLOY_TRUSTED_PROXIES": "127.0.0.1/32", "DEPLOY_RATE_LIMIT": "0", "DEPLOY_RATE_BURST": "7",
 			},
 			check: func(t *testing.T, c *Config) {
 				if c.Parallel != 3 || c.VenvReuse || c.Fetch != "push" {
 					t.Errorf("got Parallel %d, VenvReuse %v, Fetch %q; want 3, false, push", c.Parallel, c.VenvReuse, c.Fetch)
+				}
+				if !slices.Equal(c.WebhookAllowCIDRs, []string{"10.0.0.0/8", "2001:db8::/32"}) || !slices.Equal(c.TrustedProxies, []string{"127.0.0.1/32"}) ||
+					c.RateLimit != 0 || c.RateBurst != 7 {
+					t.Errorf("got allow %q, proxies %q, rate %d/%d", c.WebhookAllowCIDRs, c.TrustedProxies, c.RateLimit, c.RateBurst)
 				}
 			},
 		},
@@ -319,6 +324,9 @@ func TestLoad(t *testing.T) {
 				"DEPLOY_WEBHOOK_ALLOW_CIDRS": "10.0.0.0/8,10.1.2.3",
 				"DEPLOY_SHARED_PATHS":        "/etc/passwd",
 				"DEPLOY_SSH_USER":            "9lives",
+				"DEPLOY_TRUSTED_PROXIES":     "::1",
+				"DEPLOY_RATE_LIMIT":          "-1",
+				"DEPLOY_RATE_BURST":          "0",
 			},
 			wantErr: []string{
 				`DEPLOY_BRANCH: branch name "a b" contains ' '`,
@@ -332,6 +340,10 @@ func TestLoad(t *testing.T) {
 				`for one address write 10.1.2.3/32`,
 				`DEPLOY_SHARED_PATHS: "/etc/passwd" must be a path relative to the release folder`,
 				`DEPLOY_SSH_USER: user "9lives" is not a valid login name`,
+				`DEPLOY_TRUSTED_PROXIES: "::1" is not a network in CIDR form`,
+				`for one address write ::1/128`,
+				`DEPLOY_RATE_LIMIT: -1 is negative`,
+				`DEPLOY_RATE_BURST: 0 is less than 1`,
 			},
 		},
 	}

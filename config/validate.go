@@ -16,9 +16,7 @@ import (
 // notYetUsed lists the variables of features this version does not implement
 // yet: setting one to anything but its default gives a warning, not an error.
 // Remove a name here when its feature lands.
-var notYetUsed = []string{
-	"DEPLOY_WEBHOOK_ALLOW_CIDRS",
-}
+var notYetUsed = []string{}
 
 // validator gathers the problems and warnings of one Validate.
 type validator struct {
@@ -106,6 +104,12 @@ func (v *validator) numbers() {
 			v.add("%s: %d is less than 1", n.key, n.value)
 		}
 	}
+	if c.RateLimit < 0 {
+		v.add("DEPLOY_RATE_LIMIT: %d is negative (0 means no limit)", c.RateLimit)
+	}
+	if c.RateBurst < 1 {
+		v.add("DEPLOY_RATE_BURST: %d is less than 1", c.RateBurst)
+	}
 	if c.HistoryDays < 0 {
 		v.add("DEPLOY_HISTORY_DAYS: %d is negative (0 keeps all history)", c.HistoryDays)
 	}
@@ -135,13 +139,20 @@ func (v *validator) lists() {
 			v.add("DEPLOY_SHARED_PATHS: %q must be a path relative to the release folder, in clean form (e.g. media, logs/ or config/local.py)", p)
 		}
 	}
-	for _, s := range v.c.WebhookAllowCIDRs {
+	v.c.TrustedProxies = cleanList(v.c.TrustedProxies)
+	v.networks("DEPLOY_WEBHOOK_ALLOW_CIDRS", v.c.WebhookAllowCIDRs)
+	v.networks("DEPLOY_TRUSTED_PROXIES", v.c.TrustedProxies)
+}
+
+// networks checks a list of CIDR prefixes.
+func (v *validator) networks(key string, list []string) {
+	for _, s := range list {
 		if _, err := netip.ParsePrefix(s); err != nil {
 			hint := ""
 			if ip, err := netip.ParseAddr(s); err == nil {
 				hint = fmt.Sprintf("; for one address write %s/%d", s, ip.BitLen())
 			}
-			v.add("DEPLOY_WEBHOOK_ALLOW_CIDRS: %q is not a network in CIDR form (e.g. 10.0.0.0/8, 2001:db8::/32)%s", s, hint)
+			v.add("%s: %q is not a network in CIDR form (e.g. 10.0.0.0/8, 2001:db8::/32)%s", key, s, hint)
 		}
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -47,13 +45,7 @@ func (s *Source) openMirror() (*git.Repository, error) {
 		dir = "in memory"
 		repo, err = git.Init(memory.NewStorage(), nil)
 	} else {
-		repo, err = git.PlainOpen(dir)
-		if errors.Is(err, git.ErrRepositoryNotExists) {
-			if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
-				return nil, fmt.Errorf("create mirror: %w", err)
-			}
-			repo, err = git.PlainInit(dir, true)
-		}
+		repo, err = openPrivate(dir) // folders 0700, files 0600
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open mirror %s: %w", dir, err)

@@ -62,6 +62,9 @@ type Config struct {
 	// StateDir must be writable for /healthz to answer 200.
 	StateDir string
 	Logger   *slog.Logger
+	// Guard limits who may call /webhook and how often /webhook and the
+	// API may be called; the zero value: anyone, any number of times.
+	Guard Guard
 	// Live, when set, streams running deployments' events
 	// (GET /api/deployments/{id}/events); nil: streams tell the record.
 	Live Live
@@ -115,13 +118,14 @@ func New(cfg Config, d Deployments) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, d: d, log: log, started: time.Now(), e: echo.New()}
 	s.e.HideBanner, s.e.HidePort = true, true
-	// The peer address as seen on the socket: X-Forwarded-For is not
-	// trusted unless a proxy is configured to be.
-	s.e.IPExtractor = echo.ExtractIPDirect()
+	// The peer address as seen on the socket: X-Forwarded-For is only
+	// read from the proxies of DEPLOY_TRUSTED_PROXIES.
+	s.e.IPExtractor = cfg.Guard.ipExtractor()
 	s.e.HTTPErrorHandler = s.errorHandler
 	s.e.Use(middleware.RequestID())
 	s.e.Use(middleware.Recover())
 	s.e.Use(s.accessLog)
+	s.e.Use(s.guard()) // allowed networks and rate limits, before any body is read
 
 	s.e.POST("/webhook", s.webhook)
 	s.e.GET("/healthz", s.healthz)
