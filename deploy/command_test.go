@@ -118,7 +118,11 @@ func TestValidators(t *testing.T) {
 		{"release", true},
 		{"release/2.x", true},
 		{"feature-1.2", true},
-		{"a;b", true}, // git allows it; Quote keeps it harmless
+		{"v1+build@x/é", true},
+		// git allows these; Quote would keep them harmless, but the
+		// release branch gets no shell metacharacters at all.
+		{"a;b", false}, {"$(id)", false}, {"`id`", false}, {"a|b", false}, {"a&b", false}, {"a'b", false}, {`a"b`, false},
+		{"a>b", false}, {"a<b", false}, {"a=b", false}, {"a#b", false}, {"a!b", false}, {"a%b", false}, {"a,b", false}, {"{a}", false},
 		{"", false},
 		{"-x", false},
 		{"a..b", false},

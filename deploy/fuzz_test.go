@@ -100,7 +100,8 @@ func FuzzValidators(f *testing.F) {
 		control := strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 		if ValidBranch(s) == nil {
 			switch {
-			case control, strings.HasPrefix(s, "-"), strings.Contains(s, ".."), s == "":
+			case control, strings.HasPrefix(s, "-"), strings.Contains(s, ".."), s == "",
+				strings.ContainsAny(s, " \t'\"`$;|&<>(){}[]*?!#~\\^:=%,"):
 				t.Fatalf("ValidBranch accepted %q", s)
 			}
 			if gitErr != nil {

@@ -47,6 +47,12 @@ func ValidBranch(name string) error {
 		if strings.ContainsRune(" ~^:?*[\\", r) {
 			return fmt.Errorf("branch name %q contains %q, which git refuses", name, r)
 		}
+		if r < 0x80 && !isBranchRune(r) {
+			// git would take it; the release branch gets no shell
+			// metacharacters all the same (quoting makes them safe, a
+			// plain name makes them impossible).
+			return fmt.Errorf("branch name %q contains %q; the release branch may have letters, digits and - _ . / + @", name, r)
+		}
 	}
 	for _, part := range strings.Split(name, "/") {
 		if strings.HasPrefix(part, ".") {
@@ -103,4 +109,9 @@ func ValidPath(p string) error {
 		}
 	}
 	return nil
+}
+
+// isBranchRune tells the ASCII characters a release branch name may have.
+func isBranchRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./+@", r)
 }

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -436,4 +438,49 @@ func TestContentTypeGames(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHostileNames sends branch and release names with shell
+// metacharacters, "..", newlines, NUL bytes and leading dashes: a signed
+// push to such a branch is ignored (200, another branch), never deployed;
+// POST /api/rollback refuses such a release (400) and /api/deploy such a
+// commit, naming the field; nothing is submitted.
+func TestHostileNames(t *testing.T) {
+	names := []string{
+		"$(touch /tmp/pwned)", "`touch /tmp/pwned`", "x;touch /tmp/pwned", "x|y", "x&&y", "x\ny", "x\ry", "../release",
+		"release/../../x", "..", "-release", "--upload-pack=touch /tmp/pwned", "x y", "'", `"`, `x\y`, "*", "rel\x00ease",
+		"release\n", " release", "release ", "refs/heads/release",
+	}
+	for _, name := range names {
+		t.Run(fmt.Sprintf("%q", name), func(t *testing.T) {
+			f := &fakeDeployments{}
+			h := newTestServer(t, f, nil)
+			code, out := serveJSON(h, signedGitHub(githubPush("refs/heads/"+name, strings.Repeat("a", 40)), ""))
+			if code != http.StatusOK || out["status"] != "ignored" || out["reason"] != ReasonOtherBranch {
+				t.Errorf("push to branch %q: %d %v, want 200 ignored (other branch)", name, code, out)
+			}
+			for _, call := range []struct{ path, field, body string }{
+				{"/api/rollback", "release", mustJSON(map[string]string{"release": name})},
+				{"/api/deploy", "commit", mustJSON(map[string]string{"commit": name})},
+			} {
+				r := httptest.NewRequest(http.MethodPost, call.path, strings.NewReader(call.body))
+				r.Header.Set("Authorization", "Bearer tok")
+				code, out := serveJSON(h, r)
+				if msg, _ := out["error"].(string); code != http.StatusBadRequest || !strings.HasPrefix(msg, call.field+": ") {
+					t.Errorf("POST %s %s: %d %v, want 400 naming %s", call.path, call.body, code, out, call.field)
+				}
+			}
+			if len(f.reqs) != 0 {
+				t.Errorf("submitted %+v", f.reqs)
+			}
+		})
+	}
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
 }
