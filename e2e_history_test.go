@@ -199,3 +199,29 @@ func TestEndToEndKilledMidDeployIsInterrupted(t *testing.T) {
 	}
 	s.stop()
 }
+
+// TestEndToEndHistoryUnusable puts a file that is not a database where the
+// history goes: serve refuses to start and names DEPLOY_DATA_DIR; a CLI
+// deploy warns and deploys all the same.
+func TestEndToEndHistoryUnusable(t *testing.T) {
+	e := newE2E(t, 1)
+	e.commit("1.0", nil)
+	db := filepath.Join(e.vars["DEPLOY_DATA_DIR"], "history.db")
+	if err := os.WriteFile(db, []byte(strings.Repeat("not a database\n", 100)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.vars["DEPLOY_WEBHOOK_SECRET"] = "s3cret"
+	e.vars["DEPLOY_LISTEN"] = freePort(t)
+	r := e.pushdeploy("serve")
+	if r.code == 0 || !strings.Contains(r.stderr, "DEPLOY_DATA_DIR") || !strings.Contains(r.stderr, "history") {
+		t.Errorf("serve with a broken history: exit %d, want an error naming DEPLOY_DATA_DIR and the history\n%s", r.code, r.stderr)
+	}
+	t.Logf("serve: %s", lastLine(r.stderr))
+	r = e.pushdeploy("deploy")
+	if r.code != 0 {
+		t.Fatalf("CLI deploy with a broken history: exit %d\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "not recorded in the history") {
+		t.Errorf("CLI deploy did not warn that it is not recorded:\n%s", r.stderr)
+	}
+}
