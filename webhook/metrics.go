@@ -29,6 +29,8 @@ const (
 	outcomeTooLarge     = "too_large"    // body over the limit
 	outcomeUnavailable  = "unavailable"  // queue full, or shutting down
 	outcomeError        = "error"        // anything else (the repository could not be asked)
+	outcomeForbidden    = "forbidden"    // the client is not in DEPLOY_WEBHOOK_ALLOW_CIDRS
+	outcomeRateLimited  = "rate_limited" // the client sent more than DEPLOY_RATE_LIMIT allows
 )
 
 // countWebhook counts one answer when metrics are on.

@@ -109,3 +109,31 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Errorf("GET /metrics without metrics: %d, want an error", w.Code)
 	}
 }
+
+// TestGuardRefusalsCounted: webhooks refused by the allow-list or the
+// rate limit, before the receiver reads them, are counted too.
+func TestGuardRefusalsCounted(t *testing.T) {
+	m := &countingMetrics{counts: map[string]int{}}
+	h := newTestServer(t, &fakeDeployments{}, func(c *Config) {
+		c.Metrics = m
+		c.Guard.WebhookAllow = prefixes(t, "10.0.0.0/8")
+		c.Guard.RateLimit, c.Guard.RateBurst = 0.001, 1
+	})
+	push := githubPush("refs/heads/release", strings.Repeat("a", 40))
+	for _, tc := range []struct {
+		addr string
+		code int
+	}{
+		{"192.0.2.8:5000", http.StatusForbidden},
+		{"10.1.2.3:5000", http.StatusAccepted},
+		{"10.1.2.3:5000", http.StatusTooManyRequests},
+	} {
+		if code, out := serveJSON(h, from(signedGitHub(push, ""), tc.addr)); code != tc.code {
+			t.Errorf("from %s: %d %v, want %d", tc.addr, code, out, tc.code)
+		}
+	}
+	want := map[string]int{"github forbidden": 1, "github queued": 1, "github rate_limited": 1}
+	if diff := cmp.Diff(want, m.counts); diff != "" {
+		t.Errorf("counted outcomes (-want +got):\n%s", diff)
+	}
+}
