@@ -103,14 +103,13 @@ func runDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *dryRun {
 		return deployDryRun(ctx, d, hosts, deploy.Push{Branch: cfg.Branch, Commit: *commit}, stdout, c.json)
 	}
-	waitNotified, err := notifyCLI(cfg, log, d)
+	// Recorded in the history and notified like serve's deployments; a
+	// dry run is neither.
+	done, err := observeCLI(ctx, cfg, d, log)
 	if err != nil {
 		return err
 	}
-	defer waitNotified()
-	// Recorded in the history like serve's deployments; a dry run is not.
-	closeHistory := recordCLI(ctx, cfg, d, log)
-	defer closeHistory()
+	defer done()
 	dep := deploy.NewDeployment(deploy.Request{Trigger: "cli", Actor: osUser(), Push: deploy.Push{Branch: cfg.Branch, Commit: *commit}}, time.Now())
 	err = d.Run(ctx, dep, hosts)
 	printDeployment(stdout, dep, c.json)
@@ -118,6 +117,21 @@ func runDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("deploy failed: %w", err)
 	}
 	return nil
+}
+
+// observeCLI makes a command-line deployment recorded in the history and
+// notified, like serve's; the returned func flushes both (bounded) before
+// the command exits.
+func observeCLI(ctx context.Context, cfg *config.Config, d *deploy.Deployer, log *slog.Logger) (func(), error) {
+	waitNotified, err := notifyCLI(cfg, log, d)
+	if err != nil {
+		return nil, err
+	}
+	closeHistory := recordCLI(ctx, cfg, d, log)
+	return func() {
+		closeHistory()
+		waitNotified()
+	}, nil
 }
 
 // selectHosts keeps the hosts named in only (all when empty), in file order.

@@ -60,11 +60,7 @@ func recordCLI(ctx context.Context, cfg *config.Config, d *deploy.Deployer, log 
 		log.Warn("this deployment is not recorded in the history", "error", err)
 		return func() {}
 	}
-	if d.Observer != nil {
-		d.Observer = deploy.Observers{d.Observer, r.rec}
-	} else {
-		d.Observer = r.rec
-	}
+	addObserver(d, r.rec)
 	return func() { r.Close(log) }
 }
 

@@ -47,13 +47,13 @@ func runRollback(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		return nil
 	}
-	waitNotified, err := notifyCLI(cfg, log, d)
+	// Recorded in the history and notified like serve's deployments; a
+	// dry run is neither.
+	done, err := observeCLI(ctx, cfg, d, log)
 	if err != nil {
 		return err
 	}
-	defer waitNotified()
-	closeHistory := recordCLI(ctx, cfg, d, log)
-	defer closeHistory()
+	defer done()
 	dep := deploy.NewDeployment(deploy.Request{Action: "rollback", Trigger: "cli", Actor: osUser(), Release: *to}, time.Now())
 	err = d.Rollback(ctx, dep, cfg.Hosts)
 	printRollback(stdout, dep, c.json)
