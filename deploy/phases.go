@@ -80,6 +80,17 @@ func (d *Deployer) prepareAll(ctx context.Context, runs []*hostRun) error {
 	if n < 1 {
 		n = 1
 	}
+	if n > 1 {
+		// The locks first, one host after another in hosts-file order, as
+		// one at a time does and rollback does: two deployers on the same
+		// hosts then queue at the first one, instead of each holding
+		// hosts the other waits for until both fail with ErrBusy.
+		for _, r := range runs {
+			if err := r.takeLock(ctx); err != nil {
+				return err
+			}
+		}
+	}
 	sem := make(chan struct{}, n)
 	errs := make([]error, len(runs))
 	var failed sync.Once

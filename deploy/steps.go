@@ -16,13 +16,9 @@ import (
 // including its before-switch hook. On failure the half-built release is
 // removed; the lock stays held until release.
 func (r *hostRun) prepareHost(ctx context.Context) error {
-	r.setStatus(StatusRunning)
-	unlock, err := r.lock(ctx)
-	if err != nil {
-		r.setStatus(StatusFailed)
+	if err := r.takeLock(ctx); err != nil {
 		return err
 	}
-	r.unlock = unlock
 	if err := r.prepare(ctx); err != nil {
 		r.setStatus(StatusFailed)
 		return err
@@ -34,6 +30,21 @@ func (r *hostRun) prepareHost(ctx context.Context) error {
 		r.setStatus(StatusFailed)
 		return err
 	}
+	return nil
+}
+
+// takeLock takes the host's lock, unless this run holds it already.
+func (r *hostRun) takeLock(ctx context.Context) error {
+	r.setStatus(StatusRunning)
+	if r.unlock != nil {
+		return nil
+	}
+	unlock, err := r.lock(ctx)
+	if err != nil {
+		r.setStatus(StatusFailed)
+		return err
+	}
+	r.unlock = unlock
 	return nil
 }
 
