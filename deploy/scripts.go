@@ -171,15 +171,21 @@ fi
 # ensurepip instead runs pip to install them and byte-compiles every file,
 # which is 3-6 s of the 4-7 s "python -m venv" takes. Anything unexpected
 # (another wheel layout, a Python without the wheels): the plain
-# "python -m venv".
+# "python -m venv". When that fails too, what the fast path said is shown:
+# "python -m venv" keeps ensurepip's own output (e.g. "No space left on
+# device") to itself.
 mkvenv() {
-	if "$py" -m venv --without-pip "$1" 2>/dev/null &&
-		"$1/bin/python" -c "$unpackpip" 2>/dev/null &&
-		"$1/bin/python" -c "import pip" 2>/dev/null; then
+	if fast=$({ "$py" -m venv --without-pip "$1" &&
+		"$1/bin/python" -c "$unpackpip" &&
+		"$1/bin/python" -c "import pip"; } 2>&1); then
 		return 0
 	fi
 	rm -rf -- "$1"
-	"$py" -m venv "$1"
+	"$py" -m venv "$1" && return 0
+	echo "python -m venv failed; the quick venv bootstrap before it said:" >&2
+	printf '%s\n' "$fast" | tail -n 5 >&2
+	df -Pk -- "${1%/*}" >&2 || true
+	return 1
 }
 unpackpip='import configparser, ensurepip, glob, os, re, sys, sysconfig, zipfile
 def ver(p): return [int(x) for x in re.findall(r"\d+", os.path.basename(p).split("-")[1])]
