@@ -500,8 +500,6 @@ func TestEndToEndFaults(t *testing.T) {
 			t.Errorf("host 2's lock is held after its sshd died")
 		}
 		// The lock is free: the next deploy does not wait for it.
-		e.vars["DEPLOY_LOCK_TIMEOUT"] = "3s"
-		defer delete(e.vars, "DEPLOY_LOCK_TIMEOUT")
 		e.mustDeploy()
 		f.sound(t, f.every(sha))
 	})
@@ -718,8 +716,13 @@ func TestEndToEndFaults(t *testing.T) {
 		}
 		// The hook itself is not killed: it runs on until it ends
 		// (DEPLOY_STEP_TIMEOUT at most), in a release the next deploy
-		// removes.
+		// removes. Until it ends, the next deployment waits for it rather
+		// than work beside it (two migrations at once).
 		t.Logf("host 2's processes once its lock was free: %v", procsOf(uidOf(t, h2)))
+		e.vars["DEPLOY_LOCK_TIMEOUT"] = "3s"
+		defer delete(e.vars, "DEPLOY_LOCK_TIMEOUT")
+		r := e.pushdeploy("deploy")
+		failed(t, r, 1, "host "+h2.Name+": lock: host busy", "a command an earlier deployment started is still running")
 		_ = os.Remove(hold)
 		_ = os.Remove(mark)
 		states2 := f.states()

@@ -30,6 +30,11 @@ type Command struct {
 	// ForwardAgent lends the deploy key to this one command through SSH
 	// agent forwarding. Only the clone sets it.
 	ForwardAgent bool
+	// Hold, when set, is a lock file on the host that the command holds
+	// shared (flock -s) for as long as it runs. A command outlives a
+	// deployer that is killed or cut off; the next deployment's lock
+	// step waits for it (lockScript) instead of working beside it.
+	Hold string
 }
 
 // String renders the command as one line for a POSIX shell.
@@ -43,6 +48,13 @@ func (c Command) String() string {
 		// -k: a command that ignores TERM is killed 10s later.
 		secs := int64((c.Timeout + time.Second - 1) / time.Second)
 		b.WriteString(" timeout -k 10 " + strconv.FormatInt(secs, 10))
+	}
+	if c.Hold != "" {
+		// Inside timeout, which signals the whole process group: a
+		// cancelled or overrunning command still ends, and frees the lock.
+		// -o: only flock itself holds the lock, not the command, so a
+		// server the restart command leaves running does not keep it.
+		b.WriteString(" flock -s -o " + Quote(c.Hold))
 	}
 	if len(c.Env) > 0 {
 		b.WriteString(" env")

@@ -42,6 +42,8 @@ func TestCommandString(t *testing.T) {
 		{"env", Command{Env: []string{"COMMIT=abc", "X=$(id)"}, Args: []string{"sh", "-c", "echo $X"}}, "exec env COMMIT=abc 'X=$(id)' sh -c 'echo $X'"},
 		{"timeout", Command{Timeout: 90 * time.Second, Args: []string{"true"}}, "exec timeout -k 10 90 true"},
 		{"timeout rounds up", Command{Timeout: 1500 * time.Millisecond, Args: []string{"true"}}, "exec timeout -k 10 2 true"},
+		{"hold", Command{Timeout: 2 * time.Second, Hold: "/srv/my app/.pushdeploy.active", Env: []string{"A=b"}, Args: []string{"true"}},
+			"exec timeout -k 10 2 flock -s -o '/srv/my app/.pushdeploy.active' env A=b true"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -119,6 +119,9 @@ func (r *hostRun) run(ctx context.Context, out io.Writer, cmd Command) error {
 	if cmd.Timeout == 0 {
 		cmd.Timeout = r.d.StepTimeout
 	}
+	if cmd.Hold == "" && r.root != "" {
+		cmd.Hold = r.root + "/" + activeFile
+	}
 	return r.conn.Run(ctx, cmd)
 }
 

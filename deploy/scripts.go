@@ -5,8 +5,16 @@ package deploy
 // `sh -c SCRIPT sh ARGS…`, and Command.String quotes every one of those.
 // Nothing here is ever built with string formatting.
 
+// activeFile, in the root folder, is held shared by every command a
+// deployment runs on the host after its prepare step (Command.Hold).
+const activeFile = ".pushdeploy.active"
+
 // lockScript takes the host lock and holds it until its stdin closes (the
 // deployer is done, or its connection died: sshd then closes the pipe).
+// Then it waits until no command of an earlier deployment still runs: a
+// deployer that was killed or cut off frees its lock at once, but the
+// command it was running (a hook, pip) runs on until it ends, holding
+// activeFile.
 // $1 root, $2 seconds to wait, $3 who holds it (written for the next one).
 const lockScript = `mkdir -p -- "$1" && cd -- "$1" || exit 1
 exec 9>>.pushdeploy.lock || exit 1
@@ -15,6 +23,10 @@ if ! flock -w "$2" 9; then
 	exit 75
 fi
 printf '%s\n' "$3" >.pushdeploy.lock
+if ! flock -w "$2" ` + activeFile + ` true; then
+	echo "a command an earlier deployment started is still running on this host (it ends within that deployment's DEPLOY_STEP_TIMEOUT)" >&2
+	exit 75
+fi
 echo locked
 exec cat >/dev/null`
 
