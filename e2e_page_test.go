@@ -193,6 +193,13 @@ func TestEndToEndStatusPage(t *testing.T) {
 		t.Errorf("stream note %q (%v), want the end told", note, err)
 	}
 
+	// The Redeploy button names the commit, also when the deployment had
+	// not resolved it yet as the page loaded.
+	redeploy := `(() => { const b = document.getElementById("redeploy"); return b && !b.hidden ? b.textContent : ""; })()`
+	if txt, err := step(ctx, wait, chromedp.Evaluate[string](redeploy)); err != nil || !strings.Contains(txt, sha[:7]) {
+		t.Errorf("Redeploy button %q (%v), want it shown, naming %s", txt, err, sha[:7])
+	}
+
 	// The page told what the record says.
 	rec := s.waitDone(id)
 	if rec["status"] != "succeeded" || rec["commit"] != sha || rec["trigger"] != "api" {

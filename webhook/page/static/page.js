@@ -167,7 +167,17 @@
     const st = $("#dep-status");
     if (st && status) { st.dataset.status = status; st.textContent = status; }
     if (!d) return;
-    if (d.commit) { const c = $("#dep-commit"); c.textContent = d.commit.slice(0, 7); c.title = d.commit; }
+    if (d.commit) {
+      const c = $("#dep-commit"); c.textContent = d.commit.slice(0, 7); c.title = d.commit;
+      // A deployment that was queued when the page loaded learns its
+      // commit now: its Redeploy button can name it.
+      const rb = $("#redeploy");
+      if (rb && rb.hidden && d.action === "deploy") {
+        rb.dataset.body = JSON.stringify({ commit: d.commit });
+        rb.textContent = "Redeploy " + d.commit.slice(0, 7);
+        rb.hidden = false;
+      }
+    }
     if (d.release) $("#dep-release").textContent = d.release;
     if (d.error) { const e = $("#dep-error"); e.textContent = d.error; e.hidden = false; }
     if (d.started && d.finished) {
