@@ -32,7 +32,7 @@ const DefaultEnvFile = "deploy.env"
 // The fields tagged ignored are not variables: Load (through Validate) fills
 // them from the files the variables name.
 type Config struct {
-	RepoURL          string `envconfig:"REPO_URL" required:"true" desc:"the app's git repository (ssh://…, git@host:path, https://…, or a local path)"`
+	RepoURL          string `envconfig:"REPO_URL" desc:"required: the app's git repository (ssh://…, git@host:path, https://…, or a local path)"`
 	Branch           string `envconfig:"BRANCH" default:"release" desc:"the release branch: the only branch that is ever deployed"`
 	HostsFile        string `envconfig:"HOSTS_FILE" default:"hosts.txt" desc:"the pool: one host a line, [user@]host[:port]; # comments and blank lines allowed; deployed in file order"`
 	Root             string `envconfig:"ROOT" default:"/srv/app" desc:"root folder on every host (a relative path is relative to the login user's home)"`

@@ -86,6 +86,16 @@ func TestLoad(t *testing.T) {
 			wantErr: []string{"DEPLOY_REPO_URL is required"},
 		},
 		{
+			name:    "repo missing, and the files' problems too",
+			env:     map[string]string{"DEPLOY_REPO_URL": "", "DEPLOY_HOSTS_FILE": "/nonexistent/hosts.txt"},
+			wantErr: []string{"DEPLOY_REPO_URL is required", "DEPLOY_HOSTS_FILE: cannot read /nonexistent/hosts.txt"},
+		},
+		{
+			name:    "repo missing next to a bad value",
+			env:     map[string]string{"DEPLOY_REPO_URL": "", "DEPLOY_PARALLEL": "abc"},
+			wantErr: []string{"DEPLOY_REPO_URL is required", `DEPLOY_PARALLEL: "abc" is not a whole number`},
+		},
+		{
 			name:    "ssh key missing",
 			env:     map[string]string{"DEPLOY_SSH_KEY": ""},
 			wantErr: []string{"DEPLOY_SSH_KEY is required: the admin private key (a file) that logs into the hosts (only a pool of `local` hosts needs none)"},

@@ -137,10 +137,17 @@ func pinAlternates() {
 	}
 }
 
-// checkEnv reports unknown DEPLOY_ variables, missing required ones and
-// values that do not parse as their variable's type: every one of them, where
+// checkEnv reports unknown DEPLOY_ variables and values that do not parse as their variable's type: every one of them, where
 // envconfig stops at the first.
 func checkEnv(probs *problems) {
+	var missing []string
+	defer func() {
+		if len(*probs) > 0 {
+			for _, m := range missing {
+				probs.add("%s", m)
+			}
+		}
+	}()
 	for _, kv := range os.Environ() {
 		key, _, _ := strings.Cut(kv, "=")
 		if !strings.HasPrefix(key, Prefix+"_") {
@@ -153,8 +160,11 @@ func checkEnv(probs *problems) {
 	for _, v := range variables {
 		value, ok := os.LookupEnv(v.key)
 		if !ok && v.def == "" {
+			// A missing required variable is Validate's to report, with
+			// the problems of the files it names; here only next to
+			// values that stop the loading before Validate.
 			if v.required {
-				probs.add("%s", requiredProblem(v))
+				missing = append(missing, requiredProblem(v))
 			}
 			continue
 		}

@@ -35,14 +35,18 @@ func collectVariables() []variable {
 		if alt == "" {
 			alt = strings.ToUpper(f.Name)
 		}
+		// Required variables say so in their description instead of
+		// envconfig's required tag: envconfig stops at a missing one,
+		// and Validate is to report it together with every other problem.
+		desc, required := strings.CutPrefix(f.Tag.Get("desc"), "required: ")
 		vars = append(vars, variable{
 			key:      Prefix + "_" + alt,
 			alt:      alt,
 			field:    i,
 			typ:      f.Type,
 			def:      f.Tag.Get("default"),
-			desc:     f.Tag.Get("desc"),
-			required: f.Tag.Get("required") == "true",
+			desc:     desc,
+			required: required,
 			secret:   f.Tag.Get("secret") == "true",
 		})
 	}
