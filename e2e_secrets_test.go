@@ -175,35 +175,8 @@ func (e *e2e) startServe(envFile, secret, token string) (*server, *bytes.Buffer)
 	e.vars["DEPLOY_LISTEN"] = addr
 	s := &server{t: e.t, url: "http://" + addr, secret: secret, token: token, stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
 	stdout := &bytes.Buffer{}
-	s.cmd = exec.Command(binary, "serve", "--json", "--grace", "20s", "--env-file", envFile)
-	s.cmd.Dir = e.t.TempDir()
-	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	for k, v := range e.vars {
-		s.cmd.Env = append(s.cmd.Env, k+"="+v)
-	}
-	s.cmd.Stdout, s.cmd.Stderr = &syncWriter{w: stdout}, &syncWriter{w: s.stderr}
-	if err := s.cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	go func() { s.exited <- s.cmd.Wait() }()
-	e.t.Cleanup(func() {
-		if s.cmd.ProcessState == nil {
-			_ = s.cmd.Process.Kill()
-			<-s.exited
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(s.url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			return s, stdout
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("serve did not come up: %v\n%s", err, s.stderr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	s.start(e, &syncWriter{w: stdout}, "serve", "--json", "--grace", "20s", "--env-file", envFile)
+	return s, stdout
 }
 
 // raw sends a request and returns the status and the whole answer

@@ -48,13 +48,22 @@ func (e *e2e) serve() *server {
 	e.vars["DEPLOY_WEBHOOK_SECRET"] = s.secret
 	e.vars["DEPLOY_API_TOKEN"] = s.token
 	e.vars["DEPLOY_WEBHOOK_REPO"] = "team/app"
-	s.cmd = exec.Command(binary, "serve", "--json", "--grace", "20s")
+	s.start(e, io.Discard, "serve", "--json", "--grace", "20s")
+	return s
+}
+
+// start runs pushdeploy with args and e.vars as its whole environment,
+// stdout to stdout, stderr to s.stderr, and waits until /healthz answers;
+// the process is killed at the test's end if it still runs.
+func (s *server) start(e *e2e, stdout io.Writer, args ...string) {
+	e.t.Helper()
+	s.cmd = exec.Command(binary, args...)
 	s.cmd.Dir = e.t.TempDir()
 	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	for k, v := range e.vars {
 		s.cmd.Env = append(s.cmd.Env, k+"="+v)
 	}
-	s.cmd.Stdout, s.cmd.Stderr = io.Discard, &syncWriter{w: s.stderr}
+	s.cmd.Stdout, s.cmd.Stderr = stdout, &syncWriter{w: s.stderr}
 	if err := s.cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
@@ -70,7 +79,7 @@ func (e *e2e) serve() *server {
 		resp, err := http.Get(s.url + "/healthz")
 		if err == nil {
 			resp.Body.Close()
-			return s
+			return
 		}
 		if time.Now().After(deadline) {
 			e.t.Fatalf("serve did not come up: %v\n%s", err, s.stderr)
