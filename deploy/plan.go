@@ -377,18 +377,19 @@ func incomplete(entries []entry, current string) (removed []string, kept []entry
 // it: of all entries, the oldest beyond keep are removed, except the new
 // release, prev (what current pointed at before) and non-folders.
 func retentionVictims(entries []entry, newName, prev string, keep int) []string {
-	all := append(slices.Clone(entries), entry{name: newName, dir: true, revision: true})
-	slices.SortFunc(all, func(x, y entry) int { return strings.Compare(x.name, y.name) })
-	if len(all) == 0 || !all[0].dir {
-		return nil
-	}
-	var removed []string
-	for i := 0; i < len(all)-keep; i++ {
-		e := all[i]
-		if e.name == newName || e.name == prev || !e.dir {
-			continue
+	// As retentionScript: only folders count, and are considered.
+	dirs := []string{newName}
+	for _, e := range entries {
+		if e.dir {
+			dirs = append(dirs, e.name)
 		}
-		removed = append(removed, e.name)
+	}
+	slices.Sort(dirs)
+	var removed []string
+	for _, name := range dirs[:max(len(dirs)-keep, 0)] {
+		if name != newName && name != prev {
+			removed = append(removed, name)
+		}
 	}
 	return removed
 }

@@ -47,7 +47,7 @@ elif cd -- "$root"; then
 	printf 'root\t%s\n' "$(pwd -P)"
 	[ -w . ] || printf 'unwritable\t%s\n' "$(pwd -P)"
 	printf 'current\t%s\n' "$(readlink current 2>/dev/null || true)"
-	for r in releases/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]; do
+	for r in releases/` + releaseGlob + `; do
 		[ -e "$r" ] || [ -L "$r" ] || continue
 		t=f rev=0 venv=0
 		[ -d "$r" ] && t=d

@@ -256,8 +256,11 @@ func TestRetentionVictims(t *testing.T) {
 		{"keep many", []entry{d(a), d(b), d(c)}, c, 9, nil},
 		{"previous is old", []entry{d(a), d(b), d(c)}, a, 1, []string{b, c}},
 		{"first deploy", nil, "", 1, nil},
-		{"oldest is not a folder", []entry{{name: a}, d(b), d(c)}, c, 1, nil},
-		{"a file counts but stays", []entry{d(a), {name: b}, d(c)}, c, 1, []string{a}},
+		// A file named like a release neither stops the cleanup nor
+		// counts as one of the kept releases; it stays.
+		{"oldest is not a folder", []entry{{name: a}, d(b), d(c)}, c, 1, []string{b}},
+		{"a file is not a release", []entry{d(a), {name: b}, d(c)}, c, 2, []string{a}},
+		{"a file is not a release, keep 3", []entry{d(a), {name: b}, d(c)}, c, 3, nil},
 	}
 	for _, tt := range tests {
 		if got := retentionVictims(tt.entries, n, tt.prev, tt.keep); !slices.Equal(got, tt.want) {

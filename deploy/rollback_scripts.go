@@ -18,7 +18,7 @@ const releasesScript = `[ -d "$1" ] || exit 0
 cd -- "$1" || exit 1
 printf 'root\t%s\n' "$(pwd -P)"
 printf 'current\t%s\n' "$(readlink current 2>/dev/null || true)"
-for r in releases/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]; do
+for r in releases/` + releaseGlob + `; do
 	[ -d "$r" ] || continue
 	rev=0 venv=0 c=
 	if [ -f "$r/REVISION" ]; then

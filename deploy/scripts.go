@@ -9,6 +9,10 @@ package deploy
 // deployment runs on the host after its prepare step (Command.Hold).
 const activeFile = ".pushdeploy.active"
 
+// releaseGlob matches release folder names (ReleaseName) in sh: the
+// scripts touch nothing else under releases/.
+const releaseGlob = "[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]"
+
 // lockScript takes the host lock and holds it until its stdin closes (the
 // deployer is done, or its connection died: sshd then closes the pipe).
 // Then it waits until no command of an earlier deployment still runs: a
@@ -44,7 +48,7 @@ for tool in $4; do
 done
 command -v -- "$3" >/dev/null 2>&1 || { echo "python interpreter $3 (DEPLOY_PYTHON) not found on this host" >&2; exit 1; }
 cur=$(readlink current 2>/dev/null || true)
-for r in releases/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]; do
+for r in releases/` + releaseGlob + `; do
 	[ -d "$r" ] || continue
 	[ "$r" = "$cur" ] && continue
 	[ -e "$r/REVISION" ] && continue
@@ -361,17 +365,22 @@ exec "./$hook"`
 
 // retentionScript removes old releases: it keeps the newest $2, and never
 // removes $3 (current) or $4 (the one before it). Only folders named like
-// releases are considered. $1 root.
+// releases are counted and considered: a stray file with such a name
+// neither stops the cleanup nor takes a kept release's place. $1 root.
+// retentionVictims (the dry run's plan) must choose the same ones.
 const retentionScript = `keep=$2 cur=$3 prev=$4
 cd -- "$1/releases" || exit 1
-set -- [0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]
-[ -d "$1" ] || exit 0
-old=$(($# - keep))
+n=0
+for r in ` + releaseGlob + `; do
+	[ -d "$r" ] && n=$((n + 1))
+done
+old=$((n - keep))
 i=0
-for r in "$@"; do
+for r in ` + releaseGlob + `; do
+	[ -d "$r" ] || continue
 	i=$((i + 1))
 	[ "$i" -le "$old" ] || break
-	if [ "$r" = "$cur" ] || [ "$r" = "$prev" ] || [ ! -d "$r" ]; then
+	if [ "$r" = "$cur" ] || [ "$r" = "$prev" ]; then
 		continue
 	fi
 	echo "removing old release $r"

@@ -161,6 +161,18 @@ func TestRetention(t *testing.T) {
 	if got := strings.Join(r.releases("web1"), " "); got != names[2]+" "+dep.ReleaseName {
 		t.Errorf("keep 1: %q, want the previous (%s) and current", got, names[2])
 	}
+	// A file named like a release is not one: it neither stops the
+	// cleanup nor is removed.
+	stray := "19990101000000-0000000"
+	r.must(os.WriteFile(filepath.Join(home, "app", "releases", stray), []byte("not a release"), 0o644))
+	r.commit("flask==10")
+	next, err := r.deploy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(r.releases("web1"), " "); got != stray+" "+dep.ReleaseName+" "+next.ReleaseName {
+		t.Errorf("with a stray file: %q, want the file, the previous (%s) and current", got, dep.ReleaseName)
+	}
 }
 
 // healthByHost answers health checks: 500 for the hosts in sick, 200 else.
