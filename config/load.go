@@ -47,11 +47,12 @@ func Load(envFile string, explicit bool) (*Config, []string, error) {
 	if err := envconfig.Process(Prefix, &c); err != nil {
 		return nil, warnings, processError(err)
 	}
-	if err := envconfig.CheckDisallowed(Prefix, &c); err != nil {
-		// checkEnv has reported unknown variables already; this is the
-		// backstop should the two ever disagree.
-		return nil, warnings, &Error{Problems: []string{err.Error()}}
-	}
+	// No envconfig.CheckDisallowed here: checkEnv has done its work
+	// already, with better messages (every unknown variable at once, each
+	// with the nearest real one) and line numbers for the env file, so
+	// CheckDisallowed could never fail. The two agree on the names because
+	// variables is built from Config's tags as envconfig reads them, and
+	// TestVariables compares it with envconfig's own list.
 	c.SharedPaths = cleanList(c.SharedPaths)
 	c.WebhookAllowCIDRs = cleanList(c.WebhookAllowCIDRs)
 
@@ -137,8 +138,9 @@ func pinAlternates() {
 	}
 }
 
-// checkEnv reports unknown DEPLOY_ variables and values that do not parse as their variable's type: every one of them, where
-// envconfig stops at the first.
+// checkEnv reports unknown DEPLOY_ variables (what envconfig.CheckDisallowed
+// would catch) and values that do not parse as their variable's type:
+// every one of them, where envconfig stops at the first.
 func checkEnv(probs *problems) {
 	var missing []string
 	defer func() {
