@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -334,7 +335,7 @@ func TestDeployWaitsForTheHostLock(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 
 	_, err := r.deploy()
-	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "locked by deployment other") {
+	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "host busy: locked by deployment other since then; gave up after") {
 		t.Fatalf("got %v, want ErrBusy naming the holder", err)
 	}
 	if r.current("web1") != "" || len(r.releases("web1")) != 0 {
@@ -342,8 +343,20 @@ func TestDeployWaitsForTheHostLock(t *testing.T) {
 	}
 	_ = holder.Process.Kill()
 	_ = holder.Wait()
-	if _, err := r.deploy(); err != nil {
+	before := time.Now().UTC().Truncate(time.Second)
+	dep, err := r.deploy()
+	if err != nil {
 		t.Fatalf("after the lock is freed: %v", err)
+	}
+	// The lock file names the last holder and when it got the lock, for
+	// the next deployer's "host busy" message.
+	b, _ := os.ReadFile(filepath.Join(root, ".pushdeploy.lock"))
+	var id, since string
+	if _, err := fmt.Sscanf(string(b), "deployment %s since %s", &id, &since); err != nil || id != dep.ID {
+		t.Fatalf("lock file %q: %v", b, err)
+	}
+	if at, err := time.Parse(time.RFC3339, since); err != nil || at.Before(before) {
+		t.Errorf("lock file says since %q, want the time the lock was taken (not before %s)", since, before.Format(time.RFC3339))
 	}
 }
 

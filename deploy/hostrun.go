@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -146,8 +147,10 @@ func (r *hostRun) lock(ctx context.Context) (func(), error) {
 			wait = 2 * time.Minute
 		}
 		host, _ := os.Hostname()
-		holder := fmt.Sprintf("deployment %s since %s (pushdeploy on %s, pid %d)",
-			r.dep.ID, time.Now().UTC().Format(time.RFC3339), host, os.Getpid())
+		// The script adds "since <the host's UTC time>" once it holds the
+		// lock: the next deployer's message then says since when it is held.
+		holder, who := "deployment "+r.dep.ID, fmt.Sprintf(" (pushdeploy on %s, pid %d)", host, os.Getpid())
+		var stderr bytes.Buffer // read only once the command has ended
 		stdin, hold := io.Pipe()
 		locked := newSignalWriter("locked\n")
 		// The lock lives as long as the host's deployment (ctx), not the
@@ -156,10 +159,10 @@ func (r *hostRun) lock(ctx context.Context) (func(), error) {
 		errc := make(chan error, 1)
 		go func() {
 			errc <- r.conn.Run(lctx, Command{
-				Args:   script(lockScript, r.d.Root, strconv.Itoa(int(wait.Seconds())), holder),
+				Args:   script(lockScript, r.d.Root, strconv.Itoa(int(wait.Seconds())), holder, who),
 				Stdin:  stdin,
 				Stdout: locked,
-				Stderr: out,
+				Stderr: io.MultiWriter(out, &stderr),
 			})
 		}()
 		select {
@@ -178,7 +181,7 @@ func (r *hostRun) lock(ctx context.Context) (func(), error) {
 			cancel()
 			var exit interface{ ExitStatus() int }
 			if errors.As(err, &exit) && exit.ExitStatus() == 75 {
-				return fmt.Errorf("%w: waited %s for the lock", ErrBusy, wait)
+				return fmt.Errorf("%w: %s; gave up after %s (DEPLOY_LOCK_TIMEOUT)", ErrBusy, busyReason(stderr.String()), wait)
 			}
 			if err == nil {
 				err = errors.New("lock command ended without taking the lock")
@@ -191,4 +194,15 @@ func (r *hostRun) lock(ctx context.Context) (func(), error) {
 		}
 	})
 	return unlock, err
+}
+
+// busyReason is what lockScript said when it gave up: who holds the lock
+// ("locked by deployment X since T (…)"), or that a command of an earlier
+// deployment still runs.
+func busyReason(stderr string) string {
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if last := strings.TrimSpace(lines[len(lines)-1]); last != "" {
+		return last
+	}
+	return "locked by another deployer"
 }

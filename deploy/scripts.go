@@ -19,14 +19,15 @@ const releaseGlob = "[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9
 // deployer that was killed or cut off frees its lock at once, but the
 // command it was running (a hook, pip) runs on until it ends, holding
 // activeFile.
-// $1 root, $2 seconds to wait, $3 who holds it (written for the next one).
+// $1 root, $2 seconds to wait, $3 and $4 who holds it (written for the
+// next one, with the time it got the lock between them).
 const lockScript = `mkdir -p -- "$1" && cd -- "$1" || exit 1
 exec 9>>.pushdeploy.lock || exit 1
 if ! flock -w "$2" 9; then
 	printf 'locked by %s\n' "$(cat .pushdeploy.lock)" >&2
 	exit 75
 fi
-printf '%s\n' "$3" >.pushdeploy.lock
+printf '%s since %s%s\n' "$3" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$4" >.pushdeploy.lock
 if ! flock -w "$2" ` + activeFile + ` true; then
 	echo "a command an earlier deployment started is still running on this host (it ends within that deployment's DEPLOY_STEP_TIMEOUT)" >&2
 	exit 75
