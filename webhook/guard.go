@@ -67,9 +67,12 @@ func (s *Server) guard() echo.MiddlewareFunc {
 			DenyHandler: func(c echo.Context, id string, _ error) error {
 				c.Response().Header().Set("Retry-After", retry)
 				if bucket == "webhook" {
-					s.countWebhook(Identify(c.Request().Header).Provider, outcomeRateLimited)
+					log, d := s.deliveryLog(c)
+					s.countWebhook(d.Provider, outcomeRateLimited)
+					log.Warn("too many requests", "decision", "rejected", "reason", "rate limit", "remote", c.RealIP(), "bucket", bucket)
+				} else {
+					s.log.Warn("too many requests", "request_id", requestID(c), "remote", c.RealIP(), "bucket", bucket)
 				}
-				s.log.Warn("too many requests", "request_id", requestID(c), "remote", c.RealIP(), "bucket", bucket)
 				return fail(http.StatusTooManyRequests, "too many requests from %s: at most %g a second (bursts of %d); retry after %s s", id, g.RateLimit, burst, retry)
 			},
 		})
@@ -84,8 +87,9 @@ func (s *Server) guard() echo.MiddlewareFunc {
 			switch p := c.Path(); {
 			case p == "/webhook":
 				if !g.allowed(c.RealIP()) {
-					s.countWebhook(Identify(c.Request().Header).Provider, outcomeForbidden)
-					s.log.Warn("webhook refused: the client is not in DEPLOY_WEBHOOK_ALLOW_CIDRS", "request_id", requestID(c), "remote", c.RealIP())
+					log, d := s.deliveryLog(c)
+					s.countWebhook(d.Provider, outcomeForbidden)
+					log.Warn("webhook refused: the client is not in DEPLOY_WEBHOOK_ALLOW_CIDRS", "decision", "rejected", "reason", "client not allowed", "remote", c.RealIP())
 					return fail(http.StatusForbidden, "forbidden: %s may not call /webhook", c.RealIP())
 				}
 				return webhook(c)

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -25,8 +28,7 @@ type answer struct {
 // runs in the background.
 func (s *Server) webhook(c echo.Context) error {
 	r := c.Request()
-	d := Identify(r.Header)
-	log := s.log.With("request_id", requestID(c), "provider", d.Provider, "event", d.Kind, "delivery", d.ID)
+	log, d := s.deliveryLog(c)
 	// Counted where the answer is decided; whatever is not decided below
 	// (an unexpected error) counts as an error.
 	outcome := outcomeError
@@ -47,6 +49,7 @@ func (s *Server) webhook(c echo.Context) error {
 		return fail(http.StatusRequestEntityTooLarge, "body over the limit of %d bytes", s.cfg.BodyLimit)
 	}
 	if err != nil {
+		log.Warn("webhook rejected", "decision", "rejected", "reason", "reading the body", "error", err)
 		outcome = outcomeBadRequest
 		return fail(http.StatusBadRequest, "reading the body: %v", err)
 	}
@@ -54,7 +57,8 @@ func (s *Server) webhook(c echo.Context) error {
 	ev, err := Parse(r.Header, body, s.cfg.Secret, s.cfg.Insecure)
 	var change Change
 	if err == nil {
-		log = log.With("repo", ev.Repo)
+		// Known once the signature holds: an unverified body is not read.
+		log = log.With("repo", ev.Repo, "branch", pushedBranch(ev, s.cfg.Branch))
 		change, err = Decide(ev, s.cfg.Branch, s.cfg.Repo)
 	}
 	var sig *SignatureError
@@ -82,13 +86,13 @@ func (s *Server) webhook(c echo.Context) error {
 		Push: deploy.Push{Branch: s.cfg.Branch}, PayloadCommit: change.Commit,
 	})
 	if err != nil {
-		log.Error("webhook not queued", "decision", "rejected", "branch", change.Branch, "error", err)
+		log.Error("webhook not queued", "decision", "rejected", "reason", "not queued", "error", err)
 		if errors.Is(err, deploy.ErrQueueFull) || errors.Is(err, deploy.ErrClosed) || errors.Is(err, context.Canceled) {
 			outcome = outcomeUnavailable
 		}
 		return submitError(err)
 	}
-	log.Info("webhook "+ticket.Status, "decision", ticket.Status, "branch", change.Branch, "commit", change.Commit, "deployment", ticket.ID)
+	log.Info("webhook "+ticket.Status, "decision", ticket.Status, "commit", change.Commit, "deployment", ticket.ID)
 	outcome = ticketOutcome(ticket.Status)
 	if ticket.Status == "duplicate" {
 		// A redelivery: the forge gets its 2xx, nothing is deployed twice.
@@ -97,6 +101,33 @@ func (s *Server) webhook(c echo.Context) error {
 	// "coalesced" joins a deployment that is still queued: for the
 	// caller it is queued all the same.
 	return c.JSON(http.StatusAccepted, answer{Status: "queued", Deployment: ticket.ID, Commit: ticket.Commit})
+}
+
+// deliveryLog returns the logger of a webhook request, with our request id
+// and what its headers say (unverified) of provider, event and delivery.
+func (s *Server) deliveryLog(c echo.Context) (*slog.Logger, Delivery) {
+	d := Identify(c.Request().Header)
+	return s.log.With("request_id", requestID(c), "provider", d.Provider, "event", d.Kind, "delivery", d.ID), d
+}
+
+// pushedBranch is the branch a verified push is logged under: the release
+// branch when the push changed it, else the branches it changed (at most
+// five, comma-separated), "" when it changed none (pings, tags).
+func pushedBranch(ev *Event, release string) string {
+	var names []string
+	for _, c := range ev.Changes {
+		switch {
+		case c.Branch == "" || c.Tag:
+		case c.Branch == release:
+			return release
+		case !slices.Contains(names, c.Branch):
+			names = append(names, c.Branch)
+		}
+	}
+	if len(names) > 5 {
+		names = append(names[:5], "…")
+	}
+	return strings.Join(names, ",")
 }
 
 // ticketOutcome is the counted outcome of a queued request.

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -122,7 +123,7 @@ func New(cfg Config, d Deployments) (*Server, error) {
 	// read from the proxies of DEPLOY_TRUSTED_PROXIES.
 	s.e.IPExtractor = cfg.Guard.ipExtractor()
 	s.e.HTTPErrorHandler = s.errorHandler
-	s.e.Use(middleware.RequestID())
+	s.e.Use(requestIDs)
 	s.e.Use(middleware.Recover())
 	s.e.Use(s.accessLog)
 	s.e.Use(s.guard()) // allowed networks and rate limits, before any body is read
@@ -208,6 +209,19 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	_ = c.JSON(status, map[string]string{"error": msg})
 }
 
+// requestIDs gives every request an id of our own, answered in
+// X-Request-Id and logged as request_id. echo's RequestID middleware would
+// keep a client's X-Request-Id instead: any client could then choose the id
+// its lines are logged under, and Bitbucket Server sends its delivery id in
+// that header (logged apart, as delivery).
+func requestIDs(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set(echo.HeaderXRequestID, rand.Text())
+		return next(c)
+	}
+}
+
+// requestID is the id requestIDs gave the request.
 func requestID(c echo.Context) string {
 	return c.Response().Header().Get(echo.HeaderXRequestID)
 }
