@@ -140,12 +140,13 @@ func (r *Runner) Dial(ctx context.Context, h deploy.Host) (deploy.Conn, error) {
 		HostKeyAlgorithms: r.hostKeyAlgorithms(addr),
 		Timeout:           r.cfg.ConnectTimeout,
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.ConnectTimeout)
 	defer cancel()
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", addr, err)
+		return nil, fmt.Errorf("connect %s: %w", addr, r.timedOut(parent, ctx, "", err))
 	}
 	// x/crypto/ssh takes no context: bound the handshake with a deadline
 	// and close the socket if ctx ends first.
@@ -158,13 +159,41 @@ func (r *Runner) Dial(ctx context.Context, h deploy.Host) (deploy.Conn, error) {
 		if err == nil {
 			err = ctx.Err()
 		}
-		return nil, fmt.Errorf("ssh login %s@%s: %w", h.User, addr, cleanHandshakeError(err))
+		err = r.timedOut(parent, ctx, "the SSH handshake ", cleanHandshakeError(err))
+		return nil, fmt.Errorf("ssh login %s@%s: %w", h.User, addr, err)
 	}
 	_ = nc.SetDeadline(time.Time{})
 	c := &conn{client: ssh.NewClient(sc, chans, reqs), git: r.git}
 	go c.keepAlive(r.cfg.KeepAlive)
 	return c, nil
 }
+
+// timedOut wraps err in a *connectTimeoutError when the connect timeout
+// (ctx's deadline, not the caller's) cut the connection: err itself reads
+// "i/o timeout" or "use of closed network connection", depending on
+// whether the socket deadline or ctx fired first, and does not say what
+// to change.
+func (r *Runner) timedOut(parent, ctx context.Context, what string, err error) error {
+	var ne net.Error
+	if parent.Err() != nil || ctx.Err() == nil && !(errors.As(err, &ne) && ne.Timeout()) {
+		return err
+	}
+	return &connectTimeoutError{What: what, After: r.cfg.ConnectTimeout, Err: err}
+}
+
+// connectTimeoutError is a connection to a host, or its SSH handshake,
+// that took longer than Config.ConnectTimeout.
+type connectTimeoutError struct {
+	What  string // "" for the TCP connect, "the SSH handshake " for the handshake
+	After time.Duration
+	Err   error // what the connection reported as it was cut
+}
+
+func (e *connectTimeoutError) Error() string {
+	return fmt.Sprintf("%stimed out after %s (DEPLOY_CONNECT_TIMEOUT)", e.What, e.After)
+}
+
+func (e *connectTimeoutError) Unwrap() error { return e.Err }
 
 // cleanHandshakeError removes x/crypto/ssh's "ssh: handshake failed:"
 // prefix so that our own host-key messages read plainly.
