@@ -1,6 +1,10 @@
 package webhook
 
-import "testing"
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
 
 func TestBitbucketCloud(t *testing.T) {
 	push := &Event{
@@ -94,5 +98,34 @@ func TestBitbucketServer(t *testing.T) {
 			wantReason: ReasonBranchDelete},
 		{name: "ping", file: "bitbucket-server-ping.json", kind: "diagnostics:ping", want: &Event{},
 			wantReason: ReasonPing},
+		// A change whose new value is all zeros deletes the ref, whatever
+		// its type says: never a deploy of commit 000….
+		{name: "UPDATE to all zeros", kind: "repo:refs_changed", body: bbServerBody(`[` + bbServerRefChange("UPDATE", releaseTip, zero40) + `]`),
+			want: deleted, wantReason: ReasonBranchDelete},
+		{name: "ADD of all zeros", kind: "repo:refs_changed", body: bbServerBody(`[` + bbServerRefChange("ADD", zero40, zero40) + `]`),
+			want: deleted, wantReason: ReasonBranchDelete},
+		{name: "update (SHA-256) to all zeros", kind: "repo:refs_changed", body: bbServerBody(`[` + bbServerRefChange("update", releaseTip, strings.Repeat("0", 64)) + `]`),
+			want: deleted, wantReason: ReasonBranchDelete},
+		{name: "UPDATE", kind: "repo:refs_changed", body: bbServerBody(`[` + bbServerRefChange("UPDATE", mainTip, releaseTip) + `]`),
+			want: push, wantChange: push.Changes[0]},
+		{name: "no changes", kind: "repo:refs_changed", body: bbServerBody(`[]`),
+			want: &Event{Repo: "OPS/app", Actor: "Ada Lovelace"}, wantReason: ReasonEmptyPush},
 	})
+}
+
+var zero40 = strings.Repeat("0", 40)
+
+// bbServerBody is a Bitbucket Server repo:refs_changed payload of OPS/app
+// with changes (a JSON array).
+func bbServerBody(changes string) string {
+	return `{"eventKey": "repo:refs_changed", "date": "2026-11-25T18:34:00+0000",
+		"actor": {"name": "alovelace", "displayName": "Ada Lovelace"},
+		"repository": {"slug": "app", "project": {"key": "OPS"}}, "changes": ` + changes + `}`
+}
+
+// bbServerRefChange is one change of the release branch from one hash to
+// another.
+func bbServerRefChange(typ, from, to string) string {
+	return fmt.Sprintf(`{"ref": {"id": "refs/heads/release", "displayId": "release", "type": "BRANCH"},
+		"refId": "refs/heads/release", "fromHash": %q, "toHash": %q, "type": %q}`, from, to, typ)
 }

@@ -1,6 +1,10 @@
 package webhook
 
-import "testing"
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
 
 func TestGitHub(t *testing.T) {
 	push := &Event{
@@ -33,5 +37,22 @@ func TestGitHub(t *testing.T) {
 			wantReason: ReasonTag},
 		{name: "ping", file: "github-ping.json", kind: "ping", want: &Event{Repo: "team/app", Actor: "ada"},
 			wantReason: ReasonPing},
+		// GitHub sends both deleted: true and an all-zero after; either
+		// one alone is a deletion too, never a deploy.
+		{name: "deleted alone, after not zero", kind: "push", body: ghPushBody(releaseTip, true), want: deleted,
+			wantReason: ReasonBranchDelete},
+		{name: "after all zeros alone, deleted false", kind: "push", body: ghPushBody(strings.Repeat("0", 40), false), want: deleted,
+			wantReason: ReasonBranchDelete},
+		{name: "after all zeros (SHA-256) alone", kind: "push", body: ghPushBody(strings.Repeat("0", 64), false), want: deleted,
+			wantReason: ReasonBranchDelete},
+		{name: "neither", kind: "push", body: ghPushBody(releaseTip, false), want: push,
+			wantChange: push.Changes[0]},
 	})
+}
+
+// ghPushBody is a GitHub push to the release branch with after and deleted
+// as given.
+func ghPushBody(after string, deleted bool) string {
+	return fmt.Sprintf(`{"ref": "refs/heads/release", "before": %q, "after": %q, "created": false, "deleted": %t, "forced": false,
+		"repository": {"full_name": "team/app"}, "pusher": {"name": "ada"}, "sender": {"login": "ada"}}`, mainTip, after, deleted)
 }

@@ -108,10 +108,12 @@ func readFixture(t testing.TB, name string) []byte {
 	return b
 }
 
-// fixtureCase replays one testdata payload through Parse and Decide.
+// fixtureCase replays one testdata payload (or an inline body) through
+// Parse and Decide.
 type fixtureCase struct {
 	name   string
 	file   string
+	body   string // the payload when file is ""
 	kind   string
 	branch string // default "release"
 	repo   string
@@ -125,7 +127,10 @@ func runFixtures(t *testing.T, provider string, cases []fixtureCase) {
 	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			body := readFixture(t, tc.file)
+			body := []byte(tc.body)
+			if tc.file != "" {
+				body = readFixture(t, tc.file)
+			}
 			ev, err := Parse(signedHeaders(provider, tc.kind, body, testSecret), body, testSecret, false)
 			if err != nil {
 				t.Fatalf("Parse: got error %v, want none", err)
