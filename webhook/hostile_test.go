@@ -272,21 +272,84 @@ func post(t *testing.T, s *Server, h http.Header, body []byte) (int, string) {
 	return resp.StatusCode, string(out)
 }
 
+// TestReplayedDelivery sends each provider's push twice with the same
+// delivery id in the provider's delivery header: the second answers 200
+// (duplicate delivery) and submits no second deployment. A third, with
+// another id in the same header, is a new delivery: 202, joining the
+// deployment still waiting. Bitbucket Server's delivery id travels in
+// X-Request-Id, which is not taken as our request id.
 func TestReplayedDelivery(t *testing.T) {
-	s, w := openServer(t, nil)
-	body := githubPush("refs/heads/release", strings.Repeat("a", 40))
-	h := signedGitHub(body, "").Header
-	if code, out := post(t, s, h, body); code != http.StatusAccepted {
-		t.Fatalf("first delivery: %d %s", code, out)
+	tests := []struct {
+		name, provider, kind, file string
+		// header carries the delivery id; the provider's other delivery
+		// headers are removed.
+		header string
+		others []string
+	}{
+		{"bitbucket cloud", BitbucketCloud, "repo:push", "bitbucket-cloud-push.json", "X-Request-UUID", nil},
+		{"bitbucket server", BitbucketServer, "repo:refs_changed", "bitbucket-server-refs-changed.json", "X-Request-Id", nil},
+		{"github", GitHub, "push", "github-push.json", "X-GitHub-Delivery", nil},
+		{"gitlab idempotency key", GitLab, "Push Hook", "gitlab-push.json", "Idempotency-Key", []string{"X-Gitlab-Event-UUID"}},
+		{"gitlab event uuid", GitLab, "Push Hook", "gitlab-push.json", "X-Gitlab-Event-UUID", []string{"Idempotency-Key"}},
+		{"gitea", Gitea, "push", "gitea-push.json", "X-Gitea-Delivery", []string{"X-Gogs-Delivery", "X-GitHub-Delivery"}},
+		{"forgejo", Gitea, "push", "gitea-push.json", "X-Forgejo-Delivery", []string{"X-Gitea-Delivery", "X-Gogs-Delivery", "X-GitHub-Delivery"}},
 	}
-	for i := 0; i < 3; i++ {
-		code, out := post(t, s, h, body)
-		if code != http.StatusOK || !strings.Contains(out, "duplicate delivery") {
-			t.Errorf("replay %d: %d %s, want 200 duplicate delivery", i, code, out)
-		}
-	}
-	if n := len(w.List()); n != 1 {
-		t.Errorf("%d deployments after a delivery and 3 replays, want 1", n)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, w := openServer(t, nil)
+			body := readFixture(t, tt.file)
+			send := func(id string) (int, string, string) {
+				t.Helper()
+				h := signedHeaders(tt.provider, tt.kind, body, secret)
+				for _, o := range tt.others {
+					h.Del(o)
+				}
+				h.Set(tt.header, id)
+				req, err := http.NewRequest(http.MethodPost, "http://"+s.Addr().String()+"/webhook", bytes.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header = h
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				out, _ := io.ReadAll(resp.Body)
+				if rid := resp.Header.Get("X-Request-Id"); rid == "" || rid == id {
+					t.Errorf("X-Request-Id answered %q, want an id of our own (the delivery is %q)", rid, id)
+				}
+				return resp.StatusCode, string(out), resp.Header.Get("X-Request-Id")
+			}
+			id := "delivery-" + strings.ReplaceAll(tt.name, " ", "-")
+			code, out, rid1 := send(id)
+			if code != http.StatusAccepted {
+				t.Fatalf("first delivery: %d %s", code, out)
+			}
+			deps := w.List()
+			if len(deps) != 1 || deps[0].Request.DeliveryID != id || deps[0].Request.Provider != tt.provider {
+				t.Fatalf("after the first delivery: %d deployments, want 1 of %s delivery %s", len(deps), tt.provider, id)
+			}
+			first := deps[0].ID
+			code, out, rid2 := send(id)
+			if code != http.StatusOK || !strings.Contains(out, `"reason":"duplicate delivery"`) || !strings.Contains(out, first) {
+				t.Errorf("redelivery: %d %s, want 200 duplicate delivery of %s", code, out, first)
+			}
+			if rid1 == rid2 {
+				t.Errorf("both deliveries answered X-Request-Id %q: want one id per request", rid1)
+			}
+			if n := len(w.List()); n != 1 {
+				t.Errorf("%d deployments after a delivery and its redelivery, want 1", n)
+			}
+			// The id is read from this header: another id is another
+			// delivery, which joins the waiting deployment.
+			if code, out, _ := send(id + "-2"); code != http.StatusAccepted || !strings.Contains(out, first) {
+				t.Errorf("a new delivery id in %s: %d %s, want 202 joining %s", tt.header, code, out, first)
+			}
+			if n := len(w.List()); n != 1 {
+				t.Errorf("%d deployments, want 1", n)
+			}
+		})
 	}
 }
 

@@ -55,7 +55,8 @@ func TestAPIRollback(t *testing.T) {
 			}
 		})
 	}
-	// No token: the API does not exist.
+	// A token is configured ("tok") but the request sends no
+	// Authorization header: 401, not the 404 of an API that is off.
 	r := httptest.NewRequest(http.MethodPost, "/api/rollback", nil)
 	if code, _ := serveJSON(newTestServer(t, &fakeDeployments{}, nil), r); code != 401 {
 		t.Errorf("without a token: %d, want 401", code)
