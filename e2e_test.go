@@ -7,15 +7,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pushdeploy/pushdeploy/history"
 	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
 
@@ -113,6 +118,14 @@ func (e *e2e) pushdeploy(args ...string) result {
 
 func (e *e2e) mustDeploy(args ...string) deploymentJSON {
 	e.t.Helper()
+	dep, _ := e.mustDeployJSON(args...)
+	return dep
+}
+
+// mustDeployJSON is mustDeploy that also returns the run, whose stderr
+// holds the JSON progress lines.
+func (e *e2e) mustDeployJSON(args ...string) (deploymentJSON, result) {
+	e.t.Helper()
 	// Release names have a one-second resolution.
 	time.Sleep(1100 * time.Millisecond)
 	r := e.pushdeploy(append([]string{"deploy", "--json"}, args...)...)
@@ -124,7 +137,23 @@ func (e *e2e) mustDeploy(args ...string) deploymentJSON {
 		e.t.Fatalf("deploy --json output: %v\n%s", err, r.stdout)
 	}
 	e.t.Logf("deploy %s to %d hosts: %.2fs wall", dep.Release, len(dep.Hosts), r.took.Seconds())
-	return dep
+	return dep, r
+}
+
+// mustDeployHuman deploys without --json and returns the release name
+// (from the "deployed … as RELEASE …" line) and the run.
+func (e *e2e) mustDeployHuman(args ...string) (string, result) {
+	e.t.Helper()
+	time.Sleep(1100 * time.Millisecond)
+	r := e.pushdeploy(append([]string{"deploy"}, args...)...)
+	if r.code != 0 {
+		e.t.Fatalf("deploy: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	f := strings.Fields(r.stdout)
+	if len(f) < 5 || f[0] != "deployed" || f[3] != "as" {
+		e.t.Fatalf("deploy: stdout %q, want \"deployed COMMIT (BRANCH) as RELEASE …\"", r.stdout)
+	}
+	return f[4], r
 }
 
 // onHost runs a command on h as its user, over SSH.
@@ -157,15 +186,16 @@ func releases(t *testing.T, h *testhosts.Host) []string {
 
 func TestEndToEndDeploy(t *testing.T) {
 	e := newE2E(t, 3)
+	hosts := hostNames(e)
 	sha1 := e.commit("1.0", nil)
-	dep1 := e.mustDeploy()
+	dep1, run1 := e.mustDeployJSON()
 
 	if dep1.Commit != sha1 || dep1.Status != "succeeded" || len(dep1.Hosts) != 3 {
 		t.Fatalf("deployment %+v, want commit %s on 3 hosts", dep1, sha1)
 	}
-	for _, s := range dep1.Hosts[0].Steps {
-		t.Logf("  %s %-9s %.2fs", dep1.Hosts[0].Host, s.Step, s.Seconds)
-	}
+	// --json: every stderr line is a JSON object, and every host reports
+	// each step done with its duration.
+	checkHostSteps(t, "JSON", jsonSteps(t, run1.stderr), hosts, deploySteps)
 	for _, h := range e.env.Hosts {
 		if got, want := current(h), "releases/"+dep1.Release; got != want {
 			t.Errorf("%s: current -> %q, want %q", h.Name, got, want)
@@ -193,11 +223,17 @@ func TestEndToEndDeploy(t *testing.T) {
 		}
 	}
 
-	// A new commit makes a second release and flips current to it.
+	// A new commit makes a second release and flips current to it. This
+	// deploy shows the human progress: one line per host and step with
+	// its duration, every switch before the first restart.
 	sha2 := e.commit("2.0", nil)
-	dep2 := e.mustDeploy()
+	rel2, run2 := e.mustDeployHuman()
+	t.Logf("progress of the second deploy:\n%s", run2.stderr)
+	steps, order := humanSteps(t, run2.stderr, hosts)
+	checkHostSteps(t, "human", steps, hosts, deploySteps)
+	checkSwitchBeforeRestart(t, order)
 	for _, h := range e.env.Hosts {
-		if got, want := current(h), "releases/"+dep2.Release; got != want {
+		if got, want := current(h), "releases/"+rel2; got != want {
 			t.Errorf("%s: current -> %q, want %q", h.Name, got, want)
 		}
 		if rev := e.onHost(h, "cat", "app/current/REVISION"); rev != sha2 {
@@ -211,8 +247,44 @@ func TestEndToEndDeploy(t *testing.T) {
 		}
 	}
 
-	// A requirement pip cannot install fails on the first host: it keeps
-	// its current release, the others are not touched, nothing is left.
+	checkBadRequirement(t, e, rel2)
+
+	// A commit that is not on the branch is refused as bad input.
+	r := e.pushdeploy("deploy", "--commit", strings.Repeat("ab", 20))
+	if r.code != 2 || !strings.Contains(r.stderr, "is not on branch release") {
+		t.Errorf("--commit not on the branch: exit %d, want 2\n%s", r.code, r.stderr)
+	}
+
+	checkStepTimeout(t, e, rel2)
+	// The deploy right after the timed-out one: it must not find the host
+	// busy or anything of the failed deployment in its way.
+	checkNoRequirements(t, e)
+
+	// --commit deploys an older commit of the branch, exactly.
+	dep4 := e.mustDeploy("--commit", sha1[:10])
+	if dep4.Commit != sha1 {
+		t.Errorf("--commit %s deployed %s", sha1[:10], dep4.Commit)
+	}
+	for _, h := range e.env.Hosts {
+		if rev := e.onHost(h, "cat", "app/current/REVISION"); rev != sha1 {
+			t.Errorf("%s: REVISION %q, want %s", h.Name, rev, sha1)
+		}
+	}
+}
+
+// checkBadRequirement deploys a requirement pip cannot install. It fails on
+// the first host, before any switch: hosts 2 and 3 are not touched at all
+// (they were logged into, no more), and on host 1 only what docs/deploy.md
+// says a failed prepare leaves changes (hostMayChange). current is rel on
+// every host throughout.
+func checkBadRequirement(t *testing.T, e *e2e, rel string) {
+	t.Helper()
+	before := map[string]string{}
+	releasesBefore := map[string][]string{}
+	for _, h := range e.env.Hosts {
+		before[h.Name] = treeState(t, h.Home)
+		releasesBefore[h.Name] = releases(t, h)
+	}
 	e.commit("9.9", nil)
 	time.Sleep(1100 * time.Millisecond)
 	r := e.pushdeploy("deploy")
@@ -226,33 +298,191 @@ func TestEndToEndDeploy(t *testing.T) {
 		}
 	}
 	for _, h := range e.env.Hosts {
-		if got, want := current(h), "releases/"+dep2.Release; got != want {
+		if got, want := current(h), "releases/"+rel; got != want {
 			t.Errorf("%s: current -> %q after a failed deploy, want %q", h.Name, got, want)
 		}
-		if got := releases(t, h); len(got) != 2 {
-			t.Errorf("%s: releases %v after a failed deploy, want the 2 good ones", h.Name, got)
+		if got := releases(t, h); !slices.Equal(got, releasesBefore[h.Name]) {
+			t.Errorf("%s: releases %v after a failed deploy, want the good ones %v", h.Name, got, releasesBefore[h.Name])
 		}
 	}
 	for _, h := range e.env.Hosts[1:] {
-		if lines := strings.Count(e.onHost(h, "cat", "app/revisions.log"), "\n") + 1; lines != 2 {
-			t.Errorf("%s: touched by the failed deploy (%d revisions.log lines)", h.Name, lines)
+		if after := treeState(t, h.Home); after != before[h.Name] {
+			t.Errorf("%s: touched by a deploy that failed on the host before it:\n%s", h.Name, stateDiff(before[h.Name], after, nil))
 		}
 	}
-
-	// A commit that is not on the branch is refused as bad input.
-	r = e.pushdeploy("deploy", "--commit", strings.Repeat("ab", 20))
-	if r.code != 2 || !strings.Contains(r.stderr, "is not on branch release") {
-		t.Errorf("--commit not on the branch: exit %d, want 2\n%s", r.code, r.stderr)
+	if d := stateDiff(before[first.Name], treeState(t, first.Home), hostMayChange); d != "" {
+		t.Errorf("%s: the failed deploy changed more than docs/deploy.md says it may:\n%s", first.Name, d)
 	}
+}
 
-	// --commit deploys an older commit of the branch, exactly.
-	dep4 := e.mustDeploy("--commit", sha1[:10])
-	if dep4.Commit != sha1 {
-		t.Errorf("--commit %s deployed %s", sha1[:10], dep4.Commit)
+// hostMayChange says whether a difference at path (relative to the home)
+// between before and after a deploy that failed while preparing the host
+// is one docs/deploy.md allows ("pip fails"): the mirror fetched the new
+// commit; the lock file names the deployment that held it last; the venv
+// built for the new requirements.txt stays, incomplete, in venvs/ (new
+// entries only); and the folders where the release and that venv were
+// made have a new modification time.
+func hostMayChange(path string, wasThere bool) bool {
+	switch {
+	case path == "app/.repo" || strings.HasPrefix(path, "app/.repo/"):
+		return true
+	case path == "app/.pushdeploy.lock":
+		return true
+	case strings.HasPrefix(path, "app/venvs/") && !wasThere:
+		return true
+	case path == "app/releases" || path == "app/venvs":
+		return true
+	}
+	return false
+}
+
+// treeState is testhosts.TreeState, failing the test on error.
+func treeState(t *testing.T, dir string) string {
+	t.Helper()
+	s, err := testhosts.TreeState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// stateDiff lists the paths whose TreeState lines differ between before
+// and after, except those allowed says may change (nil: none may).
+func stateDiff(before, after string, allowed func(path string, wasThere bool) bool) string {
+	lines := func(s string) map[string]string {
+		m := map[string]string{}
+		for _, l := range strings.Split(s, "\n") {
+			if l != "" {
+				// Paths here hold no spaces: the first field is the path.
+				p, _, _ := strings.Cut(l, " ")
+				m[p] = l
+			}
+		}
+		return m
+	}
+	b, a := lines(before), lines(after)
+	var diff []string
+	for p, l := range b {
+		if a[p] != l && (allowed == nil || !allowed(p, true)) {
+			diff = append(diff, "- "+l, "+ "+a[p])
+		}
+	}
+	for p, l := range a {
+		if _, ok := b[p]; !ok && (allowed == nil || !allowed(p, false)) {
+			diff = append(diff, "+ "+l)
+		}
+	}
+	slices.Sort(diff)
+	return strings.Join(diff, "\n")
+}
+
+// checkStepTimeout deploys a commit whose before-switch hook sleeps for a
+// minute, with DEPLOY_STEP_TIMEOUT=3s: the first host fails in that step
+// with a message that says so, no host switches, the half-built release is
+// removed, and the hook is gone from the host (killed, not left running),
+// so the host's locks are free. current is rel on every host throughout.
+func checkStepTimeout(t *testing.T, e *e2e, rel string) {
+	t.Helper()
+	// The requirements of rel: its venv is reused, so the steps before
+	// the hook are quick even with a step timeout of 3s.
+	hook := "#!/bin/sh\necho $$ >\"$HOME/hook.pid\"\nsleep 60\n"
+	e.commit("2.0", map[string]string{".pushdeploy/before-switch": hook})
+	releasesBefore := map[string][]string{}
+	for _, h := range e.env.Hosts {
+		releasesBefore[h.Name] = releases(t, h)
+	}
+	e.vars["DEPLOY_STEP_TIMEOUT"] = "3s"
+	time.Sleep(1100 * time.Millisecond)
+	r := e.pushdeploy("deploy")
+	delete(e.vars, "DEPLOY_STEP_TIMEOUT")
+	first := e.env.Hosts[0]
+	if want := "host " + first.Name + ": before-switch: timed out after 3s (DEPLOY_STEP_TIMEOUT)"; r.code != 1 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("deploy with a hook that outlasts DEPLOY_STEP_TIMEOUT: exit %d, want 1 and %q\n%s", r.code, want, r.stderr)
 	}
 	for _, h := range e.env.Hosts {
-		if rev := e.onHost(h, "cat", "app/current/REVISION"); rev != sha1 {
-			t.Errorf("%s: REVISION %q, want %s", h.Name, rev, sha1)
+		if got, want := current(h), "releases/"+rel; got != want {
+			t.Errorf("%s: current -> %q after a timed-out deploy, want %q", h.Name, got, want)
+		}
+		if got := releases(t, h); !slices.Equal(got, releasesBefore[h.Name]) {
+			t.Errorf("%s: releases %v after a timed-out deploy, want %v", h.Name, got, releasesBefore[h.Name])
+		}
+	}
+	pid, err := os.ReadFile(first.Path("hook.pid"))
+	if err != nil {
+		t.Fatalf("the hook never ran on %s: %v", first.Name, err)
+	}
+	// The host's timeout and the deployer's SIGTERM end the hook as the
+	// step fails; give the kernel a moment to reap it, far less than the
+	// minute it would sleep.
+	uid := uidOf(t, first)
+	var left []string
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		left = left[:0]
+		for p, args := range procsOf(uid) {
+			if strconv.Itoa(p) == strings.TrimSpace(string(pid)) || strings.Contains(args, "sleep 60") {
+				left = append(left, fmt.Sprintf("%d %s", p, args))
+			}
+		}
+		if len(left) == 0 || time.Now().After(end) {
+			break
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("%s: the timed-out hook still runs: %v", first.Name, left)
+	}
+	if !e.lockFree(first) {
+		t.Errorf("%s: the deploy lock is still held after the timed-out deploy", first.Name)
+	}
+	if out, err := e.env.SSH(context.Background(), first, "flock", "-n", "app/.pushdeploy.active", "true").CombinedOutput(); err != nil {
+		t.Errorf("%s: %s is still held after the timed-out deploy: %v %s", first.Name, ".pushdeploy.active", err, out)
+	}
+}
+
+// checkNoRequirements deploys a commit without requirements.txt (and
+// without the hook of checkStepTimeout): the release gets a venv whose
+// python runs, pip reports that there is nothing to install, and the
+// earlier requirement is not in that venv.
+func checkNoRequirements(t *testing.T, e *e2e) {
+	t.Helper()
+	sha, err := e.env.Remove(context.Background(), []string{"requirements.txt", ".pushdeploy/before-switch"}, "no requirements")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep := e.mustDeploy()
+	if dep.Commit != sha {
+		t.Fatalf("deployed %s, want %s", dep.Commit, sha)
+	}
+	for _, h := range e.env.Hosts {
+		if _, err := os.Stat(h.Path("app/current/requirements.txt")); !os.IsNotExist(err) {
+			t.Errorf("%s: the release has a requirements.txt (%v)", h.Name, err)
+		}
+		if got := e.onHost(h, "app/current/venv/bin/python", "-c", "import sys; print(sys.prefix != sys.base_prefix)"); got != "True" {
+			t.Errorf("%s: app/current/venv/bin/python is not a venv's python: %q", h.Name, got)
+		}
+		out, err := e.env.SSH(context.Background(), h, "app/current/venv/bin/python", "-c", "import pdtestdep").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "No module named 'pdtestdep'") {
+			t.Errorf("%s: import pdtestdep in a venv built without requirements.txt: %v %s", h.Name, err, out)
+		}
+	}
+	// What pip said is in the step's output tail, kept in the history.
+	st, err := history.Open(context.Background(), e.vars["DEPLOY_DATA_DIR"], history.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	got, ok, err := st.Deployment(context.Background(), dep.ID)
+	if err != nil || !ok {
+		t.Fatalf("deployment %s in the history: %v %v", dep.ID, ok, err)
+	}
+	for _, h := range got.Hosts {
+		var pip string
+		for _, s := range h.Steps {
+			if s.Name == "pip" {
+				pip = s.Output
+			}
+		}
+		if !strings.Contains(pip, "no requirements.txt: nothing to install") {
+			t.Errorf("%s: output of pip %q, want it to say there is nothing to install", h.Host, pip)
 		}
 	}
 }
@@ -282,13 +512,12 @@ func TestEndToEndUnknownHostKeyIsRefusedBeforeAnyChange(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
 	}
-	fp := strings.Fields(third.HostKeyLine)
-	for _, want := range []string{"connect", "unknown", fmt.Sprintf("%s:%d", third.Addr, third.Port), "SHA256:"} {
+	fp := fingerprint(t, third.HostKeyLine)
+	for _, want := range []string{"host " + third.Name + ": connect:", "unknown", fmt.Sprintf("%s:%d", third.Addr, third.Port), fp} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("error lacks %q:\n%s", want, r.stderr)
 		}
 	}
-	_ = fp
 	for _, h := range e.env.Hosts {
 		if _, err := os.Stat(h.Path("app")); !os.IsNotExist(err) {
 			t.Errorf("%s changed although host 3's key is unknown (%v)", h.Name, err)
@@ -332,7 +561,7 @@ func TestEndToEndCheck(t *testing.T) {
 
 func TestEndToEndDeployKeyIsReadOnly(t *testing.T) {
 	e := newE2E(t, 1)
-	e.commit("1.0", nil)
+	sha := e.commit("1.0", nil)
 	work := t.TempDir()
 	git := func(args ...string) error {
 		cmd := exec.Command("git", args...)
@@ -358,9 +587,48 @@ func TestEndToEndDeployKeyIsReadOnly(t *testing.T) {
 	if err := git("commit", "-qm", "evil"); err != nil {
 		t.Fatal(err)
 	}
-	if err := git("push", "origin", "HEAD:release"); err == nil {
+	err := git("push", "origin", "HEAD:release")
+	if err == nil {
 		t.Fatal("the deploy key pushed to the git server")
 	}
+	// Refused by the server's forced command, not lost on the way.
+	if want := "git-readonly: refused: git-receive-pack"; !strings.Contains(err.Error(), want) {
+		t.Errorf("push error lacks %q: %v", want, err)
+	}
+	if tip := e.remoteTip(); tip != sha {
+		t.Errorf("branch release on the git server is at %s after the refused push, want %s", tip, sha)
+	}
+}
+
+// remoteTip returns the commit branch release points at on the git
+// server, asked with the deploy key.
+func (e *e2e) remoteTip() string {
+	e.t.Helper()
+	cmd := exec.Command("git", "ls-remote", e.env.RepoURL, "refs/heads/release")
+	cmd.Env = append(os.Environ(), "GIT_SSH_COMMAND="+e.env.GitSSHCommand(), "GIT_CONFIG_GLOBAL=/dev/null")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		e.t.Fatalf("git ls-remote: %v\n%s", err, out)
+	}
+	tip, _, _ := strings.Cut(string(out), "\t")
+	return tip
+}
+
+// fingerprint returns the SHA256 fingerprint of the key in a known_hosts
+// line, as ssh-keygen -l shows it: "SHA256:" and the unpadded base64 of
+// the SHA-256 of the key blob.
+func fingerprint(t *testing.T, knownHostsLine string) string {
+	t.Helper()
+	f := strings.Fields(knownHostsLine)
+	if len(f) < 3 {
+		t.Fatalf("known_hosts line %q has no key", knownHostsLine)
+	}
+	blob, err := base64.StdEncoding.DecodeString(f[2])
+	if err != nil {
+		t.Fatalf("known_hosts line %q: %v", knownHostsLine, err)
+	}
+	sum := sha256.Sum256(blob)
+	return "SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:])
 }
 
 // TestEndToEndHostileInput feeds shell metacharacters through every value
