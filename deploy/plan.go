@@ -35,7 +35,7 @@ type HostPlan struct {
 	RootExists bool
 	// Current is the release current points at now ("" when there is
 	// none; the raw symlink target when it points outside releases/),
-	// Previous the newest complete release older than it.
+	// Previous the release just before it (where a rollback goes).
 	Current  string
 	Previous string
 	// Releases are the release folders, newest first.
@@ -344,7 +344,7 @@ func (d *Deployer) applyReleases(hp *HostPlan, f hostFacts, name string) {
 			continue
 		}
 		hp.Releases = append(hp.Releases, e.name)
-		if hp.Previous == "" && named && e.name < cur && e.revision && e.venv {
+		if hp.Previous == "" && named && e.name < cur && e.revision {
 			hp.Previous = e.name
 		}
 	}

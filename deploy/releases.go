@@ -40,8 +40,12 @@ type HostReleases struct {
 	// outside releases/ on a host someone changed by hand.
 	Current       string
 	CurrentTarget string
-	// Previous is the newest complete release older than Current: the
-	// default rollback target ("" when there is none).
+	// Previous is the release just before Current: the newest older one
+	// with a REVISION, so one that was deployed (a folder without it is
+	// what an interrupted deploy left, never served). It is the default
+	// rollback target ("" when there is none). It may lack its venv; a
+	// rollback then refuses rather than skip to an older one, which would
+	// leave this host further back than the others.
 	Previous string
 	// Releases are newest first.
 	Releases []ReleaseInfo
@@ -168,7 +172,7 @@ func parseReleases(s string) (HostReleases, error) {
 	for i := range hr.Releases {
 		r := &hr.Releases[i]
 		r.Current = r.Name == hr.Current
-		if hr.Current != "" && hr.Previous == "" && r.Complete && r.Name < hr.Current {
+		if hr.Current != "" && hr.Previous == "" && r.Commit != "" && r.Name < hr.Current {
 			hr.Previous, r.Previous = r.Name, true
 		}
 	}

@@ -28,13 +28,16 @@ func TestParseReleases(t *testing.T) {
 	at := func(s string) time.Time { tm, _ := time.Parse("20060102150405", s); return tm }
 	want := HostReleases{
 		Root: "/home/deploy/app", Current: "20261125183400-aaaaaaa", CurrentTarget: "releases/20261125183400-aaaaaaa",
-		Previous: "20261125170000-ccccccc",
+		// The release just before current that was deployed (it has a
+		// REVISION), even though its venv is gone: a rollback refuses it
+		// rather than skip to ccccccc on this host alone.
+		Previous: "20261125180000-bbbbbbb",
 		Releases: []ReleaseInfo{
 			{Name: "20261125190000-ddddddd", Time: at("20261125190000"), Missing: []string{"REVISION"}},
 			{Name: "20261125183400-aaaaaaa", Time: at("20261125183400"), Commit: a, Complete: true, Current: true},
-			{Name: "20261125180000-bbbbbbb", Time: at("20261125180000"), Commit: b, Missing: []string{"venv"}},
+			{Name: "20261125180000-bbbbbbb", Time: at("20261125180000"), Commit: b, Missing: []string{"venv"}, Previous: true},
 			{Name: "20261125175000-eeeeeee", Time: at("20261125175000"), Missing: []string{"REVISION (holds no commit)"}},
-			{Name: "20261125170000-ccccccc", Time: at("20261125170000"), Commit: b, Complete: true, Previous: true},
+			{Name: "20261125170000-ccccccc", Time: at("20261125170000"), Commit: b, Complete: true},
 		},
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(x, y error) bool { return x == y })); diff != "" {

@@ -49,7 +49,9 @@ func (e *TargetError) Error() string {
 }
 
 // pickTarget chooses where hr's host goes: release to, or (to == "") the
-// newest complete release older than current.
+// release just before current (HostReleases.Previous), which must be
+// complete: skipping to an older one would send this host further back
+// than the others.
 func pickTarget(hr HostReleases, to string) (RollbackTarget, error) {
 	t := RollbackTarget{Host: hr.Host}
 	switch {
@@ -76,6 +78,10 @@ func pickTarget(hr HostReleases, to string) (RollbackTarget, error) {
 				return t, fmt.Errorf("no release before current %s on this host", hr.Current)
 			}
 			return t, fmt.Errorf("no complete release before current %s on this host (%s)", hr.Current, strings.Join(older, "; "))
+		}
+		if r, _ := hr.Release(hr.Previous); !r.Complete {
+			return t, fmt.Errorf("release %s, the one before current %s, is incomplete on this host (missing %s); choose a complete release with --to (pushdeploy releases lists them)",
+				hr.Previous, hr.Current, strings.Join(r.Missing, ", "))
 		}
 		to = hr.Previous
 	}
@@ -139,7 +145,7 @@ func (d *Deployer) RollbackSteps() []string {
 }
 
 // Rollback points current back on every host: to dep.Request.Release, or
-// (when empty) to each host's newest complete release older than current.
+// (when empty) to each host's release just before current.
 // It logs in everywhere, takes the host lock on every host (in order), and
 // checks every host's target before it changes anything: when any host
 // lacks a complete target, nothing is switched anywhere and the error is a

@@ -199,16 +199,44 @@ func TestRollbackChangesNothingWhenAHostLacksTheTarget(t *testing.T) {
 func TestRollbackDefaultWhenHostsDisagree(t *testing.T) {
 	r := newRig(t, 2)
 	deps := r.deployN(3)
-	r.must(os.RemoveAll(filepath.Join(r.dialer.homes["web2"], "app", "releases", deps[1].ReleaseName, "venv")))
+	// web2 alone went back one release (a rollback of that host only).
+	link := filepath.Join(r.dialer.homes["web2"], "app", "current")
+	r.must(os.Remove(link))
+	r.must(os.Symlink("releases/"+deps[1].ReleaseName, link))
 	dep, err := r.rollback("")
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each host goes to the release before its own current.
 	if r.current("web1") != "releases/"+deps[1].ReleaseName || r.current("web2") != "releases/"+deps[0].ReleaseName {
 		t.Errorf("current %s, %s", r.current("web1"), r.current("web2"))
 	}
 	if dep.ReleaseName != "" || dep.Release.Commit != "" {
 		t.Errorf("hosts went to different releases, yet the deployment names %q %q", dep.ReleaseName, dep.Release.Commit)
+	}
+}
+
+// The release before current lacks its venv on one host: a plain rollback
+// does not skip to an older release there (the pool would end up on two
+// releases); it changes nothing and names the host and what to do.
+func TestRollbackRefusesAnIncompletePrevious(t *testing.T) {
+	r := newRig(t, 2)
+	deps := r.deployN(3)
+	r.must(os.RemoveAll(filepath.Join(r.dialer.homes["web2"], "app", "releases", deps[1].ReleaseName, "venv")))
+	_, err := r.rollback("")
+	var te *TargetError
+	if !errors.As(err, &te) {
+		t.Fatalf("got %v, want a *TargetError", err)
+	}
+	for _, want := range []string{"no host was changed", "(web2)", "host web2: verify: release " + deps[1].ReleaseName + ", the one before current " + deps[2].ReleaseName + ", is incomplete on this host (missing venv)", "--to"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	for _, h := range []string{"web1", "web2"} {
+		if r.current(h) != "releases/"+deps[2].ReleaseName {
+			t.Errorf("%s: current %s, want it unchanged", h, r.current(h))
+		}
 	}
 }
 
