@@ -35,12 +35,25 @@ type Worker struct {
 	mu         sync.Mutex
 	queue      []*Deployment // waiting, oldest first
 	running    *Deployment
+	taken      time.Time     // when running left the queue, by now()
 	all        []*Deployment // newest first: queued, running and finished
 	deliveries map[string]string
 	order      []string // delivery keys, oldest first, to bound the map
 	wake       chan struct{}
 	closed     bool
 	looping    bool
+
+	// now is the clock Health judges progress by; nil means time.Now.
+	// Tests set it to look at a deployment as it will be minutes later,
+	// past DEPLOY_STEP_TIMEOUT + 1m, without waiting that long.
+	now func() time.Time
+}
+
+func (w *Worker) clock() time.Time {
+	if w.now != nil {
+		return w.now()
+	}
+	return time.Now()
 }
 
 // Ticket is the answer to Submit.
@@ -268,7 +281,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		var dep *Deployment
 		if len(w.queue) > 0 {
 			dep, w.queue = w.queue[0], w.queue[1:]
-			w.running = dep
+			w.running, w.taken = dep, w.clock()
 		}
 		w.mu.Unlock()
 		if dep == nil {
@@ -362,7 +375,7 @@ type Health struct {
 func (w *Worker) Health() Health {
 	w.mu.Lock()
 	h := Health{QueueLength: len(w.queue)}
-	running, looping := w.running, w.looping
+	running, taken, looping := w.running, w.taken, w.looping
 	var last *Deployment
 	for _, d := range w.all {
 		if d != w.running && !slices.Contains(w.queue, d) {
@@ -376,9 +389,10 @@ func (w *Worker) Health() Health {
 	}
 	if running != nil {
 		h.Running = running.Snapshot()
-		if idle := sinceProgress(h.Running); idle > w.Deployer.StepTimeout+time.Minute {
-			h.Stuck = fmt.Sprintf("deployment %s has made no progress for %s (DEPLOY_STEP_TIMEOUT is %s)",
-				h.Running.ID, idle.Round(time.Second), w.Deployer.StepTimeout)
+		idle, where := sinceProgress(h.Running, taken, w.clock())
+		if idle > w.Deployer.StepTimeout+time.Minute {
+			h.Stuck = fmt.Sprintf("deployment %s has made no progress for %s%s (DEPLOY_STEP_TIMEOUT is %s)",
+				h.Running.ID, idle.Round(time.Second), where, w.Deployer.StepTimeout)
 		}
 	}
 	if !looping && h.QueueLength > 0 {
@@ -387,15 +401,26 @@ func (w *Worker) Health() Health {
 	return h
 }
 
-// sinceProgress is how long the running deployment has been in its
-// current state: the running step's age, or the time since the last step
-// (or the start) when none runs.
-func sinceProgress(d *Deployment) time.Duration {
-	last := d.Started
+// sinceProgress is how long, at now, the running deployment has been in
+// its current state: the running step's age, or the time since the last
+// step (or the start, or when it was taken off the queue: before the
+// Deployer records the start, Started is zero) when none runs. where names
+// the oldest step still running (", in step pip on web1"), "" when none
+// runs.
+func sinceProgress(d *Deployment, taken, now time.Time) (idle time.Duration, where string) {
+	last := taken
+	if d.Started.After(last) {
+		last = d.Started
+	}
+	var oldest time.Time
 	for _, h := range d.Hosts {
 		for _, s := range h.Steps {
 			t := s.Started
-			if s.Status != StatusRunning {
+			if s.Status == StatusRunning {
+				if where == "" || t.Before(oldest) {
+					oldest, where = t, fmt.Sprintf(", in step %s on %s", s.Name, h.Host)
+				}
+			} else {
 				t = t.Add(s.Duration)
 			}
 			if t.After(last) {
@@ -403,5 +428,5 @@ func sinceProgress(d *Deployment) time.Duration {
 			}
 		}
 	}
-	return time.Since(last)
+	return now.Sub(last), where
 }

@@ -185,3 +185,206 @@ func TestWorkerShutdownStopsBetweenSteps(t *testing.T) {
 		t.Errorf("waiting deployment: %s %v", d.Status, d.Err)
 	}
 }
+
+// stepDialer holds a deployment where the test wants it: Dial waits for
+// dialGate to close, and every command on the connection it returns waits
+// for release to close (or its context to end), then fails.
+type stepDialer struct {
+	dialGate, release chan struct{}
+	dials             atomic.Int32
+}
+
+func (s *stepDialer) Dial(ctx context.Context, h Host) (Conn, error) {
+	s.dials.Add(1)
+	select {
+	case <-s.dialGate:
+		return heldConn{s.release}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+type heldConn struct{ release chan struct{} }
+
+func (c heldConn) Run(ctx context.Context, cmd Command) error {
+	select {
+	case <-c.release:
+		return errors.New("released by the test")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (heldConn) Close() error { return nil }
+
+// runningStep returns the host and the step that runs in d.
+func runningStep(t *testing.T, d *Deployment) (string, StepResult) {
+	t.Helper()
+	for _, h := range d.Hosts {
+		for _, s := range h.Steps {
+			if s.Status == StatusRunning {
+				return h.Host.String(), s
+			}
+		}
+	}
+	t.Fatalf("deployment %s runs no step", d.ID)
+	return "", StepResult{}
+}
+
+// TestWorkerHealthStuck: a deployment whose step runs past
+// DEPLOY_STEP_TIMEOUT + 1m without progress makes the worker stuck; the
+// next step starting counts as progress. Health is asked at chosen
+// instants (Worker.now) instead of waiting minutes.
+func TestWorkerHealthStuck(t *testing.T) {
+	w, _, res := newTestWorker()
+	sd := &stepDialer{dialGate: make(chan struct{}), release: make(chan struct{})}
+	w.Deployer.Dialer = sd
+	w.Hosts = w.Hosts[:1] // one running step at a time: web1's
+	threshold := w.Deployer.StepTimeout + time.Minute
+	var clock atomic.Pointer[time.Time]
+	w.now = func() time.Time {
+		if c := clock.Load(); c != nil {
+			return *c
+		}
+		return time.Now()
+	}
+	at := func(t time.Time) Health { clock.Store(&t); return w.Health() }
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	first, err := w.Submit(ctx, tip("a", "1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the connect step to run", func() bool { return sd.dials.Load() > 0 })
+	// A second request waits behind the first (other hosts: no coalescing).
+	second, err := w.Submit(ctx, Request{Trigger: "api", Push: Push{Branch: "release"}, Hosts: []string{"web1"}})
+	if err != nil || second.Status != "queued" {
+		t.Fatalf("second submit: %+v, %v", second, err)
+	}
+
+	h := w.Health()
+	if h.Running == nil || h.Running.ID != first.ID || h.QueueLength != 1 || h.Last != nil || h.Stuck != "" {
+		t.Fatalf("health with one deployment running and one waiting: %+v", h)
+	}
+	host, connect := runningStep(t, h.Running)
+	if host != "web1" || connect.Name != "connect" {
+		t.Fatalf("running step: %s on %s, want connect on web1", connect.Name, host)
+	}
+	if h := at(connect.Started.Add(threshold - time.Second)); h.Stuck != "" {
+		t.Errorf("a step running for %s (threshold %s) is reported stuck: %s", threshold-time.Second, threshold, h.Stuck)
+	}
+	h = at(connect.Started.Add(threshold + 30*time.Second))
+	want := "deployment " + first.ID + " has made no progress for 2m30s, in step connect on web1 (DEPLOY_STEP_TIMEOUT is 1m0s)"
+	if h.Stuck != want {
+		t.Errorf("stuck in connect for 2m30s: Stuck = %q, want %q", h.Stuck, want)
+	}
+
+	// Progress: connect ends, the lock step starts. At an instant past the
+	// threshold counted from connect's start but not from lock's start, the
+	// deployment is not stuck.
+	clock.Store(nil)
+	time.Sleep(20 * time.Millisecond) // so that the two starts are visibly apart
+	close(sd.dialGate)
+	var lock StepResult
+	waitFor(t, "the lock step to run", func() bool {
+		d, _ := w.Get(first.ID)
+		for _, s := range d.Hosts[0].Steps {
+			if s.Name == "lock" && s.Status == StatusRunning {
+				lock = s
+				return true
+			}
+		}
+		return false
+	})
+	half := lock.Started.Sub(connect.Started) / 2
+	if h := at(lock.Started.Add(threshold - half)); h.Stuck != "" {
+		t.Errorf("%s after connect started, %s after lock started: reported stuck although lock is progress: %s",
+			threshold+half, threshold-half, h.Stuck)
+	}
+	h = at(lock.Started.Add(threshold + 5*time.Second))
+	if want := "has made no progress for 2m5s, in step lock on web1"; !strings.Contains(h.Stuck, want) {
+		t.Errorf("stuck in lock: Stuck = %q, want it to contain %q", h.Stuck, want)
+	}
+
+	// Both deployments fail at the lock; the last one is reported.
+	clock.Store(nil)
+	close(sd.release)
+	waitFor(t, "both deployments to finish", func() bool {
+		h := w.Health()
+		return h.Running == nil && h.QueueLength == 0 && h.Last != nil && h.Last.ID == second.ID
+	})
+	h = at(time.Now().Add(time.Hour)) // nothing runs: nothing can be stuck
+	if h.Stuck != "" || h.Last.Status != StatusFailed || h.Last.Release.Commit != res.commit {
+		t.Errorf("health after both failed: stuck %q, last %s %s commit %q; want not stuck, last failed with commit %s",
+			h.Stuck, h.Last.ID, h.Last.Status, h.Last.Release.Commit, res.commit)
+	}
+	cancel()
+	<-done
+}
+
+// TestWorkerHealthWithoutLoop: requests that wait while no worker loop runs
+// make the worker stuck; an idle worker is not.
+func TestWorkerHealthWithoutLoop(t *testing.T) {
+	w, g, _ := newTestWorker()
+	if h := w.Health(); h.Stuck != "" || h.QueueLength != 0 || h.Running != nil || h.Last != nil {
+		t.Errorf("new worker, nothing asked: %+v", h)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := w.Submit(ctx, tip("a", "1")); err != nil {
+		t.Fatal(err)
+	}
+	want := "deployments are waiting but the worker is not running"
+	if h := w.Health(); h.Stuck != want || h.QueueLength != 1 {
+		t.Errorf("one request, no loop: queue %d, Stuck %q; want 1, %q", h.QueueLength, h.Stuck, want)
+	}
+
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	waitFor(t, "the deployment to run", func() bool { return g.dials.Load() > 0 })
+	if h := w.Health(); h.Stuck != "" || h.QueueLength != 0 || h.Running == nil {
+		t.Errorf("the loop took the request: %+v", h)
+	}
+	close(g.gate)
+	waitFor(t, "the deployment to finish", func() bool { return w.Health().Last != nil })
+	if h := w.Health(); h.Stuck != "" || h.QueueLength != 0 || h.Running != nil {
+		t.Errorf("idle worker: %+v", h)
+	}
+	cancel()
+	<-done
+}
+
+// TestWorkerHealthBeforeTheStart: a deployment the loop has taken but that
+// has not recorded its start yet (Started is zero) is not stuck.
+func TestWorkerHealthBeforeTheStart(t *testing.T) {
+	w, g, _ := newTestWorker()
+	// The Deployer reads its clock for the start: hold it there.
+	reading, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	w.Deployer.Now = func() time.Time {
+		once.Do(func() { close(reading); <-resume })
+		return time.Now()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	if _, err := w.Submit(ctx, tip("a", "1")); err != nil {
+		t.Fatal(err)
+	}
+	<-reading
+	h := w.Health()
+	if h.Running == nil || !h.Running.Started.IsZero() {
+		t.Fatalf("want a running deployment with no start yet, got %+v", h.Running)
+	}
+	if h.Stuck != "" {
+		t.Errorf("a deployment about to start is reported stuck: %s", h.Stuck)
+	}
+	close(resume)
+	close(g.gate)
+	cancel()
+	<-done
+}
