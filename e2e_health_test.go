@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +12,8 @@ import (
 
 // TestEndToEndHealthCheckRollsBack: with real app servers on the hosts, a
 // failing health check on host 2 sends it back to its old release,
-// restarted; with DEPLOY_ROLLBACK_ON_FAILURE=all host 1 goes back too.
+// restarted, and host 3 is left as it was; with
+// DEPLOY_ROLLBACK_ON_FAILURE=all host 1 goes back too.
 func TestEndToEndHealthCheckRollsBack(t *testing.T) {
 	for _, mode := range []string{"host", "all"} {
 		t.Run(mode, func(t *testing.T) {
@@ -31,6 +33,8 @@ func TestEndToEndHealthCheckRollsBack(t *testing.T) {
 			}
 			third := e.env.Hosts[2]
 			pid3 := e.onHost(third, "cat", "app.pid")
+			log3 := e.onHost(third, "cat", "app/revisions.log")
+			rels3 := releases(t, third)
 			time.Sleep(1100 * time.Millisecond)
 			r := e.pushdeploy("deploy")
 			if r.code != 1 || !strings.Contains(r.stderr, "host "+second.Name+": health:") || !strings.Contains(r.stderr, "unhealthy") {
@@ -47,10 +51,18 @@ func TestEndToEndHealthCheckRollsBack(t *testing.T) {
 			if body := httpGet(t, second.HealthURL(port)); !strings.Contains(body, "ok 1.0 "+sha1) {
 				t.Errorf("host 2 serves %q, want the old release", body)
 			}
-			// Host 3 was switched with the others, then back before its
-			// restart: its app never stopped and never ran the new release.
+			// With a health check the hosts go one at a time, so the
+			// rollout stopped at host 2: host 3 was never switched (its
+			// revisions.log is as it was), its app never restarted, and the
+			// release prepared for it is gone.
 			if got := current(third); got != "releases/"+first.Release {
 				t.Errorf("host 3: current -> %q", got)
+			}
+			if got := e.onHost(third, "cat", "app/revisions.log"); got != log3 {
+				t.Errorf("host 3 was switched: revisions.log\n%s\nwas\n%s", got, log3)
+			}
+			if got := releases(t, third); !slices.Equal(got, rels3) {
+				t.Errorf("host 3: releases %v, were %v", got, rels3)
 			}
 			if pid := e.onHost(third, "cat", "app.pid"); pid != pid3 {
 				t.Errorf("host 3's app was restarted (pid %s, was %s)", pid, pid3)

@@ -86,6 +86,9 @@ func probe(ctx context.Context, client *http.Client, url string) error {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if loc := resp.Header.Get("Location"); resp.StatusCode >= 300 && resp.StatusCode <= 399 && loc != "" {
+		return fmt.Errorf("answered %s, a redirect to %s, which is not followed: point DEPLOY_HEALTH_URL at an address that answers 2xx itself", resp.Status, loc)
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		msg := strings.TrimSpace(string(body))
 		if msg != "" {

@@ -16,14 +16,20 @@ import (
 //  1. prepare: on every host (DEPLOY_PARALLEL at once) take the lock and
 //     build the release up to its before-switch hook. A failure anywhere
 //     removes every prepared release: no host has switched.
-//  2. switch: point current at the new release on each host, one after
-//     another: a rename each, so the whole pool moves within moments.
-//  3. activate: restart, health-check and run the after-switch hook on
-//     each host in order. When a host fails, it goes back (and is
-//     restarted on its previous release); the hosts after it, switched but
-//     not yet restarted, go back without a restart; with RollbackAll the
-//     hosts before it go back too.
-//  4. retention on every host.
+//  2. switch and activate: point current at the new release (a rename),
+//     restart, health-check and run the after-switch hook.
+//     Without a health check there is nothing to wait for between hosts:
+//     every host switches, one after another within moments, then each is
+//     activated in order.
+//     With a health check (DEPLOY_HEALTH_URL) each host is switched and
+//     activated before the next one switches, so a release that fails its
+//     check reaches one host only and the rollout stops there: the hosts
+//     after it keep their current (their prepared release is removed).
+//     When a host fails, it goes back (and is restarted on its previous
+//     release); hosts after it that were switched but not yet restarted
+//     go back without a restart; with RollbackAll the hosts before it go
+//     back too.
+//  3. retention on every host.
 //
 // The host locks are held from phase 1 to the end.
 
@@ -36,23 +42,36 @@ func (d *Deployer) rollout(ctx context.Context, log *slog.Logger, dep *Deploymen
 		d.undo(ctx, runs)
 		return err
 	}
+	// failed puts back the host that failed to activate, the hosts after
+	// it, and with RollbackAll the ones before it.
+	failed := func(i int, err error) error {
+		runs[i].restarted = true // it may have been, at least partly
+		undone := runs[i:]
+		if d.RollbackAll {
+			undone = runs
+		}
+		d.undo(ctx, undone)
+		return err
+	}
+	rolling := d.HealthURL != ""
 	start := time.Now()
-	for _, r := range runs {
+	for i, r := range runs {
 		if err := r.switchHost(ctx); err != nil {
 			d.undo(ctx, runs)
 			return err
 		}
-	}
-	log.Info("switched every host", "hosts", len(runs), "duration", time.Since(start))
-	for i, r := range runs {
-		if err := r.activate(ctx); err != nil {
-			r.restarted = true // it may have been, at least partly
-			undone := runs[i:]
-			if d.RollbackAll {
-				undone = runs
+		if rolling {
+			if err := r.activate(ctx); err != nil {
+				return failed(i, err)
 			}
-			d.undo(ctx, undone)
-			return err
+		}
+	}
+	log.Info("switched every host", "hosts", len(runs), "duration", time.Since(start), "one_by_one", rolling)
+	if !rolling {
+		for i, r := range runs {
+			if err := r.activate(ctx); err != nil {
+				return failed(i, err)
+			}
 		}
 	}
 	for _, r := range runs {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -211,14 +212,17 @@ func TestHealthFailureSendsHostsBack(t *testing.T) {
 					t.Errorf("%s: current %q releases %v, want it back on %s", h, r.current(h), r.releases(h), old)
 				}
 			}
-			// web3 was switched with the others, then back before its
-			// restart: its app never ran the new release.
+			// With a health check the hosts go one at a time: the rollout
+			// stopped at web2, so web3 was never switched nor restarted.
 			env3, _ := os.ReadFile(filepath.Join(r.dialer.homes["web3"], "restart.env"))
 			if !strings.Contains(string(env3), "COMMIT="+r.commits[0]+"\n") {
 				t.Errorf("web3 was restarted on the new release:\n%s", env3)
 			}
-			if dep.Hosts[2].Status != StatusRolledBack {
-				t.Errorf("web3 status %s", dep.Hosts[2].Status)
+			if log := strings.TrimSpace(r.file("web3", "app/revisions.log")); strings.Count(log, "\n") != 0 {
+				t.Errorf("web3 was switched:\n%s", log)
+			}
+			if dep.Hosts[2].Status != StatusCancelled {
+				t.Errorf("web3 status %s, want cancelled", dep.Hosts[2].Status)
 			}
 			wantWeb1 := "releases/" + dep.ReleaseName
 			if all {
@@ -373,5 +377,41 @@ func TestRedeployOfAFetchedCommitSkipsTheFetch(t *testing.T) {
 	rev, _ := os.ReadFile(filepath.Join(r.dialer.homes["web1"], "app", "current", "REVISION"))
 	if strings.TrimSpace(string(rev)) != first {
 		t.Errorf("REVISION %q, want %s", rev, first)
+	}
+}
+
+// TestSwitchOrder: without a health check every host switches before the
+// first restart (the pool is mixed for moments only); with one, each host
+// is switched, restarted and checked before the next one switches.
+func TestSwitchOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		healthURL string
+		want      string
+	}{
+		{"no health check", "", "web1 switch, web2 switch, web3 switch, web1 restart, web2 restart, web3 restart"},
+		{"health check", "http://{host}:8000/health",
+			"web1 switch, web1 restart, web1 health, web2 switch, web2 restart, web2 health, web3 switch, web3 restart, web3 health"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, 3)
+			r.d.HealthURL = tc.healthURL
+			r.d.HTTPClient = &http.Client{Transport: healthByHost{}}
+			rec := &recorder{}
+			r.d.Observer = rec
+			r.commit("flask")
+			if _, err := r.deploy(); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, ev := range rec.events() {
+				if ev.Kind == EventStep && ev.Status == StatusRunning && slices.Contains([]string{"switch", "restart", "health"}, ev.Step) {
+					got = append(got, ev.Host+" "+ev.Step)
+				}
+			}
+			if s := strings.Join(got, ", "); s != tc.want {
+				t.Errorf("steps started in the order\n%s\nwant\n%s", s, tc.want)
+			}
+		})
 	}
 }
