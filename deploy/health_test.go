@@ -21,7 +21,9 @@ func TestProbe(t *testing.T) {
 	})
 	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("please log in")) })
 	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/login", http.StatusFound) })
-	mux.HandleFunc("/sick", func(w http.ResponseWriter, r *http.Request) { http.Error(w, `{"db": "down"}`, http.StatusServiceUnavailable) })
+	mux.HandleFunc("/sick", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"db": "down"}`, http.StatusServiceUnavailable)
+	})
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
