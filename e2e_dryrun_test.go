@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -45,7 +46,18 @@ func TestEndToEndDryRun(t *testing.T) {
 	e.vars["DEPLOY_KEEP_RELEASES"] = "1"
 	hosts := e.env.Hosts
 	sha1 := e.commit("1.0", nil)
+	// Host 1 gets two releases and host 2 one, and host 2 also has a
+	// release folder an interrupted deploy left (no REVISION): a deploy
+	// would remove dep0 from host 1 (retention, DEPLOY_KEEP_RELEASES=1:
+	// neither the new release nor dep1 before it may go) and the
+	// incomplete one from host 2 (prepare).
+	dep0 := e.mustDeploy("--hosts", hosts[0].Name)
 	dep1 := e.mustDeploy("--hosts", hosts[0].Name+","+hosts[1].Name)
+	const incomplete = "20200101000000-abcdef0"
+	e.onHost(hosts[1], "mkdir", "app/releases/"+incomplete)
+	wantRemoved := [][]string{{dep0.Release + " (retention)"}, {incomplete + " (incomplete)"}, {"nothing"}}
+	wantOld := [][]string{{dep0.Release}, {}, {}}
+	wantIncomplete := [][]string{{}, {incomplete}, {}}
 	sha2 := e.commit("2.0", nil)
 
 	r := e.dryRun()
@@ -57,6 +69,11 @@ func TestEndToEndDryRun(t *testing.T) {
 		dep1.Release + " -> ", hosts[2].Home + "/app (would be created)", "no problems found"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("dry run output lacks %q", want)
+		}
+	}
+	for i, h := range hosts {
+		if got := planLine(r.stdout, h.Name, "would remove"); got != strings.Join(wantRemoved[i], ", ") {
+			t.Errorf("%s: the plan would remove %q, want %q", h.Name, got, strings.Join(wantRemoved[i], ", "))
 		}
 	}
 	if _, err := os.Lstat(hosts[2].Path("app")); !os.IsNotExist(err) {
@@ -79,6 +96,10 @@ func TestEndToEndDryRun(t *testing.T) {
 		if hp.Host != hosts[i].Name || hp.Current != wantCur || len(hp.Problems) != 0 || hp.Python == "" {
 			t.Errorf("host %d: %+v, want %s with current %q and no problems", i, hp, hosts[i].Name, wantCur)
 		}
+		if !slices.Equal(hp.RemoveOld, wantOld[i]) || !slices.Equal(hp.RemoveIncomplete, wantIncomplete[i]) {
+			t.Errorf("%s: remove_old %q, remove_incomplete %q; want %q and %q",
+				hp.Host, hp.RemoveOld, hp.RemoveIncomplete, wantOld[i], wantIncomplete[i])
+		}
 	}
 
 	// A pinned older commit: the hosts see the branch elsewhere, and that
@@ -98,14 +119,43 @@ func TestEndToEndDryRun(t *testing.T) {
 		t.Errorf("the plan does not show the unknown key:\n%s", r.stdout)
 	}
 
-	// A real deploy still works after all that.
+	// The dry runs removed nothing (dryRun compared every home as a
+	// whole; this says it plainly).
+	for i, want := range [][]string{{dep0.Release, dep1.Release}, {incomplete, dep1.Release}, nil} {
+		if got := releases(t, hosts[i]); !slices.Equal(got, want) {
+			t.Errorf("%s: releases %v after the dry runs, want %v", hosts[i].Name, got, want)
+		}
+	}
+
+	// A real deploy still works after all that, and removes what the
+	// plan said.
 	e.vars["DEPLOY_KNOWN_HOSTS"] = e.env.KnownHosts
 	dep2 := e.mustDeploy()
-	for _, h := range hosts {
+	for i, want := range [][]string{{dep1.Release, dep2.Release}, {dep1.Release, dep2.Release}, {dep2.Release}} {
+		h := hosts[i]
 		if got, want := current(h), "releases/"+dep2.Release; got != want {
 			t.Errorf("%s: current -> %q after the real deploy, want %q", h.Name, got, want)
 		}
+		if got := releases(t, h); !slices.Equal(got, want) {
+			t.Errorf("%s: releases %v after the real deploy, want %v", h.Name, got, want)
+		}
 	}
+}
+
+// planLine returns what the human plan says after label in host's section
+// ("" when the section or the line is missing).
+func planLine(plan, host, label string) string {
+	_, section, ok := strings.Cut(plan, "\n"+host+"\n")
+	if !ok {
+		return ""
+	}
+	section, _, _ = strings.Cut(section, "\n\n")
+	for _, l := range strings.Split(section, "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(l), label+" "); ok {
+			return strings.TrimSpace(rest)
+		}
+	}
+	return ""
 }
 
 // withoutHostKey points DEPLOY_KNOWN_HOSTS at a copy of the test hosts'

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/pushdeploy/pushdeploy/deploy"
 	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
@@ -75,10 +77,11 @@ func TestEndToEndRollback(t *testing.T) {
 		}
 	}
 
-	// A dry run logs in, checks and plans, and changes nothing at all.
+	// A dry run logs in, checks and plans, and changes nothing at all:
+	// not the root, and nothing else in the login's home either.
 	before := map[string]string{}
 	for _, h := range e.env.Hosts {
-		before[h.Name] = rootFingerprint(t, h)
+		before[h.Name] = homeTree(t, h)
 	}
 	r := e.pushdeploy("rollback", "--dry-run")
 	if r.code != 0 || strings.Count(r.stdout, deps[2].Release+" -> "+deps[1].Release) != 3 || !strings.Contains(r.stdout, "lock, switch, restart") {
@@ -89,8 +92,8 @@ func TestEndToEndRollback(t *testing.T) {
 		t.Errorf("rollback --dry-run to a missing release: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	for _, h := range e.env.Hosts {
-		if after := rootFingerprint(t, h); after != before[h.Name] {
-			t.Errorf("%s changed by a dry run:\nbefore:\n%s\nafter:\n%s", h.Name, before[h.Name], after)
+		if diff := cmp.Diff(before[h.Name], homeTree(t, h)); diff != "" {
+			t.Errorf("%s: changed by a rollback dry run (-before +after):\n%s", h.Name, diff)
 		}
 	}
 
@@ -250,13 +253,16 @@ func TestEndToEndRollbackWaitsForADeploy(t *testing.T) {
 }
 
 // TestEndToEndRollbackAPI: POST /api/rollback queues a rollback that the
-// serve worker carries out; GET /api/releases lists every host.
+// serve worker carries out, to each host's previous release or to the
+// release the body names; a release one host lacks fails the rollback
+// before any host is switched, naming that host. GET /api/releases lists
+// every host, and says when they disagree about current.
 func TestEndToEndRollbackAPI(t *testing.T) {
 	e := newE2E(t, 2)
 	e.commit("1.0", nil)
 	first := e.mustDeploy()
 	e.commit("2.0", nil)
-	e.mustDeploy()
+	second := e.mustDeploy()
 	s := e.serve()
 
 	code, list := s.api(http.MethodGet, "/api/releases")
@@ -287,6 +293,69 @@ func TestEndToEndRollbackAPI(t *testing.T) {
 	for _, h := range e.env.Hosts {
 		if got := current(h); got != "releases/"+first.Release {
 			t.Errorf("%s: current -> %q, want %s", h.Name, got, first.Release)
+		}
+	}
+
+	// {"release": …} on the first release: the default (the release
+	// before current) does not exist there, so only the body can take
+	// the hosts forward to the second.
+	code, out = post(`{"release":"` + second.Release + `"}`)
+	if code != 202 {
+		t.Fatalf("POST /api/rollback to %s: %d %v", second.Release, code, out)
+	}
+	d = s.waitDone(out["deployment"].(string))
+	if d["status"] != "succeeded" || d["release"] != second.Release || d["requested_release"] != second.Release {
+		t.Errorf("rollback to %s: %v\n%s", second.Release, d, s.stderr)
+	}
+	for _, h := range e.env.Hosts {
+		if got := current(h); got != "releases/"+second.Release {
+			t.Errorf("%s: current -> %q, want %s", h.Name, got, second.Release)
+		}
+	}
+
+	// A release host 2 lacks: the deployment fails naming host 2, and host
+	// 1, which has it, is not switched either.
+	host1, host2 := e.env.Hosts[0], e.env.Hosts[1]
+	e.onHost(host2, "rm", "-rf", "app/releases/"+first.Release)
+	logs := map[string]string{}
+	for _, h := range e.env.Hosts {
+		logs[h.Name] = e.onHost(h, "cat", "app/revisions.log")
+	}
+	code, out = post(`{"release":"` + first.Release + `"}`)
+	if code != 202 {
+		t.Fatalf("POST /api/rollback to a release host 2 lacks: %d %v", code, out)
+	}
+	d = s.waitDone(out["deployment"].(string))
+	msg, _ := d["error"].(string)
+	for _, want := range []string{"no host was changed", "(" + host2.Name + ")", "host " + host2.Name + ": ", "release " + first.Release + " does not exist"} {
+		if d["status"] != "failed" || !strings.Contains(msg, want) {
+			t.Errorf("rollback to a release host 2 lacks: status %v, error lacks %q:\n%s", d["status"], want, msg)
+		}
+	}
+	if strings.Contains(msg, "host "+host1.Name+": ") {
+		t.Errorf("the error blames host 1, which has the release:\n%s", msg)
+	}
+	for _, h := range e.env.Hosts {
+		if got := current(h); got != "releases/"+second.Release {
+			t.Errorf("%s: switched to %q by a refused rollback", h.Name, got)
+		}
+		if log := e.onHost(h, "cat", "app/revisions.log"); log != logs[h.Name] {
+			t.Errorf("%s: revisions.log changed by a refused rollback:\n%s", h.Name, log)
+		}
+	}
+
+	// Host 1 put back on the first release by hand: the hosts disagree,
+	// and the answer says which host is where.
+	e.onHost(host1, "sh", "-c", `cd app && ln -sfn "releases/$1" current.new && mv -T current.new current`, "sh", first.Release)
+	code, list = s.api(http.MethodGet, "/api/releases")
+	hosts, _ = list["hosts"].([]any)
+	if code != 200 || list["disagree"] != true || len(hosts) != 2 {
+		t.Fatalf("GET /api/releases with hosts on different releases: %d %v", code, list)
+	}
+	for i, want := range []string{first.Release, second.Release} {
+		hm, _ := hosts[i].(map[string]any)
+		if hm["host"] != e.env.Hosts[i].Name || hm["current"] != want {
+			t.Errorf("GET /api/releases: host %d is %v with current %v, want %s on %s", i, hm["host"], hm["current"], e.env.Hosts[i].Name, want)
 		}
 	}
 }
