@@ -98,11 +98,13 @@ func TestProgressHandler(t *testing.T) {
 	hl := log.With("host", "web1")
 	hl.Info("step done", "step", "clone", "duration", 440*time.Millisecond)
 	hl.Error("step failed", "step", "pip", "duration", 1200*time.Millisecond, "error", "exit status 1", "output", "ERROR: no pdtestdep\nbye")
+	hl.Info("step done", "step", "before-switch", "duration", 2*time.Second, "output", "Applying app.0002_note... OK\n")
 	got := buf.String()
 	for _, want := range []string{
 		"web1                 clone         0.44s\n",
 		"web1                 pip           FAILED after 1.20s: exit status 1\n",
 		"    | ERROR: no pdtestdep\n    | bye\n",
+		"web1                 before-switch 2.00s\n    | Applying app.0002_note... OK\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("progress output lacks %q:\n%s", want, got)

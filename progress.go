@@ -11,7 +11,8 @@ import (
 )
 
 // progressHandler prints deploy progress for people: one line per host and
-// step with its duration, and a failing command's output indented below.
+// step with its duration, and a failing command's or a hook's output
+// indented below.
 //
 //	20:31:02 web1         clone        0.44s
 //	20:31:06 web1         pip          FAILED after 1.20s: exit status 1
@@ -98,7 +99,9 @@ func (h *progressHandler) Handle(_ context.Context, r slog.Record) error {
 		b.WriteString("  " + strings.Join(rest, " "))
 	}
 	b.WriteString("\n")
-	if out := strings.TrimSpace(output); out != "" && errText != "" {
+	// A failing command's output, and a hook's (only hooks' successful
+	// steps carry it).
+	if out := strings.TrimSpace(output); out != "" {
 		for _, l := range strings.Split(out, "\n") {
 			b.WriteString("    | " + l + "\n")
 		}

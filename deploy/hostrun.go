@@ -96,9 +96,18 @@ func (r *hostRun) step(ctx context.Context, name string, fn func(context.Context
 		r.log.Error("step failed", "step", name, "duration", res.Duration, "error", err, "output", res.Output)
 		return &StepError{Host: r.res.Host.String(), Step: name, Err: err, Output: res.Output}
 	}
+	if hookSteps[name] && strings.TrimSpace(res.Output) != "" {
+		// What a repository hook prints (migrations applied, files
+		// collected) is the app's own report: shown, not only kept.
+		r.log.Info("step done", "step", name, "duration", res.Duration, "output", res.Output)
+		return nil
+	}
 	r.log.Info("step done", "step", name, "duration", res.Duration)
 	return nil
 }
+
+// hookSteps are the steps that run the repository's hooks.
+var hookSteps = map[string]bool{"before-switch": true, "after-switch": true}
 
 // beforeSwitch are the steps a stopping deployment does not start: before
 // the switch, stopping leaves the host as it was. Once current has moved,

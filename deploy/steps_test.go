@@ -1,9 +1,13 @@
 package deploy
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -413,5 +417,34 @@ func TestSwitchOrder(t *testing.T) {
 				t.Errorf("steps started in the order\n%s\nwant\n%s", s, tc.want)
 			}
 		})
+	}
+}
+
+// TestHookOutputIsLogged: what a hook prints is logged with its step even
+// when it succeeds; other successful steps log no output.
+func TestHookOutputIsLogged(t *testing.T) {
+	r := newRig(t, 1)
+	var buf bytes.Buffer
+	r.d.Logger = slog.New(slog.NewJSONHandler(&buf, nil))
+	r.commitFiles("flask", map[string]string{
+		".pushdeploy/before-switch": "+x:#!/bin/sh\necho 'Applying app.0002_note... OK'\n",
+		".pushdeploy/after-switch":  "+x:#!/bin/sh\necho '12 static files copied' >&2\n",
+	})
+	if _, err := r.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	outputs := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var rec struct{ Msg, Host, Step, Output string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec.Msg == "step done" && rec.Output != "" {
+			outputs[rec.Step] = rec.Output
+		}
+	}
+	want := map[string]string{"before-switch": "Applying app.0002_note... OK", "after-switch": "12 static files copied"}
+	if !maps.Equal(outputs, want) {
+		t.Errorf("steps logged with their output: %q, want %q", outputs, want)
 	}
 }
