@@ -16,22 +16,35 @@ import (
 	"github.com/pushdeploy/pushdeploy/gitsrc"
 )
 
-// newDeployer wires the adapters into a Deployer. The returned close
-// function empties the in-memory key agent: keys live only while the
-// command runs.
+// newDeployer wires the adapters into a Deployer. The SSH keys are loaded
+// into in-memory agents only while hosts are connected (keyedDialer); the
+// returned close function empties them for good as the command ends.
 func newDeployer(cfg *config.Config, log *slog.Logger) (*deploy.Deployer, func(), error) {
 	checkDataDir(cfg.DataDir, log)
-	runner, err := sshrun.New(sshrun.Config{
-		Key:              cfg.SSHKeyPEM,
-		Passphrase:       cfg.SSHKeyPassphrase,
-		GitKey:           cfg.GitKeyPEM,
-		GitKeyPassphrase: cfg.GitKeyPassphrase,
-		KnownHosts:       cfg.KnownHosts,
-		ConnectTimeout:   cfg.ConnectTimeout,
-	})
+	newRunner := func() (*sshrun.Runner, error) {
+		return sshrun.New(sshrun.Config{
+			Key:              cfg.SSHKeyPEM,
+			Passphrase:       cfg.SSHKeyPassphrase,
+			GitKey:           cfg.GitKeyPEM,
+			GitKeyPassphrase: cfg.GitKeyPassphrase,
+			KnownHosts:       cfg.KnownHosts,
+			ConnectTimeout:   cfg.ConnectTimeout,
+		})
+	}
+	// Once now, so that keys or a known_hosts file that cannot be used are
+	// reported before anything starts.
+	runner, err := newRunner()
 	if err != nil {
 		return nil, nil, err
 	}
+	runner.Close()
+	dialer := &keyedDialer{open: func() (deploy.Dialer, func(), error) {
+		runner, err := newRunner()
+		if err != nil {
+			return nil, nil, err
+		}
+		return newHostDialer(runner), func() { runner.Close() }, nil
+	}}
 	src := gitsrc.New(gitsrc.Config{
 		URL:           cfg.RepoURL,
 		Branch:        cfg.Branch,
@@ -41,7 +54,7 @@ func newDeployer(cfg *config.Config, log *slog.Logger) (*deploy.Deployer, func()
 		MirrorDir:     filepath.Join(cfg.DataDir, "mirror.git"),
 	})
 	d := &deploy.Deployer{
-		Dialer:        newHostDialer(runner),
+		Dialer:        dialer,
 		Resolver:      src,
 		Logger:        log,
 		Branch:        cfg.Branch,
@@ -67,7 +80,7 @@ func newDeployer(cfg *config.Config, log *slog.Logger) (*deploy.Deployer, func()
 		d.Archiver = src
 		d.LendGitKey = false
 	}
-	return d, func() { runner.Close() }, nil
+	return d, dialer.Close, nil
 }
 
 func runDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/pushdeploy/pushdeploy/deploy"
+)
+
+// keyedDialer keeps the keys in memory only while hosts are connected, as
+// the original script ran ssh-agent for the update and killed it after:
+// the first Dial loads them into fresh agent keyrings (open), and closing
+// the last connection empties those. Under `serve`, which runs for months,
+// the keyrings then exist during deployments (and listings) only. Dials
+// that overlap (a deployment and a GET /api/releases) share one set.
+type keyedDialer struct {
+	// open loads the keys and returns a dialer that uses them, and the
+	// func that empties them.
+	open func() (deploy.Dialer, func(), error)
+
+	mu     sync.Mutex
+	dialer deploy.Dialer
+	close  func()
+	users  int // connections open, and dials under way
+	closed bool
+}
+
+var _ deploy.Dialer = (*keyedDialer)(nil)
+
+func (k *keyedDialer) Dial(ctx context.Context, h deploy.Host) (deploy.Conn, error) {
+	d, err := k.acquire()
+	if err != nil {
+		return nil, err
+	}
+	c, err := d.Dial(ctx, h)
+	if err != nil {
+		k.release()
+		return nil, err
+	}
+	return &keyedConn{Conn: c, release: sync.OnceFunc(k.release)}, nil
+}
+
+func (k *keyedDialer) acquire() (deploy.Dialer, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return nil, errors.New("the deployer is shutting down: keys are closed")
+	}
+	if k.dialer == nil {
+		d, closeKeys, err := k.open()
+		if err != nil {
+			return nil, err
+		}
+		k.dialer, k.close = d, closeKeys
+	}
+	k.users++
+	return k.dialer, nil
+}
+
+func (k *keyedDialer) release() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.users--
+	if k.users == 0 && k.close != nil {
+		k.close()
+		k.dialer, k.close = nil, nil
+	}
+}
+
+// Close empties the keys now, even if a connection is still open (it stays
+// usable, but nothing can sign with them any more), and refuses later
+// dials: the command is ending.
+func (k *keyedDialer) Close() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.close != nil {
+		k.close()
+	}
+	k.dialer, k.close, k.closed = nil, nil, true
+}
+
+// keyedConn gives its share of the keys back when it is closed.
+type keyedConn struct {
+	deploy.Conn
+	release func()
+}
+
+func (c *keyedConn) Close() error {
+	err := c.Conn.Close()
+	c.release()
+	return err
+}
