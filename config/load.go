@@ -47,12 +47,6 @@ func Load(envFile string, explicit bool) (*Config, []string, error) {
 	if err := envconfig.Process(Prefix, &c); err != nil {
 		return nil, warnings, processError(err)
 	}
-	// No envconfig.CheckDisallowed here: checkEnv has done its work
-	// already, with better messages (every unknown variable at once, each
-	// with the nearest real one) and line numbers for the env file, so
-	// CheckDisallowed could never fail. The two agree on the names because
-	// variables is built from Config's tags as envconfig reads them, and
-	// TestVariables compares it with envconfig's own list.
 	c.SharedPaths = cleanList(c.SharedPaths)
 	c.WebhookAllowCIDRs = cleanList(c.WebhookAllowCIDRs)
 
@@ -138,9 +132,9 @@ func pinAlternates() {
 	}
 }
 
-// checkEnv reports unknown DEPLOY_ variables (what envconfig.CheckDisallowed
-// would catch) and values that do not parse as their variable's type:
-// every one of them, where envconfig stops at the first.
+// checkEnv reports unknown DEPLOY_ variables and values that do not parse
+// as their variable's type: every one of them, where envconfig stops at
+// the first.
 func checkEnv(probs *problems) {
 	var missing []string
 	defer func() {
@@ -150,13 +144,16 @@ func checkEnv(probs *problems) {
 			}
 		}
 	}()
-	for _, kv := range os.Environ() {
-		key, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(key, Prefix+"_") {
-			continue
-		}
-		if _, ok := lookupVariable(key); !ok {
-			probs.add("%s", unknownVariable(key))
+	// envconfig.CheckDisallowed decides whether a mistyped variable is
+	// there (by envconfig's own reading of Config's tags); it names only
+	// the first, so every one is then named here, with the nearest real
+	// one. TestVariables keeps variables equal to envconfig's list.
+	if envconfig.CheckDisallowed(Prefix, &Config{}) != nil {
+		for _, kv := range os.Environ() {
+			key, _, _ := strings.Cut(kv, "=")
+			if _, ok := lookupVariable(key); strings.HasPrefix(key, Prefix+"_") && !ok {
+				probs.add("%s", unknownVariable(key))
+			}
 		}
 	}
 	for _, v := range variables {
