@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -278,7 +279,6 @@ func TestEndToEndDeploy(t *testing.T) {
 // says a failed prepare leaves changes (hostMayChange). current is rel on
 // every host throughout.
 func checkBadRequirement(t *testing.T, e *e2e, rel string) {
-	t.Helper()
 	before := map[string]string{}
 	releasesBefore := map[string][]string{}
 	for _, h := range e.env.Hosts {
@@ -361,18 +361,26 @@ func stateDiff(before, after string, allowed func(path string, wasThere bool) bo
 		return m
 	}
 	b, a := lines(before), lines(after)
-	var diff []string
-	for p, l := range b {
-		if a[p] != l && (allowed == nil || !allowed(p, true)) {
-			diff = append(diff, "- "+l, "+ "+a[p])
-		}
+	paths := map[string]bool{}
+	for p := range b {
+		paths[p] = true
 	}
-	for p, l := range a {
-		if _, ok := b[p]; !ok && (allowed == nil || !allowed(p, false)) {
+	for p := range a {
+		paths[p] = true
+	}
+	var diff []string
+	for _, p := range slices.Sorted(maps.Keys(paths)) {
+		old, wasThere := b[p]
+		if a[p] == old || (allowed != nil && allowed(p, wasThere)) {
+			continue
+		}
+		if wasThere {
+			diff = append(diff, "- "+old)
+		}
+		if l, ok := a[p]; ok {
 			diff = append(diff, "+ "+l)
 		}
 	}
-	slices.Sort(diff)
 	return strings.Join(diff, "\n")
 }
 
@@ -382,7 +390,6 @@ func stateDiff(before, after string, allowed func(path string, wasThere bool) bo
 // removed, and the hook is gone from the host (killed, not left running),
 // so the host's locks are free. current is rel on every host throughout.
 func checkStepTimeout(t *testing.T, e *e2e, rel string) {
-	t.Helper()
 	// The requirements of rel: its venv is reused, so the steps before
 	// the hook are quick even with a step timeout of 3s.
 	hook := "#!/bin/sh\necho $$ >\"$HOME/hook.pid\"\nsleep 60\n"
@@ -443,7 +450,6 @@ func checkStepTimeout(t *testing.T, e *e2e, rel string) {
 // python runs, pip reports that there is nothing to install, and the
 // earlier requirement is not in that venv.
 func checkNoRequirements(t *testing.T, e *e2e) {
-	t.Helper()
 	sha, err := e.env.Remove(context.Background(), []string{"requirements.txt", ".pushdeploy/before-switch"}, "no requirements")
 	if err != nil {
 		t.Fatal(err)
