@@ -302,7 +302,6 @@ func TestEndToEndServe(t *testing.T) {
 // deployment, which deploys the newest tip and records the newest push's
 // commit. A redelivery deploys nothing. It returns the newest commit.
 func burst(t *testing.T, e *e2e, s *server) string {
-	t.Helper()
 	// The second deployment waits in host 1's before-switch hook until the
 	// burst is over, so that every push of it arrives while it runs.
 	goOn := filepath.Join(e.env.Dir, "burst-over")
