@@ -14,8 +14,9 @@ import (
 // step with its duration, and a failing command's or a hook's output
 // indented below.
 //
-//	20:31:02 web1         clone        0.44s
-//	20:31:06 web1         pip          FAILED after 1.20s: exit status 1
+//	20:31:02 web1                 fetch         0.44s
+//	20:31:06 web1                 pip           FAILED after 1.20s: exit status 1
+//	    | ERROR: No matching distribution found for flask==9.9
 type progressHandler struct {
 	mu    *sync.Mutex
 	w     io.Writer

@@ -96,9 +96,7 @@ func (r *hostRun) step(ctx context.Context, name string, fn func(context.Context
 		r.log.Error("step failed", "step", name, "duration", res.Duration, "error", err, "output", res.Output)
 		return &StepError{Host: r.res.Host.String(), Step: name, Err: err, Output: res.Output}
 	}
-	if hookSteps[name] && strings.TrimSpace(res.Output) != "" {
-		// What a repository hook prints (migrations applied, files
-		// collected) is the app's own report: shown, not only kept.
+	if out := strings.TrimSpace(res.Output); reportSteps[name] && out != "" && out != noHook(name) {
 		r.log.Info("step done", "step", name, "duration", res.Duration, "output", res.Output)
 		return nil
 	}
@@ -106,14 +104,22 @@ func (r *hostRun) step(ctx context.Context, name string, fn func(context.Context
 	return nil
 }
 
-// hookSteps are the steps that run the repository's hooks.
-var hookSteps = map[string]bool{"before-switch": true, "after-switch": true}
+// reportSteps are the steps whose output is logged even when they succeed:
+// what a repository hook prints (migrations applied, files collected) is
+// the app's own report, and the health check's attempts show how long the
+// app took to come up. Other steps' output (pip's, say) is kept with the
+// step and logged when it fails.
+var reportSteps = map[string]bool{"before-switch": true, "after-switch": true, "health": true}
+
+// noHook is what hookScript says when the release has no such hook: kept
+// with the step, not worth a line per host in the progress.
+func noHook(step string) string { return "no .pushdeploy/" + step + " in this release" }
 
 // beforeSwitch are the steps a stopping deployment does not start: before
 // the switch, stopping leaves the host as it was. Once current has moved,
 // the restart (or the revert) always runs.
 var beforeSwitch = map[string]bool{
-	"connect": true, "lock": true, "prepare": true, "clone": true, "checkout": true, "venv": true, "pip": true,
+	"connect": true, "lock": true, "prepare": true, "fetch": true, "upload": true, "checkout": true, "venv": true, "pip": true,
 	"shared": true, "before-switch": true,
 }
 

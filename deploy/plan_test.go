@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -268,3 +269,27 @@ func TestRetentionVictims(t *testing.T) {
 		}
 	}
 }
+
+// TestBeforeSwitchStepsAreKnown: every step a deploy runs before its
+// switch, in clone and push mode, is one a stopping deployment does not
+// start (a step missing from beforeSwitch would still run after a stop).
+func TestBeforeSwitchStepsAreKnown(t *testing.T) {
+	for _, d := range []*Deployer{
+		{SharedPaths: []string{".env"}},
+		{SharedPaths: []string{".env"}, Archiver: fakeArchiver{}},
+	} {
+		for _, step := range d.deploySteps() {
+			if step == "switch" {
+				break
+			}
+			if !beforeSwitch[step] {
+				t.Errorf("step %s runs before the switch but is not in beforeSwitch", step)
+			}
+		}
+	}
+}
+
+// fakeArchiver stands for push mode where only the step list matters.
+type fakeArchiver struct{}
+
+func (fakeArchiver) Archive(context.Context, string, io.Writer) error { return nil }

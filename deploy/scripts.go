@@ -349,7 +349,8 @@ done`
 
 // hookScript runs the release's own hook .pushdeploy/$1, when there is
 // one, with the release's venv first on PATH (so "python manage.py migrate"
-// uses it). Run in the release folder.
+// uses it). Run in the release folder. Its message when there is none is
+// noHook's.
 const hookScript = `hook=".pushdeploy/$1"
 if [ ! -e "$hook" ] && [ ! -L "$hook" ]; then
 	echo "no $hook in this release"

@@ -426,6 +426,23 @@ func TestHookOutputIsLogged(t *testing.T) {
 	r := newRig(t, 1)
 	var buf bytes.Buffer
 	r.d.Logger = slog.New(slog.NewJSONHandler(&buf, nil))
+	// Without hooks, the hook steps log no output line, and keep why they
+	// did nothing.
+	r.commit("flask")
+	dep, err := r.deploy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), `"output"`) {
+		t.Errorf("a release without hooks logged output:\n%s", buf.String())
+	}
+	for _, s := range dep.Hosts[0].Steps {
+		if s.Name == "before-switch" && strings.TrimSpace(s.Output) != noHook("before-switch") {
+			t.Errorf("before-switch output %q, want %q", s.Output, noHook("before-switch"))
+		}
+	}
+
+	buf.Reset()
 	r.commitFiles("flask", map[string]string{
 		".pushdeploy/before-switch": "+x:#!/bin/sh\necho 'Applying app.0002_note... OK'\n",
 		".pushdeploy/after-switch":  "+x:#!/bin/sh\necho '12 static files copied' >&2\n",
