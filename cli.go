@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/deploy"
@@ -68,6 +70,41 @@ func exitCode(err error, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pushdeploy: %v\n", err)
 		return 1
 	}
+}
+
+// errorWriter is where exitCode prints: stderr, or with --json a writer
+// that turns each message into a JSON line like the progress ones, so
+// that everything --json writes to stderr parses.
+func errorWriter(args []string, stderr io.Writer) io.Writer {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return stderr
+		case "--json", "-json", "--json=true", "-json=true":
+			return jsonErrors{stderr}
+		}
+	}
+	return stderr
+}
+
+// jsonErrors writes each message it is given as one JSON line.
+type jsonErrors struct{ w io.Writer }
+
+func (j jsonErrors) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(strings.TrimPrefix(string(p), "pushdeploy: "))
+	line, err := json.Marshal(struct {
+		Time  time.Time `json:"time"`
+		Level string    `json:"level"`
+		Msg   string    `json:"msg"`
+		Error string    `json:"error"`
+	}{time.Now(), "ERROR", "pushdeploy failed", msg})
+	if err != nil {
+		return 0, err
+	}
+	if _, err := j.w.Write(append(line, '\n')); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // errReported is a failure whose details were already printed.

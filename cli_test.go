@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -112,5 +113,35 @@ func TestProgressHandler(t *testing.T) {
 	}
 	if strings.Contains(got, "deployment=d1") {
 		t.Errorf("step lines repeat the deployment id:\n%s", got)
+	}
+}
+
+// TestErrorsAsJSON: with --json the final error is a JSON line too, so
+// every line --json writes to stderr parses; without, it is plain text.
+func TestErrorsAsJSON(t *testing.T) {
+	fail := errors.New("deploy failed: host web2: pip: exit status 1\n    | ERROR: no pdtestdep")
+	for _, tt := range []struct {
+		args []string
+		json bool
+	}{
+		{[]string{"deploy", "--json"}, true},
+		{[]string{"rollback", "-json", "--to", "x"}, true},
+		{[]string{"deploy", "--json=true"}, true},
+		{[]string{"deploy"}, false},
+		{[]string{"deploy", "--json=false"}, false},
+		{[]string{"deploy", "--", "--json"}, false},
+	} {
+		var stderr bytes.Buffer
+		if code := exitCode(fail, errorWriter(tt.args, &stderr)); code != 1 {
+			t.Errorf("%v: exit %d, want 1", tt.args, code)
+		}
+		var rec struct{ Level, Msg, Error string }
+		err := json.Unmarshal(stderr.Bytes(), &rec)
+		switch {
+		case tt.json && (err != nil || rec.Level != "ERROR" || rec.Error != fail.Error() || strings.Count(stderr.String(), "\n") != 1):
+			t.Errorf("%v: stderr %q, want one JSON line carrying the error (%v)", tt.args, stderr.String(), err)
+		case !tt.json && stderr.String() != "pushdeploy: "+fail.Error()+"\n":
+			t.Errorf("%v: stderr %q, want the plain message", tt.args, stderr.String())
+		}
 	}
 }

@@ -110,6 +110,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log.Info("shutting down: no new requests; the running deployment stops at its next safe point", "grace", grace.String())
 	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	worker.Close() // requests still in flight are answered 503, not queued
 	err = srv.Close(closeCtx)
 	stopWorker()
 	if werr := <-workerDone; werr != nil {

@@ -255,6 +255,16 @@ func (w *Worker) selectHosts(names []string) ([]Host, error) {
 	return out, nil
 }
 
+// Close makes Submit refuse (ErrClosed) from now on; what is queued or
+// running carries on until Run's ctx ends. A server shutting down calls it
+// first, so that no request still in flight is answered "queued" for a
+// deployment that the stopping worker would then cancel.
+func (w *Worker) Close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+}
+
 // Run carries out queued deployments until ctx ends. Then it stops
 // accepting, asks the running deployment to stop at its next safe point
 // (the step that runs finishes; a host already switched is restarted),

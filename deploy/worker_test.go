@@ -156,6 +156,23 @@ func TestWorkerRejectsBadRequests(t *testing.T) {
 	}
 }
 
+// TestWorkerClose: after Close, Submit refuses with ErrClosed (serve
+// answers 503), and what was queued before stays queued for Run.
+func TestWorkerClose(t *testing.T) {
+	w, _, _ := newTestWorker()
+	tk, err := w.Submit(context.Background(), Request{Trigger: "webhook", Push: Push{Branch: "release"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if _, err := w.Submit(context.Background(), Request{Trigger: "webhook", Push: Push{Branch: "release"}}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Submit after Close: %v, want ErrClosed", err)
+	}
+	if d, ok := w.Get(tk.ID); !ok || d.Status != StatusQueued {
+		t.Errorf("the deployment queued before Close: %+v", d)
+	}
+}
+
 func TestWorkerShutdownStopsBetweenSteps(t *testing.T) {
 	w, g, _ := newTestWorker()
 	ctx, cancel := context.WithCancel(context.Background())
