@@ -137,7 +137,13 @@ func (e *e2e) mustDeployJSON(args ...string) (deploymentJSON, result) {
 	if err := json.Unmarshal([]byte(r.stdout), &dep); err != nil {
 		e.t.Fatalf("deploy --json output: %v\n%s", err, r.stdout)
 	}
-	e.t.Logf("deploy %s to %d hosts: %.2fs wall", dep.Release, len(dep.Hosts), r.took.Seconds())
+	var steps []string
+	if len(dep.Hosts) > 0 {
+		for _, s := range dep.Hosts[0].Steps {
+			steps = append(steps, fmt.Sprintf("%s %.2fs", s.Step, s.Seconds))
+		}
+		e.t.Logf("deploy %s to %d hosts: %.2fs wall; on %s: %s", dep.Release, len(dep.Hosts), r.took.Seconds(), dep.Hosts[0].Host, strings.Join(steps, ", "))
+	}
 	return dep, r
 }
 
