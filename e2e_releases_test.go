@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"slices"
 	"strings"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/pushdeploy/pushdeploy/history"
 	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
 
@@ -132,28 +130,14 @@ func checkHooks(t *testing.T, e *e2e, h *testhosts.Host, dep deploymentJSON, sha
 }
 
 // checkHookOutput: what a hook prints on success is kept with its step in
-// the history (GET /api/deployments/{id} serves it as output_tail). The
-// command line never shows it: its progress lines and --json result carry
-// a step's output only when the step failed.
+// the history (GET /api/deployments/{id} serves it as output_tail); the
+// progress shows it too (TestHookOutputIsLogged, TestProgressHandler).
 func checkHookOutput(t *testing.T, e *e2e, dep deploymentJSON) {
 	t.Helper()
-	st, err := history.Open(context.Background(), e.vars["DEPLOY_DATA_DIR"], history.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	got, ok, err := st.Deployment(context.Background(), dep.ID)
-	if err != nil || !ok {
-		t.Fatalf("deployment %s in the history: %v %v", dep.ID, ok, err)
-	}
-	for _, h := range got.Hosts {
-		seen := map[string]string{}
-		for _, s := range h.Steps {
-			seen[s.Name] = s.Output
-		}
+	for host, steps := range e.stepOutputs(dep.ID) {
 		for _, hook := range []string{"before-switch", "after-switch"} {
-			if want := hook + ": done with " + dep.Commit; !strings.Contains(seen[hook], want) {
-				t.Errorf("%s: output of %s in the history is %q, want it to hold %q", h.Host, hook, seen[hook], want)
+			if want := hook + ": done with " + dep.Commit; !strings.Contains(steps[hook], want) {
+				t.Errorf("%s: output of %s in the history is %q, want it to hold %q", host, hook, steps[hook], want)
 			}
 		}
 	}

@@ -477,26 +477,35 @@ func checkNoRequirements(t *testing.T, e *e2e) {
 		}
 	}
 	// What pip said is in the step's output tail, kept in the history.
+	for host, steps := range e.stepOutputs(dep.ID) {
+		if pip := steps["pip"]; !strings.Contains(pip, "no requirements.txt: nothing to install") {
+			t.Errorf("%s: output of pip %q, want it to say there is nothing to install", host, pip)
+		}
+	}
+}
+
+// stepOutputs reads what each step of deployment id printed (its output
+// tail) from the history the command line records in DEPLOY_DATA_DIR:
+// host -> step -> output.
+func (e *e2e) stepOutputs(id string) map[string]map[string]string {
+	e.t.Helper()
 	st, err := history.Open(context.Background(), e.vars["DEPLOY_DATA_DIR"], history.Options{})
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	defer st.Close()
-	got, ok, err := st.Deployment(context.Background(), dep.ID)
-	if err != nil || !ok {
-		t.Fatalf("deployment %s in the history: %v %v", dep.ID, ok, err)
+	got, ok, err := st.Deployment(context.Background(), id)
+	if err != nil || !ok || len(got.Hosts) == 0 {
+		e.t.Fatalf("deployment %s in the history: %v %v (%d hosts)", id, ok, err, len(got.Hosts))
 	}
+	out := map[string]map[string]string{}
 	for _, h := range got.Hosts {
-		var pip string
+		out[h.Host.String()] = map[string]string{}
 		for _, s := range h.Steps {
-			if s.Name == "pip" {
-				pip = s.Output
-			}
-		}
-		if !strings.Contains(pip, "no requirements.txt: nothing to install") {
-			t.Errorf("%s: output of pip %q, want it to say there is nothing to install", h.Host, pip)
+			out[h.Host.String()][s.Name] = s.Output
 		}
 	}
+	return out
 }
 
 func TestEndToEndUnknownHostKeyIsRefusedBeforeAnyChange(t *testing.T) {

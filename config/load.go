@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"reflect"
 	"slices"
 	"strings"
 
@@ -204,16 +203,4 @@ func cleanList(items []string) []string {
 		}
 	}
 	return out
-}
-
-// isDefault reports whether field holds the value of default tag def.
-func isDefault(field reflect.Value, def string) bool {
-	if field.Kind() == reflect.Slice {
-		return field.Len() == 0 && def == ""
-	}
-	want, err := parseValue(field.Type(), def)
-	if err != nil {
-		return false
-	}
-	return field.Interface() == want.Interface()
 }

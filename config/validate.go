@@ -6,17 +6,11 @@ import (
 	"net/netip"
 	"net/url"
 	"path"
-	"reflect"
 	"strings"
 	"time"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
 )
-
-// notYetUsed lists the variables of features this version does not implement
-// yet: setting one to anything but its default gives a warning, not an error.
-// Remove a name here when its feature lands.
-var notYetUsed = []string{}
 
 // validator gathers the problems and warnings of one Validate.
 type validator struct {
@@ -46,7 +40,6 @@ func (c *Config) Validate() (warnings []string, err error) {
 	v.urls()
 	v.bitbucket()
 	v.files()
-	v.unused()
 	return v.warnings, v.probs.err()
 }
 
@@ -169,17 +162,6 @@ func (v *validator) urls() {
 		}
 		if err := httpURL(u.value); err != nil {
 			v.add("%s: %v", u.key, err)
-		}
-	}
-}
-
-// unused warns about the variables of notYetUsed not set to their default.
-func (v *validator) unused() {
-	cv := reflect.ValueOf(v.c).Elem()
-	for _, key := range notYetUsed {
-		vr := mustVariable(key)
-		if !isDefault(cv.Field(vr.field), vr.def) {
-			v.warn("%s is set but this version does not use it yet", key)
 		}
 	}
 }
