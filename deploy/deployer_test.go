@@ -138,6 +138,9 @@ func newRig(t *testing.T, n int) *rig {
 	t.Helper()
 	for _, tool := range []string{"git", "flock", "timeout"} {
 		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("DEPLOY_TEST_DISALLOW_SKIP") != "" {
+				t.Fatalf("%s not installed (and DEPLOY_TEST_DISALLOW_SKIP forbids skipping)", tool)
+			}
 			t.Skipf("%s not installed", tool)
 		}
 	}
