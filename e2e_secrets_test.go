@@ -173,7 +173,7 @@ func (e *e2e) startServe(envFile, secret, token string) (*server, *bytes.Buffer)
 	e.t.Helper()
 	addr := freePort(e.t)
 	e.vars["DEPLOY_LISTEN"] = addr
-	s := &server{t: e.t, url: "http://" + addr, secret: secret, token: token, stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
+	s := &server{t: e.t, url: "http://" + addr, secret: secret, token: token, stderr: &syncWriter{w: &bytes.Buffer{}}, exited: make(chan error, 1)}
 	stdout := &bytes.Buffer{}
 	s.start(e, &syncWriter{w: stdout}, "serve", "--json", "--grace", "20s", "--env-file", envFile)
 	return s, stdout
@@ -428,7 +428,7 @@ func serveHTTP(t *testing.T, e *e2e, c *corpus, envFile, good, bad string) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("serve did not stop")
 	}
-	c.add("serve stderr", s.stderr.Bytes())
+	c.add("serve stderr", []byte(s.stderr.String()))
 	c.add("serve stdout", stdout.Bytes())
 	if !strings.Contains(s.stderr.String(), "webhook") {
 		t.Errorf("serve logged nothing about webhooks:\n%s", s.stderr)

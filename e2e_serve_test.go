@@ -27,8 +27,7 @@ type server struct {
 	secret string
 	token  string
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
-	log    *syncWriter // writes to stderr; read the log while serve runs through it
+	stderr *syncWriter // serve's log; safe to read while serve writes it
 	exited chan error
 }
 
@@ -45,7 +44,7 @@ func freePort(t *testing.T) string {
 func (e *e2e) serve() *server {
 	e.t.Helper()
 	addr := freePort(e.t)
-	s := &server{t: e.t, url: "http://" + addr, secret: "s3cret-for-webhooks", token: "t0ken-for-the-api", stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
+	s := &server{t: e.t, url: "http://" + addr, secret: "s3cret-for-webhooks", token: "t0ken-for-the-api", stderr: &syncWriter{w: &bytes.Buffer{}}, exited: make(chan error, 1)}
 	e.vars["DEPLOY_LISTEN"] = addr
 	e.vars["DEPLOY_WEBHOOK_SECRET"] = s.secret
 	e.vars["DEPLOY_API_TOKEN"] = s.token
@@ -65,8 +64,7 @@ func (s *server) start(e *e2e, stdout io.Writer, args ...string) {
 	for k, v := range e.vars {
 		s.cmd.Env = append(s.cmd.Env, k+"="+v)
 	}
-	s.log = &syncWriter{w: s.stderr}
-	s.cmd.Stdout, s.cmd.Stderr = stdout, s.log
+	s.cmd.Stdout, s.cmd.Stderr = stdout, s.stderr
 	if err := s.cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
@@ -80,7 +78,7 @@ func (s *server) start(e *e2e, stdout io.Writer, args ...string) {
 	await(e.t, "serve to answer /healthz", 20*time.Second, func() (bool, any) {
 		resp, err := http.Get(s.url + "/healthz")
 		if err != nil {
-			return false, fmt.Sprintf("%v; log:\n%s", err, s.log)
+			return false, fmt.Sprintf("%v; log:\n%s", err, s.stderr)
 		}
 		resp.Body.Close()
 		return true, nil
@@ -198,7 +196,7 @@ func (s *server) waitDone(id string) map[string]any {
 			s.t.Fatalf("GET deployment %s: %d %v", id, code, d)
 		}
 		st := d["status"]
-		return st != "queued" && st != "running", fmt.Sprintf("%v\nlog:\n%s", d, s.log)
+		return st != "queued" && st != "running", fmt.Sprintf("%v\nlog:\n%s", d, s.stderr)
 	})
 	return d
 }
@@ -238,7 +236,7 @@ func TestEndToEndServe(t *testing.T) {
 	}
 	first := s.waitDone(out["deployment"].(string))
 	if first["status"] != "succeeded" || first["commit"] != sha1 || first["trigger"] != "webhook" || first["provider"] != "bitbucket-cloud" {
-		t.Fatalf("deployment: %v\n%s", first, s.log)
+		t.Fatalf("deployment: %v\n%s", first, s.stderr)
 	}
 	for _, h := range e.env.Hosts {
 		if rev := e.onHost(h, "cat", "app/current/REVISION"); rev != sha1 {
@@ -425,7 +423,7 @@ func TestEndToEndServeSIGTERMMidDeploy(t *testing.T) {
 		t.Fatal(err)
 	}
 	await(t, "serve to log that it shuts down", time.Minute, func() (bool, any) {
-		return strings.Contains(s.log.String(), "shutting down"), s.log
+		return strings.Contains(s.stderr.String(), "shutting down"), s.stderr
 	})
 
 	// A push now must not be queued: serve stops accepting at the signal.
@@ -443,7 +441,7 @@ func TestEndToEndServeSIGTERMMidDeploy(t *testing.T) {
 	}
 	select {
 	case err := <-s.exited:
-		t.Fatalf("serve exited (%v) while its venv step was held: the push after SIGTERM proves nothing\n%s", err, s.log)
+		t.Fatalf("serve exited (%v) while its venv step was held: the push after SIGTERM proves nothing\n%s", err, s.stderr)
 	default:
 	}
 	if err := os.Remove(hold); err != nil {
@@ -456,7 +454,7 @@ func TestEndToEndServeSIGTERMMidDeploy(t *testing.T) {
 			t.Errorf("exit after SIGTERM: %v\n%s", err, s.stderr)
 		}
 	case <-time.After(60 * time.Second):
-		t.Fatalf("serve did not exit after SIGTERM\n%s", s.log)
+		t.Fatalf("serve did not exit after SIGTERM\n%s", s.stderr)
 	}
 	for _, h := range e.env.Hosts {
 		if got, want := current(h), "releases/"+first.Release; got != want {
