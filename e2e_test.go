@@ -71,6 +71,9 @@ func newE2E(t *testing.T, hosts int) *e2e {
 		"DEPLOY_GIT_KEY":     env.GitKey,
 		"DEPLOY_RESTART_CMD": restartCmd,
 		"DEPLOY_DATA_DIR":    t.TempDir(),
+		// The end-to-end tests run in parallel on 2 cores: under that load
+		// a login has been seen to take longer than the 10 s default.
+		"DEPLOY_CONNECT_TIMEOUT": "30s",
 	}}
 }
 
