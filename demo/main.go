@@ -46,7 +46,7 @@ func run(ctx context.Context, n int, keep bool) error {
 	}
 	step("building pushdeploy")
 	bin := filepath.Join(os.TempDir(), "pushdeploy-demo")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/pushdeploy/pushdeploy").CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)
 	}
 

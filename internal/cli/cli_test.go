@@ -1,0 +1,147 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pushdeploy/pushdeploy/config"
+	"github.com/pushdeploy/pushdeploy/deploy"
+)
+
+func TestSelectHosts(t *testing.T) {
+	all := []deploy.Host{
+		{Name: "web1", User: "deploy", Addr: "web1", Port: 22},
+		{Name: "deploy@[::1]:2222", User: "deploy", Addr: "::1", Port: 2222},
+		{Name: "web3", User: "deploy", Addr: "web3", Port: 22},
+	}
+	tests := []struct {
+		only    []string
+		want    []string
+		wantErr string
+	}{
+		{nil, []string{"web1", "deploy@[::1]:2222", "web3"}, ""},
+		{[]string{"web3", "web1"}, []string{"web1", "web3"}, ""}, // file order, not flag order
+		{[]string{"::1"}, []string{"deploy@[::1]:2222"}, ""},
+		{[]string{"[::1]:2222"}, []string{"deploy@[::1]:2222"}, ""},
+		{[]string{"web9"}, nil, `--hosts: "web9" is not in the hosts file`},
+	}
+	for _, tt := range tests {
+		got, err := selectHosts(all, tt.only)
+		if tt.wantErr != "" {
+			var ue *usageError
+			if !errors.As(err, &ue) || err.Error() != tt.wantErr {
+				t.Errorf("selectHosts(%v) error %v, want usage error %q", tt.only, err, tt.wantErr)
+			}
+			continue
+		}
+		var names []string
+		for _, h := range got {
+			names = append(names, h.Name)
+		}
+		if strings.Join(names, ",") != strings.Join(tt.want, ",") || err != nil {
+			t.Errorf("selectHosts(%v) = %v, %v; want %v", tt.only, names, err, tt.want)
+		}
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	tests := []struct {
+		err  error
+		want int
+	}{
+		{nil, 0},
+		{usagef("bad flag"), 2},
+		{fmt.Errorf("load: %w", &config.Error{Problems: []string{"DEPLOY_X: bad"}}), 2},
+		{fmt.Errorf("deploy failed: resolve: %w", &deploy.CommitError{Commit: "abc", Branch: "release"}), 2},
+		{&deploy.StepError{Host: "web1", Step: "pip", Err: errors.New("exit status 1")}, 1},
+		{errReported, 1},
+		{errors.New("anything else"), 1},
+	}
+	for _, tt := range tests {
+		var stderr bytes.Buffer
+		if got := exitCode(tt.err, &stderr); got != tt.want {
+			t.Errorf("exitCode(%v) = %d, want %d", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestRunUsage(t *testing.T) {
+	tests := []struct {
+		args []string
+		want int
+	}{
+		{nil, 2},
+		{[]string{"bogus"}, 2},
+		{[]string{"deploy", "--nope"}, 2},
+		{[]string{"deploy", "extra"}, 2},
+		{[]string{"deploy", "--commit", "$(touch /tmp/x)"}, 2},
+		{[]string{"version"}, 0},
+		{[]string{"help"}, 0},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		if got := exitCode(run(context.Background(), tt.args, &stdout, &stderr), &stderr); got != tt.want {
+			t.Errorf("run(%q) exit %d, want %d\n%s", tt.args, got, tt.want, stderr.String())
+		}
+	}
+}
+
+func TestProgressHandler(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(newProgressHandler(&buf)).With("deployment", "d1")
+	hl := log.With("host", "web1")
+	hl.Info("step done", "step", "clone", "duration", 440*time.Millisecond)
+	hl.Error("step failed", "step", "pip", "duration", 1200*time.Millisecond, "error", "exit status 1", "output", "ERROR: no pdtestdep\nbye")
+	hl.Info("step done", "step", "before-switch", "duration", 2*time.Second, "output", "Applying app.0002_note... OK\n")
+	got := buf.String()
+	for _, want := range []string{
+		"web1                 clone         0.44s\n",
+		"web1                 pip           FAILED after 1.20s: exit status 1\n",
+		"    | ERROR: no pdtestdep\n    | bye\n",
+		"web1                 before-switch 2.00s\n    | Applying app.0002_note... OK\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("progress output lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "deployment=d1") {
+		t.Errorf("step lines repeat the deployment id:\n%s", got)
+	}
+}
+
+// TestErrorsAsJSON: with --json the final error is a JSON line too, so
+// every line --json writes to stderr parses; without, it is plain text.
+func TestErrorsAsJSON(t *testing.T) {
+	fail := errors.New("deploy failed: host web2: pip: exit status 1\n    | ERROR: no pdtestdep")
+	for _, tt := range []struct {
+		args []string
+		json bool
+	}{
+		{[]string{"deploy", "--json"}, true},
+		{[]string{"rollback", "-json", "--to", "x"}, true},
+		{[]string{"deploy", "--json=true"}, true},
+		{[]string{"deploy"}, false},
+		{[]string{"deploy", "--json=false"}, false},
+		{[]string{"deploy", "--", "--json"}, false},
+	} {
+		var stderr bytes.Buffer
+		if code := exitCode(fail, errorWriter(tt.args, &stderr)); code != 1 {
+			t.Errorf("%v: exit %d, want 1", tt.args, code)
+		}
+		var rec struct{ Level, Msg, Error string }
+		err := json.Unmarshal(stderr.Bytes(), &rec)
+		switch {
+		case tt.json && (err != nil || rec.Level != "ERROR" || rec.Error != fail.Error() || strings.Count(stderr.String(), "\n") != 1):
+			t.Errorf("%v: stderr %q, want one JSON line carrying the error (%v)", tt.args, stderr.String(), err)
+		case !tt.json && stderr.String() != "pushdeploy: "+fail.Error()+"\n":
+			t.Errorf("%v: stderr %q, want the plain message", tt.args, stderr.String())
+		}
+	}
+}

@@ -1,0 +1,150 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/pushdeploy/pushdeploy/deploy"
+)
+
+func runDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c common
+	fs := flag.NewFlagSet("deploy", flag.ContinueOnError)
+	c.register(fs)
+	commit := fs.String("commit", "", "deploy this `SHA` (full or abbreviated; must be on the release branch) instead of the tip")
+	only := fs.String("hosts", "", "deploy only to these `HOSTS` (comma list of hosts-file entries or addresses), in file order")
+	dryRun := fs.Bool("dry-run", false, "change nothing: log in, run the preflight checks and print what the deploy would do (exit 1 when it would fail)")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if *commit != "" {
+		if err := deploy.ValidCommitPrefix(*commit); err != nil {
+			return usagef("--commit: %v", err)
+		}
+	}
+	log := c.logger(stderr)
+	cfg, err := c.load(log)
+	if err != nil {
+		return err
+	}
+	hosts, err := selectHosts(cfg.Hosts, splitList(*only))
+	if err != nil {
+		return err
+	}
+	d, closeKeys, err := newDeployer(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeKeys()
+
+	if *dryRun {
+		return deployDryRun(ctx, d, hosts, deploy.Push{Branch: cfg.Branch, Commit: *commit}, stdout, c.json)
+	}
+	// Recorded in the history and notified like serve's deployments; a
+	// dry run is neither.
+	done, err := observeCLI(ctx, cfg, d, log)
+	if err != nil {
+		return err
+	}
+	defer done()
+	dep := deploy.NewDeployment(deploy.Request{Trigger: "cli", Actor: osUser(), Push: deploy.Push{Branch: cfg.Branch, Commit: *commit}}, time.Now())
+	err = d.Run(ctx, dep, hosts)
+	printDeployment(stdout, dep, c.json)
+	if err != nil {
+		return fmt.Errorf("deploy failed: %w", err)
+	}
+	return nil
+}
+
+// selectHosts keeps the hosts named in only (all when empty), in file order.
+func selectHosts(all []deploy.Host, only []string) ([]deploy.Host, error) {
+	if len(only) == 0 {
+		return all, nil
+	}
+	want := map[string]bool{}
+	for _, o := range only {
+		want[o] = true
+	}
+	var out []deploy.Host
+	for _, h := range all {
+		for _, key := range []string{h.Name, h.Addr, h.Address()} {
+			if want[key] {
+				out = append(out, h)
+				delete(want, h.Name)
+				delete(want, h.Addr)
+				delete(want, h.Address())
+				break
+			}
+		}
+	}
+	for _, o := range only {
+		if want[o] {
+			return nil, usagef("--hosts: %q is not in the hosts file", o)
+		}
+	}
+	return out, nil
+}
+
+// deploymentJSON is the machine-readable result of a deployment.
+type deploymentJSON struct {
+	ID       string     `json:"id"`
+	Status   string     `json:"status"`
+	Branch   string     `json:"branch"`
+	Commit   string     `json:"commit"`
+	Release  string     `json:"release"`
+	Started  time.Time  `json:"started"`
+	Finished time.Time  `json:"finished"`
+	Seconds  float64    `json:"seconds"`
+	Error    string     `json:"error,omitempty"`
+	Hosts    []hostJSON `json:"hosts"`
+}
+
+type hostJSON struct {
+	Host    string     `json:"host"`
+	Status  string     `json:"status"`
+	Seconds float64    `json:"seconds"`
+	Steps   []stepJSON `json:"steps,omitempty"`
+}
+
+type stepJSON struct {
+	Step    string    `json:"step"`
+	Status  string    `json:"status"`
+	Started time.Time `json:"started"`
+	Seconds float64   `json:"seconds"`
+	Error   string    `json:"error,omitempty"`
+	Output  string    `json:"output,omitempty"`
+}
+
+func printDeployment(w io.Writer, dep *deploy.Deployment, asJSON bool) {
+	if !asJSON {
+		if dep.Status == deploy.StatusSucceeded {
+			fmt.Fprintf(w, "deployed %s (%s) as %s to %d host(s) in %.1fs\n",
+				dep.Release.Commit, dep.Release.Branch, dep.ReleaseName, len(dep.Hosts), dep.Finished.Sub(dep.Started).Seconds())
+		}
+		return
+	}
+	out := deploymentJSON{
+		ID: dep.ID, Status: string(dep.Status), Branch: dep.Release.Branch, Commit: dep.Release.Commit,
+		Release: dep.ReleaseName, Started: dep.Started, Finished: dep.Finished,
+		Seconds: dep.Finished.Sub(dep.Started).Seconds(),
+	}
+	if dep.Err != nil {
+		out.Error = dep.Err.Error()
+	}
+	for _, h := range dep.Hosts {
+		hj := hostJSON{Host: h.Host.String(), Status: string(h.Status), Seconds: h.Duration.Seconds()}
+		for _, s := range h.Steps {
+			sj := stepJSON{Step: s.Name, Status: string(s.Status), Started: s.Started, Seconds: s.Duration.Seconds()}
+			if s.Err != nil {
+				sj.Error, sj.Output = s.Err.Error(), s.Output
+			}
+			hj.Steps = append(hj.Steps, sj)
+		}
+		out.Hosts = append(out.Hosts, hj)
+	}
+	_ = json.NewEncoder(w).Encode(out)
+}

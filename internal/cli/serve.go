@@ -1,0 +1,121 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/pushdeploy/pushdeploy/config"
+	"github.com/pushdeploy/pushdeploy/deploy"
+	"github.com/pushdeploy/pushdeploy/live"
+	"github.com/pushdeploy/pushdeploy/metrics"
+	"github.com/pushdeploy/pushdeploy/webhook"
+)
+
+// runServe receives webhooks and API calls and deploys from one queue until
+// SIGTERM or SIGINT: then it stops accepting, lets the running step finish
+// (bounded by --grace), and exits 0.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c common
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	c.register(fs)
+	grace := fs.Duration("grace", 2*time.Minute, "on SIGTERM, how long the running step may take to finish before it is stopped")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	log := c.logger(stderr)
+	cfg, err := c.load(log)
+	if err != nil {
+		return err
+	}
+	if cfg.WebhookSecret == "" && !cfg.WebhookInsecure {
+		return &config.Error{Problems: []string{
+			"DEPLOY_WEBHOOK_SECRET is required by serve: set it to a long random string and give the same secret to the forge's webhook " +
+				"(or set DEPLOY_WEBHOOK_INSECURE=true to accept unsigned webhooks, for local experiments only)"}}
+	}
+	if cfg.WebhookInsecure {
+		log.Warn("DEPLOY_WEBHOOK_INSECURE=true: webhooks are accepted without a valid signature; anyone who can reach /webhook can start a deploy")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("DEPLOY_DATA_DIR: %w", err)
+	}
+
+	// The history is opened before the worker starts and closed after it
+	// has stopped (deferred: runServe waits for the worker before it
+	// returns), so that the last deployment's end is written.
+	hist, err := openHistory(ctx, cfg, log, 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	defer hist.Close(log)
+
+	d, closeKeys, err := newDeployer(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeKeys()
+	// Everything that follows deployments as they happen hears their
+	// events through one list: the history, the live status page, the
+	// metrics, the notifications.
+	var observers deploy.Observers
+	hub := &live.Hub{} // the status page's live view and event streams
+	observers = append(observers, hub)
+	observers = append(observers, hist.rec) // the history (history.db)
+	// The metrics (GET /metrics).
+	metered := metrics.New()
+	observers = append(observers, metered)
+	notifier, err := newNotifier(cfg, log)
+	if err != nil {
+		return err
+	}
+	if notifier != nil {
+		observers = append(observers, notifier)
+		// After the worker has stopped: the last deployment's end is told.
+		defer closeNotifier(notifier, log, 10*time.Second)
+	}
+	if len(observers) > 0 {
+		d.Observer = observers
+	}
+	worker := &deploy.Worker{Deployer: d, Hosts: cfg.Hosts, Logger: log, Grace: *grace}
+	metered.WatchQueue(worker)
+	srv, err := webhook.New(webhook.Config{
+		Secret: cfg.WebhookSecret, Insecure: cfg.WebhookInsecure, Branch: cfg.Branch, Repo: cfg.WebhookRepo,
+		APIToken: cfg.APIToken, Version: versionString(), StateDir: cfg.DataDir, Logger: log, Guard: serveGuard(cfg),
+		Live: hub, StatusPublic: cfg.StatusPublic,
+		History: hist.store,
+		Metrics: metered,
+	}, worker)
+	if err != nil {
+		return err
+	}
+
+	workerCtx, stopWorker := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWorker()
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- worker.Run(workerCtx) }()
+	defer seedHostMetrics(workerCtx, metered, worker, log)()
+
+	if err := srv.Open(cfg.Listen); err != nil {
+		stopWorker()
+		<-workerDone
+		return fmt.Errorf("DEPLOY_LISTEN: %w", err)
+	}
+	log.Info("serving", "listen", srv.Addr().String(), "branch", cfg.Branch, "hosts", len(cfg.Hosts), "api", cfg.APIToken != "")
+
+	<-ctx.Done()
+	log.Info("shutting down: no new requests; the running deployment stops at its next safe point", "grace", grace.String())
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	worker.Close() // requests still in flight are answered 503, not queued
+	err = srv.Close(closeCtx)
+	stopWorker()
+	if werr := <-workerDone; werr != nil {
+		err = errors.Join(err, werr)
+	}
+	log.Info("stopped")
+	return err
+}

@@ -1,0 +1,306 @@
+package cli
+
+// wire.go builds the adapters a command needs from the configuration: the
+// deployer with its SSH dialers, the history store and recorder, the
+// notifier, serve's guard and the metrics seeding. The domain (deploy/)
+// never sees config; only this package copies values out of it.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/user"
+	"path/filepath"
+	"time"
+
+	"github.com/pushdeploy/pushdeploy/config"
+	"github.com/pushdeploy/pushdeploy/deploy"
+	"github.com/pushdeploy/pushdeploy/deploy/localrun"
+	"github.com/pushdeploy/pushdeploy/deploy/sshrun"
+	"github.com/pushdeploy/pushdeploy/gitsrc"
+	"github.com/pushdeploy/pushdeploy/history"
+	"github.com/pushdeploy/pushdeploy/metrics"
+	"github.com/pushdeploy/pushdeploy/notify"
+	"github.com/pushdeploy/pushdeploy/webhook"
+)
+
+// newDeployer wires the adapters into a Deployer. The SSH keys are loaded
+// into in-memory agents only while hosts are connected (keyedDialer); the
+// returned close function empties them for good as the command ends.
+func newDeployer(cfg *config.Config, log *slog.Logger) (*deploy.Deployer, func(), error) {
+	checkDataDir(cfg.DataDir, log)
+	newRunner := func() (*sshrun.Runner, error) {
+		return sshrun.New(sshrun.Config{
+			Key:              cfg.SSHKeyPEM,
+			Passphrase:       cfg.SSHKeyPassphrase,
+			GitKey:           cfg.GitKeyPEM,
+			GitKeyPassphrase: cfg.GitKeyPassphrase,
+			KnownHosts:       cfg.KnownHosts,
+			ConnectTimeout:   cfg.ConnectTimeout,
+		})
+	}
+	// Once now, so that keys or a known_hosts file that cannot be used are
+	// reported before anything starts.
+	runner, err := newRunner()
+	if err != nil {
+		return nil, nil, err
+	}
+	runner.Close()
+	dialer := sshrun.NewKeyedDialer(func() (deploy.Dialer, func(), error) {
+		runner, err := newRunner()
+		if err != nil {
+			return nil, nil, err
+		}
+		return newHostDialer(runner), func() { runner.Close() }, nil
+	})
+	src := gitsrc.New(gitsrc.Config{
+		URL:           cfg.RepoURL,
+		Branch:        cfg.Branch,
+		Key:           cfg.GitKeyPEM,
+		KeyPassphrase: cfg.GitKeyPassphrase,
+		KnownHosts:    cfg.KnownHosts,
+		MirrorDir:     filepath.Join(cfg.DataDir, "mirror.git"),
+	})
+	d := &deploy.Deployer{
+		Dialer:        dialer,
+		Resolver:      src,
+		Logger:        log,
+		Branch:        cfg.Branch,
+		Root:          cfg.Root,
+		Python:        cfg.Python,
+		RestartCmd:    cfg.RestartCmd,
+		AppProcesses:  cfg.AppProcesses,
+		AppThreads:    cfg.AppThreads,
+		LendGitKey:    len(cfg.GitKeyPEM) > 0,
+		StepTimeout:   cfg.StepTimeout,
+		LockTimeout:   cfg.LockTimeout,
+		SharedPaths:   cfg.SharedPaths,
+		KeepReleases:  cfg.KeepReleases,
+		HealthURL:     cfg.HealthURL,
+		HealthTimeout: cfg.HealthTimeout,
+		RollbackAll:   cfg.RollbackOnFailure == "all",
+		Parallel:      cfg.Parallel,
+		VenvReuse:     cfg.VenvReuse,
+	}
+	if cfg.Fetch == "push" {
+		// The deployer streams each release: hosts need no git access, and
+		// the deploy key is never lent.
+		d.Archiver = src
+		d.LendGitKey = false
+	}
+	return d, dialer.Close, nil
+}
+
+// observeCLI makes a command-line deployment recorded in the history and
+// notified, like serve's; the returned func flushes both (bounded) before
+// the command exits.
+func observeCLI(ctx context.Context, cfg *config.Config, d *deploy.Deployer, log *slog.Logger) (func(), error) {
+	waitNotified, err := notifyCLI(cfg, log, d)
+	if err != nil {
+		return nil, err
+	}
+	closeHistory := recordCLI(ctx, cfg, d, log)
+	return func() {
+		closeHistory()
+		waitNotified()
+	}, nil
+}
+
+// record is the deployment history of one command: the store, and the
+// recorder that writes the deployments it hears of into it.
+type record struct {
+	store *history.Store
+	rec   *history.Recorder
+}
+
+// openHistory opens the history database in DEPLOY_DATA_DIR (marking the
+// deployments of deployers that are gone as interrupted, and removing the
+// rows older than DEPLOY_HISTORY_DAYS) and starts its recorder. pruneEvery
+// > 0 prunes again that often, for a long-running serve.
+func openHistory(ctx context.Context, cfg *config.Config, log *slog.Logger, pruneEvery time.Duration) (*record, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("DEPLOY_DATA_DIR: %w", err)
+	}
+	st, err := history.Open(ctx, cfg.DataDir, history.Options{Days: cfg.HistoryDays, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("DEPLOY_DATA_DIR: %w", err)
+	}
+	rec := history.NewRecorder(st, log)
+	rec.PruneEvery = pruneEvery
+	rec.Start()
+	return &record{store: st, rec: rec}, nil
+}
+
+// Close writes what the recorder still holds, then closes the database.
+// Call it after the last deployment has ended.
+func (r *record) Close(log *slog.Logger) {
+	r.rec.Close()
+	if err := r.store.Close(); err != nil {
+		log.Error("history: close", "error", err)
+	}
+}
+
+// recordCLI opens the history for a deploy or rollback run from the
+// command line and makes d record its deployments; the returned func
+// flushes and closes it (call it before the command returns). When the
+// history cannot be opened, the deploy goes on with a warning: the
+// history is a record of deploys, and a full disk or a read-only data
+// folder must not keep anyone from shipping or rolling back a fix (each
+// host's revisions.log still records the switch).
+func recordCLI(ctx context.Context, cfg *config.Config, d *deploy.Deployer, log *slog.Logger) func() {
+	r, err := openHistory(ctx, cfg, log, 0)
+	if err != nil {
+		log.Warn("this deployment is not recorded in the history", "error", err)
+		return func() {}
+	}
+	addObserver(d, r.rec)
+	return func() { r.Close(log) }
+}
+
+// osUser names who ran a CLI deployment, for the record.
+func osUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if name := os.Getenv("USER"); name != "" {
+		return name
+	}
+	return fmt.Sprintf("uid %d", os.Getuid())
+}
+
+// newNotifier returns the notifier DEPLOY_NOTIFY_URL and
+// DEPLOY_BITBUCKET_TOKEN ask for, or nil when neither is set. The caller
+// owns it: closeNotifier delivers what is queued.
+func newNotifier(cfg *config.Config, log *slog.Logger) (*notify.Notifier, error) {
+	if cfg.NotifyURL == "" && cfg.BitbucketToken == "" {
+		return nil, nil
+	}
+	nc := notify.Config{URL: cfg.NotifyURL, PublicURL: cfg.PublicURL, Logger: log}
+	if cfg.BitbucketToken != "" {
+		// Validate made sure the repository is known.
+		workspace, slug, _ := cfg.BitbucketRepo()
+		nc.Bitbucket = &notify.Bitbucket{APIURL: cfg.BitbucketAPIURL, Token: cfg.BitbucketToken, Workspace: workspace, RepoSlug: slug}
+	}
+	return notify.New(nc)
+}
+
+// closeNotifier waits up to limit for the queued notifications to be
+// delivered; what is left is logged, and never changes the exit status
+// (a notification never fails a deployment).
+func closeNotifier(n *notify.Notifier, log *slog.Logger, limit time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	if err := n.Close(ctx); err != nil {
+		log.Warn("notifications not sent", "error", err)
+	}
+}
+
+// addObserver makes o hear d's deployments besides any observer d has.
+func addObserver(d *deploy.Deployer, o deploy.Observer) {
+	if d.Observer == nil {
+		d.Observer = o
+		return
+	}
+	d.Observer = deploy.Observers{d.Observer, o}
+}
+
+// notifyCLI makes d's deployments notified, for the deploy and rollback
+// commands. The returned func waits (30 s at most) for the notifications
+// to be delivered before the command exits.
+func notifyCLI(cfg *config.Config, log *slog.Logger, d *deploy.Deployer) (wait func(), err error) {
+	n, err := newNotifier(cfg, log)
+	if err != nil || n == nil {
+		return func() {}, err
+	}
+	addObserver(d, n)
+	return func() { closeNotifier(n, log, 30*time.Second) }, nil
+}
+
+// seedHostMetrics reads every host's current release once, in the
+// background, so that pushdeploy_host_commit (and the hosts-disagree gauge)
+// exist before the first deployment. A host that cannot be read gets its
+// series from its next deployment. The returned func waits for the read,
+// which ends with ctx.
+func seedHostMetrics(ctx context.Context, m *metrics.Collector, w *deploy.Worker, log *slog.Logger) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		asOf := time.Now()
+		hosts, err := w.Releases(ctx)
+		if err != nil {
+			log.Warn("metrics: the hosts' current commits are unknown until the next deployment", "error", err)
+			return
+		}
+		for _, h := range hosts {
+			if h.Err != nil {
+				log.Warn("metrics: a host's current commit is unknown until its next deployment", "host", h.Host.String(), "error", h.Err)
+			}
+		}
+		m.SeedHosts(hosts, asOf)
+	}()
+	return func() { <-done }
+}
+
+// checkDataDir warns when DEPLOY_DATA_DIR exists and others may enter it.
+// It does not change the folder's mode: it may be shared on purpose (a
+// backup group), and the warning names the command that tightens it.
+// serve creates a missing folder with mode 0700, and the mirror (gitsrc)
+// and the history database create what they write inside private (folders
+// 0700, files 0600) by themselves, without a process-wide umask, which the
+// commands run for `local` hosts would inherit.
+func checkDataDir(dir string, log *slog.Logger) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return // missing: created private when needed
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		log.Warn(fmt.Sprintf("DEPLOY_DATA_DIR: other users can enter %s (mode %04o), which holds the repository's mirror and the deployment history; run chmod -R go= %s", dir, perm, dir))
+	}
+}
+
+// serveGuard turns the validated network lists and rate limits of the
+// configuration into the web server's guard.
+func serveGuard(cfg *config.Config) webhook.Guard {
+	return webhook.Guard{
+		WebhookAllow:   mustPrefixes(cfg.WebhookAllowCIDRs),
+		TrustedProxies: mustPrefixes(cfg.TrustedProxies),
+		RateLimit:      float64(cfg.RateLimit),
+		RateBurst:      cfg.RateBurst,
+	}
+}
+
+// mustPrefixes parses CIDR prefixes that config.Validate has checked.
+func mustPrefixes(list []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range list {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
+}
+
+// hostDialer sends the hosts-file line "local" to localrun and every
+// other host to SSH.
+type hostDialer struct {
+	ssh   deploy.Dialer
+	local deploy.Dialer
+}
+
+var _ deploy.Dialer = hostDialer{}
+
+// newHostDialer dials hosts with runner, and the local host with a
+// localrun.Runner that lends runner's deploy key to the clone through a
+// temporary local agent socket.
+func newHostDialer(runner *sshrun.Runner) hostDialer {
+	return hostDialer{ssh: runner, local: localrun.New(runner.ServeGitAgent)}
+}
+
+func (d hostDialer) Dial(ctx context.Context, h deploy.Host) (deploy.Conn, error) {
+	if h.Local {
+		return d.local.Dial(ctx, h)
+	}
+	return d.ssh.Dial(ctx, h)
+}
