@@ -96,14 +96,6 @@ func (d *Deployer) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// Deploy resolves p to one commit and ships it to hosts in order: Run
-// for a deployment asked for on the command line.
-func (d *Deployer) Deploy(ctx context.Context, hosts []Host, p Push) (*Deployment, error) {
-	dep := NewDeployment(Request{Trigger: "cli", Push: p}, d.now())
-	err := d.Run(ctx, dep, hosts)
-	return dep, err
-}
-
 // Run resolves dep's push to one commit and ships it to hosts in order. It
 // stops at the first host that fails: that host keeps its current release,
 // the hosts after it are not touched, and the returned error (a

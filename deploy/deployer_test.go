@@ -74,6 +74,13 @@ func (e exitStatus) ExitStatus() int { return int(e) }
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
+// deployNow runs a deployment of p on hosts now, as the command line does.
+func deployNow(d *Deployer, hosts []Host, p Push) (*Deployment, error) {
+	dep := NewDeployment(Request{Trigger: "cli", Push: p}, d.now())
+	err := d.Run(context.Background(), dep, hosts)
+	return dep, err
+}
+
 type fakeDialer struct {
 	homes    map[string]string // host name -> home folder
 	err      map[string]error
@@ -200,7 +207,7 @@ func (r *rig) deploy() (*Deployment, error) {
 	r.t.Helper()
 	// Release names have a one-second resolution.
 	time.Sleep(1100 * time.Millisecond)
-	return r.d.Deploy(context.Background(), r.hosts, Push{Branch: "release"})
+	return deployNow(r.d, r.hosts, Push{Branch: "release"})
 }
 
 func (r *rig) current(host string) string {
@@ -384,7 +391,7 @@ func TestPrepareRemovesLeftoversOfAnInterruptedDeploy(t *testing.T) {
 func TestResolveFailureTouchesNoHost(t *testing.T) {
 	r := newRig(t, 2)
 	r.d.Resolver = fakeResolver{err: errors.New("branch release not found")}
-	dep, err := r.d.Deploy(context.Background(), r.hosts, Push{Branch: "release"})
+	dep, err := deployNow(r.d, r.hosts, Push{Branch: "release"})
 	if err == nil || !strings.Contains(err.Error(), "branch release not found") || dep.Status != StatusFailed {
 		t.Fatalf("got %v", err)
 	}
@@ -393,7 +400,7 @@ func TestResolveFailureTouchesNoHost(t *testing.T) {
 	}
 	// A resolver that returns something that is not a hash is not believed.
 	r.d.Resolver = fakeResolver{rel: Release{RepoURL: r.repo, Branch: "release", Commit: "$(touch /tmp/x)"}}
-	if _, err := r.d.Deploy(context.Background(), r.hosts, Push{Branch: "release"}); err == nil || len(r.dialer.dialed) != 0 {
+	if _, err := deployNow(r.d, r.hosts, Push{Branch: "release"}); err == nil || len(r.dialer.dialed) != 0 {
 		t.Fatalf("bad commit from resolver: err %v, dialed %v", err, r.dialer.dialed)
 	}
 }

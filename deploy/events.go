@@ -59,8 +59,8 @@ func (f ObserverFunc) Observe(ev Event) { f(ev) }
 type Observers []Observer
 
 // Observe tells ev to every observer.
-func (os Observers) Observe(ev Event) {
-	for _, o := range os {
+func (obs Observers) Observe(ev Event) {
+	for _, o := range obs {
 		o.Observe(ev)
 	}
 }

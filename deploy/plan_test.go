@@ -65,7 +65,7 @@ func TestPlanAfterTwoDeploys(t *testing.T) {
 	var deps []*Deployment
 	for range 2 {
 		time.Sleep(1100 * time.Millisecond)
-		dep, err := r.d.Deploy(context.Background(), r.hosts[:2], Push{Branch: "release"})
+		dep, err := deployNow(r.d, r.hosts[:2], Push{Branch: "release"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -129,7 +129,8 @@ func (r *rig) deploy(hosts ...deploy.Host) *deploy.Deployment {
 	}
 	// Release names have a one-second resolution.
 	time.Sleep(1100 * time.Millisecond)
-	dep, _ := r.d.Deploy(context.Background(), hosts, deploy.Push{Branch: "release"})
+	dep := deploy.NewDeployment(deploy.Request{Trigger: "cli", Push: deploy.Push{Branch: "release"}}, time.Now())
+	_ = r.d.Run(context.Background(), dep, hosts)
 	return dep.Snapshot()
 }
 
