@@ -1,7 +1,3 @@
-// Package e2e holds the end-to-end tests: the real pushdeploy binary, built
-// once in TestMain, against real sshd hosts on
-// loopback, a real git server reached over SSH with a read-only key, and
-// real python3 -m venv and pip (with wheels built locally).
 package e2e
 
 import (
