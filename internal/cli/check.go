@@ -3,22 +3,32 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
+	"github.com/spf13/cobra"
 )
 
-func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c common
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	c.register(fs)
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
+func newCheckCommand(c *common) *cobra.Command {
+	return &cobra.Command{
+		Use:   "check",
+		Short: "preflight: config, keys, host keys, SSH logins, python, git access",
+		Long: `Check everything a deploy needs, changing nothing: the configuration, the
+keys, every host's key against DEPLOY_KNOWN_HOSTS, the SSH logins, the
+root folder, the tools and the Python on each host, and git access from
+the deployer and from each host. Exit 1 when a check fails.`,
+		Example: `  pushdeploy check
+  pushdeploy check --env-file staging.env --json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runCheck(cmd.Context(), c, cmd.OutOrStdout())
+		},
 	}
-	log := c.logger(stderr)
-	cfg, err := c.load(log)
+}
+
+func runCheck(ctx context.Context, c *common, stdout io.Writer) error {
+	log, cfg, err := c.setup()
 	if err != nil {
 		return err
 	}

@@ -10,39 +10,22 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/deploy"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-const usageText = `pushdeploy ships the release branch to every host over SSH.
-
-Usage:
-  pushdeploy serve [--grace 2m]                    webhook receiver, API and health endpoint; deploys from one queue
-  pushdeploy deploy [--commit SHA] [--hosts H,H] [--dry-run]
-                                                   deploy the branch tip (or a commit on the branch) now
-  pushdeploy rollback [--to RELEASE] [--dry-run]   point current back on every host (default: the release before current)
-  pushdeploy releases                              per host: releases, their commits, which is current
-  pushdeploy check                                 preflight: config, keys, host keys, SSH logins, python, git access
-  pushdeploy version
-
-Flags of every command:
-  --env-file FILE   read DEPLOY_ variables from FILE (default: deploy.env when it exists);
-                    the real environment wins over the file
-  --json            progress (stderr) and results (stdout) as JSON lines
-
-Exit status: 0 done, 1 the deploy, rollback or a check failed, 2 bad configuration or usage.
-Reference: docs/configuration.md, docs/deploy.md, docs/releases.md, docs/serve.md, docs/webhooks.md.
-`
-
-// usageError is a mistake on the command line: exit status 2.
-type usageError struct{ msg string }
+// usageError is a mistake on the command line: exit status 2. cmd is the
+// command whose --help the hint names.
+type usageError struct{ msg, cmd string }
 
 func (e *usageError) Error() string { return e.msg }
 
@@ -68,10 +51,12 @@ func exitCode(err error, stderr io.Writer) int {
 	case errors.As(err, &commitErr):
 		fmt.Fprintf(stderr, "pushdeploy: --commit: %v\n", commitErr)
 		return 2
-	case errors.Is(err, flag.ErrHelp):
-		return 0
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "pushdeploy: %v\nRun 'pushdeploy help' for usage.\n", err)
+		cmd := ue.cmd
+		if cmd == "" {
+			cmd = "pushdeploy"
+		}
+		fmt.Fprintf(stderr, "pushdeploy: %v\nRun '%s --help' for usage.\n", err, cmd)
 		return 2
 	case errors.As(err, &ce):
 		fmt.Fprintf(stderr, "pushdeploy: bad configuration:\n%v\n", err)
@@ -92,7 +77,7 @@ func errorWriter(args []string, stderr io.Writer) io.Writer {
 		switch a {
 		case "--":
 			return stderr
-		case "--json", "-json", "--json=true", "-json=true":
+		case "--json", "--json=true":
 			return jsonErrors{stderr}
 		}
 	}
@@ -129,56 +114,153 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // run is the whole program but for the process exit: main stays thin, and
-// tests call run directly.
+// tests call run directly. Help, flag parsing and shell completion are
+// cobra's; exit statuses and error messages stay ours (Exit).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usageText)
-		return usagef("no command given")
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	ran := false // a command's own RunE started: its errors are not usage errors
+	for _, c := range root.Commands() {
+		if c.RunE == nil {
+			continue
+		}
+		runE := c.RunE
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			ran = true
+			return runE(cmd, args)
+		}
 	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "deploy":
-		return runDeploy(ctx, rest, stdout, stderr)
-	case "rollback":
-		return runRollback(ctx, rest, stdout, stderr)
-	case "releases":
-		return runReleases(ctx, rest, stdout, stderr)
-	case "check":
-		return runCheck(ctx, rest, stdout, stderr)
-	case "serve":
-		return runServe(ctx, rest, stdout, stderr)
-	case "version", "--version":
-		fmt.Fprintln(stdout, versionString())
-		return nil
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usageText)
-		return nil
-	default:
-		return usagef("unknown command %q", cmd)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil || ran {
+		return err
 	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return err
+	}
+	// cobra's own: an unknown command or flag, a missing or extra argument.
+	return &usageError{msg: err.Error(), cmd: cmd.CommandPath()}
 }
 
-// common are the flags every command takes.
+// common holds the flags every command takes, and what they set up.
 type common struct {
 	envFile string
 	json    bool
+	stderr  io.Writer
 }
 
-func (c *common) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.envFile, "env-file", "", "read DEPLOY_ variables from `FILE` (default: "+config.DefaultEnvFile+" when it exists)")
-	fs.BoolVar(&c.json, "json", false, "JSON lines on stderr (progress) and stdout (results)")
+// setup reads the configuration and returns the logger every command
+// prints its progress with.
+func (c *common) setup() (*slog.Logger, *config.Config, error) {
+	log := c.logger(c.stderr)
+	cfg, err := c.load(log)
+	return log, cfg, err
 }
 
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usagef("%s: %v", fs.Name(), err)
+// newRoot is the command tree. Every command's help has its --long flags
+// and examples, printed to stdout; `pushdeploy completion bash|zsh|fish`
+// writes a completion script.
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	c := &common{stderr: stderr}
+	root := &cobra.Command{
+		Use:   "pushdeploy",
+		Short: "ship the release branch to every host over SSH",
+		Long: `pushdeploy ships the release branch of your app's git repository to every
+host over SSH: a fresh release folder and virtualenv per deploy, and an
+atomic switch of the current symlink.
+
+Exit status: 0 done, 1 the deploy, rollback or a check failed, 2 bad
+configuration or usage.
+Reference: docs/configuration.md, docs/deploy.md, docs/releases.md,
+docs/serve.md, docs/webhooks.md.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		// Bare `pushdeploy`: the usage on stderr, exit 2.
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmd.SetOut(stderr)
+			_ = cmd.Usage()
+			return &usageError{msg: "no command given", cmd: "pushdeploy"}
+		},
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			msg := fmt.Sprintf("unknown command %q", args[0])
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+			}
+			return &usageError{msg: msg, cmd: "pushdeploy"}
+		},
 	}
-	if fs.NArg() > 0 {
-		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return &usageError{msg: err.Error(), cmd: cmd.CommandPath()}
+	})
+	pf := root.PersistentFlags()
+	pf.StringVar(&c.envFile, "env-file", "", "read DEPLOY_ variables from `FILE` (default: "+config.DefaultEnvFile+" when it exists); the real environment wins over the file")
+	pf.BoolVar(&c.json, "json", false, "JSON lines on stderr (progress) and stdout (results)")
+	_ = root.MarkPersistentFlagFilename("env-file", "env")
+	root.AddCommand(
+		newServeCommand(c),
+		newDeployCommand(c),
+		newRollbackCommand(c),
+		newReleasesCommand(c),
+		newCheckCommand(c),
+		&cobra.Command{
+			Use:   "version",
+			Short: "print the version, the VCS revision it was built from, Go and the platform",
+			Args:  noArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				fmt.Fprintln(cmd.OutOrStdout(), versionString())
+				return nil
+			},
+		},
+	)
+	root.SuggestionsMinimumDistance = 2
+	// --version as a flag too, without cobra's -v shorthand.
+	root.Flags().Bool("version", false, "print the version")
+	root.Version = versionString()
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.CompletionOptions.HiddenDefaultCmd = false
+	return root
+}
+
+// durationFlag is a time.Duration flag whose error says what a bare number
+// lacks: `--grace 5` is refused with "a unit is needed", not Go's parser's
+// wording.
+type durationFlag struct{ d *time.Duration }
+
+func (f durationFlag) String() string {
+	if f.d == nil {
+		return ""
+	}
+	return f.d.String()
+}
+func (f durationFlag) Type() string { return "duration" }
+
+func (f durationFlag) Set(s string) error {
+	if _, err := strconv.ParseFloat(s, 64); err == nil {
+		return fmt.Errorf("%q needs a unit: e.g. %ss or %sm (units: ms, s, m, h)", s, s, s)
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration: e.g. 90s, 2m or 1h30m", s)
+	}
+	if d < 0 {
+		return fmt.Errorf("%q is negative", s)
+	}
+	*f.d = d
+	return nil
+}
+
+var _ pflag.Value = durationFlag{}
+
+// noArgs refuses positional arguments, naming the first: every command
+// takes flags only.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return &usageError{msg: fmt.Sprintf("%s: unexpected argument %q", cmd.Name(), args[0]), cmd: cmd.CommandPath()}
 	}
 	return nil
 }

@@ -72,25 +72,56 @@ func TestExitCode(t *testing.T) {
 	}
 }
 
+// TestRunUsage: help goes to stdout with exit 0; a mistake on the command
+// line prints its error once and a one-line hint, exit 2.
 func TestRunUsage(t *testing.T) {
 	tests := []struct {
-		args []string
-		want int
+		args       []string
+		want       int
+		stdout     string // stdout holds this
+		stderr     string // stderr holds this
+		stderrOnly bool   // and nothing goes to stdout
 	}{
-		{nil, 2},
-		{[]string{"bogus"}, 2},
-		{[]string{"deploy", "--nope"}, 2},
-		{[]string{"deploy", "extra"}, 2},
-		{[]string{"deploy", "--commit", "$(touch /tmp/x)"}, 2},
-		{[]string{"version"}, 0},
-		{[]string{"help"}, 0},
+		{nil, 2, "", "no command given", true},
+		{[]string{"bogus"}, 2, "", `unknown command "bogus"`, true},
+		{[]string{"deplyo"}, 2, "", "did you mean deploy?", true},
+		{[]string{"deploy", "--nope"}, 2, "", "unknown flag: --nope\nRun 'pushdeploy deploy --help' for usage.\n", true},
+		{[]string{"deploy", "extra"}, 2, "", `deploy: unexpected argument "extra"`, true},
+		{[]string{"deploy", "--commit", "$(touch /tmp/x)"}, 2, "", "--commit:", true},
+		{[]string{"serve", "--grace", "5"}, 2, "", `"5" needs a unit`, true},
+		{[]string{"serve", "--grace", "soon"}, 2, "", `"soon" is not a duration`, true},
+		{[]string{"version"}, 0, "pushdeploy ", "", false},
+		{[]string{"--version"}, 0, "pushdeploy ", "", false},
+		{[]string{"help"}, 0, "Available Commands:", "", false},
+		{[]string{"help", "deploy"}, 0, "--commit SHA", "", false},
+		{[]string{"deploy", "--help"}, 0, "Examples:\n  pushdeploy deploy\n", "", false},
+		{[]string{"rollback", "-h"}, 0, "--to RELEASE", "", false},
+		{[]string{"completion", "bash"}, 0, "bash completion", "", false},
+		{[]string{"completion", "zsh"}, 0, "#compdef pushdeploy", "", false},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer
-		if got := exitCode(run(context.Background(), tt.args, &stdout, &stderr), &stderr); got != tt.want {
+		got := exitCode(run(context.Background(), tt.args, &stdout, &stderr), &stderr)
+		if got != tt.want {
 			t.Errorf("run(%q) exit %d, want %d\n%s", tt.args, got, tt.want, stderr.String())
 		}
+		if !strings.Contains(stdout.String(), tt.stdout) || !strings.Contains(stderr.String(), tt.stderr) {
+			t.Errorf("run(%q): stdout %q, stderr %q; want them to hold %q and %q", tt.args, trim(stdout.String()), stderr.String(), tt.stdout, tt.stderr)
+		}
+		if tt.stderrOnly && stdout.Len() > 0 {
+			t.Errorf("run(%q) wrote to stdout: %q", tt.args, trim(stdout.String()))
+		}
+		if n := strings.Count(stderr.String(), "pushdeploy: "); tt.want == 2 && n != 1 {
+			t.Errorf("run(%q): the error is printed %d times:\n%s", tt.args, n, stderr.String())
+		}
 	}
+}
+
+func trim(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "…"
+	}
+	return s
 }
 
 func TestProgressHandler(t *testing.T) {
@@ -125,7 +156,8 @@ func TestErrorsAsJSON(t *testing.T) {
 		json bool
 	}{
 		{[]string{"deploy", "--json"}, true},
-		{[]string{"rollback", "-json", "--to", "x"}, true},
+		{[]string{"rollback", "--json", "--to", "x"}, true},
+		{[]string{"rollback", "-json", "--to", "x"}, false}, // not a flag: one dash is for shorthands
 		{[]string{"deploy", "--json=true"}, true},
 		{[]string{"deploy"}, false},
 		{[]string{"deploy", "--json=false"}, false},

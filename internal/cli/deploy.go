@@ -3,31 +3,54 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
+	"github.com/spf13/cobra"
 )
 
-func runDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c common
-	fs := flag.NewFlagSet("deploy", flag.ContinueOnError)
-	c.register(fs)
-	commit := fs.String("commit", "", "deploy this `SHA` (full or abbreviated; must be on the release branch) instead of the tip")
-	only := fs.String("hosts", "", "deploy only to these `HOSTS` (comma list of hosts-file entries or addresses), in file order")
-	dryRun := fs.Bool("dry-run", false, "change nothing: log in, run the preflight checks and print what the deploy would do (exit 1 when it would fail)")
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
+// deployFlags are deploy's own flags.
+type deployFlags struct {
+	commit, hosts string
+	dryRun        bool
+}
+
+func newDeployCommand(c *common) *cobra.Command {
+	var f deployFlags
+	cmd := &cobra.Command{
+		Use:   "deploy [--commit SHA] [--hosts H,H] [--dry-run]",
+		Short: "deploy the branch tip (or a commit on the branch) now",
+		Long: `Deploy the tip of the release branch (or --commit, a commit on it) to every
+host, or to --hosts, in hosts-file order: log in everywhere, prepare each
+host (lock, fetch, release folder, venv, hooks), then switch current and
+restart. A failure while preparing changes nothing that serves traffic.`,
+		Example: `  pushdeploy deploy
+  pushdeploy deploy --commit 1a2b3c4
+  pushdeploy deploy --hosts web2,web3
+  pushdeploy deploy --dry-run
+  pushdeploy deploy --env-file /etc/pushdeploy/deploy.env --json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDeploy(cmd.Context(), c, f, cmd.OutOrStdout())
+		},
 	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.commit, "commit", "", "deploy this `SHA` (full or abbreviated; must be on the release branch) instead of the tip")
+	fl.StringVar(&f.hosts, "hosts", "", "deploy only to these `HOSTS` (comma list of hosts-file entries or addresses), in file order")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "change nothing: log in, run the preflight checks and print what the deploy would do (exit 1 when it would fail)")
+	return cmd
+}
+
+func runDeploy(ctx context.Context, c *common, f deployFlags, stdout io.Writer) error {
+	commit, only, dryRun := &f.commit, &f.hosts, &f.dryRun
 	if *commit != "" {
 		if err := deploy.ValidCommitPrefix(*commit); err != nil {
 			return usagef("--commit: %v", err)
 		}
 	}
-	log := c.logger(stderr)
-	cfg, err := c.load(log)
+	log, cfg, err := c.setup()
 	if err != nil {
 		return err
 	}

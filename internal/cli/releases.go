@@ -3,23 +3,29 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
+	"github.com/spf13/cobra"
 )
 
-func runReleases(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c common
-	fs := flag.NewFlagSet("releases", flag.ContinueOnError)
-	c.register(fs)
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
+func newReleasesCommand(c *common) *cobra.Command {
+	return &cobra.Command{
+		Use:   "releases",
+		Short: "per host: releases, their commits, which is current",
+		Example: `  pushdeploy releases
+  pushdeploy releases --json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runReleases(cmd.Context(), c, cmd.OutOrStdout())
+		},
 	}
-	log := c.logger(stderr)
-	cfg, err := c.load(log)
+}
+
+func runReleases(ctx context.Context, c *common, stdout io.Writer) error {
+	log, cfg, err := c.setup()
 	if err != nil {
 		return err
 	}

@@ -3,31 +3,51 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
+	"github.com/spf13/cobra"
 )
 
-func runRollback(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c common
-	fs := flag.NewFlagSet("rollback", flag.ContinueOnError)
-	c.register(fs)
-	to := fs.String("to", "", "go back (or forward) to `RELEASE`, a folder name under releases/ (default: each host's release before current)")
-	dryRun := fs.Bool("dry-run", false, "log in, check the target on every host and print the plan; change nothing (not even the lock file)")
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
+// rollbackFlags are rollback's own flags.
+type rollbackFlags struct {
+	to     string
+	dryRun bool
+}
+
+func newRollbackCommand(c *common) *cobra.Command {
+	var f rollbackFlags
+	cmd := &cobra.Command{
+		Use:   "rollback [--to RELEASE] [--dry-run]",
+		Short: "point current back on every host (default: the release before current)",
+		Long: `Point current back to the release before it on every host (or to --to, a
+folder name under releases/), restart, and record it in revisions.log.
+Every host is checked first: a host that lacks the target changes nothing.`,
+		Example: `  pushdeploy rollback
+  pushdeploy rollback --to 20261125183400-1a2b3c4
+  pushdeploy rollback --dry-run`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runRollback(cmd.Context(), c, f, cmd.OutOrStdout())
+		},
 	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.to, "to", "", "go back (or forward) to `RELEASE`, a folder name under releases/ (default: each host's release before current)")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "log in, check the target on every host and print the plan; change nothing (not even the lock file)")
+	return cmd
+}
+
+func runRollback(ctx context.Context, c *common, f rollbackFlags, stdout io.Writer) error {
+	to, dryRun := &f.to, &f.dryRun
 	if *to != "" {
 		if err := deploy.ValidReleaseName(*to); err != nil {
 			return usagef("--to: %v", err)
 		}
 	}
-	log := c.logger(stderr)
-	cfg, err := c.load(log)
+	log, cfg, err := c.setup()
 	if err != nil {
 		return err
 	}

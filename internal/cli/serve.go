@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,21 +13,34 @@ import (
 	"github.com/pushdeploy/pushdeploy/live"
 	"github.com/pushdeploy/pushdeploy/metrics"
 	"github.com/pushdeploy/pushdeploy/webhook"
+	"github.com/spf13/cobra"
 )
 
 // runServe receives webhooks and API calls and deploys from one queue until
 // SIGTERM or SIGINT: then it stops accepting, lets the running step finish
 // (bounded by --grace), and exits 0.
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c common
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	c.register(fs)
-	grace := fs.Duration("grace", 2*time.Minute, "on SIGTERM, how long the running step may take to finish before it is stopped")
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
+func newServeCommand(c *common) *cobra.Command {
+	grace := 2 * time.Minute
+	cmd := &cobra.Command{
+		Use:   "serve [--grace 2m]",
+		Short: "webhook receiver, API, health endpoint, metrics, status page; deploys from one queue",
+		Long: `Receive the forge's push webhooks (POST /webhook) and API calls, and deploy
+from one queue; serve /healthz, /metrics and the status page on
+DEPLOY_LISTEN. On SIGTERM or SIGINT, stop accepting, let the running step
+finish (at most --grace), and exit 0.`,
+		Example: `  pushdeploy serve
+  pushdeploy serve --env-file /etc/pushdeploy/deploy.env --grace 5m`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), c, &grace, cmd.OutOrStdout(), c.stderr)
+		},
 	}
-	log := c.logger(stderr)
-	cfg, err := c.load(log)
+	cmd.Flags().Var(durationFlag{&grace}, "grace", "on SIGTERM, how long the running step may take to finish before it is stopped")
+	return cmd
+}
+
+func runServe(ctx context.Context, c *common, grace *time.Duration, stdout, stderr io.Writer) error {
+	log, cfg, err := c.setup()
 	if err != nil {
 		return err
 	}
