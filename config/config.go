@@ -3,9 +3,9 @@
 // and returned as a Config. Only main imports it; main copies the values it
 // needs into the fields of the other components.
 //
-// Load changes the process environment (it exports the env file's variables
-// that are not set already), so it is meant to be called once, early in main,
-// and is not safe for concurrent use.
+// Load only reads the process environment: the env file's values go into
+// the Config, never into the environment that the commands pushdeploy
+// starts inherit.
 package config
 
 import (

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -530,17 +529,6 @@ func TestValidate(t *testing.T) {
 				t.Errorf("Validate did not fill SSHKeyPEM and Hosts: %d bytes, %d hosts", len(c.SSHKeyPEM), len(c.Hosts))
 			}
 		})
-	}
-}
-
-func TestProcessError(t *testing.T) {
-	err := processError(&envconfig.ParseError{
-		KeyName: "DEPLOY_STEP_TIMEOUT", FieldName: "StepTimeout", TypeName: "time.Duration",
-		Value: "10x", Err: errors.New("bad"),
-	})
-	want := `DEPLOY_STEP_TIMEOUT: "10x" is not a duration (examples: 90s, 10m, 1h30m)`
-	if err.Error() != want {
-		t.Errorf("got %q, want %q", err, want)
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/joho/godotenv"
 )
 
 var update = flag.Bool("update", false, "rewrite ../deploy.env.example from Usage")
@@ -56,9 +55,13 @@ func TestExampleFileVariables(t *testing.T) {
 			assigned[m[1]]++
 		}
 	}
-	set, err := godotenv.UnmarshalBytes(data)
-	if err != nil {
-		t.Fatal(err)
+	entries, bad := parseEnvFile(data)
+	if bad != nil {
+		t.Fatal(bad.problem(exampleFile))
+	}
+	set := make(map[string]string)
+	for _, e := range entries {
+		set[e.key] = e.value
 	}
 	for _, v := range variables {
 		if assigned[v.key] != 1 {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,10 +18,11 @@ import (
 // fileLineRE matches a problem that starts with file:line.
 var fileLineRE = regexp.MustCompile(`^[^\n]+:[0-9]+: `)
 
-// FuzzEnvFile loads arbitrary env files (godotenv's parser, then every
-// check of Load and Validate) on top of a valid environment: Load must not
-// panic, and every problem it reports must name what is at fault: a
-// DEPLOY_ variable, or the env file or hosts file with the line.
+// FuzzEnvFile loads arbitrary env files (the literal env file reader, then
+// every check of Load and Validate) on top of a valid environment: Load
+// must not panic, must leave the process environment as it was, and every
+// problem it reports must name what is at fault: a DEPLOY_ variable, or
+// the env file or hosts file with the line.
 func FuzzEnvFile(f *testing.F) {
 	for _, s := range []string{
 		"", "DEPLOY_BRANCH=main\n", "# comment\nDEPLOY_PARALLEL=4\nexport DEPLOY_APP_THREADS=8\n",
@@ -31,7 +33,9 @@ func FuzzEnvFile(f *testing.F) {
 		"DEPLOY_SHARED_PATHS=.env,../x,/abs,a//b\n", "DEPLOY_WEBHOOK_ALLOW_CIDRS=10.0.0.1,nope\n", "DEPLOY_HEALTH_URL=ftp://x\n",
 		"DEPLOY_LISTEN=8080\n", "PATH=/evil\n", "deploy_branch=x\n", "DEPLOY_BRANCH: main\n", "=x\n", "DEPLOY_BRANCH\n",
 		"DEPLOY_BRANCH=${HOME}\n", "DEPLOY_BRANCH=\"${DEPLOY_ROOT}\"\n", "\xff=\xfe\n", "DEPLOY_BRANCH='a'b'\n", "export\n",
-		"DEPLOY_BRANCH=main # comment\n", "DEPLOY_BRANCH=\"main\" junk\n", "DEPLOY_FETCH=pull\nDEPLOY_ROLLBACK_ON_FAILURE=none\n",
+		"DEPLOY_BRANCH=main # comment\n", "DEPLOY_BRANCH=\"main\" junk\n",
+		"DEPLOY_RESTART_CMD=$HOME/bin/app-restart $HOME/app\n", "DEPLOY_RESTART_CMD='a\\'b'\n", "DEPLOY_RESTART_CMD=\"a\\\\\"\n",
+		"DEPLOY_API_TOKEN=t\rDEPLOY_BRANCH=x\n", "export  DEPLOY_BRANCH = \"x\" # c\n", "DEPLOY_FETCH=pull\nDEPLOY_ROLLBACK_ON_FAILURE=none\n",
 	} {
 		f.Add(s)
 	}
@@ -64,7 +68,11 @@ func FuzzEnvFile(f *testing.F) {
 		if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		before := os.Environ()
 		c, _, err := Load(file, true)
+		if after := os.Environ(); !slices.Equal(before, after) {
+			t.Fatalf("Load(%q) changed the environment", content)
+		}
 		if err == nil {
 			if c == nil || len(c.Hosts) == 0 {
 				t.Fatalf("Load(%q): no error but config %+v", content, c)

@@ -14,9 +14,8 @@ import (
 )
 
 // cleanEnv unsets every DEPLOY_ variable (and the unprefixed names envconfig
-// falls back to) for the test; t.Setenv restores them afterwards, including
-// the ones Load exports from an env file. Tests that call it cannot be
-// parallel: envconfig reads the process environment.
+// falls back to) for the test; t.Setenv restores them afterwards. Tests
+// that call it cannot be parallel: Load reads the process environment.
 func cleanEnv(t *testing.T) {
 	t.Helper()
 	var keys []string

@@ -6,50 +6,58 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 
-	"github.com/joho/godotenv"
 	"github.com/kelseyhightower/envconfig"
 )
 
-// Load reads the configuration: the env file, then the DEPLOY_ variables of
-// the environment, and checks it with Validate.
+// Load reads the configuration: the DEPLOY_ variables of the environment
+// and, for those it does not set, of the env file; then it checks them
+// with Validate.
 //
 // envFile is the file named by --env-file, explicit reports whether the
 // user named it: an explicit file must exist, while the default ("" means
-// DefaultEnvFile) is read only when it exists. Every key of the file must be
-// a DEPLOY_ variable. The file's variables that are not set in the
-// environment are exported to it (os.Setenv): the real environment wins.
+// DefaultEnvFile) is read only when it exists. The file is read literally
+// (no $ expansion: see parseEnvFile), and every key of it must be a
+// DEPLOY_ variable. Its values go into the Config only: the process
+// environment is not changed, so the commands pushdeploy starts never
+// inherit the file's secrets.
 //
 // Warnings are things worth telling the user that do not stop pushdeploy
-// (a key file others can read, a variable this version does not use yet).
-// A bad configuration is an *Error listing every problem found.
+// (a key file others can read). A bad configuration is an *Error listing
+// every problem found.
 func Load(envFile string, explicit bool) (*Config, []string, error) {
 	var probs problems
-	var warnings []string
 	if envFile == "" {
 		envFile = DefaultEnvFile
 	}
-	w, err := loadEnvFile(envFile, explicit, &probs)
+	file, warnings, err := readEnvFile(envFile, explicit, &probs)
 	if err != nil {
 		return nil, nil, err
 	}
-	warnings = append(warnings, w...)
-	pinAlternates()
-	checkEnv(&probs)
+	// The real environment wins over the file.
+	lookup := func(key string) (string, bool) {
+		if v, ok := os.LookupEnv(key); ok {
+			return v, true
+		}
+		v, ok := file[key]
+		return v, ok
+	}
+	checkEnv(lookup, &probs)
 	if err := probs.err(); err != nil {
 		return nil, warnings, err
 	}
 
 	var c Config
-	if err := envconfig.Process(Prefix, &c); err != nil {
-		return nil, warnings, processError(err)
+	if err := decode(&c, lookup); err != nil {
+		return nil, warnings, err
 	}
 	c.SharedPaths = cleanList(c.SharedPaths)
 	c.WebhookAllowCIDRs = cleanList(c.WebhookAllowCIDRs)
 
-	w, err = c.Validate()
+	w, err := c.Validate()
 	warnings = append(warnings, w...)
 	if err != nil {
 		return nil, warnings, err
@@ -57,84 +65,117 @@ func Load(envFile string, explicit bool) (*Config, []string, error) {
 	return &c, warnings, nil
 }
 
-// loadEnvFile exports the variables of the env file that the environment
-// does not set. Problems of the file go to probs; the returned error is for
-// an env file named with --env-file that cannot be read.
-func loadEnvFile(file string, explicit bool, probs *problems) ([]string, error) {
+// readEnvFile returns the variables the env file sets. Problems of the
+// file go to probs; the returned error is for a file that cannot be read
+// at all.
+func readEnvFile(file string, explicit bool, probs *problems) (map[string]string, []string, error) {
 	data, err := os.ReadFile(file)
 	if !explicit && errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
 		name := file
 		if explicit {
 			name = "--env-file " + file
 		}
-		return nil, &Error{Problems: []string{fmt.Sprintf("%s: cannot read it: %v", name, pathError(err))}}
+		return nil, nil, &Error{Problems: []string{fmt.Sprintf("%s: cannot read it: %v", name, pathError(err))}}
 	}
-	env, err := godotenv.UnmarshalBytes(data)
-	if _, empty := env[""]; err != nil || empty {
-		msg := envFileProblem(file, data)
-		if msg == "" { // the walk and godotenv disagree: say it without quoting the file
-			msg = file + ":1: cannot be read as VARIABLE=value lines"
-		}
-		return nil, &Error{Problems: []string{msg}}
+	entries, bad := parseEnvFile(data)
+	if bad != nil {
+		return nil, nil, &Error{Problems: []string{bad.problem(file)}}
+	}
+	env := make(map[string]string, len(entries))
+	lines := make(map[string]int, len(entries))
+	for _, e := range entries {
+		env[e.key], lines[e.key] = e.value, e.line
 	}
 	var secrets []string
 	for _, key := range slices.Sorted(maps.Keys(env)) {
+		at := fmt.Sprintf("%s:%d", file, lines[key])
 		v, ok := lookupVariable(key)
-		if !ok {
-			probs.add("%s: %s", fileLine(file, data, key), unknownVariable(key))
-			continue
-		}
-		if v.secret && env[key] != "" {
+		switch {
+		case !ok:
+			probs.add("%s: %s", at, unknownVariable(key))
+		case strings.ContainsRune(env[key], 0):
+			// The environment cannot hold one either.
+			probs.add("%s: %s: the value contains a NUL byte, which no variable can hold", at, key)
+		case v.secret && env[key] != "":
 			secrets = append(secrets, key)
-		}
-		if _, set := os.LookupEnv(key); !set {
-			if strings.ContainsRune(env[key], 0) {
-				probs.add("%s: %s: the value contains a NUL byte, which no variable can hold", fileLine(file, data, key), key)
-			} else if err := os.Setenv(key, env[key]); err != nil {
-				probs.add("%s: %s: %v", fileLine(file, data, key), key, err)
-			}
 		}
 	}
 	if len(secrets) > 0 {
 		if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			return []string{fmt.Sprintf("%s holds %s but other users can read it (mode %04o); run chmod 600 %s",
+			return env, []string{fmt.Sprintf("%s holds %s but other users can read it (mode %04o); run chmod 600 %s",
 				file, strings.Join(secrets, ", "), fi.Mode().Perm(), file)}, nil
 		}
 	}
-	return nil, nil
+	return env, nil, nil
 }
 
-// fileLine returns "file:N" for the line of data that sets key, or file.
-func fileLine(file string, data []byte, key string) string {
-	if lines, _, _ := envStatements(data); lines[key] > 0 {
-		return fmt.Sprintf("%s:%d", file, lines[key])
-	}
-	return file
-}
-
-// pinAlternates defeats envconfig's fallback to the unprefixed name: with
-// the tag envconfig:"BRANCH", an unset DEPLOY_BRANCH would be read from
-// BRANCH, and PYTHON, ROOT or LISTEN are common variables with other
-// meanings. Setting the DEPLOY_ variable to its default where it is unset
-// and the unprefixed one is set keeps the default.
-func pinAlternates() {
+// decode fills c the way envconfig.Process fills it from the environment
+// (TestDecodeLikeEnvconfig compares the two), but from lookup: the value of
+// each variable, or its default when it is unset; a variable unset and
+// without a default keeps its zero value. Unprefixed names are never
+// looked up (envconfig would fall back to BRANCH for DEPLOY_BRANCH, and
+// PYTHON, ROOT or LISTEN are common variables with other meanings).
+func decode(c *Config, lookup func(key string) (string, bool)) error {
+	rv := reflect.ValueOf(c).Elem()
 	for _, v := range variables {
-		if _, ok := os.LookupEnv(v.key); ok {
-			continue
+		s, ok := lookup(v.key)
+		if !ok {
+			if v.def == "" {
+				continue
+			}
+			s = v.def
 		}
-		if _, ok := os.LookupEnv(v.alt); ok {
-			os.Setenv(v.key, v.def)
+		field := rv.Field(v.field)
+		var err error
+		if v.typ.Kind() == reflect.Slice {
+			err = decodeList(field, s)
+		} else {
+			err = decodeValue(field, s)
+		}
+		if err != nil {
+			if msg := valueProblem(v.typ, s); msg != "" {
+				return &Error{Problems: []string{v.key + ": " + msg}}
+			}
+			return &Error{Problems: []string{fmt.Sprintf("%s: %q: %v", v.key, s, err)}}
 		}
 	}
+	return nil
+}
+
+// decodeList sets a slice field from a comma list, as envconfig does: an
+// empty (or blank) value is an empty list, items are not trimmed.
+func decodeList(field reflect.Value, s string) error {
+	if strings.TrimSpace(s) == "" {
+		field.Set(reflect.MakeSlice(field.Type(), 0, 0))
+		return nil
+	}
+	items := strings.Split(s, ",")
+	list := reflect.MakeSlice(field.Type(), len(items), len(items))
+	for i, item := range items {
+		if err := decodeValue(list.Index(i), item); err != nil {
+			return err
+		}
+	}
+	field.Set(list)
+	return nil
+}
+
+func decodeValue(field reflect.Value, s string) error {
+	x, err := parseValue(field.Type(), s)
+	if err != nil {
+		return err
+	}
+	field.Set(x)
+	return nil
 }
 
 // checkEnv reports unknown DEPLOY_ variables and values that do not parse
 // as their variable's type: every one of them, where envconfig stops at
 // the first.
-func checkEnv(probs *problems) {
+func checkEnv(lookup func(key string) (string, bool), probs *problems) {
 	var missing []string
 	defer func() {
 		if len(*probs) > 0 {
@@ -156,7 +197,7 @@ func checkEnv(probs *problems) {
 		}
 	}
 	for _, v := range variables {
-		value, ok := os.LookupEnv(v.key)
+		value, ok := lookup(v.key)
 		if !ok && v.def == "" {
 			// A missing required variable is Validate's to report, with
 			// the problems of the files it names; here only next to
@@ -177,20 +218,6 @@ func checkEnv(probs *problems) {
 
 func requiredProblem(v variable) string {
 	return fmt.Sprintf("%s is required: %s", v.key, v.desc)
-}
-
-// processError turns an error of envconfig.Process into an *Error.
-func processError(err error) error {
-	var pe *envconfig.ParseError
-	if errors.As(err, &pe) {
-		if v, ok := lookupVariable(pe.KeyName); ok {
-			if msg := valueProblem(v.typ, pe.Value); msg != "" {
-				return &Error{Problems: []string{pe.KeyName + ": " + msg}}
-			}
-		}
-		return &Error{Problems: []string{fmt.Sprintf("%s: %q: %v", pe.KeyName, pe.Value, pe.Err)}}
-	}
-	return &Error{Problems: []string{err.Error()}}
 }
 
 // cleanList trims the items of a comma list and drops empty ones, so that
