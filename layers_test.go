@@ -21,7 +21,7 @@ func TestLayers(t *testing.T) {
 	}{
 		{"github.com/labstack/echo", []string{"webhook"}},
 		{"github.com/go-git/", []string{"gitsrc"}},
-		{"golang.org/x/crypto/ssh", []string{"deploy/sshrun", "gitsrc"}},
+		{"golang.org/x/crypto/ssh", []string{"deploy/sshrun", "gitsrc", "internal/sshkeys"}},
 		{"github.com/kelseyhightower/envconfig", []string{"config"}},
 		{"github.com/joho/godotenv", []string{"config"}},
 		{"modernc.org/sqlite", []string{"history"}},

@@ -229,6 +229,27 @@ func TestLoad(t *testing.T) {
 			},
 		},
 		{
+			// The key is used as it is (sshkeys.Parse); the warning says the
+			// file is not what the passphrase suggests.
+			name: "passphrase for a key that is not encrypted",
+			env:  map[string]string{"DEPLOY_SSH_KEY_PASSPHRASE": "pw-xyz"},
+			check: func(t *testing.T, c *Config) {
+				if len(c.SSHKeyPEM) == 0 {
+					t.Error("got no key, want the key used as it is")
+				}
+			},
+			wantWarnings: []string{"DEPLOY_SSH_KEY: ", " is not encrypted, so DEPLOY_SSH_KEY_PASSPHRASE is not used (the key is used as it is); " +
+				"to protect the key, encrypt it with ssh-keygen -p -f "},
+		},
+		{
+			name: "git key passphrase for a key that is not encrypted",
+			env:  map[string]string{"DEPLOY_GIT_KEY": "~/git_key", "DEPLOY_GIT_KEY_PASSPHRASE": "pw-xyz"},
+			prepare: func(t *testing.T, f fixture) {
+				writeKey(t, f.dir, "git_key", "")
+			},
+			wantWarnings: []string{"DEPLOY_GIT_KEY: ", "git_key is not encrypted, so DEPLOY_GIT_KEY_PASSPHRASE is not used"},
+		},
+		{
 			name: "key readable by others",
 			prepare: func(t *testing.T, f fixture) {
 				os.Chmod(f.key, 0o644)

@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
-	"github.com/pushdeploy/pushdeploy/deploy/sshrun"
+	"github.com/pushdeploy/pushdeploy/internal/sshkeys"
 )
 
 // files checks the local files the configuration names and loads them.
@@ -82,7 +82,10 @@ func (v *validator) hosts(file string) []deploy.Host {
 }
 
 // key reads and parses the private key file of variable key, and returns its
-// content. It warns when others can read the file.
+// content. It warns when others can read the file, and when a passphrase is
+// set for a key that has none: the key is used as it is (sshkeys.Parse),
+// but whoever set the passphrase believes the file is protected, and it is
+// not.
 func (v *validator) key(key, file, passKey, pass string) []byte {
 	data, err := os.ReadFile(file)
 	if err != nil {
@@ -92,23 +95,24 @@ func (v *validator) key(key, file, passKey, pass string) []byte {
 	if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		v.warn("%s: other users can read %s (mode %04o); run chmod 600 %s", key, file, fi.Mode().Perm(), file)
 	}
-	if _, err := sshrun.ParseKey(data, pass); err != nil {
-		v.add("%s", keyProblem(key, file, passKey, pass, data, err))
+	if _, err := sshkeys.Parse(data, pass); err != nil {
+		v.add("%s", keyProblem(key, file, passKey, data, err))
 		return nil
+	}
+	if pass != "" && !sshkeys.Encrypted(data) {
+		v.warn("%s: %s is not encrypted, so %s is not used (the key is used as it is); "+
+			"to protect the key, encrypt it with ssh-keygen -p -f %s, or unset %s", key, file, passKey, file, passKey)
 	}
 	return data
 }
 
-// keyProblem explains why sshrun.ParseKey refused a key file.
-func keyProblem(key, file, passKey, pass string, data []byte, err error) string {
-	// sshrun.ParseKey has no typed errors yet: its messages are
-	// "the key is encrypted and no passphrase was given" and "wrong passphrase".
-	msg := err.Error()
+// keyProblem explains why sshkeys.Parse refused a key file.
+func keyProblem(key, file, passKey string, data []byte, err error) string {
 	trimmed := bytes.TrimSpace(data)
 	switch {
-	case pass == "" && strings.Contains(msg, "encrypted"):
+	case errors.Is(err, sshkeys.ErrPassphraseNeeded):
 		return fmt.Sprintf("%s: %s is encrypted: set %s to its passphrase", key, file, passKey)
-	case pass != "" && strings.Contains(msg, "wrong passphrase"):
+	case errors.Is(err, sshkeys.ErrWrongPassphrase):
 		return fmt.Sprintf("%s: wrong passphrase for %s", passKey, file)
 	case bytes.HasPrefix(trimmed, []byte("ssh-")) || bytes.HasPrefix(trimmed, []byte("ecdsa-")) ||
 		bytes.Contains(trimmed, []byte("PUBLIC KEY")):
@@ -118,7 +122,7 @@ func keyProblem(key, file, passKey, pass string, data []byte, err error) string 
 }
 
 func (v *validator) knownHosts(file string) {
-	err := sshrun.CheckKnownHosts(file)
+	_, err := sshkeys.ReadKnownHosts(file)
 	if err == nil {
 		return
 	}

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
+	"github.com/pushdeploy/pushdeploy/internal/sshkeys"
 	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
 
@@ -437,8 +438,8 @@ func TestArchiveSSH(t *testing.T) {
 	changed := writeFile(t, knownhosts.Line([]string{hostPort}, newKey(t).PublicKey()))
 	s := New(Config{URL: env.RepoURL, Branch: "release", Key: key, KnownHosts: changed})
 	err = s.Archive(ctx, tip, io.Discard)
-	var hk *HostKeyError
+	var hk *sshkeys.HostKeyError
 	if !errors.As(err, &hk) {
-		t.Errorf("got error %v, want a *HostKeyError", err)
+		t.Errorf("got error %v, want a *sshkeys.HostKeyError", err)
 	}
 }

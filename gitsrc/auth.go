@@ -2,8 +2,6 @@ package gitsrc
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +16,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/pushdeploy/pushdeploy/internal/sshkeys"
 )
 
 // access is how one Resolve reaches the repository: the go-git auth method
@@ -41,7 +41,7 @@ func (s *Source) open(ctx context.Context) (*access, error) {
 	if s.cfg.KnownHosts == "" {
 		return nil, errors.New("no known_hosts file is set to check the git server's host key against")
 	}
-	check, err := knownhosts.New(s.cfg.KnownHosts)
+	known, err := sshkeys.ReadKnownHosts(s.cfg.KnownHosts)
 	if err != nil {
 		return nil, fmt.Errorf("read known_hosts: %w", err)
 	}
@@ -55,8 +55,8 @@ func (s *Source) open(ctx context.Context) (*access, error) {
 	}
 	a := &sshAuth{
 		user:       user,
-		keys:       &hostKeys{check: check, knownHosts: s.cfg.KnownHosts},
-		algorithms: hostKeyAlgorithms(check, net.JoinHostPort(ep.Host, strconv.Itoa(port))),
+		keys:       &hostKeys{known: known},
+		algorithms: known.Algorithms(net.JoinHostPort(ep.Host, strconv.Itoa(port))),
 	}
 	if deadline, ok := ctx.Deadline(); ok {
 		a.deadline = deadline
@@ -64,7 +64,7 @@ func (s *Source) open(ctx context.Context) (*access, error) {
 	acc := &access{auth: a, keys: a.keys}
 	switch {
 	case len(s.cfg.Key) > 0:
-		signer, err := parseKey(s.cfg.Key, s.cfg.KeyPassphrase)
+		signer, err := sshkeys.Signer(s.cfg.Key, s.cfg.KeyPassphrase)
 		if err != nil {
 			return nil, fmt.Errorf("deploy key (DEPLOY_GIT_KEY): %w", err)
 		}
@@ -109,8 +109,9 @@ func (a *access) hostKeyLines() []string {
 }
 
 // sshAuth is the go-git SSH auth method of one Resolve. Unlike go-git's
-// own, it sets the host key algorithms to those known_hosts has for the
-// server, and a dial timeout from the context's deadline.
+// own, it asks the server first for the host key algorithms known_hosts
+// has keys of (sshkeys.KnownHosts.Algorithms), and sets a dial timeout from
+// the context's deadline.
 type sshAuth struct {
 	user       string
 	methods    []ssh.AuthMethod
@@ -139,63 +140,26 @@ func (a *sshAuth) ClientConfig() (*ssh.ClientConfig, error) {
 	return c, nil
 }
 
-// hostKeyAlgorithms returns the host key algorithms of the keys that check
-// knows for hostport, so a server with several keys presents one of those
-// rather than one of another type (which would look like a changed key).
-// It returns nil, the default list, when the host is not known.
-func hostKeyAlgorithms(check ssh.HostKeyCallback, hostport string) []string {
-	probe, err := ssh.NewPublicKey(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)).Public())
-	if err != nil {
-		return nil
-	}
-	var ke *knownhosts.KeyError
-	if !errors.As(check(hostport, &net.TCPAddr{}, probe), &ke) {
-		return nil
-	}
-	var algos []string
-	for _, k := range ke.Want {
-		for _, a := range keyAlgorithms(k.Key.Type()) {
-			if !slices.Contains(algos, a) {
-				algos = append(algos, a)
-			}
-		}
-	}
-	return algos
-}
-
-// keyAlgorithms returns the host key algorithms that use keys of a type,
-// best first.
-func keyAlgorithms(keyType string) []string {
-	if keyType == ssh.KeyAlgoRSA {
-		return []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
-	}
-	return []string{keyType}
-}
-
 // hostKeys checks host keys against known_hosts and records, as
 // known_hosts lines, the ones it accepts.
 type hostKeys struct {
-	check      ssh.HostKeyCallback
-	knownHosts string
+	known *sshkeys.KnownHosts
 
 	mu    sync.Mutex // the callback runs in x/crypto/ssh's key exchange goroutine
 	lines []string
-	err   *HostKeyError
+	err   *sshkeys.HostKeyError
 }
 
 func (h *hostKeys) callback(hostname string, remote net.Addr, key ssh.PublicKey) error {
-	err := h.check(hostname, remote, key)
+	err := h.known.Check(hostname, remote, key)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err != nil {
-		hk := newHostKeyError(hostname, key, h.knownHosts, err)
-		if hk == nil {
-			return err
-		}
-		if h.err == nil {
+		var hk *sshkeys.HostKeyError
+		if errors.As(err, &hk) && h.err == nil {
 			h.err = hk
 		}
-		return hk
+		return err
 	}
 	if cert, ok := key.(*ssh.Certificate); ok {
 		// Accepted through a @cert-authority line: hand on the plain key,
@@ -215,31 +179,8 @@ func (h *hostKeys) accepted() []string {
 	return slices.Clone(h.lines)
 }
 
-func (h *hostKeys) failure() *HostKeyError {
+func (h *hostKeys) failure() *sshkeys.HostKeyError {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.err
-}
-
-// parseKey parses a PEM or OpenSSH private key, decrypting it with
-// passphrase when it is encrypted.
-func parseKey(pemBytes []byte, passphrase string) (ssh.Signer, error) {
-	s, err := ssh.ParsePrivateKey(pemBytes)
-	var missing *ssh.PassphraseMissingError
-	switch {
-	case err == nil:
-		return s, nil
-	case !errors.As(err, &missing):
-		return nil, fmt.Errorf("not a private key: %w", err)
-	case passphrase == "":
-		return nil, errors.New("the key is encrypted and no passphrase was given")
-	}
-	s, err = ssh.ParsePrivateKeyWithPassphrase(pemBytes, []byte(passphrase))
-	if errors.Is(err, x509.IncorrectPasswordError) {
-		return nil, errors.New("wrong passphrase")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("not a private key: %w", err)
-	}
-	return s, nil
 }

@@ -68,7 +68,7 @@ var (
 // it is reachable from that tip. It returns an error when p.Branch is not
 // the release branch, p.Commit is not a hash or not on the branch, the
 // branch does not exist, or the git server cannot be reached or its host
-// key is unknown or changed (a *HostKeyError). Error messages never show
+// key is unknown or changed (a *sshkeys.HostKeyError). Error messages never show
 // the password of an https URL.
 //
 // ctx bounds the whole call except one gap in go-git v5: it opens SSH

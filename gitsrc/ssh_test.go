@@ -1,7 +1,9 @@
 package gitsrc
 
 import (
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/pem"
 	"errors"
@@ -18,6 +20,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
+	"github.com/pushdeploy/pushdeploy/internal/sshkeys"
 	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
 
@@ -87,10 +90,10 @@ func TestSSH(t *testing.T) {
 		c.KnownHosts = writeFile(t, "[127.0.0.1]:1 "+authorizedKey(t, newKey(t))) // another host
 		_, err := New(c).Resolve(ctx, deploy.Push{Branch: "release"})
 		hk := checkHostKeyError(t, err, env.Git.HostKeyLine)
-		if len(hk.Known) != 0 {
-			t.Errorf("got known keys %q, want none", hk.Known)
+		if hk.Problem != sshkeys.Unknown || len(hk.Known) != 0 {
+			t.Errorf("got %v, known keys %q, want unknown, none", hk.Problem, hk.Known)
 		}
-		want := "host key of [" + env.Git.Addr + "]:" + strconv.Itoa(env.Git.Port) + " is unknown (ssh-ed25519 SHA256:"
+		want := "host key of [" + env.Git.Addr + "]:" + strconv.Itoa(env.Git.Port) + " is unknown: it presents ssh-ed25519 SHA256:"
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("got error %q, want it to contain %q", err, want)
 		}
@@ -104,12 +107,33 @@ func TestSSH(t *testing.T) {
 		c.KnownHosts = writeFile(t, knownhosts.Line([]string{hostPort}, newKey(t).PublicKey()))
 		_, err := New(c).Resolve(ctx, deploy.Push{Branch: "release", Commit: first})
 		hk := checkHostKeyError(t, err, env.Git.HostKeyLine)
-		if len(hk.Known) != 1 {
-			t.Errorf("got known keys %q, want 1", hk.Known)
+		if hk.Problem != sshkeys.Changed || len(hk.Known) != 1 {
+			t.Errorf("got %v, known keys %q, want changed, 1", hk.Problem, hk.Known)
 		}
-		want := "host key of [" + env.Git.Addr + "]:" + strconv.Itoa(env.Git.Port) + " changed: the server presented ssh-ed25519 SHA256:"
+		want := "host key of [" + env.Git.Addr + "]:" + strconv.Itoa(env.Git.Port) + " has CHANGED: it presents ssh-ed25519 SHA256:"
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("got error %q, want it to contain %q", err, want)
+		}
+	})
+
+	// A server whose only key is of another type than known_hosts has
+	// still shows it (sshkeys.KnownHosts.Algorithms): a changed key, not a
+	// failed algorithm negotiation.
+	t.Run("changed host key of another type", func(t *testing.T) {
+		ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := ssh.NewPublicKey(&ec.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := cfg
+		c.KnownHosts = writeFile(t, knownhosts.Line([]string{hostPort}, pub))
+		_, err = New(c).Resolve(ctx, deploy.Push{Branch: "release"})
+		hk := checkHostKeyError(t, err, env.Git.HostKeyLine)
+		if hk.Problem != sshkeys.Changed || len(hk.Known) != 1 || !strings.HasPrefix(hk.Known[0], "ecdsa-sha2-nistp256 ") {
+			t.Errorf("got %v, known keys %q, want changed from one ecdsa key", hk.Problem, hk.Known)
 		}
 	})
 
@@ -140,13 +164,13 @@ func checkHostKeys(t *testing.T, keys []string, want string) {
 	}
 }
 
-// checkHostKeyError checks that err is a *HostKeyError about the key of
+// checkHostKeyError checks that err is a *sshkeys.HostKeyError about the key of
 // the known_hosts line line.
-func checkHostKeyError(t *testing.T, err error, line string) *HostKeyError {
+func checkHostKeyError(t *testing.T, err error, line string) *sshkeys.HostKeyError {
 	t.Helper()
-	var hk *HostKeyError
+	var hk *sshkeys.HostKeyError
 	if !errors.As(err, &hk) {
-		t.Fatalf("got error %v, want a *HostKeyError", err)
+		t.Fatalf("got error %v, want a *sshkeys.HostKeyError", err)
 	}
 	_, _, key, _, _, perr := ssh.ParseKnownHosts([]byte(line))
 	if perr != nil {

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/pushdeploy/pushdeploy/internal/sshkeys"
 	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
 
@@ -60,33 +61,34 @@ func TestDialHostKey(t *testing.T) {
 	realKey := strings.SplitN(h.HostKeyLine, " ", 2)[1]
 
 	tests := []struct {
-		name        string
-		known       string // known_hosts content
-		wantChanged bool
-		wantIn      []string
+		name   string
+		known  string // known_hosts content
+		want   sshkeys.HostKeyProblem
+		wantIn []string
 	}{
 		{
 			name:   "unknown host",
 			known:  env.Git.HostKeyLine + "\n", // another host only
+			want:   sshkeys.Unknown,
 			wantIn: []string{"unknown", fp, "ssh-keyscan -p " + fmt.Sprint(h.Port) + " " + h.Addr, "ssh-ed25519"},
 		},
 		{
-			name:        "changed key",
-			known:       hostPort + " " + authorizedKey(t, otherEd) + "\n",
-			wantChanged: true,
-			wantIn:      []string{"CHANGED", fp, "ssh-keygen -R " + hostPort},
+			name:   "changed key",
+			known:  hostPort + " " + authorizedKey(t, otherEd) + "\n",
+			want:   sshkeys.Changed,
+			wantIn: []string{"CHANGED", fp, "ssh-keygen -R '" + hostPort + "'"},
 		},
 		{
-			name:        "changed key of another type",
-			known:       hostPort + " " + authorizedKey(t, &otherEC.PublicKey) + "\n",
-			wantChanged: true,
-			wantIn:      []string{"CHANGED", fp},
+			name:   "changed key of another type",
+			known:  hostPort + " " + authorizedKey(t, &otherEC.PublicKey) + "\n",
+			want:   sshkeys.Changed,
+			wantIn: []string{"CHANGED", fp},
 		},
 		{
-			name:        "key known for another port only",
-			known:       fmt.Sprintf("[%s]:%d %s\n", h.Addr, h.Port+1, realKey),
-			wantChanged: false,
-			wantIn:      []string{"unknown", fp},
+			name:   "key known for another port only",
+			known:  fmt.Sprintf("[%s]:%d %s\n", h.Addr, h.Port+1, realKey),
+			want:   sshkeys.Unknown,
+			wantIn: []string{"unknown", fp},
 		},
 	}
 	for _, tt := range tests {
@@ -101,12 +103,12 @@ func TestDialHostKey(t *testing.T) {
 				c.Close()
 				t.Fatal("Dial: got success, want a host key error")
 			}
-			var hk *HostKeyError
+			var hk *sshkeys.HostKeyError
 			if !errors.As(err, &hk) {
-				t.Fatalf("Dial: got %v (%T), want a *HostKeyError", err, err)
+				t.Fatalf("Dial: got %v (%T), want a *sshkeys.HostKeyError", err, err)
 			}
-			if hk.Changed != tt.wantChanged {
-				t.Errorf("Changed: got %v, want %v", hk.Changed, tt.wantChanged)
+			if hk.Problem != tt.want {
+				t.Errorf("Problem: got %v, want %v", hk.Problem, tt.want)
 			}
 			if hk.Fingerprint != fp {
 				t.Errorf("Fingerprint: got %s, want %s", hk.Fingerprint, fp)
@@ -131,7 +133,8 @@ func TestDialHostKey(t *testing.T) {
 		writeFile(t, known, "@revoked "+hostPort+" "+realKey+"\n"+h.HostKeyLine+"\n")
 		r := newRunner(t, env, func(c *Config) { c.KnownHosts = known })
 		_, err := r.Dial(context.Background(), hostOf(h))
-		if err == nil || !strings.Contains(err.Error(), "@revoked") || !strings.Contains(err.Error(), fp) {
+		var hk *sshkeys.HostKeyError
+		if !errors.As(err, &hk) || hk.Problem != sshkeys.Revoked || !strings.Contains(err.Error(), "@revoked") || !strings.Contains(err.Error(), fp) {
 			t.Errorf("Dial: got %v, want an error about the @revoked key %s", err, fp)
 		}
 	})

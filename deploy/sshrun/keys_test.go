@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
+	"github.com/pushdeploy/pushdeploy/internal/sshkeys"
 	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
 
@@ -52,60 +53,6 @@ func encryptCopy(t *testing.T, path, passphrase string) []byte {
 		t.Fatalf("ssh-keygen -p: %v: %s", err, out)
 	}
 	return readFile(t, dst)
-}
-
-func TestParseKey(t *testing.T) {
-	t.Parallel()
-	plain, locked := newKey(t, ""), newKey(t, "pass")
-	tests := []struct {
-		name       string
-		key        []byte
-		passphrase string
-		wantErr    string // "" means success
-	}{
-		{name: "plain", key: plain},
-		{name: "plain with a passphrase", key: plain, passphrase: "pass"},
-		{name: "encrypted", key: locked, passphrase: "pass"},
-		{name: "encrypted without passphrase", key: locked, wantErr: "the key is encrypted and no passphrase was given"},
-		{name: "encrypted with a wrong passphrase", key: locked, passphrase: "nope-xyz", wantErr: "wrong passphrase"},
-		{name: "not a key", key: []byte("hello"), wantErr: "not a private key"},
-		{name: "not a key with a passphrase", key: []byte("hello"), passphrase: "x", wantErr: "not a private key"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s, err := ParseKey(tt.key, tt.passphrase)
-			if tt.wantErr == "" {
-				if err != nil || s == nil {
-					t.Fatalf("ParseKey: got %v, want a signer", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("ParseKey: got %v, want an error containing %q", err, tt.wantErr)
-			}
-			if err != nil && strings.Contains(err.Error(), tt.passphrase) && tt.passphrase != "" {
-				t.Errorf("ParseKey: error %q reveals the passphrase", err)
-			}
-		})
-	}
-}
-
-func TestCheckKnownHosts(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	good := filepath.Join(dir, "good")
-	writeFile(t, good, "[127.0.0.1]:2222 "+authorizedKey(t, ed25519.PublicKey(make([]byte, 32)))+"\n")
-	bad := filepath.Join(dir, "bad")
-	writeFile(t, bad, "host ssh-ed25519 !!!notbase64\n")
-	if err := CheckKnownHosts(good); err != nil {
-		t.Errorf("good file: %v", err)
-	}
-	if err := CheckKnownHosts(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("missing file: got %v, want os.ErrNotExist", err)
-	}
-	if err := CheckKnownHosts(bad); err == nil {
-		t.Error("malformed file: got no error")
-	}
 }
 
 func TestNewErrors(t *testing.T) {
@@ -192,7 +139,7 @@ func checkAuthError(t *testing.T, err error) {
 	if err == nil {
 		t.Fatal("Dial: got success, want an authentication error")
 	}
-	var hk *HostKeyError
+	var hk *sshkeys.HostKeyError
 	if errors.As(err, &hk) {
 		t.Fatalf("Dial: got host key error %v, want an authentication error", err)
 	}

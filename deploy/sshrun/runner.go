@@ -2,7 +2,6 @@ package sshrun
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -13,9 +12,9 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
+	"github.com/pushdeploy/pushdeploy/internal/sshkeys"
 )
 
 var (
@@ -49,8 +48,7 @@ type Config struct {
 // concurrent use.
 type Runner struct {
 	cfg       Config
-	hostKeys  ssh.HostKeyCallback
-	probeKey  ssh.PublicKey
+	hostKeys  *sshkeys.KnownHosts
 	admin     agent.Agent
 	git       agent.Agent // nil without a deploy key
 	closeOnce sync.Once
@@ -64,11 +62,11 @@ func New(c Config) (*Runner, error) {
 	if c.KeepAlive <= 0 {
 		c.KeepAlive = 15 * time.Second
 	}
-	cb, err := knownhosts.New(c.KnownHosts)
+	known, err := sshkeys.ReadKnownHosts(c.KnownHosts)
 	if err != nil {
 		return nil, fmt.Errorf("known hosts %s: %w", c.KnownHosts, err)
 	}
-	r := &Runner{cfg: c, hostKeys: cb, admin: agent.NewKeyring()}
+	r := &Runner{cfg: c, hostKeys: known, admin: agent.NewKeyring()}
 	// No admin key is fine for a pool of only `local` hosts.
 	if len(c.Key) > 0 {
 		if err := addKey(r.admin, c.Key, c.Passphrase, "admin key"); err != nil {
@@ -81,33 +79,11 @@ func New(c Config) (*Runner, error) {
 			return nil, err
 		}
 	}
-	// A throwaway key used only to ask known_hosts which key types it
-	// holds for a host (see hostKeyAlgorithms).
-	_, priv, err := ed25519GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		return nil, err
-	}
-	r.probeKey = signer.PublicKey()
 	return r, nil
 }
 
 func addKey(a agent.Agent, pemBytes []byte, passphrase, what string) error {
-	var (
-		raw any
-		err error
-	)
-	if passphrase != "" {
-		raw, err = ssh.ParseRawPrivateKeyWithPassphrase(pemBytes, []byte(passphrase))
-		if err != nil {
-			raw, err = ssh.ParseRawPrivateKey(pemBytes)
-		}
-	} else {
-		raw, err = ssh.ParseRawPrivateKey(pemBytes)
-	}
+	raw, err := sshkeys.Parse(pemBytes, passphrase)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -136,8 +112,8 @@ func (r *Runner) Dial(ctx context.Context, h deploy.Host) (deploy.Conn, error) {
 	cfg := &ssh.ClientConfig{
 		User:              h.User,
 		Auth:              []ssh.AuthMethod{ssh.PublicKeysCallback(r.admin.Signers)},
-		HostKeyCallback:   r.checkHostKey,
-		HostKeyAlgorithms: r.hostKeyAlgorithms(addr),
+		HostKeyCallback:   r.hostKeys.Check,
+		HostKeyAlgorithms: r.hostKeys.Algorithms(addr),
 		Timeout:           r.cfg.ConnectTimeout,
 	}
 	parent := ctx
@@ -198,7 +174,7 @@ func (e *connectTimeoutError) Unwrap() error { return e.Err }
 // cleanHandshakeError removes x/crypto/ssh's "ssh: handshake failed:"
 // prefix so that our own host-key messages read plainly.
 func cleanHandshakeError(err error) error {
-	var hk *HostKeyError
+	var hk *sshkeys.HostKeyError
 	if errors.As(err, &hk) {
 		return hk
 	}
