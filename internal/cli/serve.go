@@ -49,8 +49,8 @@ func runServe(ctx context.Context, c *common, grace *time.Duration, stdout, stde
 			"DEPLOY_WEBHOOK_SECRET is required by serve: set it to a long random string and give the same secret to the forge's webhook " +
 				"(or set DEPLOY_WEBHOOK_INSECURE=true to accept unsigned webhooks, for local experiments only)"}}
 	}
-	if cfg.WebhookInsecure {
-		log.Warn("DEPLOY_WEBHOOK_INSECURE=true: webhooks are accepted without a valid signature; anyone who can reach /webhook can start a deploy")
+	for _, w := range serveWarnings(cfg) {
+		log.Warn(w)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("DEPLOY_DATA_DIR: %w", err)
@@ -130,4 +130,21 @@ func runServe(ctx context.Context, c *common, grace *time.Duration, stdout, stde
 	}
 	log.Info("stopped")
 	return err
+}
+
+// serveWarnings are what serve's configuration lets through that an
+// operator may not mean: logged at start-up.
+func serveWarnings(cfg *config.Config) []string {
+	var w []string
+	if cfg.WebhookInsecure {
+		w = append(w, "DEPLOY_WEBHOOK_INSECURE=true: webhooks are accepted without a valid signature; anyone who can reach /webhook can start a deploy")
+	}
+	if cfg.WebhookRepo == "" {
+		// The signature proves only that the sender knows the secret: a
+		// secret shared by several repositories' webhooks (a workspace-
+		// or organisation-wide one) lets each of them deploy this app.
+		w = append(w, "DEPLOY_WEBHOOK_REPO is empty: a push to "+cfg.Branch+" from any repository whose webhook has the secret is deployed; "+
+			"set it to this app's repository (e.g. team/app)")
+	}
+	return w
 }

@@ -251,6 +251,10 @@ func TestServeCmdInsecureStartsAndStops(t *testing.T) {
 	if !warned {
 		t.Errorf("no warning that webhooks are accepted unsigned:\n%s", stderr.String())
 	}
+	// DEPLOY_WEBHOOK_REPO is empty here too: said at start-up.
+	if !strings.Contains(stderr.String(), `"level":"WARN","msg":"DEPLOY_WEBHOOK_REPO is empty: a push to release from any repository`) {
+		t.Errorf("no warning that pushes from any repository are deployed:\n%s", stderr.String())
+	}
 
 	resp, err := http.Get("http://" + addr + "/healthz")
 	if err != nil {
@@ -312,4 +316,37 @@ func logLines(t *testing.T, log string) []map[string]any {
 		out = append(out, l)
 	}
 	return out
+}
+
+// TestServeWarnings: serve warns at start-up about what its configuration
+// lets through: unsigned webhooks, and pushes from any repository when
+// DEPLOY_WEBHOOK_REPO is empty.
+func TestServeWarnings(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  config.Config
+		want []string // one substring per warning, in order
+	}{
+		{"repo set", config.Config{Branch: "release", WebhookRepo: "team/app"}, nil},
+		{"repo empty", config.Config{Branch: "release"}, []string{
+			"DEPLOY_WEBHOOK_REPO is empty: a push to release from any repository whose webhook has the secret is deployed; set it to this app's repository (e.g. team/app)",
+		}},
+		{"insecure, repo empty", config.Config{Branch: "main", WebhookInsecure: true}, []string{
+			"DEPLOY_WEBHOOK_INSECURE=true: webhooks are accepted without a valid signature",
+			"DEPLOY_WEBHOOK_REPO is empty: a push to main from any repository",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := serveWarnings(&tt.cfg)
+			if len(got) != len(tt.want) {
+				t.Fatalf("serveWarnings = %q, want %d warnings like %q", got, len(tt.want), tt.want)
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("warning %d = %q, want it to contain %q", i, got[i], w)
+				}
+			}
+		})
+	}
 }
