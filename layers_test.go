@@ -23,7 +23,6 @@ func TestLayers(t *testing.T) {
 		{"github.com/go-git/", []string{"gitsrc"}},
 		{"golang.org/x/crypto/ssh", []string{"deploy/sshrun", "gitsrc", "internal/sshkeys"}},
 		{"github.com/kelseyhightower/envconfig", []string{"config"}},
-		{"github.com/joho/godotenv", []string{"config"}},
 		{"modernc.org/sqlite", []string{"history"}},
 		{mod + "/config", []string{"internal/cli"}},
 		{mod + "/internal/cli", []string{"."}}, // the command line: only main calls it
