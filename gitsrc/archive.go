@@ -81,7 +81,7 @@ func (s *Source) Archive(ctx context.Context, commit string, w io.Writer) error 
 	}
 	err := s.archive(ctx, plumbing.NewHash(commit), w)
 	if err != nil {
-		return s.redact.wrap(fmt.Errorf("archive commit %s of %s: %w", commit, s.cfg.URL, err))
+		return redactErr(fmt.Errorf("archive commit %s of %s: %w", commit, s.shownURL(), err), s.cfg.URL)
 	}
 	return nil
 }

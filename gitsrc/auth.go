@@ -21,7 +21,8 @@ import (
 )
 
 // access is how one Resolve reaches the repository: the go-git auth method
-// (nil when the URL is not SSH) and the host keys it accepted.
+// (nil for file and git URLs, and http(s) URLs without a user) and the
+// host keys it accepted.
 type access struct {
 	auth  transport.AuthMethod
 	keys  *hostKeys // nil when the URL is not SSH
@@ -31,12 +32,12 @@ type access struct {
 // open prepares the access for s.cfg.URL. For SSH URLs it reads the
 // known_hosts file and the deploy key (or connects to the ssh-agent).
 func (s *Source) open(ctx context.Context) (*access, error) {
-	ep, err := transport.NewEndpoint(s.cfg.URL)
-	if err != nil {
-		return nil, fmt.Errorf("repository URL: %w", err)
+	if s.repoErr != nil {
+		return nil, s.repoErr
 	}
-	if ep.Protocol != "ssh" {
-		return &access{}, nil
+	ep := s.repo
+	if ep.Transport != "ssh" {
+		return &access{auth: httpAuth(ep)}, nil
 	}
 	if s.cfg.KnownHosts == "" {
 		return nil, errors.New("no known_hosts file is set to check the git server's host key against")
@@ -51,7 +52,9 @@ func (s *Source) open(ctx context.Context) (*access, error) {
 	}
 	user := ep.User
 	if user == "" {
-		user = gitssh.DefaultUsername
+		if user, err = localUser(); err != nil {
+			return nil, err
+		}
 	}
 	a := &sshAuth{
 		user:       user,

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
+	"os/user"
 	"slices"
 	"strings"
 	"testing"
@@ -13,25 +14,6 @@ import (
 
 	"github.com/pushdeploy/pushdeploy/deploy"
 )
-
-func TestRedact(t *testing.T) {
-	tests := []struct {
-		url, text, want string
-	}{
-		{"https://deployer:s3cret@git.example.com/app.git", "get https://deployer:s3cret@git.example.com/app.git: 401", "get https://deployer:xxxxx@git.example.com/app.git: 401"},
-		{"https://deployer:p%40ss%2Fword@git.example.com/app.git", "p%40ss%2Fword p@ss/word", "xxxxx xxxxx"},
-		{"https://tok:a b@host/x", `parse "https://tok:a b@host/x": invalid`, `parse "https://tok:xxxxx@host/x": invalid`},
-		{"https://deployer@git.example.com/app.git", "https://deployer@git.example.com/app.git", "https://deployer@git.example.com/app.git"},
-		{"https://git.example.com/a:b@c", "https://git.example.com/a:b@c", "https://git.example.com/a:b@c"},
-		{"git@github.com:org/app.git", "git@github.com:org/app.git", "git@github.com:org/app.git"},
-		{"/srv/git/app.git", "/srv/git/app.git", "/srv/git/app.git"},
-	}
-	for _, tt := range tests {
-		if got := newRedactor(tt.url).String(tt.text); got != tt.want {
-			t.Errorf("redact %q in %q: got %q, want %q", tt.url, tt.text, got, tt.want)
-		}
-	}
-}
 
 func TestResolveRedactsPassword(t *testing.T) {
 	for _, url := range []string{
@@ -106,15 +88,21 @@ func TestSSHUser(t *testing.T) {
 	t.Setenv("SSH_AUTH_SOCK", "")
 	pub := newKey(t).PublicKey()
 	knownHosts := writeFile(t, knownhosts.Line([]string{"[git.example.com]:2222"}, pub))
+	// A URL without a user logs in as the local user, as ssh does.
+	local, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		url, user string
 		algos     []string // what the host key algorithms start with; nil: the default list
 	}{
 		{"ssh://alice@git.example.com:2222/srv/app.git", "alice", []string{ssh.KeyAlgoED25519}},
-		{"ssh://git.example.com:2222/srv/app.git", "git", []string{ssh.KeyAlgoED25519}},
-		{"ssh://git.example.com/srv/app.git", "git", nil},
+		{"ssh://git.example.com:2222/srv/app.git", local.Username, []string{ssh.KeyAlgoED25519}},
+		{"ssh://git.example.com/srv/app.git", local.Username, nil},
 		{"deploy@git.example.com:org/app.git", "deploy", nil},
-		{"git.example.com:org/app.git", "git", nil},
+		{"[deploy@git.example.com:2222]:org/app.git", "deploy", []string{ssh.KeyAlgoED25519}},
+		{"git.example.com:org/app.git", local.Username, nil},
 		{"file:///srv/app.git", "", nil},
 		{"https://bob@git.example.com/org/app.git", "", nil},
 	}

@@ -35,8 +35,8 @@ func (s *Source) find(ctx context.Context, auth transport.AuthMethod, want strin
 }
 
 // openMirror opens the bare mirror at MirrorDir, creating it if missing,
-// with a remote "origin" that names the repository (without a password)
-// and fetches only the release branch.
+// with a remote "origin" that names the repository as written (without a
+// password) and fetches only the release branch.
 func (s *Source) openMirror() (*git.Repository, error) {
 	dir := s.cfg.MirrorDir
 	var repo *git.Repository
@@ -56,7 +56,7 @@ func (s *Source) openMirror() (*git.Repository, error) {
 	}
 	origin := &config.RemoteConfig{
 		Name:  "origin",
-		URLs:  []string{s.redact.String(s.cfg.URL)},
+		URLs:  []string{s.shownURL()},
 		Fetch: []config.RefSpec{s.refSpec()},
 	}
 	if old, ok := cfg.Remotes[origin.Name]; !ok || !sameRemote(old, origin) {
@@ -84,9 +84,10 @@ func (s *Source) refSpec() config.RefSpec {
 func (s *Source) fetch(ctx context.Context, repo *git.Repository, auth transport.AuthMethod) (tip plumbing.Hash, upToDate bool, err error) {
 	err = repo.FetchContext(ctx, &git.FetchOptions{
 		RemoteName: "origin",
-		RemoteURL:  s.cfg.URL, // the config holds it without the password
+		RemoteURL:  goGitURL(s.repo), // the config holds the URL for people to read
 		RefSpecs:   []config.RefSpec{s.refSpec()},
 		Auth:       auth,
+		CABundle:   s.caBundle,
 		Tags:       git.NoTags,
 		Force:      true,
 	})

@@ -1,66 +1,20 @@
 package gitsrc
 
-import (
-	"net/url"
-	"slices"
-	"strings"
-)
+import "github.com/pushdeploy/pushdeploy/deploy"
 
-// redactor blanks out the password of a URL's userinfo
-// (https://user:password@host/…) wherever it shows up in a text.
-type redactor struct {
-	r *strings.Replacer // nil when the URL has no password
-}
-
-func newRedactor(rawURL string) redactor {
-	i := strings.Index(rawURL, "://")
-	if i < 0 {
-		return redactor{}
+// redactErr returns err with the password of repoURL blanked out of its
+// message (deploy.RedactPassword); errors.Is and errors.As still see the
+// original. go-git never gets the password in a URL (goGitURL), so this
+// guards against what else may quote it.
+func redactErr(err error, repoURL string) error {
+	if err == nil {
+		return nil
 	}
-	authority := rawURL[i+3:]
-	if end := strings.IndexAny(authority, "/?#"); end >= 0 {
-		authority = authority[:end]
-	}
-	at := strings.LastIndexByte(authority, '@')
-	if at < 0 {
-		return redactor{}
-	}
-	_, pass, ok := strings.Cut(authority[:at], ":")
-	if !ok || pass == "" {
-		return redactor{}
-	}
-	// The password as written, decoded, and encoded again the way
-	// net/url (and so go-git's Endpoint.String) writes it.
-	forms := []string{pass}
-	if dec, err := url.PathUnescape(pass); err == nil {
-		forms = append(forms, dec, strings.TrimPrefix(url.UserPassword("", dec).String(), ":"))
-	}
-	// Longest first, so no form is cut short by another it starts with.
-	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) })
-	var pairs []string
-	for _, f := range forms {
-		if f != "" {
-			pairs = append(pairs, f, "xxxxx")
-		}
-	}
-	return redactor{r: strings.NewReplacer(pairs...)}
-}
-
-// String returns s with the password blanked out.
-func (r redactor) String(s string) string {
-	if r.r == nil {
-		return s
-	}
-	return r.r.Replace(s)
-}
-
-// wrap returns err with the password blanked out of its message; errors.Is
-// and errors.As still see the original.
-func (r redactor) wrap(err error) error {
-	if r.r == nil || err == nil {
+	msg := deploy.RedactPassword(err.Error(), repoURL)
+	if msg == err.Error() {
 		return err
 	}
-	return &redactedError{msg: r.String(err.Error()), err: err}
+	return &redactedError{msg: msg, err: err}
 }
 
 type redactedError struct {

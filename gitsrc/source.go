@@ -19,8 +19,9 @@ import (
 
 // Config says where the repository is and how to reach it.
 type Config struct {
-	// URL is the repository: ssh://user@host:port/path, user@host:path
-	// (scp-like), https://…, file://… or a local path.
+	// URL is the repository, in any form deploy.ParseRepoURL reads (the
+	// forms git reads): ssh://user@host:port/path, user@host:path
+	// (scp-like), https://…, git://…, file://… or a local path.
 	URL string
 	// Branch is the release branch, the only one that is deployed.
 	Branch string
@@ -42,8 +43,10 @@ type Config struct {
 // concurrent use; lookups in the mirror run one at a time.
 type Source struct {
 	cfg       Config
+	repo      deploy.RepoURL // cfg.URL as git reads it
+	repoErr   error          // why cfg.URL cannot be read, returned by every call
 	agentSock string
-	redact    redactor
+	caBundle  []byte // extra CA certificates for https; set by tests
 
 	mu sync.Mutex // held while the mirror is used
 }
@@ -51,12 +54,13 @@ type Source struct {
 // New returns a Source for c. The ssh-agent socket is taken from
 // SSH_AUTH_SOCK now, not on each Resolve.
 func New(c Config) *Source {
-	return &Source{
-		cfg:       c,
-		agentSock: os.Getenv("SSH_AUTH_SOCK"),
-		redact:    newRedactor(c.URL),
-	}
+	s := &Source{cfg: c, agentSock: os.Getenv("SSH_AUTH_SOCK")}
+	s.repo, s.repoErr = deploy.ParseRepoURL(c.URL)
+	return s
 }
+
+// shownURL is the repository URL as messages show it: without its password.
+func (s *Source) shownURL() string { return deploy.RedactPassword(s.cfg.URL, s.cfg.URL) }
 
 var (
 	_ deploy.Resolver = (*Source)(nil)
@@ -80,9 +84,9 @@ func (s *Source) Resolve(ctx context.Context, p deploy.Push) (deploy.Release, er
 	if err != nil {
 		var nf *branchNotFoundError
 		if !errors.As(err, &nf) {
-			err = fmt.Errorf("resolve branch %s on %s: %w", s.cfg.Branch, s.cfg.URL, err)
+			err = fmt.Errorf("resolve branch %s on %s: %w", s.cfg.Branch, s.shownURL(), err)
 		}
-		return deploy.Release{}, s.redact.wrap(err)
+		return deploy.Release{}, redactErr(err, s.cfg.URL)
 	}
 	return rel, nil
 }
@@ -142,9 +146,9 @@ func (e *branchNotFoundError) Error() string {
 func (s *Source) tip(ctx context.Context, auth transport.AuthMethod) (plumbing.Hash, error) {
 	remote := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{
 		Name: "origin",
-		URLs: []string{s.cfg.URL},
+		URLs: []string{goGitURL(s.repo)},
 	})
-	refs, err := remote.ListContext(ctx, &git.ListOptions{Auth: auth, PeelingOption: git.IgnorePeeled})
+	refs, err := remote.ListContext(ctx, &git.ListOptions{Auth: auth, PeelingOption: git.IgnorePeeled, CABundle: s.caBundle})
 	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
 		refs, err = nil, nil
 	}
@@ -157,5 +161,5 @@ func (s *Source) tip(ctx context.Context, auth transport.AuthMethod) (plumbing.H
 			return ref.Hash(), nil
 		}
 	}
-	return plumbing.ZeroHash, &branchNotFoundError{branch: s.cfg.Branch, url: s.cfg.URL}
+	return plumbing.ZeroHash, &branchNotFoundError{branch: s.cfg.Branch, url: s.shownURL()}
 }
