@@ -14,22 +14,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-)
 
-// needTools skips the test when a program is missing, or fails it when
-// DEPLOY_TEST_DISALLOW_SKIP is set.
-func needTools(t *testing.T, names ...string) {
-	t.Helper()
-	for _, name := range names {
-		if _, err := exec.LookPath(name); err != nil {
-			msg := name + " is not installed"
-			if os.Getenv("DEPLOY_TEST_DISALLOW_SKIP") != "" {
-				t.Fatal(msg + " (and DEPLOY_TEST_DISALLOW_SKIP forbids skipping)")
-			}
-			t.Skip(msg)
-		}
-	}
-}
+	"github.com/pushdeploy/pushdeploy/internal/testhosts"
+)
 
 // cliRepo is a repository with a work tree, made with the git CLI, whose
 // branch is "release".
@@ -41,7 +28,7 @@ type cliRepo struct {
 
 func newCLIRepo(t *testing.T) *cliRepo {
 	t.Helper()
-	needTools(t, "git", "tar")
+	testhosts.NeedTools(t, "git", "tar")
 	r := &cliRepo{t: t, dir: t.TempDir()}
 	r.git("init", "-q", "-b", "release")
 	return r

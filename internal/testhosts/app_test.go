@@ -227,9 +227,7 @@ func readPid(t *testing.T, h *testhosts.Host) string {
 // older command line forms still work.
 func TestAppRunsWithoutSSH(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("no python3")
-	}
+	testhosts.NeedTools(t, "python3")
 	e := testhosts.New(t, testhosts.Options{Hosts: 0})
 	dir := t.TempDir()
 	for name, content := range e.AppFiles("1.0") {

@@ -3,6 +3,7 @@ package testhosts
 import (
 	"context"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 )
@@ -13,10 +14,10 @@ import (
 func New(t testing.TB, o Options) *Env {
 	t.Helper()
 	if testing.Short() {
-		skip(t, "testhosts: starts sshd processes; skipped under -short")
+		SkipOrFail(t, "testhosts: starts sshd processes; skipped under -short")
 	}
 	if err := Check(); err != nil {
-		skip(t, "testhosts: cannot run here: "+err.Error())
+		SkipOrFail(t, "testhosts: cannot run here: "+err.Error())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -32,11 +33,24 @@ func New(t testing.TB, o Options) *Env {
 	return e
 }
 
-// skip skips the test, or fails it when DEPLOY_TEST_DISALLOW_SKIP is set.
-func skip(t testing.TB, reason string) {
+// SkipOrFail skips the test for reason, or fails it when
+// DEPLOY_TEST_DISALLOW_SKIP is set (as in CI), so that a machine that lacks
+// what a test needs cannot pass the suite by skipping it.
+func SkipOrFail(t testing.TB, reason string) {
 	t.Helper()
 	if os.Getenv("DEPLOY_TEST_DISALLOW_SKIP") != "" {
 		t.Fatal(reason + " (and DEPLOY_TEST_DISALLOW_SKIP forbids skipping)")
 	}
 	t.Skip(reason)
+}
+
+// NeedTools skips the test (or fails it, see SkipOrFail) unless every one
+// of the named programs is on PATH.
+func NeedTools(t testing.TB, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		if _, err := exec.LookPath(name); err != nil {
+			SkipOrFail(t, name+" is not installed")
+		}
+	}
 }
