@@ -71,7 +71,8 @@ type Deployer struct {
 	// Deployer runs (unless a deployment has an observer already).
 	Observer Observer
 
-	// Now returns the current time; nil means time.Now.
+	// Now returns the current time, which names releases and times
+	// deployments and their steps; nil means time.Now.
 	Now func() time.Time
 }
 

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pushdeploy/pushdeploy/internal/deploytest"
 )
 
 // shellConn is a fake Conn that runs each command with the local /bin/sh,
@@ -112,29 +114,16 @@ type fakeResolver struct {
 
 func (r fakeResolver) Resolve(context.Context, Push) (Release, error) { return r.rel, r.err }
 
-// fakePython stands in for python3 in these unit tests: "-m venv DIR"
-// makes DIR/bin/python, which runs "-m pip install -r FILE" by failing when
-// FILE mentions "broken". Building real venvs is the end-to-end tests' job.
-const fakePython = `#!/bin/sh
-if [ "$1" = -c ]; then
-	echo "fake python 3.0 $0"; exit 0
-fi
-if [ "$1 $2" = "-m venv" ]; then
-	mkdir -p "$3/bin" && cp "$0" "$3/bin/python" && exit 0
-fi
-if [ "$1 $2 $3" = "-m pip install" ]; then
-	shift 3
-	while [ $# -gt 0 ]; do [ "$1" = -r ] && req=$2; shift; done
-	if grep -q broken "$req"; then echo "ERROR: No matching distribution found for broken" >&2; exit 1; fi
-	echo "installed $(cat "$req")"; exit 0
-fi
-exit 3
-`
-
+// rig runs the real remote scripts through shellConn, in one folder per
+// host, from a real git repository; only python is a stand-in
+// (deploytest.FakePython). Its Deployer's clock moves a second forward at
+// each deploy, so that every deployment has its own release name.
 type rig struct {
 	t       *testing.T
 	dir     string
 	repo    string
+	src     *deploytest.Repo
+	clock   *deploytest.Clock
 	dialer  *fakeDialer
 	hosts   []Host
 	d       *Deployer
@@ -143,19 +132,10 @@ type rig struct {
 
 func newRig(t *testing.T, n int) *rig {
 	t.Helper()
-	for _, tool := range []string{"git", "flock", "timeout"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("DEPLOY_TEST_DISALLOW_SKIP") != "" {
-				t.Fatalf("%s not installed (and DEPLOY_TEST_DISALLOW_SKIP forbids skipping)", tool)
-			}
-			t.Skipf("%s not installed", tool)
-		}
-	}
 	dir := t.TempDir()
-	r := &rig{t: t, dir: dir, repo: filepath.Join(dir, "repo"), dialer: &fakeDialer{homes: map[string]string{}, commands: map[string]int{}}}
-	py := filepath.Join(dir, "python")
-	r.must(os.WriteFile(py, []byte(fakePython), 0o755))
-	r.git("init", "-q", "-b", "release", r.repo)
+	src := deploytest.NewRepo(t, filepath.Join(dir, "repo"))
+	r := &rig{t: t, dir: dir, repo: src.Dir, src: src, clock: &deploytest.Clock{}, dialer: &fakeDialer{homes: map[string]string{}, commands: map[string]int{}}}
+	py := deploytest.WriteFakePython(t, dir)
 	for i := 1; i <= n; i++ {
 		name := "web" + itoa(i)
 		home := filepath.Join(dir, name)
@@ -166,7 +146,7 @@ func newRig(t *testing.T, n int) *rig {
 	r.d = &Deployer{
 		Dialer: r.dialer, Root: "app", Python: py, LockTimeout: time.Second, StepTimeout: 20 * time.Second,
 		RestartCmd:   `env | grep -E '^(RELEASE_DIR|CURRENT_DIR|COMMIT|BRANCH|DEPLOYMENT_ID|APP_PROCESSES|APP_THREADS)=' | sort > "$HOME/restart.env"; pwd -P >> "$HOME/restart.env"`,
-		AppProcesses: 2, AppThreads: 15,
+		AppProcesses: 2, AppThreads: 15, Now: r.clock.Now,
 	}
 	return r
 }
@@ -178,26 +158,10 @@ func (r *rig) must(err error) {
 	}
 }
 
-func (r *rig) git(args ...string) string {
-	r.t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = r.dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t", "GIT_CONFIG_GLOBAL=/dev/null")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // commit writes requirements.txt and commits; the resolver then returns it.
 func (r *rig) commit(req string) string {
 	r.t.Helper()
-	r.must(os.WriteFile(filepath.Join(r.repo, "requirements.txt"), []byte(req+"\n"), 0o644))
-	r.must(os.WriteFile(filepath.Join(r.repo, "app.py"), []byte("# "+time.Now().String()+"\n"), 0o644))
-	r.git("-C", r.repo, "add", "-A")
-	r.git("-C", r.repo, "commit", "-q", "-m", "c")
-	sha := r.git("-C", r.repo, "rev-parse", "HEAD")
+	sha := r.src.Commit(req)
 	r.commits = append(r.commits, sha)
 	r.d.Resolver = fakeResolver{rel: Release{RepoURL: r.repo, Branch: "release", Commit: sha}}
 	return sha
@@ -205,8 +169,7 @@ func (r *rig) commit(req string) string {
 
 func (r *rig) deploy() (*Deployment, error) {
 	r.t.Helper()
-	// Release names have a one-second resolution.
-	time.Sleep(1100 * time.Millisecond)
+	r.clock.Tick()
 	return deployNow(r.d, r.hosts, Push{Branch: "release"})
 }
 
@@ -339,10 +302,7 @@ func TestDeployWaitsForTheHostLock(t *testing.T) {
 	root := filepath.Join(r.dialer.homes["web1"], "app")
 	r.must(os.MkdirAll(root, 0o755))
 	r.must(os.WriteFile(filepath.Join(root, ".pushdeploy.lock"), []byte("deployment other since then\n"), 0o644))
-	holder := exec.Command("flock", "-o", filepath.Join(root, ".pushdeploy.lock"), "sleep", "30")
-	r.must(holder.Start())
-	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
-	time.Sleep(200 * time.Millisecond)
+	release := deploytest.HoldLock(t, filepath.Join(root, ".pushdeploy.lock"))
 
 	_, err := r.deploy()
 	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "host busy: locked by deployment other since then; gave up after") {
@@ -351,8 +311,7 @@ func TestDeployWaitsForTheHostLock(t *testing.T) {
 	if r.current("web1") != "" || len(r.releases("web1")) != 0 {
 		t.Errorf("a busy host was changed")
 	}
-	_ = holder.Process.Kill()
-	_ = holder.Wait()
+	release()
 	before := time.Now().UTC().Truncate(time.Second)
 	dep, err := r.deploy()
 	if err != nil {

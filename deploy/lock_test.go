@@ -7,7 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/pushdeploy/pushdeploy/internal/deploytest"
 )
 
 // TestLockWaitsForAnEarlierDeploymentsCommand: a command that a vanished
@@ -18,10 +19,7 @@ func TestLockWaitsForAnEarlierDeploymentsCommand(t *testing.T) {
 	r.commit("flask")
 	root := filepath.Join(r.dialer.homes["web1"], "app")
 	r.must(os.MkdirAll(root, 0o755))
-	straggler := exec.Command("flock", "-s", "-o", filepath.Join(root, activeFile), "sleep", "30")
-	r.must(straggler.Start())
-	t.Cleanup(func() { _ = straggler.Process.Kill(); _ = straggler.Wait() })
-	time.Sleep(200 * time.Millisecond)
+	endStraggler := deploytest.HoldLock(t, filepath.Join(root, activeFile), "-s")
 
 	_, err := r.deploy()
 	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "a command an earlier deployment started is still running") {
@@ -30,8 +28,7 @@ func TestLockWaitsForAnEarlierDeploymentsCommand(t *testing.T) {
 	if r.current("web1") != "" || len(r.releases("web1")) != 0 {
 		t.Errorf("the host was changed while an earlier command ran")
 	}
-	_ = straggler.Process.Kill()
-	_ = straggler.Wait()
+	endStraggler()
 	if _, err := r.deploy(); err != nil {
 		t.Fatalf("deploy once the command ended: %v", err)
 	}

@@ -6,24 +6,23 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/pushdeploy/pushdeploy/internal/deploytest"
 	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
 
 // usePlanPython makes the rig's python also answer the dry run's probe
-// ("-B -c …" prints the executable and version) on top of what fakePython
-// does.
+// ("-B -c …" prints the executable and version) on top of what
+// deploytest.FakePython does.
 func usePlanPython(r *rig) {
 	py := filepath.Join(r.dir, "python-plan")
 	probe := "#!/bin/sh\nif [ \"$1 $2\" = \"-B -c\" ]; then echo \"$0 3.12.0\"; exit 0; fi\n"
-	r.must(os.WriteFile(py, []byte(probe+strings.TrimPrefix(fakePython, "#!/bin/sh\n")), 0o755))
+	r.must(os.WriteFile(py, []byte(probe+strings.TrimPrefix(deploytest.FakePython, "#!/bin/sh\n")), 0o755))
 	r.d.Python = py
 }
 
@@ -64,7 +63,7 @@ func TestPlanAfterTwoDeploys(t *testing.T) {
 	r.commit("flask")
 	var deps []*Deployment
 	for range 2 {
-		time.Sleep(1100 * time.Millisecond)
+		r.clock.Tick()
 		dep, err := deployNow(r.d, r.hosts[:2], Push{Branch: "release"})
 		if err != nil {
 			t.Fatal(err)
@@ -173,10 +172,7 @@ func TestPlanReportsAHeldLock(t *testing.T) {
 	}
 	lock := filepath.Join(r.dialer.homes["web2"], "app", ".pushdeploy.lock")
 	r.must(os.WriteFile(lock, []byte("deployment 42 since 2026-01-01T00:00:00Z (pushdeploy on ci, pid 7)\n"), 0o644))
-	holder := exec.Command("flock", "-o", lock, "sleep", "30")
-	r.must(holder.Start())
-	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
-	time.Sleep(200 * time.Millisecond)
+	release := deploytest.HoldLock(t, lock)
 
 	plan, err := r.plan()
 	if !errors.Is(err, ErrWouldFail) || !strings.HasSuffix(err.Error(), "on web2") {
@@ -192,8 +188,7 @@ func TestPlanReportsAHeldLock(t *testing.T) {
 	}
 	// The probe took a shared lock only for an instant: a deploy is not
 	// kept waiting once the holder is gone.
-	_ = holder.Process.Kill()
-	_ = holder.Wait()
+	release()
 	if _, err := r.plan(); err != nil {
 		t.Errorf("after the holder is gone: %v", err)
 	}

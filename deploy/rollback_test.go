@@ -6,12 +6,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pushdeploy/pushdeploy/internal/deploytest"
 )
 
 // deployN deploys n commits and returns their deployments, oldest first.
@@ -262,10 +263,7 @@ func TestRollbackWaitsForTheHostLock(t *testing.T) {
 	deps := r.deployN(2)
 	root := filepath.Join(r.dialer.homes["web2"], "app")
 	r.must(os.WriteFile(filepath.Join(root, ".pushdeploy.lock"), []byte("deployment other-42 since 2026-01-01T00:00:00Z\n"), 0o644))
-	holder := exec.Command("flock", "-o", filepath.Join(root, ".pushdeploy.lock"), "sleep", "30")
-	r.must(holder.Start())
-	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
-	time.Sleep(200 * time.Millisecond)
+	release := deploytest.HoldLock(t, filepath.Join(root, ".pushdeploy.lock"))
 
 	_, err := r.rollback("")
 	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "host busy") || !strings.Contains(err.Error(), "locked by deployment other-42 since 2026-01-01T00:00:00Z") {
@@ -277,8 +275,7 @@ func TestRollbackWaitsForTheHostLock(t *testing.T) {
 			t.Errorf("%s: current -> %q", h.Name, got)
 		}
 	}
-	_ = holder.Process.Kill()
-	_ = holder.Wait()
+	release()
 	if _, err := r.rollback(""); err != nil {
 		t.Fatalf("after the lock is freed: %v", err)
 	}
