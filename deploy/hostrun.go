@@ -52,7 +52,7 @@ func (r *hostRun) connect(ctx context.Context) error {
 // step runs fn as the named step: bounded by StepTimeout, timed, logged,
 // recorded, and its failure turned into a *StepError with the output tail.
 func (r *hostRun) step(ctx context.Context, name string, fn func(context.Context, io.Writer) error) error {
-	start := time.Now()
+	start := r.d.now()
 	out := newTail(4 << 10)
 	var i int
 	r.dep.update(func() {
@@ -84,7 +84,7 @@ func (r *hostRun) step(ctx context.Context, name string, fn func(context.Context
 		// coreutils timeout on the host ended it.
 		err = fmt.Errorf("timed out after %s (DEPLOY_STEP_TIMEOUT)", r.d.StepTimeout)
 	}
-	res := StepResult{Name: name, Status: StatusSucceeded, Started: start, Duration: time.Since(start), Output: out.String(), Err: err}
+	res := StepResult{Name: name, Status: StatusSucceeded, Started: start, Duration: r.d.now().Sub(start), Output: out.String(), Err: err}
 	if err != nil {
 		res.Status = StatusFailed
 	}

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pushdeploy/pushdeploy/internal/deploytest"
 )
 
 // gateDialer blocks every Dial until the gate opens, so a test can hold a
@@ -266,6 +268,10 @@ func TestWorkerHealthStuck(t *testing.T) {
 		return time.Now()
 	}
 	at := func(t time.Time) Health { clock.Store(&t); return w.Health() }
+	// The steps' start times come from the Deployer's clock, which the
+	// test moves on instead of waiting.
+	stepClock := &deploytest.Clock{}
+	w.Deployer.Now = stepClock.Now
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -303,7 +309,7 @@ func TestWorkerHealthStuck(t *testing.T) {
 	// threshold counted from connect's start but not from lock's start, the
 	// deployment is not stuck.
 	clock.Store(nil)
-	time.Sleep(20 * time.Millisecond) // so that the two starts are visibly apart
+	stepClock.Tick() // lock starts a second after connect did
 	close(sd.dialGate)
 	var lock StepResult
 	waitFor(t, "the lock step to run", func() bool {
