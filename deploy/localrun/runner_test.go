@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -120,10 +121,11 @@ func TestRunStdin(t *testing.T) {
 	}
 	// The lock's pattern: a command that lives until its stdin closes.
 	stdin, hold2 := io.Pipe()
+	running := newStarted()
 	go func() {
-		done <- c.Run(context.Background(), deploy.Command{Args: []string{"sh", "-c", "exec cat >/dev/null"}, Stdin: stdin})
+		done <- c.Run(context.Background(), deploy.Command{Args: []string{"sh", "-c", "echo running; exec cat >/dev/null"}, Stdin: stdin, Stdout: running})
 	}()
-	time.Sleep(200 * time.Millisecond)
+	running.wait(t)
 	hold2.Close()
 	select {
 	case err := <-done:
@@ -172,8 +174,11 @@ func TestCloseStopsCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- c.Run(context.Background(), deploy.Command{Args: []string{"sleep", "30"}}) }()
-	time.Sleep(200 * time.Millisecond)
+	running := newStarted()
+	go func() {
+		done <- c.Run(context.Background(), deploy.Command{Args: []string{"sh", "-c", "echo running; exec sleep 30"}, Stdout: running})
+	}()
+	running.wait(t)
 	c.Close()
 	select {
 	case err := <-done:
@@ -224,6 +229,30 @@ func TestForwardAgentLendsForOneCommand(t *testing.T) {
 	c = dial(t, &Runner{Dir: t.TempDir()})
 	if _, _, err := run(t, c, deploy.Command{ForwardAgent: true, Args: []string{"true"}}); err == nil || !strings.Contains(err.Error(), "DEPLOY_GIT_KEY") {
 		t.Errorf("ForwardAgent without Lend: %v", err)
+	}
+}
+
+// started is a command's Stdout that tells the test when the command
+// has written something: a command that prints a line first is then
+// known to run.
+type started struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func newStarted() *started { return &started{ch: make(chan struct{})} }
+
+func (s *started) Write(p []byte) (int, error) {
+	s.once.Do(func() { close(s.ch) })
+	return len(p), nil
+}
+
+func (s *started) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case <-s.ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the command printed nothing for 10s")
 	}
 }
 
