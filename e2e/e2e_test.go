@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -231,9 +232,15 @@ func TestEndToEndDeploy(t *testing.T) {
 
 	// A new commit makes a second release and flips current to it. This
 	// deploy shows the human progress: one line per host and step with
-	// its duration, every switch before the first restart.
+	// its duration, every switch before the first restart; with -v, what
+	// pip prints, as it prints it, under its host and step.
 	sha2 := e.commit("2.0", nil)
-	rel2, run2 := e.mustDeployHuman()
+	rel2, run2 := e.mustDeployHuman("-v")
+	for _, h := range hosts {
+		if !regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d ` + regexp.QuoteMeta(h) + ` +pip +\| Successfully installed pdtestdep-2\.0$`).MatchString(run2.stderr) {
+			t.Errorf("deploy -v: no live pip output for %s", h)
+		}
+	}
 	t.Logf("progress of the second deploy:\n%s", run2.stderr)
 	steps, order := humanSteps(t, run2.stderr, hosts)
 	checkHostSteps(t, "human", steps, hosts, deploySteps)

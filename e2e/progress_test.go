@@ -25,6 +25,10 @@ var deploySteps = []string{
 // "15:04:05 HOST STEP 0.44s".
 var humanStepLine = regexp.MustCompile(`^\d\d:\d\d:\d\d (\S+) +(\S+) +(\d+\.\d\d)s$`)
 
+// humanLiveLine is a line printed while a step runs: that it is still
+// running (after a while), or with -v a line of its remote output.
+var humanLiveLine = regexp.MustCompile(`^\d\d:\d\d:\d\d (\S+) +(\S+) +(running \d+s…|\| .*)$`)
+
 // humanSteps returns, per host, the steps the human progress output shows
 // as done, in order, and the order in which the lines came, as "host step".
 // A line that names a host but is not a finished step with its duration is
@@ -37,6 +41,9 @@ func humanSteps(t *testing.T, stderr string, hosts []string) (map[string][]strin
 		if m := humanStepLine.FindStringSubmatch(l); m != nil {
 			steps[m[1]] = append(steps[m[1]], m[2])
 			order = append(order, m[1]+" "+m[2])
+			continue
+		}
+		if humanLiveLine.MatchString(l) {
 			continue
 		}
 		for _, h := range hosts {

@@ -146,6 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 type common struct {
 	envFile string
 	json    bool
+	verbose bool
 	stderr  io.Writer
 }
 
@@ -200,6 +201,7 @@ docs/serve.md, docs/webhooks.md.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&c.envFile, "env-file", "", "read DEPLOY_ variables from `FILE` (default: "+config.DefaultEnvFile+" when it exists); the real environment wins over the file")
 	pf.BoolVar(&c.json, "json", false, "JSON lines on stderr (progress) and stdout (results)")
+	pf.BoolVarP(&c.verbose, "verbose", "v", false, "show each line the remote commands print as it comes (deploy, rollback)")
 	_ = root.MarkPersistentFlagFilename("env-file", "env")
 	root.AddCommand(
 		newServeCommand(c),
@@ -285,7 +287,9 @@ func (c *common) logger(stderr io.Writer) *slog.Logger {
 	if c.json {
 		return slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{ReplaceAttr: secondsAttr}))
 	}
-	return slog.New(newProgressHandler(stderr))
+	h := newProgressHandler(stderr)
+	h.color = useColor(stderr)
+	return slog.New(h)
 }
 
 // splitList splits a comma list, dropping empty items.

@@ -69,7 +69,7 @@ func runDeploy(ctx context.Context, c *common, f deployFlags, stdout io.Writer) 
 	}
 	// Recorded in the history and notified like serve's deployments; a
 	// dry run is neither.
-	done, err := observeCLI(ctx, cfg, d, log)
+	done, err := observeCLI(ctx, c, cfg, d, log)
 	if err != nil {
 		return err
 	}

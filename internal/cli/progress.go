@@ -21,6 +21,7 @@ type progressHandler struct {
 	mu    *sync.Mutex
 	w     io.Writer
 	attrs []slog.Attr
+	color bool // failures red, warnings yellow, success green (terminals only)
 }
 
 func newProgressHandler(w io.Writer) *progressHandler {
@@ -38,8 +39,8 @@ func (h *progressHandler) WithAttrs(as []slog.Attr) slog.Handler {
 func (h *progressHandler) WithGroup(string) slog.Handler { return h }
 
 func (h *progressHandler) Handle(_ context.Context, r slog.Record) error {
-	var host, step, output, errText, deployment string
-	var dur time.Duration
+	var host, step, output, errText, deployment, line string
+	var dur, running time.Duration
 	var rest []string
 	take := func(a slog.Attr) bool {
 		switch a.Key {
@@ -55,6 +56,10 @@ func (h *progressHandler) Handle(_ context.Context, r slog.Record) error {
 			errText = a.Value.String()
 		case "deployment":
 			deployment = a.Value.String()
+		case "running":
+			running = a.Value.Duration()
+		case "line":
+			line = a.Value.String()
 		default:
 			rest = append(rest, a.Key+"="+a.Value.String())
 		}
@@ -74,14 +79,27 @@ func (h *progressHandler) Handle(_ context.Context, r slog.Record) error {
 		fmt.Fprintf(&b, "%-20s %-13s ", host, step)
 		switch {
 		case errText != "":
-			fmt.Fprintf(&b, "FAILED after %.2fs: %s", dur.Seconds(), errText)
+			b.WriteString(h.paint(red, fmt.Sprintf("FAILED after %.2fs: %s", dur.Seconds(), errText)))
+		case r.Message == "still running":
+			fmt.Fprintf(&b, "running %s…", running)
+		case r.Message == "output":
+			b.WriteString("| " + line)
 		case r.Message == "step done" || r.Message == "resolved":
 			fmt.Fprintf(&b, "%.2fs", dur.Seconds())
 		default:
 			b.WriteString(r.Message)
 		}
 	} else {
-		b.WriteString(r.Message)
+		switch {
+		case r.Level >= slog.LevelError || strings.HasSuffix(r.Message, " failed"):
+			b.WriteString(h.paint(red, r.Message))
+		case r.Level >= slog.LevelWarn:
+			b.WriteString(h.paint(yellow, r.Message))
+		case strings.HasSuffix(r.Message, " succeeded"):
+			b.WriteString(h.paint(green, r.Message))
+		default:
+			b.WriteString(r.Message)
+		}
 		if dur > 0 {
 			fmt.Fprintf(&b, " in %.2fs", dur.Seconds())
 		}
@@ -111,6 +129,21 @@ func (h *progressHandler) Handle(_ context.Context, r slog.Record) error {
 	defer h.mu.Unlock()
 	_, err := io.WriteString(h.w, b.String())
 	return err
+}
+
+// ANSI colours, used only when the handler's color is set.
+const (
+	red    = "\x1b[31m"
+	yellow = "\x1b[33m"
+	green  = "\x1b[32m"
+)
+
+// paint colours s when colour is on.
+func (h *progressHandler) paint(color, s string) string {
+	if !h.color {
+		return s
+	}
+	return color + s + "\x1b[0m"
 }
 
 // secondsAttr writes durations as seconds in JSON logs, which monitoring

@@ -69,7 +69,7 @@ func runRollback(ctx context.Context, c *common, f rollbackFlags, stdout io.Writ
 	}
 	// Recorded in the history and notified like serve's deployments; a
 	// dry run is neither.
-	done, err := observeCLI(ctx, cfg, d, log)
+	done, err := observeCLI(ctx, c, cfg, d, log)
 	if err != nil {
 		return err
 	}

@@ -94,15 +94,18 @@ func newDeployer(cfg *config.Config, log *slog.Logger) (*deploy.Deployer, func()
 }
 
 // observeCLI makes a command-line deployment recorded in the history and
-// notified, like serve's; the returned func flushes both (bounded) before
+// notified, like serve's, and watched (long steps, -v); the returned func flushes both (bounded) before
 // the command exits.
-func observeCLI(ctx context.Context, cfg *config.Config, d *deploy.Deployer, log *slog.Logger) (func(), error) {
+func observeCLI(ctx context.Context, c *common, cfg *config.Config, d *deploy.Deployer, log *slog.Logger) (func(), error) {
 	waitNotified, err := notifyCLI(cfg, log, d)
 	if err != nil {
 		return nil, err
 	}
 	closeHistory := recordCLI(ctx, cfg, d, log)
+	w := newWatcher(log, c.stderr, c.verbose)
+	addObserver(d, w)
 	return func() {
+		w.stop()
 		closeHistory()
 		waitNotified()
 	}, nil
