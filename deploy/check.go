@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -33,7 +32,7 @@ const pythonCheckScript = `exec "$1" -c 'import sys, venv, ensurepip; print(sys.
 // Check runs the preflight checks: the repository and branch resolve, and
 // on every host the key is known, the login works, the tools and Python
 // are there, and the host itself can reach the repository with the lent
-// deploy key. Hosts are checked at the same time; results come back in
+// deploy key. Hosts are checked maxDials at a time; results come back in
 // order (repository first, then hosts in file order). Nothing is changed
 // on the hosts beyond creating the root folder.
 func (d *Deployer) Check(ctx context.Context, hosts []Host) []CheckResult {
@@ -43,11 +42,7 @@ func (d *Deployer) Check(ctx context.Context, hosts []Host) []CheckResult {
 	results = append(results, CheckResult{Name: "repository", Detail: fmt.Sprintf("%s %s at %.12s", rel.RepoURL, rel.Branch, rel.Commit), Err: err, Duration: time.Since(start)})
 
 	per := make([][]CheckResult, len(hosts))
-	var wg sync.WaitGroup
-	for i, h := range hosts {
-		wg.Go(func() { per[i] = d.checkHost(ctx, h, rel, err == nil) })
-	}
-	wg.Wait()
+	forEachHost(hosts, maxDials, func(i int, h Host) { per[i] = d.checkHost(ctx, h, rel, err == nil) })
 	for _, r := range per {
 		results = append(results, r...)
 	}

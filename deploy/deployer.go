@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 )
 
@@ -161,24 +160,11 @@ func (d *Deployer) connectRuns(ctx context.Context, log *slog.Logger, dep *Deplo
 	return runs, closeAll, connectAll(ctx, runs)
 }
 
-// maxDials bounds the logins made at once, so a big pool does not trip
-// sshd's MaxStartups on a shared bastion or the deployer's file limits.
-const maxDials = 16
-
-// connectAll logs in to every host, several at a time, and returns the
+// connectAll logs in to every host, maxDials at a time, and returns the
 // first failure in host order.
 func connectAll(ctx context.Context, runs []*hostRun) error {
 	errs := make([]error, len(runs))
-	sem := make(chan struct{}, maxDials)
-	var wg sync.WaitGroup
-	for i, r := range runs {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			errs[i] = r.connect(ctx)
-		})
-	}
-	wg.Wait()
+	forEachHost(runs, maxDials, func(i int, r *hostRun) { errs[i] = r.connect(ctx) })
 	for _, err := range errs {
 		if err != nil {
 			return err

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -110,31 +110,18 @@ func (d *Deployer) prepareAll(ctx context.Context, runs []*hostRun) error {
 			}
 		}
 	}
-	sem := make(chan struct{}, n)
 	errs := make([]error, len(runs))
-	var failed sync.Once
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i, r := range runs {
-		select {
-		case sem <- struct{}{}:
-		case <-stop:
-		}
-		select {
-		case <-stop:
+	var failed atomic.Bool
+	forEachHost(runs, n, func(i int, r *hostRun) {
+		if failed.Load() {
 			errs[i] = errNotStarted
-			continue
-		default:
+			return
 		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := r.prepareHost(ctx); err != nil {
-				errs[i] = err
-				failed.Do(func() { close(stop) })
-			}
-		})
-	}
-	wg.Wait()
+		if err := r.prepareHost(ctx); err != nil {
+			errs[i] = err
+			failed.Store(true)
+		}
+	})
 	for _, err := range errs {
 		if err != nil && !errors.Is(err, errNotStarted) {
 			return err

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -82,18 +81,11 @@ func (d *Deployer) Plan(ctx context.Context, hosts []Host, p Push) (*Plan, error
 	}
 	plan := &Plan{Branch: rel.Branch, Commit: rel.Commit, ReleaseName: ReleaseName(d.now(), rel.Commit)}
 	plan.Hosts = make([]HostPlan, len(hosts))
-	sem := make(chan struct{}, maxDials)
-	var wg sync.WaitGroup
-	for i, h := range hosts {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			start := time.Now()
-			plan.Hosts[i] = d.planHost(ctx, h, rel, p.Commit != "", plan.ReleaseName)
-			log.Info("step done", "host", h.String(), "step", "dry-run", "duration", time.Since(start))
-		})
-	}
-	wg.Wait()
+	forEachHost(hosts, maxDials, func(i int, h Host) {
+		start := time.Now()
+		plan.Hosts[i] = d.planHost(ctx, h, rel, p.Commit != "", plan.ReleaseName)
+		log.Info("step done", "host", h.String(), "step", "dry-run", "duration", time.Since(start))
+	})
 	var failing []string
 	for _, hp := range plan.Hosts {
 		if len(hp.Problems) > 0 {

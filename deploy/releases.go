@@ -6,7 +6,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -91,16 +90,7 @@ func (d *Deployer) Releases(ctx context.Context, hosts []Host) ([]HostReleases, 
 		return nil, err
 	}
 	out := make([]HostReleases, len(hosts))
-	sem := make(chan struct{}, maxDials)
-	var wg sync.WaitGroup
-	for i, h := range hosts {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			out[i] = d.hostReleases(ctx, h)
-		})
-	}
-	wg.Wait()
+	forEachHost(hosts, maxDials, func(i int, h Host) { out[i] = d.hostReleases(ctx, h) })
 	return out, nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 )
 
 // RollbackTarget is where a rollback takes one host.
@@ -223,20 +222,11 @@ func lockAll(ctx context.Context, runs []*hostRun) (func(), error) {
 	return unlock, nil
 }
 
-// verifyAll reads every host's releases (several at a time) and picks its
+// verifyAll reads every host's releases (maxDials at a time) and picks its
 // target; a *TargetError when any host has none.
 func verifyAll(ctx context.Context, runs []*hostRun, to string) ([]RollbackTarget, error) {
 	targets := make([]RollbackTarget, len(runs))
-	sem := make(chan struct{}, maxDials)
-	var wg sync.WaitGroup
-	for i, r := range runs {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			targets[i] = r.verify(ctx, to)
-		})
-	}
-	wg.Wait()
+	forEachHost(runs, maxDials, func(i int, r *hostRun) { targets[i] = r.verify(ctx, to) })
 	terr := &TargetError{Release: to, Total: len(runs)}
 	for _, t := range targets {
 		if t.Err != nil {
