@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/user"
@@ -133,7 +134,45 @@ func TestEndToEndHistorySurvivesRestart(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("healthz after a restart: %d", resp.StatusCode)
 	}
+	checkHistoryCommand(t, e, id, cli.ID, sha1, sha2)
 	s.stop()
+}
+
+// checkHistoryCommand reads the history with `pushdeploy history` while
+// serve runs: the list newest first (the CLI deployment, then serve's),
+// its filters, one deployment per host and step, and --json.
+func checkHistoryCommand(t *testing.T, e *e2e, apiID, cliID, sha1, sha2 string) {
+	t.Helper()
+	r := e.pushdeploy("history")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[0], "ID ") ||
+		!strings.HasPrefix(lines[1], cliID+" ") || !strings.Contains(lines[1], " cli ") || !strings.Contains(lines[1], sha2[:7]) ||
+		!strings.HasPrefix(lines[2], apiID+" ") || !strings.Contains(lines[2], " api ") || !strings.Contains(lines[2], sha1[:7]) {
+		t.Errorf("pushdeploy history: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := e.pushdeploy("history", "--commit", sha1[:8], "--since", "1h"); r.code != 0 || strings.Contains(r.stdout, cliID) || !strings.Contains(r.stdout, apiID) {
+		t.Errorf("history --commit %s --since 1h: exit %d\n%s%s", sha1[:8], r.code, r.stdout, r.stderr)
+	}
+	if r := e.pushdeploy("history", "--status", "failed"); r.code != 0 || strings.TrimSpace(r.stdout) != "no deployments match" {
+		t.Errorf("history --status failed: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := e.pushdeploy("history", "--status", "bogus"); r.code != 2 || !strings.Contains(r.stderr, "--status") {
+		t.Errorf("history --status bogus: exit %d, want 2\n%s", r.code, r.stderr)
+	}
+	r = e.pushdeploy("history", apiID)
+	for _, want := range []string{"deploy " + apiID + "  succeeded  (api", "commit   " + sha1, "@127.", "  pip ", "  switch ", "    | Successfully installed pdtestdep-1.0"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("history %s lacks %q: exit %d\n%s%s", apiID, want, r.code, r.stdout, r.stderr)
+		}
+	}
+	r = e.pushdeploy("history", cliID, "--json")
+	var dep deploymentJSON
+	if err := json.Unmarshal([]byte(r.stdout), &dep); r.code != 0 || err != nil || dep.ID != cliID || dep.Commit != sha2 || len(dep.Hosts) != 2 || len(dep.Hosts[0].Steps) == 0 {
+		t.Errorf("history %s --json: exit %d, %v\n%s%s", cliID, r.code, err, r.stdout, r.stderr)
+	}
+	if r := e.pushdeploy("history", "no-such-deployment"); r.code != 1 || !strings.Contains(r.stderr, "not in the history") {
+		t.Errorf("history of an unknown id: exit %d, want 1\n%s", r.code, r.stderr)
+	}
 }
 
 // TestEndToEndKilledMidDeployIsInterrupted SIGKILLs serve while the first

@@ -209,6 +209,7 @@ docs/serve.md, docs/webhooks.md.`,
 		newRollbackCommand(c),
 		newReleasesCommand(c),
 		newCheckCommand(c),
+		newHistoryCommand(c),
 		&cobra.Command{
 			Use:   "version",
 			Short: "print the version, the VCS revision it was built from, Go and the platform",
