@@ -8,19 +8,22 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // readonlyScript is the forced command of the deploy key on the git server.
-// %[1]s is the bare repository; Start allows only paths that need no
-// quoting. git sends "git-upload-pack '/path'"; the other spellings come
-// from other clients. Whatever was asked, git-shell gets the canonical
-// form, never the client's string.
+// It lets the deploy key fetch any repository the git user can read and do
+// nothing else: git-shell gets the client's request exactly as sent, so
+// that git-upload-pack resolves the path as on any git server (~/app.git
+// and ~user/app.git from those users' homes, app.git from the git user's
+// home, /path as it is). %[1]s is the file every request is appended to
+// (GitRequests); Start allows only paths that need no quoting.
 const readonlyScript = `#!/bin/sh
-# git-readonly: the deploy key may fetch %[1]s and do nothing else.
-repo=%[1]s
+# git-readonly: the deploy key may fetch (git-upload-pack) and do nothing else.
+printf '%%s\n' "${SSH_ORIGINAL_COMMAND:-a shell}" >> %[1]s
 case "$SSH_ORIGINAL_COMMAND" in
-"git-upload-pack '$repo'" | "git-upload-pack $repo" | "git upload-pack '$repo'")
-	exec git-shell -c "git-upload-pack '$repo'"
+"git-upload-pack '"*"'" | "git upload-pack '"*"'")
+	exec git-shell -c "$SSH_ORIGINAL_COMMAND"
 	;;
 esac
 echo "git-readonly: refused: ${SSH_ORIGINAL_COMMAND:-a shell}" >&2
@@ -28,13 +31,17 @@ exit 1
 `
 
 // startGit creates the git server, its bare repository app.git, and the
-// work repository Commit uses.
-func (e *Env) startGit(ctx context.Context) error {
+// work repository Commit uses. With port22 the server also listens on
+// port 22 of its address, where scp-like URLs (which name no port) reach
+// it.
+func (e *Env) startGit(ctx context.Context, port22 bool) error {
 	name := e.prefix + "git"
-	e.bareDir = filepath.Join(e.Dir, "home", name, "app.git")
+	home := filepath.Join(e.Dir, "home", name)
+	e.bareDir = filepath.Join(home, "app.git")
 	e.workDir = filepath.Join(e.Dir, "work")
+	e.gitRequests = filepath.Join(home, "requests.log")
 	script := filepath.Join(e.Dir, "bin", "git-readonly")
-	if err := os.WriteFile(script, []byte(fmt.Sprintf(readonlyScript, e.bareDir)), 0o755); err != nil {
+	if err := os.WriteFile(script, []byte(fmt.Sprintf(readonlyScript, e.gitRequests)), 0o755); err != nil {
 		return fmt.Errorf("git server: %w", err)
 	}
 	deploy, err := publicKey(e.GitKey)
@@ -42,16 +49,103 @@ func (e *Env) startGit(ctx context.Context) error {
 		return fmt.Errorf("git server: %w", err)
 	}
 	auth := fmt.Sprintf("restrict,command=%q %s", script, deploy)
+	addr := e.subnet.addr(gitHostByte)
 	// GIT_PROTOCOL lets clients use protocol v2.
-	h, err := e.newHost(ctx, name, e.subnet.addr(gitHostByte), auth, "AcceptEnv GIT_PROTOCOL", func(h *Host) { e.Git = h })
+	extra := "AcceptEnv GIT_PROTOCOL"
+	if port22 {
+		extra += "\nListenAddress " + addr + ":22"
+	}
+	h, err := e.newHost(ctx, name, addr, auth, extra, func(h *Host) { e.Git = h })
 	if err != nil {
 		return err
+	}
+	if port22 {
+		if err := h.waitPort22(ctx); err != nil {
+			return fmt.Errorf("git server: %w", err)
+		}
+		e.gitPort22Line = addr + " " + strings.SplitN(h.HostKeyLine, " ", 2)[1]
 	}
 	e.RepoURL = fmt.Sprintf("ssh://%s@%s:%d%s", name, h.Addr, h.Port, e.bareDir)
 	if err := e.initRepos(ctx); err != nil {
 		return fmt.Errorf("git server: %w", err)
 	}
 	return nil
+}
+
+// ErrPort22 is returned by Start when Options.GitPort22 is set and port 22
+// of the git server's address cannot be had (a system sshd listening on
+// every address takes it).
+var ErrPort22 = errors.New("port 22 of the git server's address is taken")
+
+// waitPort22 waits until sshd says it listens on port 22 too, or that it
+// cannot, and checks that port 22 speaks SSH.
+func (h *Host) waitPort22(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	want := fmt.Sprintf("Server listening on %s port 22.", h.Addr)
+	failed := fmt.Sprintf("Bind to port 22 on %s failed", h.Addr)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		log := h.logFrom(0)
+		switch {
+		case strings.Contains(log, failed):
+			return fmt.Errorf("%w: %s", ErrPort22, tail(log))
+		case strings.Contains(log, want):
+			return banner(ctx, h.Addr, 22)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("sshd did not say it listens on port 22: %w; log:\n%s", ctx.Err(), tail(log))
+		case <-tick.C:
+		}
+	}
+}
+
+// GitRequests returns the commands the deploy key asked the git server to
+// run, oldest first, as SSH sent them (for git, "git-upload-pack 'PATH'"
+// with PATH as the client wrote it).
+func (e *Env) GitRequests() ([]string, error) {
+	b, err := os.ReadFile(e.gitRequests)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("testhosts: git requests: %w", err)
+	}
+	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n"), nil
+}
+
+// AddRepo creates another bare repository on the git server, at dir (an
+// absolute path; its missing parent folders are created, world-readable),
+// owned by the git user, whose branch release holds one new commit with
+// files (as Commit writes them). It returns that commit. Commit and
+// Remove go on working on app.git only; the work tree keeps the files.
+func (e *Env) AddRepo(ctx context.Context, dir string, files map[string]string, msg string) (string, error) {
+	if !safePath.MatchString(dir) {
+		return "", fmt.Errorf("testhosts: add repo: %q is not an absolute path of letters, digits and /._-", dir)
+	}
+	e.gitMu.Lock()
+	defer e.gitMu.Unlock()
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", fmt.Errorf("testhosts: add repo: %w", err)
+	}
+	for _, args := range [][]string{
+		{"init", "-q", "--bare", dir},
+		{"-C", dir, "symbolic-ref", "HEAD", "refs/heads/release"},
+	} {
+		if _, err := run(ctx, e.gitEnv, "", "git", args...); err != nil {
+			return "", fmt.Errorf("testhosts: add repo: %w", err)
+		}
+	}
+	if err := e.writeFiles(files); err != nil {
+		return "", fmt.Errorf("testhosts: add repo: %w", err)
+	}
+	sha, err := e.commitAndPushTo(ctx, dir, msg)
+	if err != nil {
+		return "", fmt.Errorf("testhosts: add repo: %w", err)
+	}
+	return sha, nil
 }
 
 // initRepos creates the bare repository and the work repository, and the
@@ -90,8 +184,11 @@ func (e *Env) initRepos(ctx context.Context) error {
 
 // chownRepo gives the bare repository to the git user, whose git refuses
 // to serve a repository that belongs to someone else.
-func (e *Env) chownRepo() error {
-	err := filepath.WalkDir(e.bareDir, func(p string, _ fs.DirEntry, err error) error {
+func (e *Env) chownRepo() error { return e.chownDir(e.bareDir) }
+
+// chownDir gives dir and everything in it to the git user.
+func (e *Env) chownDir(dir string) error {
+	err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -113,25 +210,8 @@ func (e *Env) chownRepo() error {
 func (e *Env) Commit(ctx context.Context, files map[string]string, msg string) (string, error) {
 	e.gitMu.Lock()
 	defer e.gitMu.Unlock()
-	for rel, content := range files {
-		p, err := e.workPath(rel)
-		if err != nil {
-			return "", fmt.Errorf("testhosts: commit: %w", err)
-		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return "", fmt.Errorf("testhosts: commit: %w", err)
-		}
-		mode := os.FileMode(0o644)
-		if strings.HasPrefix(content, "#!") {
-			mode = 0o755
-		}
-		if err := os.WriteFile(p, []byte(content), mode); err != nil {
-			return "", fmt.Errorf("testhosts: commit: %w", err)
-		}
-		// WriteFile keeps the mode of a file that exists already.
-		if err := os.Chmod(p, mode); err != nil {
-			return "", fmt.Errorf("testhosts: commit: %w", err)
-		}
+	if err := e.writeFiles(files); err != nil {
+		return "", fmt.Errorf("testhosts: commit: %w", err)
 	}
 	sha, err := e.commitAndPush(ctx, msg)
 	if err != nil {
@@ -178,23 +258,55 @@ func (e *Env) workPath(rel string) (string, error) {
 	return filepath.Join(e.workDir, local), nil
 }
 
-// commitAndPush commits the work tree, pushes it and returns the sha.
-// Called with gitMu held.
+// writeFiles writes files into the work tree, as Commit says. Called with
+// gitMu held.
+func (e *Env) writeFiles(files map[string]string) error {
+	for rel, content := range files {
+		p, err := e.workPath(rel)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasPrefix(content, "#!") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			return err
+		}
+		// WriteFile keeps the mode of a file that exists already.
+		if err := os.Chmod(p, mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commitAndPush commits the work tree, pushes it to app.git and returns
+// the sha. Called with gitMu held.
 func (e *Env) commitAndPush(ctx context.Context, msg string) (string, error) {
+	return e.commitAndPushTo(ctx, e.bareDir, msg)
+}
+
+// commitAndPushTo commits the work tree, pushes it to the bare repository
+// bare and returns the sha. Called with gitMu held.
+func (e *Env) commitAndPushTo(ctx context.Context, bare, msg string) (string, error) {
 	if msg == "" {
 		msg = "testhosts commit"
 	}
 	steps := [][]string{
 		{"add", "-A"},
 		{"commit", "-q", "--allow-empty", "-m", msg},
-		{"push", "-q", "--force", e.bareDir, "HEAD:refs/heads/release"},
+		{"push", "-q", "--force", bare, "HEAD:refs/heads/release"},
 	}
 	for _, args := range steps {
 		if _, err := run(ctx, e.gitEnv, e.workDir, "git", args...); err != nil {
 			return "", err
 		}
 	}
-	if err := e.chownRepo(); err != nil {
+	if err := e.chownDir(bare); err != nil {
 		return "", err
 	}
 	out, err := run(ctx, e.gitEnv, e.workDir, "git", "rev-parse", "HEAD")

@@ -136,7 +136,11 @@ func (e *Env) startAppHost(ctx context.Context, name, addr string) error {
 		return fmt.Errorf("host %s: %w", name, err)
 	}
 	known := filepath.Join(dotSSH, "known_hosts")
-	if err := os.WriteFile(known, []byte(e.Git.HostKeyLine+"\n"), 0o644); err != nil {
+	lines := e.Git.HostKeyLine + "\n"
+	if e.gitPort22Line != "" {
+		lines += e.gitPort22Line + "\n"
+	}
+	if err := os.WriteFile(known, []byte(lines), 0o644); err != nil {
 		return fmt.Errorf("host %s: %w", name, err)
 	}
 	for _, p := range []string{dotSSH, known} {

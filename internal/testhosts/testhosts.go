@@ -32,6 +32,11 @@ type Options struct {
 	// parent of it must be searchable by other users (o+x), because the host
 	// users live under it. Empty means /tmp.
 	Dir string
+	// GitPort22 makes the git server listen on port 22 of its address
+	// too, for scp-like URLs (git@ADDR:path), which name no port; KnownHosts
+	// then also has the server's key for ADDR. Start fails with ErrPort22
+	// when that port cannot be had, and New skips (or fails).
+	GitPort22 bool
 }
 
 // Env is a set of running test hosts. Its methods are safe for concurrent
@@ -66,6 +71,9 @@ type Env struct {
 	gitEnv  []string // environment for the git commands run by Commit
 	workDir string   // the work repository Commit commits in
 	bareDir string   // the git server's bare repository
+
+	gitRequests   string // the file the git server's forced command logs requests to
+	gitPort22Line string // the git server's known_hosts line for port 22, when it listens there
 
 	gitMu sync.Mutex // serialises Commit and Remove on workDir
 
@@ -107,14 +115,14 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 			err = errors.Join(fmt.Errorf("testhosts: %w", err), e.Close())
 		}
 	}()
-	if err := e.setup(ctx, o.Hosts); err != nil {
+	if err := e.setup(ctx, o); err != nil {
 		return nil, err
 	}
 	return e, nil
 }
 
 // setup does the work of Start once Dir and the prefix exist.
-func (e *Env) setup(ctx context.Context, hosts int) error {
+func (e *Env) setup(ctx context.Context, o Options) error {
 	var err error
 	if e.subnet, e.lock, err = reserveSubnet(); err != nil {
 		return err
@@ -129,10 +137,10 @@ func (e *Env) setup(ctx context.Context, hosts int) error {
 			return err
 		}
 	}
-	if err := e.startGit(ctx); err != nil {
+	if err := e.startGit(ctx, o.GitPort22); err != nil {
 		return err
 	}
-	for i := 1; i <= hosts; i++ {
+	for i := 1; i <= o.Hosts; i++ {
 		addr := e.subnet.addr(firstHostByte + i - 1)
 		if err := e.startAppHost(ctx, fmt.Sprintf("%sh%d", e.prefix, i), addr); err != nil {
 			return err
@@ -219,6 +227,9 @@ func (e *Env) writeHostFiles() error {
 		hosts.WriteString(h.Name + "\n")
 	}
 	known.WriteString(e.Git.HostKeyLine + "\n")
+	if e.gitPort22Line != "" {
+		known.WriteString(e.gitPort22Line + "\n")
+	}
 	e.KnownHosts = filepath.Join(e.Dir, "known_hosts")
 	e.HostsFile = filepath.Join(e.Dir, "hosts")
 	if err := os.WriteFile(e.KnownHosts, []byte(known.String()), 0o644); err != nil {

@@ -2,6 +2,7 @@ package testhosts
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"testing"
@@ -22,6 +23,9 @@ func New(t testing.TB, o Options) *Env {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	e, err := Start(ctx, o)
+	if errors.Is(err, ErrPort22) {
+		skip(t, err.Error())
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
