@@ -156,7 +156,7 @@ func TestRepoURLForms(t *testing.T) {
 // TestRepoURLLocalForms reads local repositories through a path (absolute,
 // relative to the current folder, ~/…) and file://, and gets what git gets.
 func TestRepoURLLocalForms(t *testing.T) {
-	needTools(t, "git", "tar")
+	testhosts.NeedTools(t, "git", "tar")
 	home := t.TempDir()
 	t.Setenv("HOME", home) // the upload-pack that reads ~/app.git expands it
 	repos := map[string]string{}
@@ -193,7 +193,7 @@ func TestRepoURLLocalForms(t *testing.T) {
 // the URL, from git's own git-http-backend, and gets what git gets; a
 // wrong password or none is refused, and no message shows the password.
 func TestRepoURLHTTPS(t *testing.T) {
-	needTools(t, "git", "tar")
+	testhosts.NeedTools(t, "git", "tar")
 	root := t.TempDir()
 	r := newCLIRepo(t)
 	r.write("which", "https", 0o644)

@@ -50,11 +50,11 @@ func ServeHTTPGit(t testing.TB, root, user, password string, tls bool) *HTTPGit 
 	t.Helper()
 	out, err := exec.Command("git", "--exec-path").Output()
 	if err != nil {
-		skip(t, "testhosts: git --exec-path: "+err.Error())
+		SkipOrFail(t, "testhosts: git --exec-path: "+err.Error())
 	}
 	backend := filepath.Join(strings.TrimSpace(string(out)), "git-http-backend")
 	if _, err := os.Stat(backend); err != nil {
-		skip(t, "testhosts: no git-http-backend: "+err.Error())
+		SkipOrFail(t, "testhosts: no git-http-backend: "+err.Error())
 	}
 	g := &HTTPGit{}
 	cgiHandler := &cgi.Handler{

@@ -24,7 +24,7 @@ func New(t testing.TB, o Options) *Env {
 	defer cancel()
 	e, err := Start(ctx, o)
 	if errors.Is(err, ErrPort22) {
-		skip(t, err.Error())
+		SkipOrFail(t, err.Error())
 	}
 	if err != nil {
 		t.Fatal(err)
