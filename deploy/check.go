@@ -18,17 +18,6 @@ type CheckResult struct {
 	Duration time.Duration
 }
 
-// checkScript reports what a deploy needs on a host, without changing
-// anything but creating the root folder. $1 root, $2 the tools needed.
-const checkScript = `mkdir -p -- "$1" && cd -- "$1" && test -w . || { echo "root folder $1 is not writable" >&2; exit 1; }
-for tool in $2; do
-	command -v "$tool" >/dev/null 2>&1 || { echo "$tool is not installed" >&2; exit 1; }
-done
-pwd -P`
-
-// pythonCheckScript proves DEPLOY_PYTHON runs and can build a venv. $1 python.
-const pythonCheckScript = `exec "$1" -c 'import sys, venv, ensurepip; print(sys.executable, sys.version.split()[0])'`
-
 // Check runs the preflight checks: the repository and branch resolve, and
 // on every host the key is known, the login works, the tools and Python
 // are there, and the host itself can reach the repository with the lent

@@ -111,7 +111,7 @@ func (r *hostRun) step(ctx context.Context, name string, fn func(context.Context
 // step and logged when it fails.
 var reportSteps = map[string]bool{"before-switch": true, "after-switch": true, "health": true}
 
-// noHook is what hookScript says when the release has no such hook: kept
+// noHook is what hook.sh says when the release has no such hook: kept
 // with the step, not worth a line per host in the progress.
 func noHook(step string) string { return "no .pushdeploy/" + step + " in this release" }
 
@@ -141,16 +141,12 @@ func (r *hostRun) run(ctx context.Context, out io.Writer, cmd Command) error {
 	return r.conn.Run(ctx, cmd)
 }
 
-// knownHosts is the git server's known_hosts content for gitScript.
+// knownHosts is the git server's known_hosts content for git.sh.
 func knownHosts(rel Release) string {
 	if len(rel.GitHostKeys) == 0 {
 		return ""
 	}
 	return strings.Join(rel.GitHostKeys, "\n") + "\n"
-}
-
-func script(s string, args ...string) []string {
-	return append([]string{"sh", "-c", s, "sh"}, args...)
 }
 
 // lock takes the host lock; the returned func releases it.
@@ -211,7 +207,7 @@ func (r *hostRun) lock(ctx context.Context) (func(), error) {
 	return unlock, err
 }
 
-// busyReason is what lockScript said when it gave up: who holds the lock
+// busyReason is what lock.sh said when it gave up: who holds the lock
 // ("locked by deployment X since T (…)"), or that a command of an earlier
 // deployment still runs.
 func busyReason(stderr string) string {

@@ -349,7 +349,7 @@ func (r *hostRun) rollback(ctx context.Context, t RollbackTarget) (moved bool, e
 // revisions.log as a rollback.
 func (r *hostRun) switchTo(ctx context.Context, step string, rel ReleaseInfo) error {
 	return r.step(ctx, step, func(ctx context.Context, out io.Writer) error {
-		return r.run(ctx, out, Command{Args: script(rollbackSwitchScript, r.root, rel.Name, rel.Commit, r.dep.ID)})
+		return r.run(ctx, out, Command{Args: r.switchArgs(switchRollback, rel.Name, rel.Commit, "")})
 	})
 }
 

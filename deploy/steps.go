@@ -133,7 +133,7 @@ func (r *hostRun) files(ctx context.Context) error {
 			pr, pw := io.Pipe()
 			go func() { pw.CloseWithError(r.d.Archiver.Archive(ctx, rel.Commit, pw)) }()
 			defer pr.Close()
-			return r.run(ctx, out, Command{Args: script(untarScript, r.root, r.dep.ReleaseName), Stdin: pr})
+			return r.run(ctx, out, Command{Args: script(unpackScript, r.root, r.dep.ReleaseName, ""), Stdin: pr})
 		})
 	}
 	err := r.step(ctx, "fetch", func(ctx context.Context, out io.Writer) error {
@@ -147,7 +147,7 @@ func (r *hostRun) files(ctx context.Context) error {
 		return err
 	}
 	return r.step(ctx, "checkout", func(ctx context.Context, out io.Writer) error {
-		return r.run(ctx, out, Command{Args: script(archiveScript, r.root, r.dep.ReleaseName, rel.Commit)})
+		return r.run(ctx, out, Command{Args: script(unpackScript, r.root, r.dep.ReleaseName, rel.Commit)})
 	})
 }
 
@@ -163,7 +163,7 @@ func (r *hostRun) venv(ctx context.Context) error {
 		var stdout strings.Builder
 		err := r.run(ctx, out, Command{
 			Dir:    r.relDir(),
-			Args:   script(venvScript, r.root, r.d.Python, reuse),
+			Args:   script(venvScript, r.root, r.d.Python, reuse, unpackPipProgram),
 			Stdout: io.MultiWriter(&stdout, out),
 		})
 		if err != nil {
@@ -218,13 +218,20 @@ func (r *hostRun) switchCurrent(ctx context.Context) (string, error) {
 	err := r.step(ctx, "switch", func(ctx context.Context, out io.Writer) error {
 		var stdout strings.Builder
 		err := r.run(ctx, out, Command{
-			Args:   script(switchScript, r.root, r.dep.ReleaseName, r.dep.Release.Commit, r.dep.ID, "deploy"),
+			Args:   r.switchArgs(switchDeploy, r.dep.ReleaseName, r.dep.Release.Commit, ""),
 			Stdout: io.MultiWriter(&stdout, out),
 		})
 		prev = strings.TrimSpace(stdout.String())
 		return err
 	})
 	return prev, err
+}
+
+// switchArgs runs switch.sh, which moves current for every action: to
+// release (a name; "" for none, when reverting), logged with commit ("":
+// the release's REVISION); a revert then deletes the release remove.
+func (r *hostRun) switchArgs(action, release, commit, remove string) []string {
+	return script(switchScript, r.root, action, release, commit, r.dep.ID, remove)
 }
 
 func (r *hostRun) restartEnv(relDir, commit string) []string {
@@ -286,7 +293,7 @@ func (r *hostRun) revert(ctx context.Context, prev string, restart bool) bool {
 	var prevCommit strings.Builder
 	if err := r.step(ctx, "revert", func(ctx context.Context, out io.Writer) error {
 		return r.run(ctx, out, Command{
-			Args:   script(revertScript, r.root, prev, r.dep.ReleaseName, r.dep.ID),
+			Args:   r.switchArgs(switchRevert, strings.TrimPrefix(prev, "releases/"), "", r.dep.ReleaseName),
 			Stdout: io.MultiWriter(&prevCommit, out),
 		})
 	}); err != nil {

@@ -39,7 +39,7 @@ func tarOf(t *testing.T, entries map[string]string) []byte {
 	return b.Bytes()
 }
 
-// TestCheckTree unpacks hostile trees with untarScript (the real sh and
+// TestCheckTree unpacks hostile trees with unpack.sh (the real sh and
 // tar) and checks what is refused, with an error naming the path, and that
 // nothing is written outside the release.
 func TestCheckTree(t *testing.T) {
@@ -83,7 +83,7 @@ func TestCheckTree(t *testing.T) {
 			if err := os.Mkdir(filepath.Join(root, "releases"), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command("/bin/sh", "-c", untarScript, "sh", root, rel)
+			cmd := exec.Command("/bin/sh", "-c", unpackScript, "sh", root, rel, "")
 			cmd.Stdin = bytes.NewReader(tarOf(t, tt.entries(outside)))
 			out, err := cmd.CombinedOutput()
 			if tt.want == "" {
@@ -118,7 +118,7 @@ func TestSwitchDoesNotFollowRevisionTmp(t *testing.T) {
 	if err := os.Symlink(target, filepath.Join(dir, "REVISION.tmp")); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("/bin/sh", "-c", switchScript, "sh", root, rel, commit, "dep1", "deploy").CombinedOutput(); err != nil {
+	if out, err := exec.Command("/bin/sh", "-c", switchScript, "sh", root, "deploy", rel, commit, "dep1", "").CombinedOutput(); err != nil {
 		t.Fatalf("switch: %v\n%s", err, out)
 	}
 	if got, _ := os.ReadFile(target); string(got) != "keep\n" {

@@ -1,31 +1,26 @@
-package deploy
-
-// The shell script of a dry run. As in scripts.go, it is a constant and
-// values reach it only as quoted positional parameters.
-
-// planScript reports what a deploy would find and do on a host, changing
-// nothing at all: it creates no folder (not even the root), no lock file,
-// and writes nowhere; Python runs with -B so it writes no bytecode either.
-// It always exits 0 once it has run; everything it finds is in its output,
-// one record a line, fields separated by tabs:
-//
-//	tool	<name>                   a tool the deploy needs is missing
-//	python	ok	<executable version>  DEPLOY_PYTHON runs and has venv
-//	python	missing | error	<last line of its error>
-//	noroot	<absolute path>          the root does not exist yet
-//	root	<absolute root>
-//	unwritable	<folder>            the root (or the folder it would be made in) is not writable
-//	current	<readlink current>      ("" when there is none)
-//	release	<name>	<d|f>	<REVISION 0|1>	<venv 0|1>
-//	stale	<.current.tmp-* link>
-//	lock	free | unreadable
-//	lock	held	<first line of the lock file: who holds it>
-//	shared	missing | create	<path>
-//
-// release lists every entry named like a release (a folder or not), in the
-// shell's glob order, as prepareScript and retentionScript see them.
-// $1 root, $2 python, $3 the tools needed (a list), then the shared paths.
-const planScript = `root=$1 py=$2 tools=$3 have=no
+# plan.sh reports what a deploy would find and do on a host (the dry run),
+# changing nothing at all: it creates no folder (not even the root), no
+# lock file, and writes nowhere; Python runs with -B so it writes no
+# bytecode either. It always exits 0 once it has run; everything it finds
+# is in its output, one record a line, fields separated by tabs:
+#
+#	tool	<name>                   a tool the deploy needs is missing
+#	python	ok	<executable version>  DEPLOY_PYTHON runs and has venv
+#	python	missing | error	<last line of its error>
+#	noroot	<absolute path>          the root does not exist yet
+#	root	<absolute root>
+#	unwritable	<folder>            the root (or the folder it would be made in) is not writable
+#	current	<readlink current>      ("" when there is none)
+#	release	<name>	<d|f>	<REVISION 0|1>	<venv 0|1>
+#	stale	<.current.tmp-* link>
+#	lock	free | unreadable
+#	lock	held	<first line of the lock file: who holds it>
+#	shared	missing | create	<path>
+#
+# release lists every entry named like a release (a folder or not), in the
+# shell's glob order, as prepare.sh and retention.sh see them.
+# $1 root, $2 python, $3 the tools needed (a list), then the shared paths.
+root=$1 py=$2 tools=$3 have=no
 shift 3
 for tool in $tools; do
 	command -v "$tool" >/dev/null 2>&1 || printf 'tool\t%s\n' "$tool"
@@ -47,7 +42,7 @@ elif cd -- "$root"; then
 	printf 'root\t%s\n' "$(pwd -P)"
 	[ -w . ] || printf 'unwritable\t%s\n' "$(pwd -P)"
 	printf 'current\t%s\n' "$(readlink current 2>/dev/null || true)"
-	for r in releases/` + releaseGlob + `; do
+	for r in releases/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]; do
 		[ -e "$r" ] || [ -L "$r" ] || continue
 		t=f rev=0 venv=0
 		[ -d "$r" ] && t=d
@@ -81,4 +76,4 @@ for p in "$@"; do
 	case "${p##*/}" in *.*) [ "$dir" = yes ] || what=missing ;; esac
 	printf 'shared\t%s\t%s\n' "$what" "$p"
 done
-exit 0`
+exit 0

@@ -1,0 +1,36 @@
+# retention.sh removes old releases: it keeps the newest $2, and never
+# removes $3 (current) or $4 (the one before it). Only folders named like
+# releases are counted and considered: a stray file with such a name
+# neither stops the cleanup nor takes a kept release's place. deploy's
+# retentionVictims (the dry run's plan) must choose the same ones.
+# $1 root.
+keep=$2 cur=$3 prev=$4
+cd -- "$1/releases" || exit 1
+n=0
+for r in [0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]; do
+	[ -d "$r" ] && n=$((n + 1))
+done
+old=$((n - keep))
+i=0
+for r in [0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]; do
+	[ -d "$r" ] || continue
+	i=$((i + 1))
+	[ "$i" -le "$old" ] || break
+	if [ "$r" = "$cur" ] || [ "$r" = "$prev" ]; then
+		continue
+	fi
+	echo "removing old release $r"
+	rm -rf -- "$r"
+done
+# venvs no kept release links to (and incomplete ones) go too
+cd .. && [ -d venvs ] || exit 0
+used=$(for l in releases/*/venv; do [ -L "$l" ] && readlink "$l"; done)
+for v in venvs/*; do
+	[ -d "$v" ] || continue
+	if printf '%s\n' "$used" | grep -qxF "../../$v"; then
+		continue
+	fi
+	echo "removing $v: no kept release uses it"
+	rm -rf -- "$v"
+done
+exit 0

@@ -1,0 +1,54 @@
+# unpack.sh writes the commit's files into the new release folder, then
+# checks them (check_tree). With a commit ($3), they come from the host's
+# mirror (git archive); without one (push mode), from the tar stream the
+# deployer sends on stdin.
+# $1 root, $2 release name, $3 commit or "".
+set -e
+cd -- "$1"
+mkdir -- "releases/$2"
+
+# check_tree refuses a commit whose files would make the deploy write or
+# read outside the release (docs/deploy.md, "What the repository may not
+# contain"): a top-level venv, REVISION or REVISION.tmp, which the deploy
+# itself writes (a symlink there would carry the write elsewhere; a
+# committed REVISION would make a half-built release look complete), and a
+# requirements.txt that is a symlink leading out of the release (pip and
+# the venv key would read that file). The caller removes the release when
+# it fails.
+check_tree() {
+	cd -- "releases/$2"
+	rel=$(pwd -P)
+	for p in venv REVISION REVISION.tmp; do
+		if [ -e "$p" ] || [ -L "$p" ]; then
+			echo "the repository has $p at its top level, which pushdeploy writes in each release: remove it from the repository (git rm -r --cached $p) and deploy again" >&2
+			exit 1
+		fi
+	done
+	if [ -L requirements.txt ]; then
+		real=$(readlink -f requirements.txt || true)
+		case "$real" in
+		"$rel"/*) ;;
+		*)
+			echo "requirements.txt is a symlink to $(readlink requirements.txt), outside the release: commit the file itself, or a link within the repository" >&2
+			exit 1
+			;;
+		esac
+	fi
+}
+
+if [ -z "$3" ]; then
+	tar -x -C "releases/$2"
+	check_tree "$@"
+	exit 0
+fi
+# The failure marker lives outside the release, where the repository's
+# files cannot be: a pipeline's status is its last command's.
+fail=".pushdeploy-archive-failed-$2"
+rm -f -- "$fail"
+{ git -C .repo archive --format=tar "$3" || echo failed >"$fail"; } | tar -x -C "releases/$2"
+if [ -e "$fail" ]; then
+	rm -f -- "$fail"
+	echo "git archive of $3 failed" >&2
+	exit 1
+fi
+check_tree "$@"
