@@ -9,10 +9,7 @@
 package config
 
 import (
-	"io"
 	"time"
-
-	"github.com/kelseyhightower/envconfig"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
 )
@@ -92,24 +89,4 @@ type Config struct {
 	// Hosts is the parsed DEPLOY_HOSTS_FILE, in file order; never empty
 	// after a successful Validate.
 	Hosts []deploy.Host `ignored:"true"`
-}
-
-// exampleFormat renders deploy.env.example with envconfig.Usagef.
-const exampleFormat = `# pushdeploy configuration: every variable, with its default.
-#
-# Copy this file to deploy.env (read when it exists) or pass --env-file FILE,
-# then set what you need. Variables set in the real environment win over the
-# file. Reference: docs/configuration.md.
-#
-# Generated from config.Config; after changing it, run
-#   go test ./config -run TestExampleFile -update
-{{range .}}
-# {{if usage_required .}}required: {{end}}{{usage_description .}}
-{{if usage_default .}}{{usage_key .}}={{usage_default .}}{{else}}# {{usage_key .}}={{end}}
-{{end}}`
-
-// Usage writes the list of every variable, its meaning and its default, in
-// the form of deploy.env.example (which is this output, checked by a test).
-func Usage(w io.Writer) error {
-	return envconfig.Usagef(Prefix, &Config{}, w, exampleFormat)
 }

@@ -37,8 +37,9 @@ func TestExampleFile(t *testing.T) {
 }
 
 // TestExampleFileVariables checks what the file says, whatever produced it:
-// every variable is there once, every DEPLOY_ name in it is a variable, and
-// the values it sets are the defaults.
+// every variable is there once, every DEPLOY_ name in it is a variable, the
+// only lines it sets are the required variables (empty, to be filled in),
+// and every other line is commented out with the variable's default.
 func TestExampleFileVariables(t *testing.T) {
 	data, err := os.ReadFile(exampleFile)
 	if err != nil {
@@ -49,37 +50,52 @@ func TestExampleFileVariables(t *testing.T) {
 			t.Errorf("deploy.env.example names %s, which is not a variable", name)
 		}
 	}
-	assigned := make(map[string]int)
+	commented := make(map[string][]string)
 	for _, line := range strings.Split(string(data), "\n") {
-		if m := regexp.MustCompile(`^(?:# )?(DEPLOY_[A-Z0-9_]+)=`).FindStringSubmatch(line); m != nil {
-			assigned[m[1]]++
+		if m := regexp.MustCompile(`^# (DEPLOY_[A-Z0-9_]+)=(.*)$`).FindStringSubmatch(line); m != nil {
+			commented[m[1]] = append(commented[m[1]], m[2])
 		}
 	}
 	entries, bad := parseEnvFile(data)
 	if bad != nil {
 		t.Fatal(bad.problem(exampleFile))
 	}
-	set := make(map[string]string)
+	set := make(map[string][]string)
 	for _, e := range entries {
-		set[e.key] = e.value
+		set[e.key] = append(set[e.key], e.value)
 	}
 	for _, v := range variables {
-		if assigned[v.key] != 1 {
-			t.Errorf("deploy.env.example has %d lines DEPLOY_X= (or # DEPLOY_X=) for %s, want 1", assigned[v.key], v.key)
-		}
-		value, ok := set[v.key]
 		switch {
-		case v.def == "" && ok:
-			t.Errorf("deploy.env.example sets %s=%q, want it commented out (no default)", v.key, value)
-		case v.def != "" && !ok:
-			t.Errorf("deploy.env.example does not set %s to its default %q", v.key, v.def)
-		case ok && value != v.def:
-			t.Errorf("deploy.env.example sets %s=%q, want the default %q", v.key, value, v.def)
+		case len(set[v.key])+len(commented[v.key]) != 1:
+			t.Errorf("deploy.env.example has %d lines for %s, want 1", len(set[v.key])+len(commented[v.key]), v.key)
+		case mustSet(v) && (len(set[v.key]) != 1 || set[v.key][0] != ""):
+			t.Errorf("deploy.env.example: %s is required: want it uncommented and empty, got %q", v.key, set[v.key])
+		case !mustSet(v) && (len(commented[v.key]) != 1 || commented[v.key][0] != v.def):
+			t.Errorf("deploy.env.example: want # %s=%s (commented out, its default), got %q", v.key, v.def, commented[v.key])
 		}
 	}
 	for key := range set {
 		if _, ok := lookupVariable(key); !ok {
 			t.Errorf("deploy.env.example sets %s, which is not a variable", key)
+		}
+	}
+}
+
+// TestStarterGroups: every variable has its place in a group of the
+// starter file, so that none lands in "Other".
+func TestStarterGroups(t *testing.T) {
+	in := map[string]string{}
+	for _, g := range groups {
+		for _, k := range g.keys {
+			if prev, dup := in[k]; dup {
+				t.Errorf("%s is in the groups %q and %q", k, prev, g.title)
+			}
+			in[k] = g.title
+		}
+	}
+	for _, v := range variables {
+		if _, ok := in[v.alt]; !ok {
+			t.Errorf("%s is in no group of config/starter.go: add it to the group it belongs to", v.key)
 		}
 	}
 }

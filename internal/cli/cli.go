@@ -210,6 +210,7 @@ docs/serve.md, docs/webhooks.md.`,
 		newReleasesCommand(c),
 		newCheckCommand(c),
 		newHistoryCommand(c),
+		newInitCommand(c),
 		&cobra.Command{
 			Use:   "version",
 			Short: "print the version, the VCS revision it was built from, Go and the platform",
