@@ -70,6 +70,7 @@ type Config struct {
 	GitKeyPassphrase string        `envconfig:"GIT_KEY_PASSPHRASE" secret:"true" desc:"the passphrase of DEPLOY_GIT_KEY, if any"`
 	ConnectTimeout   time.Duration `envconfig:"CONNECT_TIMEOUT" default:"10s" desc:"longest an SSH connection to a host (connect and handshake) may take"`
 	LockTimeout      time.Duration `envconfig:"LOCK_TIMEOUT" default:"2m" desc:"how long a deploy waits for another deployer's lock on a host"`
+	LocalUser        string        `envconfig:"LOCAL_USER" desc:"the user every command of the local host runs as (pushdeploy must run as root), with an environment of its own; empty: the deployer's own user, and local cannot be listed with SSH hosts"`
 	HistoryDays      int           `envconfig:"HISTORY_DAYS" default:"90" desc:"days of deployment history kept in DEPLOY_DATA_DIR; 0 keeps all"`
 	StatusPublic     bool          `envconfig:"STATUS_PUBLIC" default:"false" desc:"true: the status page at / shows deployments without the API token (its buttons still need it)"`
 	PublicURL        string        `envconfig:"PUBLIC_URL" desc:"the address users reach serve at (e.g. https://deploy.example.com): links in notifications and build statuses"`

@@ -301,6 +301,42 @@ func TestLoad(t *testing.T) {
 			},
 		},
 		{
+			name: "local with SSH hosts needs DEPLOY_LOCAL_USER",
+			prepare: func(t *testing.T, f fixture) {
+				writeFile(t, f.hostsFile, "web1\nlocal\n", 0o644)
+			},
+			wantErr: []string{"DEPLOY_HOSTS_FILE: " + "hosts.txt lists local together with SSH hosts, but the repository code local runs (hooks, pip, DEPLOY_RESTART_CMD) " +
+				"would run as the user pushdeploy runs as, which can read DEPLOY_SSH_KEY, the key to the other hosts; " +
+				"set DEPLOY_LOCAL_USER to the user local's commands run as, or list this machine as an SSH host (e.g. deploy@localhost)"},
+		},
+		{
+			name: "local with SSH hosts and DEPLOY_LOCAL_USER",
+			env:  map[string]string{"DEPLOY_LOCAL_USER": "nobody"},
+			prepare: func(t *testing.T, f fixture) {
+				writeFile(t, f.hostsFile, "web1\nlocal\n", 0o644)
+			},
+			check: func(t *testing.T, c *Config) {
+				if c.LocalUser != "nobody" || len(c.Hosts) != 2 || !c.Hosts[1].Local {
+					t.Errorf("LocalUser %q, hosts %+v", c.LocalUser, c.Hosts)
+				}
+			},
+		},
+		{
+			name:    "DEPLOY_LOCAL_USER root",
+			env:     map[string]string{"DEPLOY_LOCAL_USER": "root"},
+			wantErr: []string{"DEPLOY_LOCAL_USER: user root is root: the local host's commands would keep every privilege; name a user without any"},
+		},
+		{
+			name:    "DEPLOY_LOCAL_USER unknown",
+			env:     map[string]string{"DEPLOY_LOCAL_USER": "pd-no-such-user"},
+			wantErr: []string{`DEPLOY_LOCAL_USER: no user "pd-no-such-user" on this machine; create it`},
+		},
+		{
+			name:         "DEPLOY_LOCAL_USER without local",
+			env:          map[string]string{"DEPLOY_LOCAL_USER": "nobody"},
+			wantWarnings: []string{"DEPLOY_LOCAL_USER is set, but " + "hosts.txt has no local line: it is not used"},
+		},
+		{
 			name: "hosts file errors name file and line",
 			prepare: func(t *testing.T, f fixture) {
 				writeFile(t, f.hostsFile, "web1\n::1\nweb1:70000\nweb_2\n", 0o644)
@@ -592,5 +628,26 @@ func TestVariables(t *testing.T) {
 	want := strings.Fields(b.String())
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("variables differ from envconfig's (-want +got):\n%s", diff)
+	}
+}
+
+// TestLocalUserProblem: the local host's commands run as another user only
+// through a real privilege drop, which needs root.
+func TestLocalUserProblem(t *testing.T) {
+	tests := []struct {
+		name string
+		euid int
+		want string
+	}{
+		{"nobody", 0, ""},
+		{"nobody", 65534, "user nobody is the user pushdeploy runs as: its commands could read everything pushdeploy can; name another user"},
+		{"nobody", 1000, "running the local host's commands as nobody needs pushdeploy to run as root (it is uid 1000)"},
+		{"root", 0, "user root is root: the local host's commands would keep every privilege; name a user without any"},
+		{"a\nb", 0, "the user name contains a control character"},
+	}
+	for _, tt := range tests {
+		if got := localUserProblem(tt.name, tt.euid); got != tt.want {
+			t.Errorf("localUserProblem(%q, %d) = %q, want %q", tt.name, tt.euid, got, tt.want)
+		}
 	}
 }

@@ -40,6 +40,7 @@ func (c *Config) Validate() (warnings []string, err error) {
 	v.urls()
 	v.bitbucket()
 	v.files()
+	v.local()
 	return v.warnings, v.probs.err()
 }
 

@@ -1,6 +1,7 @@
 // Package localrun runs deploy commands on the deployer's own machine, for
 // the hosts-file line "local": the same rendered command lines as over SSH,
-// given to a local shell as the deployer's user, without SSH.
+// given to a local shell without SSH, as the deployer's user or, with
+// Runner.User, as another user.
 package localrun
 
 import (
@@ -25,9 +26,11 @@ var (
 )
 
 // LendFunc lends the deploy key to one command: it serves an SSH agent
-// holding only that key on a Unix socket and returns the socket's path
-// (for SSH_AUTH_SOCK) and a stop function that ends the agent and removes
-// the socket. sshrun.Runner.ServeGitAgent is one.
+// holding only that key on a Unix socket, alone in a private folder of its
+// own, and returns the socket's path (for SSH_AUTH_SOCK) and a stop
+// function that ends the agent and removes the socket and its folder. With
+// Runner.User, Run gives that folder and the socket to the user.
+// sshrun.Runner.ServeGitAgent is one.
 type LendFunc func(ctx context.Context, dir string) (sock string, stop func(), err error)
 
 // Runner is a deploy.Dialer for the Local host. Its fields are read at
@@ -45,6 +48,13 @@ type Runner struct {
 	// KillAfter is how long a cancelled command's process group has
 	// between SIGTERM and SIGKILL; 0 means 5s.
 	KillAfter time.Duration
+	// User, when set, is the user every command runs as
+	// (DEPLOY_LOCAL_USER): each command's process takes the user's uid,
+	// gid and groups before the shell starts, which needs the deployer to
+	// run as root, and gets a fresh environment (userEnv) instead of the
+	// deployer's. Commands then start in the user's home folder unless Dir
+	// is set. Empty: the deployer's own user.
+	User string
 }
 
 // New returns a Runner with the defaults that lends the deploy key with
@@ -75,6 +85,16 @@ func (r *Runner) Dial(ctx context.Context, h deploy.Host) (deploy.Conn, error) {
 	if c.killAfter <= 0 {
 		c.killAfter = 5 * time.Second
 	}
+	if r.User != "" {
+		as, err := lookupUser(r.User)
+		if err != nil {
+			return nil, fmt.Errorf("local: %w", err)
+		}
+		c.as = as
+		if c.dir == "" {
+			c.dir = as.home
+		}
+	}
 	if c.dir == "" {
 		home, err := homeDir()
 		if err != nil {
@@ -94,7 +114,8 @@ func (r *Runner) Dial(ctx context.Context, h deploy.Host) (deploy.Conn, error) {
 	return c, nil
 }
 
-// homeDir is $HOME, or the user database's home when it is unset.
+// homeDir is $HOME, or the user database's home when it is unset: the
+// deployer's own.
 func homeDir() (string, error) {
 	if home := os.Getenv("HOME"); home != "" {
 		return home, nil
@@ -112,6 +133,7 @@ type conn struct {
 	dir       string
 	lend      LendFunc
 	killAfter time.Duration
+	as        *runAs // nil: the deployer's own user
 
 	// alive ends when the connection is closed: running commands are
 	// stopped then.
@@ -140,7 +162,12 @@ func (c *conn) Run(ctx context.Context, cmd deploy.Command) error {
 	defer cancel()
 	defer context.AfterFunc(c.alive, cancel)()
 
-	env := environ(os.Environ(), cmd.ForwardAgent)
+	var env []string
+	if c.as != nil {
+		env = c.as.env()
+	} else {
+		env = environ(os.Environ(), cmd.ForwardAgent)
+	}
 	if cmd.ForwardAgent {
 		if c.lend == nil {
 			return errors.New("the deploy key is to be lent, but no deploy key (DEPLOY_GIT_KEY) is set")
@@ -150,6 +177,11 @@ func (c *conn) Run(ctx context.Context, cmd deploy.Command) error {
 			return fmt.Errorf("lend the deploy key: %w", err)
 		}
 		defer stop()
+		if c.as != nil {
+			if err := c.as.own(sock); err != nil {
+				return fmt.Errorf("lend the deploy key: %w", err)
+			}
+		}
 		env = append(env, "SSH_AUTH_SOCK="+sock)
 	}
 
@@ -158,6 +190,9 @@ func (c *conn) Run(ctx context.Context, cmd deploy.Command) error {
 	x.Env = env
 	x.Stdout, x.Stderr = orDiscard(cmd.Stdout), orDiscard(cmd.Stderr)
 	x.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if c.as != nil {
+		x.SysProcAttr.Credential = c.as.cred()
+	}
 	var termAt atomic.Int64 // when the group was sent SIGTERM (unix ns)
 	x.Cancel = func() error {
 		termAt.Store(time.Now().UnixNano())

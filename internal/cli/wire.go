@@ -53,7 +53,7 @@ func newDeployer(cfg *config.Config, log *slog.Logger) (*deploy.Deployer, func()
 		if err != nil {
 			return nil, nil, err
 		}
-		return newHostDialer(runner), func() { runner.Close() }, nil
+		return newHostDialer(runner, cfg.LocalUser), func() { runner.Close() }, nil
 	})
 	src := gitsrc.New(gitsrc.Config{
 		URL:           cfg.RepoURL,
@@ -295,10 +295,13 @@ type hostDialer struct {
 var _ deploy.Dialer = hostDialer{}
 
 // newHostDialer dials hosts with runner, and the local host with a
-// localrun.Runner that lends runner's deploy key to the clone through a
+// localrun.Runner that runs its commands as localUser (empty: the
+// deployer's own user) and lends runner's deploy key to the clone through a
 // temporary local agent socket.
-func newHostDialer(runner *sshrun.Runner) hostDialer {
-	return hostDialer{ssh: runner, local: localrun.New(runner.ServeGitAgent)}
+func newHostDialer(runner *sshrun.Runner, localUser string) hostDialer {
+	local := localrun.New(runner.ServeGitAgent)
+	local.User = localUser
+	return hostDialer{ssh: runner, local: local}
 }
 
 func (d hostDialer) Dial(ctx context.Context, h deploy.Host) (deploy.Conn, error) {
