@@ -96,10 +96,17 @@ type result struct {
 // pushdeploy runs the binary with only our variables in its environment.
 func (e *e2e) pushdeploy(args ...string) result {
 	e.t.Helper()
+	return e.pushdeployIn(e.t.TempDir(), args...) // no deploy.env there
+}
+
+// pushdeployIn is pushdeploy in the working folder dir (where a deploy.env
+// is read when there is one).
+func (e *e2e) pushdeployIn(dir string, args ...string) result {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Dir = e.t.TempDir() // no deploy.env there
+	cmd.Dir = dir
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	for k, v := range e.vars {
 		cmd.Env = append(cmd.Env, k+"="+v)
