@@ -100,7 +100,7 @@ func parseHost(line, defaultUser string) (deploy.Host, error) {
 		return h, fmt.Errorf("contains white space; write one host a line (%s)", hostsForm)
 	}
 	if isLocal(line) {
-		return h, fmt.Errorf("%q (this machine, reached without SSH) is written alone, in lower case: it takes no user or port, its steps run as the deployer's own user", localName)
+		return h, fmt.Errorf("%q (this machine, reached without SSH) is written alone, in lower case: it takes no user or port, its steps run as the deployer's own user or DEPLOY_LOCAL_USER", localName)
 	}
 	rest := line
 	if user, after, ok := strings.Cut(line, "@"); ok {
