@@ -532,7 +532,16 @@ func TestValidate(t *testing.T) {
 	}{
 		{"valid", func(c *Config) {}, nil},
 		{"repo url like an option", func(c *Config) { c.RepoURL = "--upload-pack=evil" }, []string{
-			`DEPLOY_REPO_URL: "--upload-pack=evil" starts with '-'; for a local path write ./--upload-pack=evil`,
+			`DEPLOY_REPO_URL: "--upload-pack=evil": starts with '-', which git refuses; for a local path write ./--upload-pack=evil`,
+		}},
+		{"repo url git reads otherwise", func(c *Config) { c.RepoURL = "git@git.example.com:2222:team/app.git" }, []string{
+			`DEPLOY_REPO_URL: "git@git.example.com:2222:team/app.git": scp-like URLs take no port: git would ask git@git.example.com for the path "2222:team/app.git"; for port 2222 write [git@git.example.com:2222]:team/app.git`,
+		}},
+		{"repo url password shown blanked out", func(c *Config) { c.RepoURL = "ssh://deployer:s3cret@git.example.com/app.git" }, []string{
+			`DEPLOY_REPO_URL: "ssh://deployer:xxxxx@git.example.com/app.git": an SSH URL takes no password (ssh would log in as a user whose name has a ':'); the deploy key (DEPLOY_GIT_KEY) logs in`,
+		}},
+		{"repo url with a control character", func(c *Config) { c.RepoURL = "https://deployer:s3cret@git.example.com/app.git\n" }, []string{
+			`DEPLOY_REPO_URL: "https://deployer:xxxxx@git.example.com/app.git\n": contains a control character`,
 		}},
 		{"empty python, bad listen", func(c *Config) { c.Python = ""; c.Listen = "8080" }, []string{
 			"DEPLOY_PYTHON is empty; set the interpreter on the hosts, e.g. python3 or /opt/python3.12/bin/python3",

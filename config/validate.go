@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -46,13 +47,17 @@ func (c *Config) Validate() (warnings []string, err error) {
 
 func (v *validator) values() {
 	c := v.c
-	switch {
-	case c.RepoURL == "":
+	if c.RepoURL == "" {
 		v.add("%s", requiredProblem(mustVariable("DEPLOY_REPO_URL")))
-	case hasControl(c.RepoURL):
-		v.add("DEPLOY_REPO_URL: %q contains a control character", c.RepoURL)
-	case strings.HasPrefix(c.RepoURL, "-"):
-		v.add("DEPLOY_REPO_URL: %q starts with '-'; for a local path write ./%s", c.RepoURL, c.RepoURL)
+	} else if _, err := deploy.ParseRepoURL(c.RepoURL); err != nil {
+		// Read as git reads it, by the same code that resolves it; the
+		// message shows no password.
+		var ue *deploy.RepoURLError
+		if errors.As(err, &ue) {
+			v.add("DEPLOY_REPO_URL: %q: %s", ue.URL, ue.Reason)
+		} else {
+			v.add("DEPLOY_REPO_URL: %v", err)
+		}
 	}
 	if err := deploy.ValidBranch(c.Branch); err != nil {
 		v.add("DEPLOY_BRANCH: %v; set the name of the release branch, e.g. release", err)

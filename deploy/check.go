@@ -35,6 +35,12 @@ func (d *Deployer) Check(ctx context.Context, hosts []Host) []CheckResult {
 	for _, r := range per {
 		results = append(results, r...)
 	}
+	// check prints every result: none shows the repository's password,
+	// whatever quotes the URL (the detail, a host's git).
+	for i := range results {
+		results[i].Detail = RedactPassword(results[i].Detail, rel.RepoURL)
+		results[i].Err = RedactError(results[i].Err, rel.RepoURL)
+	}
 	return results
 }
 

@@ -155,7 +155,7 @@ func (d *Deployer) gitAccess(ctx context.Context, c Conn, rel Release, pinned bo
 		ForwardAgent: d.LendGitKey,
 	})
 	if err != nil {
-		return err
+		return RedactError(err, rel.RepoURL)
 	}
 	got := strings.TrimSpace(out)
 	switch {

@@ -90,11 +90,19 @@ var hostRE = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9._-]*[A-Za-z0-9_])?$`)
 func ParseRepoURL(s string) (RepoURL, error) {
 	u, err := parseRepoURL(s)
 	if err != nil {
-		return RepoURL{}, fmt.Errorf("repository URL %q: %w", RedactPassword(s, s), err)
+		return RepoURL{}, &RepoURLError{URL: RedactPassword(s, s), Reason: err.Error()}
 	}
 	u.raw = s
 	return u, nil
 }
+
+// RepoURLError is a repository URL that ParseRepoURL refuses.
+type RepoURLError struct {
+	URL    string // as written, without its password
+	Reason string // what is wrong, and what to write instead
+}
+
+func (e *RepoURLError) Error() string { return fmt.Sprintf("repository URL %q: %s", e.URL, e.Reason) }
 
 func parseRepoURL(s string) (RepoURL, error) {
 	switch {
@@ -448,3 +456,24 @@ func RedactPassword(text, repoURL string) string {
 	}
 	return strings.NewReplacer(pairs...).Replace(text)
 }
+
+// RedactError returns err with the password of repoURL blanked out of its
+// message (RedactPassword); errors.Is and errors.As still see the original.
+func RedactError(err error, repoURL string) error {
+	if err == nil {
+		return nil
+	}
+	msg := RedactPassword(err.Error(), repoURL)
+	if msg == err.Error() {
+		return err
+	}
+	return &redactedError{msg: msg, err: err}
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }

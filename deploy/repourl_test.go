@@ -3,6 +3,7 @@ package deploy
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -394,5 +395,37 @@ func TestRepoURLMatchesGitServers(t *testing.T) {
 		default:
 			t.Errorf("%s: git sent no authenticated request", url)
 		}
+	}
+}
+
+// TestCheckRedactsPassword: no result of Check shows the repository's
+// password, neither the repository's detail nor a host's error quoting the
+// URL.
+func TestCheckRedactsPassword(t *testing.T) {
+	const url = "https://deployer:s3cr%40t@git.example.com/app.git"
+	host := Host{Name: "web1", Addr: "web1", User: "deploy"}
+	d := &Deployer{
+		Dialer:      &fakeDialer{err: map[string]error{"web1": errors.New("cannot reach " + url + " (password s3cr@t)")}},
+		Resolver:    fakeResolver{rel: Release{RepoURL: url, Branch: "release", Commit: strings.Repeat("a", 40)}},
+		StepTimeout: time.Minute,
+	}
+	results := d.Check(t.Context(), []Host{host})
+	if len(results) != 2 {
+		t.Fatalf("got %d results, want 2: %+v", len(results), results)
+	}
+	if want := "https://deployer:xxxxx@git.example.com/app.git release at aaaaaaaaaaaa"; results[0].Detail != want {
+		t.Errorf("repository detail %q, want %q", results[0].Detail, want)
+	}
+	for _, r := range results {
+		shown := r.Detail
+		if r.Err != nil {
+			shown += " " + r.Err.Error()
+		}
+		if strings.Contains(shown, "s3cr") {
+			t.Errorf("%s %s shows the password: %s", r.Host, r.Name, shown)
+		}
+	}
+	if results[1].Err == nil || !strings.Contains(results[1].Err.Error(), "cannot reach https://deployer:xxxxx@") {
+		t.Errorf("host error %v, want it kept with the password blanked out", results[1].Err)
 	}
 }

@@ -81,7 +81,7 @@ func (s *Source) Archive(ctx context.Context, commit string, w io.Writer) error 
 	}
 	err := s.archive(ctx, plumbing.NewHash(commit), w)
 	if err != nil {
-		return redactErr(fmt.Errorf("archive commit %s of %s: %w", commit, s.shownURL(), err), s.cfg.URL)
+		return deploy.RedactError(fmt.Errorf("archive commit %s of %s: %w", commit, s.shownURL(), err), s.cfg.URL)
 	}
 	return nil
 }

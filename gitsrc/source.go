@@ -86,7 +86,7 @@ func (s *Source) Resolve(ctx context.Context, p deploy.Push) (deploy.Release, er
 		if !errors.As(err, &nf) {
 			err = fmt.Errorf("resolve branch %s on %s: %w", s.cfg.Branch, s.shownURL(), err)
 		}
-		return deploy.Release{}, redactErr(err, s.cfg.URL)
+		return deploy.Release{}, deploy.RedactError(err, s.cfg.URL)
 	}
 	return rel, nil
 }
