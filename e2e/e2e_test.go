@@ -51,7 +51,13 @@ type e2e struct {
 
 func newE2E(t *testing.T, hosts int) *e2e {
 	t.Helper()
-	env := testhosts.New(t, testhosts.Options{Hosts: hosts})
+	return newE2EWith(t, testhosts.Options{Hosts: hosts})
+}
+
+// newE2EWith is newE2E with the test hosts o says.
+func newE2EWith(t *testing.T, o testhosts.Options) *e2e {
+	t.Helper()
+	env := testhosts.New(t, o)
 	// The hosts must trust the git server only through the key the
 	// deployer verified and hands them, not through a file of their own.
 	for _, h := range env.Hosts {
