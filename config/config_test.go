@@ -282,6 +282,14 @@ func TestLoad(t *testing.T) {
 			wantErr: []string{"/.ssh/known_hosts does not exist;", "ssh-keyscan -p 22 web1 >> "},
 		},
 		{
+			name: "known_hosts missing, local first",
+			env:  map[string]string{"DEPLOY_KNOWN_HOSTS": "~/.ssh/known_hosts"},
+			prepare: func(t *testing.T, f fixture) {
+				writeFile(t, f.hostsFile, "local\nweb2:2222\n", 0o644)
+			},
+			wantErr: []string{"/.ssh/known_hosts does not exist;", "ssh-keyscan -p 2222 web2 >> "},
+		},
+		{
 			name: "known_hosts malformed",
 			prepare: func(t *testing.T, f fixture) {
 				writeFile(t, f.knownHosts, "web1 ssh-ed25519 notbase64!!\n", 0o644)

@@ -126,11 +126,15 @@ func (v *validator) knownHosts(file string) {
 	if err == nil {
 		return
 	}
-	host, port := "HOST", "PORT"
-	if len(v.c.Hosts) > 0 {
-		host, port = v.c.Hosts[0].Addr, fmt.Sprint(v.c.Hosts[0].Port)
+	// The example names a host that is reached over SSH: the line
+	// "local" has no SSH server to scan.
+	fix := fmt.Sprintf("add the git server's key with ssh-keyscan GITSERVER >> %s, then check its fingerprint (ssh-keygen -lf %s) against the one the git server publishes", file, file)
+	for _, h := range v.c.Hosts {
+		if !h.Local {
+			fix = fmt.Sprintf("add each host's key with ssh-keyscan -p %d %s >> %s, then check the fingerprints (ssh-keygen -lf %s) against the hosts' own", h.Port, h.Addr, file, file)
+			break
+		}
 	}
-	fix := fmt.Sprintf("add each host's key with ssh-keyscan -p %s %s >> %s, then check the fingerprints (ssh-keygen -lf %s) against the hosts' own", port, host, file, file)
 	if errors.Is(err, fs.ErrNotExist) {
 		v.add("DEPLOY_KNOWN_HOSTS: %s does not exist; %s", file, fix)
 		return

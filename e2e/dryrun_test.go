@@ -178,3 +178,40 @@ func (e *e2e) withoutHostKey(h *testhosts.Host) {
 	}
 	e.vars["DEPLOY_KNOWN_HOSTS"] = known
 }
+
+// TestEndToEndHostsFlag: rollback, releases and check take --hosts like
+// deploy, touching and reporting only the hosts named; an unknown name is
+// refused with the list of the hosts there are.
+func TestEndToEndHostsFlag(t *testing.T) {
+	e := newE2E(t, 2)
+	h1, h2 := e.env.Hosts[0], e.env.Hosts[1]
+	e.commit("1.0", nil)
+	first := e.mustDeploy()
+	e.commit("2.0", nil)
+	second := e.mustDeploy()
+
+	if r := e.pushdeploy("rollback", "--hosts", h1.Name); r.code != 0 {
+		t.Fatalf("rollback --hosts %s: exit %d\n%s", h1.Name, r.code, r.stderr)
+	}
+	if got, want := current(h1), "releases/"+first.Release; got != want {
+		t.Errorf("%s after rollback --hosts: current -> %s, want %s", h1.Name, got, want)
+	}
+	if got, want := current(h2), "releases/"+second.Release; got != want {
+		t.Errorf("%s (not named) after rollback --hosts: current -> %s, want %s", h2.Name, got, want)
+	}
+
+	r := e.pushdeploy("releases", "--hosts", h2.Name)
+	if r.code != 0 || !strings.Contains(r.stdout, h2.Name) || strings.Contains(r.stdout, h1.Name) {
+		t.Errorf("releases --hosts %s: exit %d\n%s%s", h2.Name, r.code, r.stdout, r.stderr)
+	}
+	r = e.pushdeploy("check", "--hosts", h2.Name)
+	if r.code != 0 || !strings.Contains(r.stdout, h2.Name) || strings.Contains(r.stdout, h1.Name) || !strings.Contains(r.stdout, "1 host(s)") {
+		t.Errorf("check --hosts %s: exit %d\n%s%s", h2.Name, r.code, r.stdout, r.stderr)
+	}
+	for _, cmd := range []string{"deploy", "rollback", "releases", "check"} {
+		r := e.pushdeploy(cmd, "--hosts", "web9")
+		if r.code != 2 || !strings.Contains(r.stderr, `"web9" is not in the hosts file; its hosts are `+h1.Name+", "+h2.Name) {
+			t.Errorf("%s --hosts web9: exit %d, want 2 naming the hosts\n%s", cmd, r.code, r.stderr)
+		}
+	}
+}

@@ -11,7 +11,7 @@ import (
 )
 
 func newCheckCommand(c *common) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "preflight: config, keys, host keys, SSH logins, python, git access",
 		Long: `Check everything a deploy needs, changing nothing: the configuration, the
@@ -25,10 +25,16 @@ the deployer and from each host. Exit 1 when a check fails.`,
 			return runCheck(cmd.Context(), c, cmd.OutOrStdout())
 		},
 	}
+	c.addHostsFlag(cmd, "check only")
+	return cmd
 }
 
 func runCheck(ctx context.Context, c *common, stdout io.Writer) error {
 	log, cfg, err := c.setup()
+	if err != nil {
+		return err
+	}
+	hosts, err := c.selectedHosts(cfg)
 	if err != nil {
 		return err
 	}
@@ -51,7 +57,7 @@ func runCheck(ctx context.Context, c *common, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "ok    %-28s %-11s %s (%.2fs)\n", where, r.Name, r.Detail, r.Duration.Seconds())
 	}
-	report(deploy.CheckResult{Name: "config", Detail: fmt.Sprintf("%d host(s), branch %s, root %s", len(cfg.Hosts), cfg.Branch, cfg.Root)})
+	report(deploy.CheckResult{Name: "config", Detail: fmt.Sprintf("%d host(s), branch %s, root %s", len(hosts), cfg.Branch, cfg.Root)})
 	d, closeKeys, err := newDeployer(cfg, log)
 	if err != nil {
 		report(deploy.CheckResult{Name: "keys", Err: err})
@@ -59,12 +65,15 @@ func runCheck(ctx context.Context, c *common, stdout io.Writer) error {
 	}
 	defer closeKeys()
 	keys := "admin key loaded into the in-memory agent"
+	if cfg.SSHKey == "" {
+		keys = "no admin key (every host is local)"
+	}
 	if len(cfg.GitKeyPEM) > 0 {
 		keys += "; deploy key ready to lend"
 	}
 	report(deploy.CheckResult{Name: "keys", Detail: keys})
 	failed := false
-	for _, r := range d.Check(ctx, cfg.Hosts) {
+	for _, r := range d.Check(ctx, hosts) {
 		report(r)
 		failed = failed || r.Err != nil
 	}

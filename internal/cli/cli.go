@@ -147,7 +147,20 @@ type common struct {
 	envFile string
 	json    bool
 	verbose bool
+	hosts   string // --hosts, for the commands that take it
 	stderr  io.Writer
+}
+
+// addHostsFlag gives cmd a --hosts flag; what says what the command does
+// to the hosts named ("deploy only to").
+func (c *common) addHostsFlag(cmd *cobra.Command, what string) {
+	cmd.Flags().StringVar(&c.hosts, "hosts", "", what+" these `HOSTS` (comma list of hosts-file entries or addresses), in file order")
+}
+
+// selectedHosts are the hosts of --hosts (every host without it), in file
+// order.
+func (c *common) selectedHosts(cfg *config.Config) ([]deploy.Host, error) {
+	return selectHosts(cfg.Hosts, splitList(c.hosts))
 }
 
 // setup reads the configuration and returns the logger every command
@@ -276,11 +289,13 @@ func (c *common) load(log *slog.Logger) (*config.Config, error) {
 		file = config.DefaultEnvFile
 	}
 	cfg, warnings, err := config.Load(file, explicit)
-	if err != nil {
-		return nil, err
-	}
+	// Warnings too when there are errors: a key file others can read is
+	// worth knowing while fixing the rest.
 	for _, w := range warnings {
 		log.Warn(w)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }

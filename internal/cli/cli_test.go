@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +32,7 @@ func TestSelectHosts(t *testing.T) {
 		{[]string{"web3", "web1"}, []string{"web1", "web3"}, ""}, // file order, not flag order
 		{[]string{"::1"}, []string{"deploy@[::1]:2222"}, ""},
 		{[]string{"[::1]:2222"}, []string{"deploy@[::1]:2222"}, ""},
-		{[]string{"web9"}, nil, `--hosts: "web9" is not in the hosts file`},
+		{[]string{"web9"}, nil, `--hosts: "web9" is not in the hosts file; its hosts are web1, deploy@[::1]:2222, web3`},
 	}
 	for _, tt := range tests {
 		got, err := selectHosts(all, tt.only)
@@ -175,5 +177,27 @@ func TestErrorsAsJSON(t *testing.T) {
 		case !tt.json && stderr.String() != "pushdeploy: "+fail.Error()+"\n":
 			t.Errorf("%v: stderr %q, want the plain message", tt.args, stderr.String())
 		}
+	}
+}
+
+// TestWarningsWithErrors: a warning (a key file others can read) is
+// printed even when the configuration has errors, beside them.
+func TestWarningsWithErrors(t *testing.T) {
+	clearDeployEnv(t)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "id_admin")
+	if err := os.WriteFile(key, []byte("not a key\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DEPLOY_SSH_KEY", key)
+	t.Setenv("DEPLOY_DATA_DIR", dir)
+	env := filepath.Join(dir, "deploy.env")
+	if err := os.WriteFile(env, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := exitCode(run(context.Background(), []string{"check", "--env-file", env}, &stdout, &stderr), &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "other users can read "+key) || !strings.Contains(stderr.String(), "DEPLOY_REPO_URL") {
+		t.Errorf("check: exit %d, want 2 with the warning and the errors:\n%s", code, stderr.String())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
@@ -13,8 +14,8 @@ import (
 
 // deployFlags are deploy's own flags.
 type deployFlags struct {
-	commit, hosts string
-	dryRun        bool
+	commit string
+	dryRun bool
 }
 
 func newDeployCommand(c *common) *cobra.Command {
@@ -38,13 +39,13 @@ restart. A failure while preparing changes nothing that serves traffic.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.commit, "commit", "", "deploy this `SHA` (full or abbreviated; must be on the release branch) instead of the tip")
-	fl.StringVar(&f.hosts, "hosts", "", "deploy only to these `HOSTS` (comma list of hosts-file entries or addresses), in file order")
+	c.addHostsFlag(cmd, "deploy only to")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "change nothing: log in, run the preflight checks and print what the deploy would do (exit 1 when it would fail)")
 	return cmd
 }
 
 func runDeploy(ctx context.Context, c *common, f deployFlags, stdout io.Writer) error {
-	commit, only, dryRun := &f.commit, &f.hosts, &f.dryRun
+	commit, dryRun := &f.commit, &f.dryRun
 	if *commit != "" {
 		if err := deploy.ValidCommitPrefix(*commit); err != nil {
 			return usagef("--commit: %v", err)
@@ -54,7 +55,7 @@ func runDeploy(ctx context.Context, c *common, f deployFlags, stdout io.Writer) 
 	if err != nil {
 		return err
 	}
-	hosts, err := selectHosts(cfg.Hosts, splitList(*only))
+	hosts, err := c.selectedHosts(cfg)
 	if err != nil {
 		return err
 	}
@@ -106,7 +107,11 @@ func selectHosts(all []deploy.Host, only []string) ([]deploy.Host, error) {
 	}
 	for _, o := range only {
 		if want[o] {
-			return nil, usagef("--hosts: %q is not in the hosts file", o)
+			names := make([]string, len(all))
+			for i, h := range all {
+				names[i] = h.String()
+			}
+			return nil, usagef("--hosts: %q is not in the hosts file; its hosts are %s", o, strings.Join(names, ", "))
 		}
 	}
 	return out, nil

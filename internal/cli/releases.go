@@ -12,7 +12,7 @@ import (
 )
 
 func newReleasesCommand(c *common) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "releases",
 		Short: "per host: releases, their commits, which is current",
 		Example: `  pushdeploy releases
@@ -22,10 +22,16 @@ func newReleasesCommand(c *common) *cobra.Command {
 			return runReleases(cmd.Context(), c, cmd.OutOrStdout())
 		},
 	}
+	c.addHostsFlag(cmd, "list only")
+	return cmd
 }
 
 func runReleases(ctx context.Context, c *common, stdout io.Writer) error {
 	log, cfg, err := c.setup()
+	if err != nil {
+		return err
+	}
+	selected, err := c.selectedHosts(cfg)
 	if err != nil {
 		return err
 	}
@@ -35,7 +41,7 @@ func runReleases(ctx context.Context, c *common, stdout io.Writer) error {
 	}
 	defer closeKeys()
 
-	hosts, err := d.Releases(ctx, cfg.Hosts)
+	hosts, err := d.Releases(ctx, selected)
 	if err != nil {
 		return err
 	}

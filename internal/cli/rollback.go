@@ -28,7 +28,8 @@ folder name under releases/), restart, and record it in revisions.log.
 Every host is checked first: a host that lacks the target changes nothing.`,
 		Example: `  pushdeploy rollback
   pushdeploy rollback --to 20261125183400-1a2b3c4
-  pushdeploy rollback --dry-run`,
+  pushdeploy rollback --dry-run
+  pushdeploy rollback --hosts web2`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runRollback(cmd.Context(), c, f, cmd.OutOrStdout())
@@ -37,6 +38,7 @@ Every host is checked first: a host that lacks the target changes nothing.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.to, "to", "", "go back (or forward) to `RELEASE`, a folder name under releases/ (default: each host's release before current)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "log in, check the target on every host and print the plan; change nothing (not even the lock file)")
+	c.addHostsFlag(cmd, "roll back only")
 	return cmd
 }
 
@@ -51,6 +53,10 @@ func runRollback(ctx context.Context, c *common, f rollbackFlags, stdout io.Writ
 	if err != nil {
 		return err
 	}
+	hosts, err := c.selectedHosts(cfg)
+	if err != nil {
+		return err
+	}
 	d, closeKeys, err := newDeployer(cfg, log)
 	if err != nil {
 		return err
@@ -58,7 +64,7 @@ func runRollback(ctx context.Context, c *common, f rollbackFlags, stdout io.Writ
 	defer closeKeys()
 
 	if *dryRun {
-		targets, err := d.PlanRollback(ctx, cfg.Hosts, *to)
+		targets, err := d.PlanRollback(ctx, hosts, *to)
 		if targets != nil {
 			printRollbackPlan(stdout, *to, targets, d.RollbackSteps(), c.json)
 		}
@@ -75,7 +81,7 @@ func runRollback(ctx context.Context, c *common, f rollbackFlags, stdout io.Writ
 	}
 	defer done()
 	dep := deploy.NewDeployment(deploy.Request{Action: "rollback", Trigger: "cli", Actor: osUser(), Release: *to}, time.Now())
-	err = d.Rollback(ctx, dep, cfg.Hosts)
+	err = d.Rollback(ctx, dep, hosts)
 	printRollback(stdout, dep, c.json)
 	if err != nil {
 		return fmt.Errorf("rollback failed: %w", err)
