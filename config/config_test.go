@@ -548,6 +548,10 @@ func TestValidate(t *testing.T) {
 		{"repo url password shown blanked out", func(c *Config) { c.RepoURL = "ssh://deployer:s3cret@git.example.com/app.git" }, []string{
 			`DEPLOY_REPO_URL: "ssh://deployer:xxxxx@git.example.com/app.git": an SSH URL takes no password (ssh would log in as a user whose name has a ':'); the deploy key (DEPLOY_GIT_KEY) logs in`,
 		}},
+		{"relative local path in clone mode", func(c *Config) { c.RepoURL = "~/app.git" }, []string{
+			`DEPLOY_REPO_URL: "~/app.git" is a relative local path: the deployer reads it from its own folder (or home), but each host from its own; write an absolute path, or set DEPLOY_FETCH=push`,
+		}},
+		{"relative local path in push mode", func(c *Config) { c.RepoURL = "repos/app.git"; c.Fetch = "push" }, nil},
 		{"repo url with a control character", func(c *Config) { c.RepoURL = "https://deployer:s3cret@git.example.com/app.git\n" }, []string{
 			`DEPLOY_REPO_URL: "https://deployer:xxxxx@git.example.com/app.git\n": contains a control character`,
 		}},

@@ -49,7 +49,12 @@ func (v *validator) values() {
 	c := v.c
 	if c.RepoURL == "" {
 		v.add("%s", requiredProblem(mustVariable("DEPLOY_REPO_URL")))
-	} else if _, err := deploy.ParseRepoURL(c.RepoURL); err != nil {
+	} else if u, err := deploy.ParseRepoURL(c.RepoURL); err == nil {
+		if u.Transport == "file" && c.Fetch == "clone" && !path.IsAbs(u.Path) {
+			// git on a host runs in <root>/.repo, as the login user.
+			v.add("DEPLOY_REPO_URL: %q is a relative local path: the deployer reads it from its own folder (or home), but each host from its own; write an absolute path, or set DEPLOY_FETCH=push", u)
+		}
+	} else {
 		// Read as git reads it, by the same code that resolves it; the
 		// message shows no password.
 		var ue *deploy.RepoURLError
