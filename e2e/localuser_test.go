@@ -73,6 +73,9 @@ func TestEndToEndLocalUser(t *testing.T) {
 
 	e.vars["DEPLOY_LOCAL_USER"] = u.Name
 	sha := e.commit("1.0", map[string]string{".pushdeploy/before-switch": fmt.Sprintf(snoopHook, e.env.AdminKey, envFile)})
+	if r = e.pushdeploy("check", "--env-file", envFile); r.code != 0 {
+		t.Fatalf("check with DEPLOY_LOCAL_USER: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	r = e.pushdeploy("deploy", "--env-file", envFile)
 	if r.code != 0 {
 		t.Fatalf("deploy with DEPLOY_LOCAL_USER: exit %d\n%s", r.code, r.stderr)
