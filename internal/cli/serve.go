@@ -105,17 +105,18 @@ func runServe(ctx context.Context, c *common, grace *time.Duration, stdout, stde
 		return err
 	}
 
+	// Listen first: a port that is taken is the one error to report, before
+	// anything logs into the hosts. Requests that come in before the worker
+	// runs wait in its queue.
+	if err := srv.Open(cfg.Listen); err != nil {
+		return fmt.Errorf("DEPLOY_LISTEN: %w", err)
+	}
 	workerCtx, stopWorker := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWorker()
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- worker.Run(workerCtx) }()
 	defer seedHostMetrics(workerCtx, metered, worker, log)()
 
-	if err := srv.Open(cfg.Listen); err != nil {
-		stopWorker()
-		<-workerDone
-		return fmt.Errorf("DEPLOY_LISTEN: %w", err)
-	}
 	log.Info("serving", "listen", srv.Addr().String(), "branch", cfg.Branch, "hosts", len(cfg.Hosts), "api", cfg.APIToken != "")
 
 	<-ctx.Done()

@@ -350,3 +350,27 @@ func TestServeWarnings(t *testing.T) {
 		})
 	}
 }
+
+// TestServeCmdPortTaken: a second serve on a taken port reports only that,
+// before it logs into any host: no connect failure comes first.
+func TestServeCmdPortTaken(t *testing.T) {
+	c := newServeCmd(t)
+	t.Setenv("DEPLOY_WEBHOOK_INSECURE", "true")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	t.Setenv("DEPLOY_LISTEN", ln.Addr().String())
+	var stdout bytes.Buffer
+	stderr := &testhosts.Buffer{}
+	err = run(t.Context(), []string{"serve", "--json", "--env-file", c.envFile}, &stdout, stderr)
+	if err == nil || !strings.Contains(err.Error(), "DEPLOY_LISTEN: listen "+ln.Addr().String()) || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("serve on a taken port: %v", err)
+	}
+	for _, l := range logLines(t, stderr.String()) {
+		if l["level"] == "ERROR" || l["host"] != nil {
+			t.Errorf("serve on a taken port logged %v before its error", l)
+		}
+	}
+}
