@@ -179,10 +179,13 @@ func TestEndToEndServeMetricsAndNotifications(t *testing.T) {
 		t.Errorf("pushdeploy_webhooks_total{bitbucket-cloud,unauthorized}: %v, want 1", m)
 	}
 	for _, h := range e.env.Hosts {
-		m := series(fams, "pushdeploy_host_commit", map[string]string{"host": h.Name})
+		m := series(fams, "pushdeploy_host_commit_info", map[string]string{"host": h.Name})
 		if len(m) != 1 || labelOf(m[0], "commit") != sha || labelOf(m[0], "release") != release {
-			t.Errorf("pushdeploy_host_commit for %s: %v, want one series on %s %s", h.Name, m, sha, release)
+			t.Errorf("pushdeploy_host_commit_info for %s: %v, want one series on %s %s", h.Name, m, sha, release)
 		}
+	}
+	if m := series(fams, "pushdeploy_build_info", nil); len(m) != 1 || m[0].GetGauge().GetValue() != 1 || labelOf(m[0], "version") == "" || !strings.HasPrefix(labelOf(m[0], "goversion"), "go") {
+		t.Errorf("pushdeploy_build_info: %v, want one series with version and goversion", m)
 	}
 	for _, step := range []string{"connect", "lock", "venv", "pip", "switch", "restart"} {
 		m := series(fams, "pushdeploy_step_duration_seconds", map[string]string{"step": step, "status": "succeeded"})

@@ -102,7 +102,7 @@ func place(h *deploy.HostResult, rollback bool) placement {
 	return unchanged
 }
 
-// moveHosts updates pushdeploy_host_commit for the hosts d moved. A
+// moveHosts updates pushdeploy_host_commit_info for the hosts d moved. A
 // rollback whose hosts went to different releases records no single
 // commit: its hosts' series are removed (the commit is unknown) until the
 // next deployment or seed.

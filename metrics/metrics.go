@@ -53,14 +53,14 @@ type Collector struct {
 	hostCommitsKnown prometheus.Gauge
 
 	mu sync.Mutex
-	// hosts is the series of pushdeploy_host_commit each host has now.
+	// hosts is the series of pushdeploy_host_commit_info each host has now.
 	hosts map[string]hostCommit
 	// changed is when each host's series last changed through an event,
 	// so that a slow seed does not overwrite what a deployment since told.
 	changed map[string]time.Time
 }
 
-// hostCommit is the labels of one host's pushdeploy_host_commit series.
+// hostCommit is the labels of one host's pushdeploy_host_commit_info series.
 type hostCommit struct {
 	commit, release string
 }
@@ -99,7 +99,7 @@ func New() *Collector {
 			Help: "1 when the last deployment of each action that ran failed, 0 when it succeeded.",
 		}, []string{"action"}),
 		hostCommit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "pushdeploy_host_commit",
+			Name: "pushdeploy_host_commit_info",
 			Help: "The commit and release each host's current points at (always 1; one series per host).",
 		}, []string{"host", "commit", "release"}),
 		hostsDisagree: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -108,7 +108,7 @@ func New() *Collector {
 		}),
 		hostCommitsKnown: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pushdeploy_hosts_known",
-			Help: "Hosts whose current commit is known (and so have a pushdeploy_host_commit series).",
+			Help: "Hosts whose current commit is known (and so have a pushdeploy_host_commit_info series).",
 		}),
 	}
 	c.reg.MustRegister(
@@ -125,6 +125,19 @@ func New() *Collector {
 		}
 	}
 	return c
+}
+
+// BuildInfo adds pushdeploy_build_info: always 1, labelled with the
+// version and VCS revision the binary was built from and its Go version,
+// so that dashboards show which deployer runs. Call it once.
+func (c *Collector) BuildInfo(version, revision, goVersion string) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "pushdeploy_build_info",
+		Help:        "The pushdeploy that answers (always 1): its version, VCS revision and Go version.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": goVersion},
+	})
+	g.Set(1)
+	c.reg.MustRegister(g)
 }
 
 // WatchQueue adds pushdeploy_queue_length and

@@ -22,7 +22,7 @@ type fakeQueue struct{ h deploy.Health }
 
 func (q fakeQueue) Health() deploy.Health { return q.h }
 
-// hostCommits returns the pushdeploy_host_commit series as host -> commit
+// hostCommits returns the pushdeploy_host_commit_info series as host -> commit
 // release, read back from the registry.
 func hostCommits(t *testing.T, c *Collector) map[string]string {
 	t.Helper()
@@ -32,16 +32,16 @@ func hostCommits(t *testing.T, c *Collector) map[string]string {
 	}
 	out := map[string]string{}
 	for _, f := range fams {
-		if f.GetName() != "pushdeploy_host_commit" {
+		if f.GetName() != "pushdeploy_host_commit_info" {
 			continue
 		}
 		for _, m := range f.GetMetric() {
 			l := labels(m)
 			if _, dup := out[l["host"]]; dup {
-				t.Errorf("host %s has more than one pushdeploy_host_commit series", l["host"])
+				t.Errorf("host %s has more than one pushdeploy_host_commit_info series", l["host"])
 			}
 			if m.GetGauge().GetValue() != 1 {
-				t.Errorf("host %s: pushdeploy_host_commit is %v, want 1", l["host"], m.GetGauge().GetValue())
+				t.Errorf("host %s: pushdeploy_host_commit_info is %v, want 1", l["host"], m.GetGauge().GetValue())
 			}
 			out[l["host"]] = l["commit"] + " " + l["release"]
 		}
@@ -173,6 +173,7 @@ func TestScrape(t *testing.T) {
 	running := &deploy.Deployment{ID: "d-running", Status: deploy.StatusRunning}
 	c := New()
 	c.WatchQueue(fakeQueue{deploy.Health{QueueLength: 3, Running: running}})
+	c.BuildInfo("v1.4.0", "0123456789ab", "go1.26.8")
 	now := time.Now()
 	c.Observe(deploy.Event{Kind: deploy.EventStep, Status: deploy.StatusSucceeded, Host: "web1", Step: "pip", Duration: 4 * time.Second})
 	c.Observe(deploy.Event{Kind: deploy.EventDeployment, Status: deploy.StatusSucceeded, Time: now, Deployment: &deploy.Deployment{
@@ -233,8 +234,9 @@ func TestScrape(t *testing.T) {
 		{"pushdeploy_deployments_total", map[string]string{"action": "rollback", "status": "failed"}, 0},
 		{"pushdeploy_deployment_duration_seconds", map[string]string{"action": "deploy", "status": "succeeded"}, 1},
 		{"pushdeploy_step_duration_seconds", map[string]string{"step": "pip", "status": "succeeded"}, 1},
-		{"pushdeploy_host_commit", map[string]string{"host": "web1", "commit": strings.Repeat("a", 40), "release": "20261125203953-aaaaaaa"}, 1},
+		{"pushdeploy_host_commit_info", map[string]string{"host": "web1", "commit": strings.Repeat("a", 40), "release": "20261125203953-aaaaaaa"}, 1},
 		{"pushdeploy_hosts_disagree", nil, 0},
+		{"pushdeploy_build_info", map[string]string{"version": "v1.4.0", "revision": "0123456789ab", "goversion": "go1.26.8"}, 1},
 		{"pushdeploy_hosts_known", nil, 1},
 		{"pushdeploy_last_deployment_failed", map[string]string{"action": "deploy"}, 0},
 		{"pushdeploy_webhooks_total", map[string]string{"provider": "github", "outcome": "queued"}, 1},

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/pushdeploy/pushdeploy/config"
@@ -79,6 +81,9 @@ func runServe(ctx context.Context, c *common, grace *time.Duration, stdout, stde
 	observers = append(observers, hist.rec) // the history (history.db)
 	// The metrics (GET /metrics).
 	metered := metrics.New()
+	bi, _ := debug.ReadBuildInfo()
+	v, rev := buildVersion(version, bi)
+	metered.BuildInfo(v, rev, runtime.Version())
 	observers = append(observers, metered)
 	notifier, err := newNotifier(cfg, log)
 	if err != nil {

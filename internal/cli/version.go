@@ -20,22 +20,37 @@ func versionString() string {
 }
 
 func formatVersion(set string, bi *debug.BuildInfo) string {
-	v, rev := set, ""
+	v, rev := buildVersion(set, bi)
+	if rev != "" {
+		rev = " " + rev
+	}
+	return fmt.Sprintf("pushdeploy %s%s %s %s/%s", v, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// buildVersion is the version (set, else the module's, else "dev") and the
+// revision (12 hex digits, "+dirty" when the checkout was modified; empty
+// when the build recorded none).
+func buildVersion(set string, bi *debug.BuildInfo) (v, rev string) {
+	v = set
 	if bi != nil {
 		if v == "" {
 			v = bi.Main.Version
 		}
+		dirty := ""
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				rev = " " + s.Value[:12] + rev
+				rev = s.Value[:12]
 			}
 			if s.Key == "vcs.modified" && s.Value == "true" {
-				rev += "+dirty"
+				dirty = "+dirty"
 			}
+		}
+		if rev != "" {
+			rev += dirty
 		}
 	}
 	if v == "" || v == "(devel)" {
 		v = "dev"
 	}
-	return fmt.Sprintf("pushdeploy %s%s %s %s/%s", v, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return v, rev
 }

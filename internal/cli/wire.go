@@ -222,7 +222,7 @@ func notifyCLI(cfg *config.Config, log *slog.Logger, d *deploy.Deployer) (wait f
 }
 
 // seedHostMetrics reads every host's current release once, in the
-// background, so that pushdeploy_host_commit (and the hosts-disagree gauge)
+// background, so that pushdeploy_host_commit_info (and the hosts-disagree gauge)
 // exist before the first deployment. A host that cannot be read gets its
 // series from its next deployment. The returned func waits for the read,
 // which ends with ctx.
