@@ -26,7 +26,7 @@ func TestLayers(t *testing.T) {
 		{"modernc.org/sqlite", []string{"history"}},
 		{mod + "/config", []string{"internal/cli"}},
 		{mod + "/internal/cli", []string{"."}}, // the command line: only main calls it
-		{mod + "/internal/testhosts", []string{"demo", "bench/webhook", "bench/deploy"}},
+		{mod + "/internal/testhosts", []string{"demo", "bench/webhook", "bench/deploy", "internal/deploytest"}}, // and tests
 		{"github.com/chromedp/", nil}, // the browser test's only: see TestBrowserOnlyInTests
 	}
 	seen := 0
