@@ -2,6 +2,8 @@ package deploy
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 )
 
@@ -26,7 +28,9 @@ type Dialer interface {
 type Conn interface {
 	// Run runs cmd and waits for it. A command that exits non-zero returns
 	// an error with an ExitStatus() int method; when ctx ends first the
-	// remote command is stopped and ctx.Err() returned.
+	// remote command is stopped and ctx.Err() returned. When reading
+	// cmd.Stdin fails, the command is stopped and Run fails with that
+	// error, whatever the command did with the input it had (CopyStdin).
 	Run(ctx context.Context, cmd Command) error
 	Close() error
 }
@@ -36,4 +40,35 @@ type Conn interface {
 // (not in the repository, submodules). Safe for concurrent use.
 type Archiver interface {
 	Archive(ctx context.Context, commit string, w io.Writer) error
+}
+
+// CopyStdin feeds a command's input, for implementations of Conn: it
+// copies src into stdin and closes stdin at src's end. When reading src
+// fails it returns that error and leaves stdin open, for closing it would
+// show the command a clean end of its input (tar, for one, then exits 0
+// with part of an archive): the Conn must then stop the command and fail.
+// Writing to stdin may fail too, when the command exits without reading
+// all of it; that is no error here, the command's exit status tells.
+func CopyStdin(stdin io.WriteCloser, src io.Reader) error {
+	r := &readErr{r: src}
+	_, _ = io.Copy(stdin, r)
+	if r.err != nil {
+		return fmt.Errorf("the command's input: %w", r.err)
+	}
+	_ = stdin.Close() // fails only when the command has ended: its exit status tells
+	return nil
+}
+
+// readErr remembers the error of a failed read (io.EOF is none).
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		r.err = err
+	}
+	return n, err
 }

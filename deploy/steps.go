@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -129,12 +130,7 @@ func (r *hostRun) build(ctx context.Context) error {
 func (r *hostRun) files(ctx context.Context) error {
 	rel := r.dep.Release
 	if r.d.Archiver != nil {
-		return r.step(ctx, "upload", func(ctx context.Context, out io.Writer) error {
-			pr, pw := io.Pipe()
-			go func() { pw.CloseWithError(r.d.Archiver.Archive(ctx, rel.Commit, pw)) }()
-			defer pr.Close()
-			return r.run(ctx, out, Command{Args: script(unpackScript, r.root, r.dep.ReleaseName, ""), Stdin: pr})
-		})
+		return r.step(ctx, "upload", r.upload)
 	}
 	err := r.step(ctx, "fetch", func(ctx context.Context, out io.Writer) error {
 		return r.run(ctx, out, Command{
@@ -149,6 +145,34 @@ func (r *hostRun) files(ctx context.Context) error {
 	return r.step(ctx, "checkout", func(ctx context.Context, out io.Writer) error {
 		return r.run(ctx, out, Command{Args: script(unpackScript, r.root, r.dep.ReleaseName, rel.Commit)})
 	})
+}
+
+// upload streams the commit's files to the host (push mode): the
+// Archiver's tar stream, sealed with uploadMarker, into unpack.sh. The
+// Archiver's own error, when it failed, is the step's: it says why the
+// stream stopped (the host's side only knows that it did).
+func (r *hostRun) upload(ctx context.Context, out io.Writer) error {
+	pr, pw := io.Pipe()
+	sent := make(chan error, 1)
+	go func() {
+		err := sealedArchive(ctx, r.d.Archiver, r.dep.Release.Commit, pw)
+		pw.CloseWithError(err)
+		sent <- err
+	}()
+	err := r.run(ctx, out, Command{Args: script(unpackScript, r.root, r.dep.ReleaseName, ""), Stdin: pr})
+	pr.CloseWithError(errUploadStopped) // ends the Archiver if the host stopped reading early
+	serr := <-sent
+	switch {
+	case ctx.Err() != nil:
+		return err // the step's timeout or a cancellation: the step says which
+	case serr != nil && !errors.Is(serr, errUploadStopped):
+		return serr
+	case err != nil:
+		return err
+	case serr != nil:
+		return errors.New("unpack.sh ended before reading the whole upload")
+	}
+	return nil
 }
 
 // venv gives the release its venv: a link to one built before for the same

@@ -83,8 +83,12 @@ func TestCheckTree(t *testing.T) {
 			if err := os.Mkdir(filepath.Join(root, "releases"), 0o755); err != nil {
 				t.Fatal(err)
 			}
+			var upload bytes.Buffer
+			if err := sealUpload(&upload, bytes.NewReader(tarOf(t, tt.entries(outside)))); err != nil {
+				t.Fatal(err)
+			}
 			cmd := exec.Command("/bin/sh", "-c", unpackScript, "sh", root, rel, "")
-			cmd.Stdin = bytes.NewReader(tarOf(t, tt.entries(outside)))
+			cmd.Stdin = &upload
 			out, err := cmd.CombinedOutput()
 			if tt.want == "" {
 				if err != nil {

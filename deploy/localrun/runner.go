@@ -211,16 +211,26 @@ func (c *conn) Run(ctx context.Context, cmd deploy.Command) error {
 	if err := x.Start(); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
-	go func() {
-		if cmd.Stdin != nil {
-			_, _ = io.Copy(stdin, cmd.Stdin)
-		}
+	inputFailed := make(chan error, 1)
+	if cmd.Stdin == nil {
 		stdin.Close()
-	}()
+	} else {
+		go func() {
+			if err := deploy.CopyStdin(stdin, cmd.Stdin); err != nil {
+				inputFailed <- err
+				cancel() // the command saw part of its input: stop it, as for ctx
+			}
+		}()
+	}
 
 	err = x.Wait()
 	if t := termAt.Load(); t != 0 {
 		c.finish(x.Process.Pid, time.Unix(0, t).Add(c.killAfter))
+	}
+	select {
+	case err := <-inputFailed:
+		return err
+	default:
 	}
 	if ctx.Err() != nil {
 		if c.alive.Err() != nil {

@@ -1,6 +1,7 @@
 package localrun
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -10,9 +11,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
+	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
 
 var local = deploy.Host{Name: "local", Addr: "localhost", Local: true}
@@ -278,4 +281,25 @@ func alive(pid string) bool {
 	}
 	f := strings.Fields(string(data)[strings.LastIndexByte(string(data), ')')+1:])
 	return len(f) > 0 && f[0] != "Z"
+}
+
+// TestRunFailsWhenStdinFails: a command fed from a reader that fails fails
+// too, even when what it got looks complete to it (as sshrun's test of the
+// same name, with tar and an archive cut at an entry boundary).
+func TestRunFailsWhenStdinFails(t *testing.T) {
+	dir := t.TempDir()
+	c := dial(t, &Runner{Dir: dir})
+	boom := errors.New("the archive could not be read")
+	untar := []string{"sh", "-c", `mkdir -p "$1" && exec tar -x -C "$1"`, "sh", "unpacked"}
+	stdin := io.MultiReader(bytes.NewReader(testhosts.TarPrefix(t, "a.txt", "b.txt")), iotest.ErrReader(boom))
+	_, stderr, err := run(t, c, deploy.Command{Args: untar, Stdin: stdin})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Run: got %v (stderr %q), want the reader's error %v", err, stderr, boom)
+	}
+	if !strings.Contains(err.Error(), "input") {
+		t.Errorf("error %q does not say it was the command's input", err)
+	}
+	if _, stderr, err := run(t, c, deploy.Command{Args: untar, Stdin: bytes.NewReader(testhosts.TarPrefix(t, "a.txt", "b.txt"))}); err != nil {
+		t.Fatalf("the cut archive alone: %v (stderr %q); tar should take it", err, stderr)
+	}
 }

@@ -9,16 +9,16 @@ mkdir -- "releases/$2"
 
 # check_tree refuses a commit whose files would make the deploy write or
 # read outside the release (docs/deploy.md, "What the repository may not
-# contain"): a top-level venv, REVISION or REVISION.tmp, which the deploy
-# itself writes (a symlink there would carry the write elsewhere; a
-# committed REVISION would make a half-built release look complete), and a
-# requirements.txt that is a symlink leading out of the release (pip and
-# the venv key would read that file). The caller removes the release when
-# it fails.
+# contain"): a top-level venv, REVISION, REVISION.tmp or
+# .pushdeploy-upload, which the deploy itself writes (a symlink there
+# would carry the write elsewhere; a committed REVISION would make a
+# half-built release look complete), and a requirements.txt that is a
+# symlink leading out of the release (pip and the venv key would read that
+# file). The caller removes the release when it fails.
 check_tree() {
 	cd -- "releases/$2"
 	rel=$(pwd -P)
-	for p in venv REVISION REVISION.tmp; do
+	for p in venv REVISION REVISION.tmp .pushdeploy-upload; do
 		if [ -e "$p" ] || [ -L "$p" ]; then
 			echo "the repository has $p at its top level, which pushdeploy writes in each release: remove it from the repository (git rm -r --cached $p) and deploy again" >&2
 			exit 1
@@ -37,7 +37,29 @@ check_tree() {
 }
 
 if [ -z "$3" ]; then
+	# Push mode. The stream's last entry is the marker the deployer adds
+	# once it has sent every file (deploy.uploadMarker), holding how many
+	# paths the upload makes: a stream cut between two entries looks
+	# whole to tar, so only the marker shows that it is.
 	tar -x -C "releases/$2"
+	m="releases/$2/.pushdeploy-upload"
+	if [ ! -f "$m" ] || [ -L "$m" ]; then
+		echo "the upload ended before the last of its files: the release is incomplete" >&2
+		exit 1
+	fi
+	IFS= read -r want <"$m" || true
+	rm -f -- "$m"
+	got=$(cd -- "releases/$2" && find . ! -name . -exec printf '%.0sx' {} + | wc -c | tr -d ' ')
+	case "$want" in
+	'' | *[!0-9]*)
+		echo "the upload's end marker is unreadable: the release is incomplete" >&2
+		exit 1
+		;;
+	esac
+	if [ "$got" -ne "$want" ]; then
+		echo "the upload is incomplete: $got of its $want files, folders and links arrived" >&2
+		exit 1
+	fi
 	check_tree "$@"
 	exit 0
 fi

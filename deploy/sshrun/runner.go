@@ -251,23 +251,44 @@ func (c *conn) Run(ctx context.Context, cmd deploy.Command) error {
 	if err := sess.Start(cmd.String()); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	inputFailed := make(chan error, 1)
 	if cmd.Stdin == nil {
 		stdin.Close()
 	} else {
 		go func() {
-			_, _ = io.Copy(stdin, cmd.Stdin)
-			stdin.Close()
+			if err := deploy.CopyStdin(stdin, cmd.Stdin); err != nil {
+				inputFailed <- err
+				stop() // the command saw part of its input: stop it, as for ctx
+			}
 		}()
 	}
 	done := make(chan error, 1)
 	go func() { done <- sess.Wait() }()
 	select {
 	case err := <-done:
+		if err := failedInput(inputFailed); err != nil {
+			return err
+		}
 		return exitError(err)
 	case <-ctx.Done():
 		_ = sess.Signal(ssh.SIGTERM)
 		sess.Close()
+		if err := failedInput(inputFailed); err != nil {
+			return err
+		}
 		return ctx.Err()
+	}
+}
+
+// failedInput is the error of a command's input, when reading it failed.
+func failedInput(c <-chan error) error {
+	select {
+	case err := <-c:
+		return err
+	default:
+		return nil
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -370,5 +371,31 @@ func TestConnReused(t *testing.T) {
 	// Ten 0.3s commands one after the other would take 3s.
 	if d := time.Since(start); d > 2500*time.Millisecond {
 		t.Errorf("%d concurrent runs took %v: they did not run side by side", n, d)
+	}
+}
+
+// TestRunFailsWhenStdinFails: a command fed from a reader that fails fails
+// too, even when what it got looks complete to it. Here tar gets the first
+// entries of an archive, cut at an entry boundary (as a push-mode upload
+// whose Archiver failed part-way), and would exit 0.
+func TestRunFailsWhenStdinFails(t *testing.T) {
+	t.Parallel()
+	env := testhosts.New(t, testhosts.Options{Hosts: 1})
+	c := dial(t, newRunner(t, env, nil), env.Hosts[0])
+	boom := errors.New("the archive could not be read")
+	dir := "unpacked"
+	stdin := io.MultiReader(bytes.NewReader(testhosts.TarPrefix(t, "a.txt", "b.txt")), iotest.ErrReader(boom))
+	_, stderr, err := run(t, c, deploy.Command{Args: []string{"sh", "-c", `mkdir -p "$1" && exec tar -x -C "$1"`, "sh", dir}, Stdin: stdin})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Run: got %v (stderr %q), want the reader's error %v", err, stderr, boom)
+	}
+	if !strings.Contains(err.Error(), "input") {
+		t.Errorf("error %q does not say it was the command's input", err)
+	}
+	// The same stream without the failure is unpacked fine: tar alone
+	// cannot tell the two apart.
+	ok := bytes.NewReader(testhosts.TarPrefix(t, "a.txt", "b.txt"))
+	if _, stderr, err := run(t, c, deploy.Command{Args: []string{"sh", "-c", `mkdir -p "$1" && exec tar -x -C "$1"`, "sh", dir}, Stdin: ok}); err != nil {
+		t.Fatalf("the cut archive alone: %v (stderr %q); tar should take it", err, stderr)
 	}
 }

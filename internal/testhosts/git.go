@@ -296,8 +296,16 @@ func (e *Env) commitAndPushTo(ctx context.Context, bare, msg string) (string, er
 	if msg == "" {
 		msg = "testhosts commit"
 	}
+	if _, err := run(ctx, e.gitEnv, e.workDir, "git", "add", "-A"); err != nil {
+		return "", err
+	}
+	return e.commitIndexAndPush(ctx, bare, msg)
+}
+
+// commitIndexAndPush commits what git's index holds, pushes it to the bare
+// repository bare and returns the sha. Called with gitMu held.
+func (e *Env) commitIndexAndPush(ctx context.Context, bare, msg string) (string, error) {
 	steps := [][]string{
-		{"add", "-A"},
 		{"commit", "-q", "--allow-empty", "-m", msg},
 		{"push", "-q", "--force", bare, "HEAD:refs/heads/release"},
 	}
