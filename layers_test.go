@@ -25,9 +25,9 @@ func TestLayers(t *testing.T) {
 		{"github.com/kelseyhightower/envconfig", []string{"config"}},
 		{"modernc.org/sqlite", []string{"history"}},
 		{mod + "/config", []string{"internal/cli"}},
-		{mod + "/internal/cli", []string{"."}}, // the command line: only main calls it
+		{mod + "/internal/cli", []string{"."}},                                                                  // the command line: only main calls it
 		{mod + "/internal/testhosts", []string{"demo", "bench/webhook", "bench/deploy", "internal/deploytest"}}, // and tests
-		{"github.com/chromedp/", nil}, // the browser test's only: see TestBrowserOnlyInTests
+		{"github.com/chromedp/", nil},                                                                           // the browser test's only: see TestBrowserOnlyInTests
 	}
 	seen := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
