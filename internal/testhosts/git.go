@@ -48,7 +48,7 @@ func (e *Env) startGit(ctx context.Context, port22 bool) error {
 	if err != nil {
 		return fmt.Errorf("git server: %w", err)
 	}
-	auth := fmt.Sprintf("restrict,command=%q %s", script, deploy)
+	auth := e.deployKeyLine(deploy)
 	addr := e.subnet.addr(gitHostByte)
 	// GIT_PROTOCOL lets clients use protocol v2.
 	extra := "AcceptEnv GIT_PROTOCOL"
