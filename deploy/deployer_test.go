@@ -55,7 +55,7 @@ func (c *shellConn) Run(ctx context.Context, cmd Command) error {
 	err = x.Wait()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return exitStatus(ee.ExitCode())
+		return &ExitError{Status: ee.ExitCode()}
 	}
 	return err
 }
@@ -68,11 +68,6 @@ func orDiscard(w io.Writer) io.Writer {
 }
 
 func (c *shellConn) Close() error { return nil }
-
-type exitStatus int
-
-func (e exitStatus) Error() string   { return "exit status " + itoa(int(e)) }
-func (e exitStatus) ExitStatus() int { return int(e) }
 
 func itoa(i int) string { return strconv.Itoa(i) }
 

@@ -79,8 +79,7 @@ func (r *hostRun) step(ctx context.Context, name string, fn func(context.Context
 		}
 		cancel()
 	}
-	var exit interface{ ExitStatus() int }
-	if errors.As(err, &exit) && exit.ExitStatus() == 124 {
+	if status, ok := exitStatus(err); ok && status == 124 {
 		// coreutils timeout on the host ended it.
 		err = fmt.Errorf("timed out after %s (DEPLOY_STEP_TIMEOUT)", r.d.StepTimeout)
 	}
@@ -190,8 +189,7 @@ func (r *hostRun) lock(ctx context.Context) (func(), error) {
 		case err := <-errc:
 			hold.Close()
 			cancel()
-			var exit interface{ ExitStatus() int }
-			if errors.As(err, &exit) && exit.ExitStatus() == 75 {
+			if status, ok := exitStatus(err); ok && status == 75 {
 				return fmt.Errorf("%w: %s; gave up after %s (DEPLOY_LOCK_TIMEOUT)", ErrBusy, busyReason(stderr.String()), wait)
 			}
 			if err == nil {

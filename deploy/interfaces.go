@@ -26,8 +26,8 @@ type Dialer interface {
 // Run may be called concurrently (the host lock is held by one long command
 // while the steps run beside it).
 type Conn interface {
-	// Run runs cmd and waits for it. A command that exits non-zero returns
-	// an error with an ExitStatus() int method; when ctx ends first the
+	// Run runs cmd and waits for it. A command that exits non-zero or is
+	// killed by a signal returns a *ExitError; when ctx ends first the
 	// remote command is stopped and ctx.Err() returned. When reading
 	// cmd.Stdin fails, the command is stopped and Run fails with that
 	// error, whatever the command did with the input it had (CopyStdin).

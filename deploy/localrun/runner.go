@@ -153,7 +153,7 @@ var errClosed = errors.New("local: connection closed")
 // Run runs cmd.String() with the shell, in its own process group. When ctx
 // ends (or the connection is closed) first, the group is sent SIGTERM,
 // then SIGKILL after KillAfter if anything of it is left, and ctx.Err() is
-// returned once the group is gone. A non-zero exit is an *ExitError.
+// returned once the group is gone. A non-zero exit is a *deploy.ExitError.
 func (c *conn) Run(ctx context.Context, cmd deploy.Command) error {
 	if c.alive.Err() != nil {
 		return errClosed

@@ -85,20 +85,20 @@ func TestRunStartsInHomeQuotedLikeSSH(t *testing.T) {
 func TestRunExitStatus(t *testing.T) {
 	c := dial(t, &Runner{Dir: t.TempDir()})
 	_, stderr, err := run(t, c, deploy.Command{Args: []string{"sh", "-c", "echo failing >&2; exit 3"}})
-	var exit interface{ ExitStatus() int }
-	if !errors.As(err, &exit) || exit.ExitStatus() != 3 || err.Error() != "exit status 3" {
+	var exit *deploy.ExitError
+	if !errors.As(err, &exit) || exit.Status != 3 || err.Error() != "exit status 3" {
 		t.Fatalf("got %v, want exit status 3", err)
 	}
 	if stderr != "failing\n" {
 		t.Errorf("stderr %q", stderr)
 	}
 	_, _, err = run(t, c, deploy.Command{Args: []string{"sh", "-c", "kill -KILL $$"}})
-	if !errors.As(err, &exit) || exit.ExitStatus() != -1 || err.Error() != "killed by signal KILL" {
+	if !errors.As(err, &exit) || exit.Status != -1 || exit.Signal != "KILL" || err.Error() != "killed by signal KILL" {
 		t.Errorf("got %v, want killed by signal KILL", err)
 	}
 	// The host-side timeout renders as coreutils timeout: 124.
 	_, _, err = run(t, c, deploy.Command{Timeout: time.Second, Args: []string{"sleep", "5"}})
-	if !errors.As(err, &exit) || exit.ExitStatus() != 124 {
+	if !errors.As(err, &exit) || exit.Status != 124 {
 		t.Errorf("got %v, want exit status 124 from timeout", err)
 	}
 }

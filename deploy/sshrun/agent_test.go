@@ -72,7 +72,7 @@ func TestAgentForwarding(t *testing.T) {
 
 	t.Run("the host cannot change the agent", func(t *testing.T) {
 		_, _, err := run(t, c, deploy.Command{Args: []string{"ssh-add", "-D"}, ForwardAgent: true})
-		var ee *ExitError
+		var ee *deploy.ExitError
 		if !errors.As(err, &ee) {
 			t.Fatalf("ssh-add -D: got %v, want a refusal", err)
 		}
@@ -86,7 +86,7 @@ func TestAgentForwarding(t *testing.T) {
 	// but nothing is lent to a command that did not ask.
 	t.Run("nothing lent after the lending command ended", func(t *testing.T) {
 		stdout, _, err := run(t, c, deploy.Command{Args: []string{"ssh-add", "-l"}})
-		var ee *ExitError
+		var ee *deploy.ExitError
 		if !errors.As(err, &ee) || strings.Contains(stdout, deployFP) {
 			t.Errorf("ssh-add -l without ForwardAgent: got %q, %v; want no identities", stdout, err)
 		}
@@ -117,7 +117,7 @@ func TestAgentForwarding(t *testing.T) {
 
 	t.Run("without ForwardAgent the git server refuses", func(t *testing.T) {
 		_, stderr, err := run(t, c, lsRemote)
-		var ee *ExitError
+		var ee *deploy.ExitError
 		if !errors.As(err, &ee) {
 			t.Fatalf("git ls-remote: got %v, want it to fail", err)
 		}

@@ -171,7 +171,7 @@ func TestRunHostStopped(t *testing.T) {
 	if r.err == nil {
 		t.Fatal("Run: got success, want an error")
 	}
-	var ee *ExitError
+	var ee *deploy.ExitError
 	if errors.As(r.err, &ee) {
 		t.Errorf("Run: got %v, an exit status; want a lost connection", r.err)
 	}

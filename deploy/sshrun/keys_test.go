@@ -206,7 +206,7 @@ func TestClose(t *testing.T) {
 		t.Errorf("Run on a connection made before Close: %v", err)
 	}
 	stdout, _, err := run(t, c, deploy.Command{Args: []string{"ssh-add", "-l"}, ForwardAgent: true})
-	var ee *ExitError
+	var ee *deploy.ExitError
 	if !errors.As(err, &ee) || strings.Contains(stdout, fingerprint(t, env.GitKey)) {
 		t.Errorf("ssh-add -l after Close: got %q, %v; want no identities", stdout, err)
 	}

@@ -328,29 +328,15 @@ func orDiscard(w io.Writer) io.Writer {
 	return w
 }
 
-// ExitError is a remote command that ended unsuccessfully.
-type ExitError struct {
-	Status int    // exit status; -1 when killed by a signal
-	Signal string // the signal's name, when killed by one
-}
-
-func (e *ExitError) Error() string {
-	if e.Signal != "" {
-		return "killed by signal " + e.Signal
-	}
-	return fmt.Sprintf("exit status %d", e.Status)
-}
-
-// ExitStatus returns the remote exit status (deploy checks for it).
-func (e *ExitError) ExitStatus() int { return e.Status }
-
+// exitError turns the *ssh.ExitError in err into a *deploy.ExitError, and
+// a connection that ended under the command into an error that says so.
 func exitError(err error) error {
 	var ee *ssh.ExitError
 	if errors.As(err, &ee) {
 		if ee.Signal() != "" {
-			return &ExitError{Status: -1, Signal: ee.Signal()}
+			return &deploy.ExitError{Status: -1, Signal: ee.Signal()}
 		}
-		return &ExitError{Status: ee.ExitStatus()}
+		return &deploy.ExitError{Status: ee.ExitStatus()}
 	}
 	var missing *ssh.ExitMissingError
 	if errors.As(err, &missing) {

@@ -105,14 +105,12 @@ func checkExit(t *testing.T, err error, wantStatus int, wantMsg string) {
 		}
 		return
 	}
-	var ee *ExitError
+	var ee *deploy.ExitError
 	if !errors.As(err, &ee) {
-		t.Fatalf("Run: got error %v (%T), want *ExitError", err, err)
+		t.Fatalf("Run: got error %v (%T), want *deploy.ExitError", err, err)
 	}
-	// deploy decides with this interface, not with the concrete type.
-	var st interface{ ExitStatus() int }
-	if !errors.As(err, &st) || st.ExitStatus() != wantStatus {
-		t.Errorf("ExitStatus(): got %v, want %d", err, wantStatus)
+	if ee.Status != wantStatus {
+		t.Errorf("Status: got %d (%v), want %d", ee.Status, err, wantStatus)
 	}
 	if got := err.Error(); got != wantMsg {
 		t.Errorf("error: got %q, want %q", got, wantMsg)
