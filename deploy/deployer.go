@@ -186,7 +186,7 @@ func (d *Deployer) resolve(ctx context.Context, log *slog.Logger, p Push) (Relea
 	defer cancel()
 	rel, err := d.Resolver.Resolve(ctx, p)
 	if err != nil {
-		log.Error("resolve failed", "step", "resolve", "duration", time.Since(start), "error", err)
+		log.Error("resolve failed", "step", StepResolve, "duration", time.Since(start), "error", err)
 		return Release{}, fmt.Errorf("resolve: %w", err)
 	}
 	// The resolver is trusted to check, but the commit goes into remote
@@ -197,7 +197,7 @@ func (d *Deployer) resolve(ctx context.Context, log *slog.Logger, p Push) (Relea
 	if err := ValidBranch(rel.Branch); err != nil {
 		return Release{}, fmt.Errorf("resolve: %w", err)
 	}
-	log.Info("resolved", "step", "resolve", "duration", time.Since(start), "commit", rel.Commit)
+	log.Info("resolved", "step", StepResolve, "duration", time.Since(start), "commit", rel.Commit)
 	return rel, nil
 }
 

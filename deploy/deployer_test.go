@@ -219,11 +219,7 @@ func TestDeploySwitchesEveryHost(t *testing.T) {
 			t.Errorf("%s: revisions.log %q", h.Name, log)
 		}
 	}
-	var steps []string
-	for _, s := range dep.Hosts[0].Steps {
-		steps = append(steps, s.Name)
-	}
-	if got, want := strings.Join(steps, " "), "connect lock prepare fetch checkout venv pip before-switch switch restart after-switch"; got != want {
+	if got, want := stepNames(dep.Hosts[0]), "connect lock prepare fetch checkout venv pip before-switch switch restart after-switch"; got != want {
 		t.Errorf("steps %q, want %q", got, want)
 	}
 }

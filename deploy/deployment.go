@@ -30,13 +30,13 @@ const (
 // Request asks for a deployment: from the command line, the API or a
 // forge's webhook.
 type Request struct {
-	// Action is "deploy" (the default when empty) or "rollback".
-	Action string
+	// Action is ActionDeploy (the default when empty) or ActionRollback.
+	Action Action
 	// Release is, for a rollback, the release to go back to; empty means
 	// each host's release before its current one.
 	Release string
-	// Trigger is "cli", "api" or "webhook".
-	Trigger string
+	// Trigger says who asked.
+	Trigger Trigger
 	// Provider, DeliveryID and Actor describe a webhook delivery (or, for
 	// the API, who asked), for the record.
 	Provider   string
@@ -56,7 +56,7 @@ type Request struct {
 // running deployment only through Snapshot.
 type Deployment struct {
 	ID          string
-	Action      string // "deploy" or "rollback"
+	Action      Action
 	Request     Request
 	Release     Release
 	ReleaseName string
@@ -80,7 +80,7 @@ type Deployment struct {
 func NewDeployment(req Request, now time.Time) *Deployment {
 	action := req.Action
 	if action == "" {
-		action = "deploy"
+		action = ActionDeploy
 	}
 	return &Deployment{ID: newID(now), Action: action, Request: req, Queued: now, Status: StatusQueued}
 }
@@ -145,7 +145,7 @@ type HostResult struct {
 
 // StepResult is one step on one host.
 type StepResult struct {
-	Name     string
+	Name     Step
 	Status   Status
 	Started  time.Time
 	Duration time.Duration
@@ -162,7 +162,7 @@ var ErrStopped = errors.New("stopped: the deployer is shutting down")
 // the step, the error and the failing command's own output.
 type StepError struct {
 	Host   string
-	Step   string
+	Step   Step
 	Err    error
 	Output string // tail of the command's output
 }

@@ -30,7 +30,7 @@ type Event struct {
 	DeploymentID string
 	Status       Status // of the deployment, host or step
 	Host         string
-	Step         string
+	Step         Step
 	// Duration of a step that ended.
 	Duration time.Duration
 	// Line is an output line (EventOutput).
@@ -185,7 +185,7 @@ func (d *Deployment) deliver(evs []Event) {
 }
 
 // outputLine tells observers one line of a step's output.
-func (d *Deployment) outputLine(host, step, line string) {
+func (d *Deployment) outputLine(host string, step Step, line string) {
 	d.emitMu.Lock()
 	defer d.emitMu.Unlock()
 	d.mu.Lock()
@@ -206,10 +206,11 @@ const maxLine = 4 << 10
 // deployment's observers. A line cut by the end of a write waits for the
 // next write; flush tells what remains.
 type lineWriter struct {
-	dep        *Deployment
-	host, step string
-	mu         sync.Mutex
-	buf        []byte
+	dep  *Deployment
+	host string
+	step Step
+	mu   sync.Mutex
+	buf  []byte
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {

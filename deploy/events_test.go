@@ -52,7 +52,10 @@ func TestEventsTellEveryStepInOrder(t *testing.T) {
 			if len(evs) == 0 {
 				t.Fatal("no events")
 			}
-			type key struct{ host, step string }
+			type key struct {
+				host string
+				step Step
+			}
 			running := map[key]bool{}
 			ended := map[key]int{}
 			hostEnd := map[string]Status{}

@@ -32,7 +32,7 @@ func (r *hostRun) checkHealth(ctx context.Context) error {
 		timeout = 60 * time.Second
 	}
 	url := r.d.healthURL(r.res.Host)
-	return r.step(ctx, "health", func(ctx context.Context, out io.Writer) error {
+	return r.step(ctx, StepHealth, func(ctx context.Context, out io.Writer) error {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		client := r.d.HTTPClient

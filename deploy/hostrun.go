@@ -34,11 +34,14 @@ type hostRun struct {
 	unlock func()
 }
 
-func (r *hostRun) relDir() string { return r.root + "/releases/" + r.dep.ReleaseName }
+func (r *hostRun) relDir() string { return r.releaseDir(r.dep.ReleaseName) }
+
+// releaseDir is the folder of the release named name on the host.
+func (r *hostRun) releaseDir(name string) string { return r.root + "/releases/" + name }
 
 // connect logs in to the host; the connection serves every later step.
 func (r *hostRun) connect(ctx context.Context) error {
-	err := r.step(ctx, "connect", func(ctx context.Context, _ io.Writer) error {
+	err := r.step(ctx, StepConnect, func(ctx context.Context, _ io.Writer) error {
 		c, err := r.d.Dialer.Dial(ctx, r.res.Host)
 		r.conn = c
 		return err
@@ -51,7 +54,7 @@ func (r *hostRun) connect(ctx context.Context) error {
 
 // step runs fn as the named step: bounded by StepTimeout, timed, logged,
 // recorded, and its failure turned into a *StepError with the output tail.
-func (r *hostRun) step(ctx context.Context, name string, fn func(context.Context, io.Writer) error) error {
+func (r *hostRun) step(ctx context.Context, name Step, fn func(context.Context, io.Writer) error) error {
 	start := r.d.now()
 	out := newTail(4 << 10)
 	var i int
@@ -108,18 +111,18 @@ func (r *hostRun) step(ctx context.Context, name string, fn func(context.Context
 // the app's own report, and the health check's attempts show how long the
 // app took to come up. Other steps' output (pip's, say) is kept with the
 // step and logged when it fails.
-var reportSteps = map[string]bool{"before-switch": true, "after-switch": true, "health": true}
+var reportSteps = map[Step]bool{StepBeforeSwitch: true, StepAfterSwitch: true, StepHealth: true}
 
 // noHook is what hook.sh says when the release has no such hook: kept
 // with the step, not worth a line per host in the progress.
-func noHook(step string) string { return "no .pushdeploy/" + step + " in this release" }
+func noHook(step Step) string { return "no .pushdeploy/" + string(step) + " in this release" }
 
 // beforeSwitch are the steps a stopping deployment does not start: before
 // the switch, stopping leaves the host as it was. Once current has moved,
 // the restart (or the revert) always runs.
-var beforeSwitch = map[string]bool{
-	"connect": true, "lock": true, "prepare": true, "fetch": true, "upload": true, "checkout": true, "venv": true, "pip": true,
-	"shared": true, "before-switch": true,
+var beforeSwitch = map[Step]bool{
+	StepConnect: true, StepLock: true, StepPrepare: true, StepFetch: true, StepUpload: true, StepCheckout: true, StepVenv: true, StepPip: true,
+	StepShared: true, StepBeforeSwitch: true,
 }
 
 // run runs cmd on the host with the step's output writer and the step
@@ -151,7 +154,7 @@ func knownHosts(rel Release) string {
 // lock takes the host lock; the returned func releases it.
 func (r *hostRun) lock(ctx context.Context) (func(), error) {
 	var unlock func()
-	err := r.step(ctx, "lock", func(sctx context.Context, out io.Writer) error {
+	err := r.step(ctx, StepLock, func(sctx context.Context, out io.Writer) error {
 		wait := r.d.LockTimeout
 		if wait <= 0 {
 			wait = 2 * time.Minute

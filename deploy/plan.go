@@ -84,7 +84,7 @@ func (d *Deployer) Plan(ctx context.Context, hosts []Host, p Push) (*Plan, error
 	forEachHost(hosts, maxDials, func(i int, h Host) {
 		start := time.Now()
 		plan.Hosts[i] = d.planHost(ctx, h, rel, p.Commit != "", plan.ReleaseName)
-		log.Info("step done", "host", h.String(), "step", "dry-run", "duration", time.Since(start))
+		log.Info("step done", "host", h.String(), "step", StepDryRun, "duration", time.Since(start))
 	})
 	var failing []string
 	for _, hp := range plan.Hosts {
@@ -170,40 +170,40 @@ func (d *Deployer) gitAccess(ctx context.Context, c Conn, rel Release, pinned bo
 // deploySteps are the steps Deploy runs on each host, in order, as
 // recorded in its results (the hook steps always run; they do nothing when
 // the release has no hook).
-func (d *Deployer) deploySteps() []string {
-	steps := []string{"lock", "prepare", "fetch", "checkout", "venv", "pip"}
+func (d *Deployer) deploySteps() []Step {
+	steps := []Step{StepLock, StepPrepare, StepFetch, StepCheckout, StepVenv, StepPip}
 	if d.Archiver != nil {
-		steps = []string{"lock", "prepare", "upload", "venv", "pip"}
+		steps = []Step{StepLock, StepPrepare, StepUpload, StepVenv, StepPip}
 	}
 	if len(d.SharedPaths) > 0 {
-		steps = append(steps, "shared")
+		steps = append(steps, StepShared)
 	}
-	steps = append(steps, "before-switch", "switch")
+	steps = append(steps, StepBeforeSwitch, StepSwitch)
 	if d.RestartCmd != "" {
-		steps = append(steps, "restart")
+		steps = append(steps, StepRestart)
 	}
 	if d.HealthURL != "" {
-		steps = append(steps, "health")
+		steps = append(steps, StepHealth)
 	}
-	steps = append(steps, "after-switch")
+	steps = append(steps, StepAfterSwitch)
 	if d.KeepReleases > 0 {
-		steps = append(steps, "retention")
+		steps = append(steps, StepRetention)
 	}
 	return steps
 }
 
 // plannedSteps are deploySteps as a plan shows them.
 func (d *Deployer) plannedSteps() []string {
-	steps := d.deploySteps()
-	for i, s := range steps {
-		switch s {
-		case "before-switch", "after-switch":
-			steps[i] = s + " (if the release has .pushdeploy/" + s + ")"
-		case "pip":
-			if d.VenvReuse {
-				steps[i] = "pip (skipped when an earlier release has the same requirements.txt: its venv is reused)"
-			}
+	var steps []string
+	for _, s := range d.deploySteps() {
+		text := string(s)
+		switch {
+		case s == StepBeforeSwitch || s == StepAfterSwitch:
+			text += " (if the release has .pushdeploy/" + string(s) + ")"
+		case s == StepPip && d.VenvReuse:
+			text += " (skipped when an earlier release has the same requirements.txt: its venv is reused)"
 		}
+		steps = append(steps, text)
 	}
 	return steps
 }

@@ -145,9 +145,9 @@ func TestPlanStepsAreTheDeploysSteps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
+	var got []Step
 	for _, s := range dep.Hosts[0].Steps {
-		if s.Name != "connect" {
+		if s.Name != StepConnect {
 			got = append(got, s.Name)
 		}
 	}

@@ -132,13 +132,13 @@ func (d *Deployer) PlanRollback(ctx context.Context, hosts []Host, to string) ([
 
 // RollbackSteps are the steps a rollback runs on each host after the
 // checks, for plans.
-func (d *Deployer) RollbackSteps() []string {
-	steps := []string{"switch"}
+func (d *Deployer) RollbackSteps() []Step {
+	steps := []Step{StepSwitch}
 	if d.RestartCmd != "" {
-		steps = append(steps, "restart")
+		steps = append(steps, StepRestart)
 	}
 	if d.HealthURL != "" {
-		steps = append(steps, "health")
+		steps = append(steps, StepHealth)
 	}
 	return steps
 }
@@ -167,7 +167,7 @@ func (d *Deployer) Rollback(ctx context.Context, dep *Deployment, hosts []Host) 
 		return d.finish(log, dep, err)
 	}
 	dep.update(func() {
-		dep.Action, dep.Started, dep.Status = "rollback", d.now(), StatusRunning
+		dep.Action, dep.Started, dep.Status = ActionRollback, d.now(), StatusRunning
 		dep.Release, dep.ReleaseName = Release{Branch: d.branch()}, to
 		dep.Hosts = nil
 		for _, h := range hosts {
@@ -242,7 +242,7 @@ func verifyAll(ctx context.Context, runs []*hostRun, to string) ([]RollbackTarge
 // verify is the host's "verify" step: read its releases, pick the target.
 func (r *hostRun) verify(ctx context.Context, to string) RollbackTarget {
 	t := RollbackTarget{Host: r.res.Host}
-	err := r.step(ctx, "verify", func(ctx context.Context, out io.Writer) error {
+	err := r.step(ctx, StepVerify, func(ctx context.Context, out io.Writer) error {
 		hr, err := r.d.readReleases(ctx, r.conn, out)
 		if err != nil {
 			return err
@@ -260,7 +260,7 @@ func (r *hostRun) verify(ctx context.Context, to string) RollbackTarget {
 		r.dep.update(func() { r.res.Status = StatusFailed })
 		return t
 	}
-	r.log.Info("rollback target", "step", "verify", "from", t.From.Name, "to", t.To.Name, "commit", t.To.Commit)
+	r.log.Info("rollback target", "step", StepVerify, "from", t.From.Name, "to", t.To.Name, "commit", t.To.Commit)
 	return t
 }
 
@@ -326,15 +326,15 @@ func (r *hostRun) rollback(ctx context.Context, t RollbackTarget) (moved bool, e
 		}
 	})
 	if t.From.Name == t.To.Name {
-		r.log.Info("already on the target release: left alone", "step", "switch", "release", t.To.Name)
+		r.log.Info("already on the target release: left alone", "step", StepSwitch, "release", t.To.Name)
 		return false, nil
 	}
-	if err := r.switchTo(ctx, "switch", t.To); err != nil {
+	if err := r.switchTo(ctx, StepSwitch, t.To); err != nil {
 		// The switch may have happened before a later command failed.
 		r.putBack(ctx, t)
 		return false, err
 	}
-	if err := r.restartRelease(ctx, "restart", t.To); err != nil {
+	if err := r.restartIn(ctx, StepRestart, r.releaseDir(t.To.Name), t.To.Commit); err != nil {
 		r.putBack(ctx, t)
 		return false, err
 	}
@@ -347,25 +347,9 @@ func (r *hostRun) rollback(ctx context.Context, t RollbackTarget) (moved bool, e
 
 // switchTo points current at rel (atomically) and logs it in
 // revisions.log as a rollback.
-func (r *hostRun) switchTo(ctx context.Context, step string, rel ReleaseInfo) error {
+func (r *hostRun) switchTo(ctx context.Context, step Step, rel ReleaseInfo) error {
 	return r.step(ctx, step, func(ctx context.Context, out io.Writer) error {
 		return r.run(ctx, out, Command{Args: r.switchArgs(switchRollback, rel.Name, rel.Commit, "")})
-	})
-}
-
-// restartRelease runs the restart command for rel (in its folder, with its
-// RELEASE_DIR and COMMIT).
-func (r *hostRun) restartRelease(ctx context.Context, step string, rel ReleaseInfo) error {
-	if r.d.RestartCmd == "" {
-		return nil
-	}
-	dir := r.root + "/releases/" + rel.Name
-	return r.step(ctx, step, func(ctx context.Context, out io.Writer) error {
-		return r.run(ctx, out, Command{
-			Dir:  dir,
-			Env:  r.restartEnv(dir, rel.Commit),
-			Args: []string{"sh", "-c", r.d.RestartCmd},
-		})
 	})
 }
 
@@ -376,9 +360,9 @@ func (r *hostRun) putBack(ctx context.Context, t RollbackTarget) bool {
 	ctx, cancel := cleanupCtx(ctx)
 	defer cancel()
 	r.log.Warn("putting the host back on its release", "release", t.From.Name)
-	if r.switchTo(ctx, "revert", t.From) != nil {
+	if r.switchTo(ctx, StepRevert, t.From) != nil {
 		return false
 	}
-	_ = r.restartRelease(ctx, "restart-previous", t.From)
+	_ = r.restartIn(ctx, StepRestartPrevious, r.releaseDir(t.From.Name), t.From.Commit)
 	return true
 }

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -50,7 +51,7 @@ func (r *rig) lastLogLine(host string) []string {
 func stepNames(h *HostResult) string {
 	var names []string
 	for _, s := range h.Steps {
-		names = append(names, s.Name)
+		names = append(names, string(s.Name))
 	}
 	return strings.Join(names, " ")
 }
@@ -382,7 +383,7 @@ func TestPlanRollbackChangesNothing(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(r.dialer.homes["web2"], "app", ".pushdeploy.lock")); !os.IsNotExist(err) {
 		t.Errorf("a dry run made the lock file: %v", err)
 	}
-	if got := r.d.RollbackSteps(); strings.Join(got, " ") != "switch restart" {
+	if got := r.d.RollbackSteps(); !slices.Equal(got, []Step{StepSwitch, StepRestart}) {
 		t.Errorf("steps %v", got)
 	}
 }

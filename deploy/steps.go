@@ -68,7 +68,7 @@ func (r *hostRun) activate(ctx context.Context) error {
 		err = r.checkHealth(ctx)
 	}
 	if err == nil {
-		err = r.hook(ctx, "after-switch")
+		err = r.hook(ctx, StepAfterSwitch)
 	}
 	if err != nil {
 		r.setStatus(StatusFailed)
@@ -85,7 +85,7 @@ func (r *hostRun) release() {
 }
 
 func (r *hostRun) prepare(ctx context.Context) error {
-	return r.step(ctx, "prepare", func(ctx context.Context, out io.Writer) error {
+	return r.step(ctx, StepPrepare, func(ctx context.Context, out io.Writer) error {
 		var stdout strings.Builder
 		err := r.run(ctx, out, Command{
 			Args:   script(prepareScript, r.d.Root, r.dep.ReleaseName, r.d.Python, r.d.hostTools()),
@@ -117,22 +117,22 @@ func (r *hostRun) build(ctx context.Context) error {
 		return err
 	}
 	if len(r.d.SharedPaths) > 0 {
-		if err := r.step(ctx, "shared", func(ctx context.Context, out io.Writer) error {
+		if err := r.step(ctx, StepShared, func(ctx context.Context, out io.Writer) error {
 			return r.run(ctx, out, Command{Args: script(sharedScript, append([]string{r.root, r.dep.ReleaseName}, r.d.SharedPaths...)...)})
 		}); err != nil {
 			return err
 		}
 	}
-	return r.hook(ctx, "before-switch")
+	return r.hook(ctx, StepBeforeSwitch)
 }
 
 // files puts the commit's files into the release folder.
 func (r *hostRun) files(ctx context.Context) error {
 	rel := r.dep.Release
 	if r.d.Archiver != nil {
-		return r.step(ctx, "upload", r.upload)
+		return r.step(ctx, StepUpload, r.upload)
 	}
-	err := r.step(ctx, "fetch", func(ctx context.Context, out io.Writer) error {
+	err := r.step(ctx, StepFetch, func(ctx context.Context, out io.Writer) error {
 		return r.run(ctx, out, Command{
 			Args:         script(gitScript, "sh", "-c", mirrorScript, "sh", r.root, rel.RepoURL, rel.Branch, rel.Commit),
 			Stdin:        strings.NewReader(knownHosts(rel)),
@@ -142,7 +142,7 @@ func (r *hostRun) files(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return r.step(ctx, "checkout", func(ctx context.Context, out io.Writer) error {
+	return r.step(ctx, StepCheckout, func(ctx context.Context, out io.Writer) error {
 		return r.run(ctx, out, Command{Args: script(unpackScript, r.root, r.dep.ReleaseName, rel.Commit)})
 	})
 }
@@ -183,7 +183,7 @@ func (r *hostRun) venv(ctx context.Context) error {
 		reuse = "yes"
 	}
 	var path, mode string
-	err := r.step(ctx, "venv", func(ctx context.Context, out io.Writer) error {
+	err := r.step(ctx, StepVenv, func(ctx context.Context, out io.Writer) error {
 		var stdout strings.Builder
 		err := r.run(ctx, out, Command{
 			Dir:    r.relDir(),
@@ -203,19 +203,19 @@ func (r *hostRun) venv(ctx context.Context) error {
 	if err != nil || mode == "reuse" {
 		return err
 	}
-	return r.step(ctx, "pip", func(ctx context.Context, out io.Writer) error {
+	return r.step(ctx, StepPip, func(ctx context.Context, out io.Writer) error {
 		return r.run(ctx, out, Command{Dir: r.relDir(), Args: script(pipScript, path, mode)})
 	})
 }
 
 // hook runs the release's .pushdeploy/<name> hook, if it has one, in the
 // release folder with the restart command's environment.
-func (r *hostRun) hook(ctx context.Context, name string) error {
+func (r *hostRun) hook(ctx context.Context, name Step) error {
 	return r.step(ctx, name, func(ctx context.Context, out io.Writer) error {
 		return r.run(ctx, out, Command{
 			Dir:  r.relDir(),
 			Env:  r.restartEnv(r.relDir(), r.dep.Release.Commit),
-			Args: script(hookScript, name),
+			Args: script(hookScript, string(name)),
 		})
 	})
 }
@@ -227,7 +227,7 @@ func (r *hostRun) retain(ctx context.Context) {
 		return
 	}
 	prev := strings.TrimPrefix(r.prev, "releases/")
-	err := r.step(ctx, "retention", func(ctx context.Context, out io.Writer) error {
+	err := r.step(ctx, StepRetention, func(ctx context.Context, out io.Writer) error {
 		return r.run(ctx, out, Command{Args: script(retentionScript, r.root, strconv.Itoa(r.d.KeepReleases), r.dep.ReleaseName, prev)})
 	})
 	if err != nil {
@@ -239,7 +239,7 @@ func (r *hostRun) retain(ctx context.Context) {
 // pointed at before ("" when there was nothing).
 func (r *hostRun) switchCurrent(ctx context.Context) (string, error) {
 	var prev string
-	err := r.step(ctx, "switch", func(ctx context.Context, out io.Writer) error {
+	err := r.step(ctx, StepSwitch, func(ctx context.Context, out io.Writer) error {
 		var stdout strings.Builder
 		err := r.run(ctx, out, Command{
 			Args:   r.switchArgs(switchDeploy, r.dep.ReleaseName, r.dep.Release.Commit, ""),
@@ -275,12 +275,19 @@ func (r *hostRun) restart(ctx context.Context) error {
 		return nil
 	}
 	r.restarted = true
-	return r.step(ctx, "restart", func(ctx context.Context, out io.Writer) error {
-		return r.run(ctx, out, Command{
-			Dir:  r.relDir(),
-			Env:  r.restartEnv(r.relDir(), r.dep.Release.Commit),
-			Args: []string{"sh", "-c", r.d.RestartCmd},
-		})
+	return r.restartIn(ctx, StepRestart, r.relDir(), r.dep.Release.Commit)
+}
+
+// restartIn runs the restart command as step, in the release folder dir
+// with that release's environment (RELEASE_DIR=dir, COMMIT=commit); it
+// does nothing when no restart command is set. A deploy, a revert and a
+// rollback all restart through it.
+func (r *hostRun) restartIn(ctx context.Context, step Step, dir, commit string) error {
+	if r.d.RestartCmd == "" {
+		return nil
+	}
+	return r.step(ctx, step, func(ctx context.Context, out io.Writer) error {
+		return r.run(ctx, out, Command{Dir: dir, Env: r.restartEnv(dir, commit), Args: []string{"sh", "-c", r.d.RestartCmd}})
 	})
 }
 
@@ -297,7 +304,7 @@ func (r *hostRun) remove(ctx context.Context) {
 	}
 	ctx, cancel := cleanupCtx(ctx)
 	defer cancel()
-	_ = r.step(ctx, "cleanup", func(ctx context.Context, out io.Writer) error {
+	_ = r.step(ctx, StepCleanup, func(ctx context.Context, out io.Writer) error {
 		return r.run(ctx, out, Command{Args: script(removeScript, r.root, r.dep.ReleaseName)})
 	})
 }
@@ -315,7 +322,7 @@ func (r *hostRun) revert(ctx context.Context, prev string, restart bool) bool {
 		}
 	}
 	var prevCommit strings.Builder
-	if err := r.step(ctx, "revert", func(ctx context.Context, out io.Writer) error {
+	if err := r.step(ctx, StepRevert, func(ctx context.Context, out io.Writer) error {
 		return r.run(ctx, out, Command{
 			Args:   r.switchArgs(switchRevert, strings.TrimPrefix(prev, "releases/"), "", r.dep.ReleaseName),
 			Stdout: io.MultiWriter(&prevCommit, out),
@@ -326,13 +333,6 @@ func (r *hostRun) revert(ctx context.Context, prev string, restart bool) bool {
 	if prev == "" || r.d.RestartCmd == "" || !restart {
 		return true
 	}
-	prevDir := r.root + "/" + prev
-	_ = r.step(ctx, "restart-previous", func(ctx context.Context, out io.Writer) error {
-		return r.run(ctx, out, Command{
-			Dir:  prevDir,
-			Env:  r.restartEnv(prevDir, strings.TrimSpace(prevCommit.String())),
-			Args: []string{"sh", "-c", r.d.RestartCmd},
-		})
-	})
+	_ = r.restartIn(ctx, StepRestartPrevious, r.root+"/"+prev, strings.TrimSpace(prevCommit.String()))
 	return true
 }

@@ -272,11 +272,7 @@ func TestVenvReuse(t *testing.T) {
 	if venvOf(d1.ReleaseName) != venvOf(d2.ReleaseName) || !strings.HasPrefix(venvOf(d2.ReleaseName), "../../venvs/") {
 		t.Errorf("a code-only change got a new venv: %s vs %s", venvOf(d1.ReleaseName), venvOf(d2.ReleaseName))
 	}
-	var steps []string
-	for _, s := range d2.Hosts[0].Steps {
-		steps = append(steps, s.Name)
-	}
-	if strings.Contains(strings.Join(steps, " "), "pip") {
+	if steps := stepNames(d2.Hosts[0]); strings.Contains(steps, "pip") {
 		t.Errorf("pip ran for a reused venv: %v", steps)
 	}
 	// The venv works through the link.
@@ -409,8 +405,8 @@ func TestSwitchOrder(t *testing.T) {
 			}
 			var got []string
 			for _, ev := range rec.events() {
-				if ev.Kind == EventStep && ev.Status == StatusRunning && slices.Contains([]string{"switch", "restart", "health"}, ev.Step) {
-					got = append(got, ev.Host+" "+ev.Step)
+				if ev.Kind == EventStep && ev.Status == StatusRunning && slices.Contains([]Step{StepSwitch, StepRestart, StepHealth}, ev.Step) {
+					got = append(got, ev.Host+" "+string(ev.Step))
 				}
 			}
 			if s := strings.Join(got, ", "); s != tc.want {

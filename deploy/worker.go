@@ -108,9 +108,9 @@ func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
 	}
 	commit := req.PayloadCommit
 	switch {
-	case req.Action != "" && req.Action != "deploy" && req.Action != "rollback":
+	case req.Action != "" && req.Action != ActionDeploy && req.Action != ActionRollback:
 		return Ticket{}, &RequestError{Msg: fmt.Sprintf("unknown action %q", req.Action)}
-	case req.Action == "rollback":
+	case req.Action == ActionRollback:
 		// Checked again by Rollback; refused here so the requester hears.
 		if req.Release != "" {
 			if err := ValidReleaseName(req.Release); err != nil {
@@ -126,7 +126,7 @@ func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
 			return Ticket{}, err
 		}
 		req.Push.Commit, commit = rel.Commit, rel.Commit
-	case req.Trigger == "api":
+	case req.Trigger == TriggerAPI:
 		// Tell the caller what the tip is now; also proves the repository
 		// can be reached before anything is queued.
 		rel, err := w.Deployer.Resolver.Resolve(ctx, req.Push)
@@ -195,12 +195,12 @@ func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
 // queued rollback never joins a deploy queued before it (it must run after
 // the rollback).
 func (w *Worker) waitingFor(req Request) *Deployment {
-	if req.Action == "rollback" {
+	if req.Action == ActionRollback {
 		return nil
 	}
 	for i := len(w.queue) - 1; i >= 0; i-- {
 		q := w.queue[i]
-		if q.Action == "rollback" {
+		if q.Action == ActionRollback {
 			return nil
 		}
 		if r := q.Request; r.Push == req.Push && slices.Equal(r.Hosts, req.Hosts) {
@@ -332,7 +332,7 @@ func (w *Worker) runOne(ctx context.Context, dep *Deployment) {
 	})
 	defer stop()
 	// The outcome is recorded in dep and logged.
-	if dep.Action == "rollback" {
+	if dep.Action == ActionRollback {
 		_ = w.Deployer.Rollback(runCtx, dep, hosts)
 		return
 	}

@@ -521,7 +521,7 @@ func (e *e2e) stepOutputs(id string) map[string]map[string]string {
 	for _, h := range got.Hosts {
 		out[h.Host.String()] = map[string]string{}
 		for _, s := range h.Steps {
-			out[h.Host.String()][s.Name] = s.Output
+			out[h.Host.String()][string(s.Name)] = s.Output
 		}
 	}
 	return out

@@ -148,7 +148,7 @@ func scanDeployment(row scanner) (*deploy.Deployment, error) {
 	if err != nil {
 		return nil, err
 	}
-	if d.Action != "deploy" {
+	if d.Action != deploy.ActionDeploy {
 		r.Action = d.Action // NewDeployment leaves a deploy's empty
 	}
 	if d.Release.Commit != "" {

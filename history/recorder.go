@@ -200,7 +200,7 @@ type hostTrack struct {
 }
 
 type stepTrack struct {
-	name   string
+	name   deploy.Step
 	status deploy.Status
 }
 
@@ -236,7 +236,7 @@ func (t *tracking) host(name string) *hostTrack {
 
 // step returns the number of the step an event is about: a new one when it
 // starts, else the last one of that name that is running.
-func (h *hostTrack) step(name string, status deploy.Status) int {
+func (h *hostTrack) step(name deploy.Step, status deploy.Status) int {
 	if status != deploy.StatusRunning {
 		for i := len(h.steps) - 1; i >= 0; i-- {
 			if h.steps[i].name == name && h.steps[i].status == deploy.StatusRunning {

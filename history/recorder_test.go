@@ -46,13 +46,13 @@ func script(n int) ([]deploy.Event, *deploy.Deployment) {
 	for _, h := range dep.Hosts {
 		h.Status = deploy.StatusRunning
 		emit(deploy.Event{Kind: deploy.EventHost, Host: h.Host.Name, Status: h.Status})
-		for _, step := range []string{"clone", "venv", "restart", "restart"} {
+		for _, step := range []deploy.Step{"clone", "venv", "restart", "restart"} {
 			st := deploy.StepResult{Name: step, Status: deploy.StatusRunning, Started: tick()}
 			h.Steps = append(h.Steps, st)
 			emit(deploy.Event{Kind: deploy.EventStep, Host: h.Host.Name, Step: step, Status: deploy.StatusRunning, Time: st.Started})
 			emit(deploy.Event{Kind: deploy.EventOutput, Host: h.Host.Name, Step: step, Line: "working"})
 			last := &h.Steps[len(h.Steps)-1]
-			last.Status, last.Duration, last.Output = deploy.StatusSucceeded, 500*time.Millisecond, step+" output on "+h.Host.Name
+			last.Status, last.Duration, last.Output = deploy.StatusSucceeded, 500*time.Millisecond, string(step)+" output on "+h.Host.Name
 			tick()
 			emit(deploy.Event{Kind: deploy.EventStep, Host: h.Host.Name, Step: step, Status: deploy.StatusSucceeded, Duration: last.Duration})
 		}

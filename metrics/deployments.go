@@ -17,7 +17,7 @@ func (c *Collector) Observe(ev deploy.Event) {
 	switch ev.Kind {
 	case deploy.EventStep:
 		if ev.Status != deploy.StatusRunning {
-			c.stepTime.WithLabelValues(ev.Step, string(ev.Status)).Observe(ev.Duration.Seconds())
+			c.stepTime.WithLabelValues(string(ev.Step), string(ev.Status)).Observe(ev.Duration.Seconds())
 		}
 	case deploy.EventDeployment:
 		if d := ev.Deployment; d != nil && ended(d.Status) {
@@ -37,9 +37,9 @@ func ended(s deploy.Status) bool {
 }
 
 func (c *Collector) deploymentEnded(d *deploy.Deployment, now time.Time) {
-	action := d.Action
+	action := string(d.Action)
 	if action == "" {
-		action = "deploy"
+		action = string(deploy.ActionDeploy)
 	}
 	c.deployments.WithLabelValues(action, string(d.Status)).Inc()
 	if d.Started.IsZero() {
@@ -78,16 +78,16 @@ func place(h *deploy.HostResult, rollback bool) placement {
 	switched, reverted, failed := false, false, false
 	for _, s := range h.Steps {
 		switch s.Name {
-		case "switch", "revert":
+		case deploy.StepSwitch, deploy.StepRevert:
 		default:
 			continue
 		}
 		switch {
 		case s.Status == deploy.StatusFailed:
 			failed = true
-		case s.Status == deploy.StatusSucceeded && s.Name == "switch":
+		case s.Status == deploy.StatusSucceeded && s.Name == deploy.StepSwitch:
 			switched, failed = true, false
-		case s.Status == deploy.StatusSucceeded && s.Name == "revert":
+		case s.Status == deploy.StatusSucceeded && s.Name == deploy.StepRevert:
 			reverted, failed = true, false
 		}
 	}
@@ -112,7 +112,7 @@ func (c *Collector) moveHosts(d *deploy.Deployment, now time.Time) {
 	defer c.mu.Unlock()
 	for _, h := range d.Hosts {
 		name := h.Host.String()
-		switch place(h, d.Action == "rollback") {
+		switch place(h, d.Action == deploy.ActionRollback) {
 		case unchanged:
 			continue
 		case onTarget:

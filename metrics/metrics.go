@@ -119,9 +119,9 @@ func New() *Collector {
 	)
 	// The usual outcomes exist from the start, so that rate() and
 	// increase() see the first one.
-	for _, action := range []string{"deploy", "rollback"} {
+	for _, action := range []deploy.Action{deploy.ActionDeploy, deploy.ActionRollback} {
 		for _, status := range []deploy.Status{deploy.StatusSucceeded, deploy.StatusFailed} {
-			c.deployments.WithLabelValues(action, string(status))
+			c.deployments.WithLabelValues(string(action), string(status))
 		}
 	}
 	return c

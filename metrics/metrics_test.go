@@ -260,7 +260,7 @@ func TestScrape(t *testing.T) {
 	}
 }
 
-func step(name string, s deploy.Status) deploy.StepResult {
+func step(name deploy.Step, s deploy.Status) deploy.StepResult {
 	return deploy.StepResult{Name: name, Status: s}
 }
 

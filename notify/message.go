@@ -55,7 +55,7 @@ func payload(d *deploy.Deployment, event, link string) Payload {
 	p := Payload{
 		Event: event, Deployment: d.ID, Action: action(d), Status: string(d.Status),
 		Commit: d.Release.Commit, Release: d.ReleaseName, Branch: d.Release.Branch,
-		Trigger: d.Request.Trigger, Provider: d.Request.Provider, Actor: d.Request.Actor,
+		Trigger: string(d.Request.Trigger), Provider: d.Request.Provider, Actor: d.Request.Actor,
 		Hosts: []string{}, URL: link,
 	}
 	if p.Branch == "" {
@@ -83,21 +83,21 @@ func payload(d *deploy.Deployment, event, link string) Payload {
 
 func action(d *deploy.Deployment) string {
 	if d.Action == "" {
-		return "deploy"
+		return string(deploy.ActionDeploy)
 	}
-	return d.Action
+	return string(d.Action)
 }
 
 // failedAt names the host and step where d failed, when it failed in one.
 func failedAt(d *deploy.Deployment) (host, step string) {
 	var se *deploy.StepError
 	if errors.As(d.Err, &se) {
-		return se.Host, se.Step
+		return se.Host, string(se.Step)
 	}
 	for _, h := range d.Hosts {
 		for _, s := range h.Steps {
 			if s.Status == deploy.StatusFailed {
-				return h.Host.String(), s.Name
+				return h.Host.String(), string(s.Name)
 			}
 		}
 	}
@@ -154,7 +154,7 @@ func text(p Payload) string {
 // host(s)", "rollback to 20261125183400-1a2b3c4 (1a2b3c4) on 2 host(s)".
 func what(p Payload) string {
 	hosts := fmt.Sprintf("%d host(s)", len(p.Hosts))
-	if p.Action == "rollback" {
+	if p.Action == string(deploy.ActionRollback) {
 		switch {
 		case p.Release != "":
 			return fmt.Sprintf("rollback of %s to %s (%s) on %s", p.Branch, p.Release, short(p.Commit), hosts)

@@ -172,7 +172,7 @@ func (n *Notifier) send(d *deploy.Deployment, event string) {
 			n.log.Error("notification not built", "deployment", d.ID, "event", event, "error", err)
 		}
 	}
-	if n.build != nil && d.Action != "rollback" && d.Release.Commit != "" {
+	if n.build != nil && d.Action != deploy.ActionRollback && d.Release.Commit != "" {
 		m, err := n.statusMessage(d, event, link)
 		if err == nil {
 			n.build.enqueue(m)

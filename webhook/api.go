@@ -84,7 +84,7 @@ func (s *Server) apiDeploy(c echo.Context) error {
 		}
 	}
 	ticket, err := s.d.Submit(c.Request().Context(), deploy.Request{
-		Trigger: "api", Actor: "api", Push: deploy.Push{Branch: s.cfg.Branch, Commit: body.Commit}, Hosts: body.Hosts,
+		Trigger: deploy.TriggerAPI, Actor: "api", Push: deploy.Push{Branch: s.cfg.Branch, Commit: body.Commit}, Hosts: body.Hosts,
 	})
 	if err != nil {
 		return submitError(err)
@@ -115,7 +115,7 @@ func (s *Server) apiRollback(c echo.Context) error {
 		}
 	}
 	ticket, err := s.d.Submit(c.Request().Context(), deploy.Request{
-		Action: "rollback", Trigger: "api", Actor: "api", Release: body.Release,
+		Action: deploy.ActionRollback, Trigger: deploy.TriggerAPI, Actor: "api", Release: body.Release,
 	})
 	if err != nil {
 		return submitError(err)
@@ -179,7 +179,7 @@ func timePtr(t time.Time) *time.Time {
 
 func toJSON(d *deploy.Deployment, withHosts bool) deploymentJSON {
 	j := deploymentJSON{
-		ID: d.ID, Action: d.Action, Trigger: d.Request.Trigger, Provider: d.Request.Provider,
+		ID: d.ID, Action: string(d.Action), Trigger: string(d.Request.Trigger), Provider: d.Request.Provider,
 		Delivery: d.Request.DeliveryID, Actor: d.Request.Actor, Branch: d.Request.Push.Branch,
 		Commit: d.Release.Commit, Requested: d.Request.Push.Commit, RequestedRel: d.Request.Release, PayloadCommit: d.Request.PayloadCommit,
 		Release: d.ReleaseName, Status: string(d.Status), Queued: d.Queued,
@@ -194,7 +194,7 @@ func toJSON(d *deploy.Deployment, withHosts bool) deploymentJSON {
 	for _, h := range d.Hosts {
 		hj := hostJSON{Host: h.Host.String(), Status: string(h.Status), Duration: h.Duration.Seconds(), Steps: []stepJSON{}}
 		for _, st := range h.Steps {
-			sj := stepJSON{Step: st.Name, Status: string(st.Status), Started: st.Started, Duration: st.Duration.Seconds(), Output: st.Output}
+			sj := stepJSON{Step: string(st.Name), Status: string(st.Status), Started: st.Started, Duration: st.Duration.Seconds(), Output: st.Output}
 			if st.Err != nil {
 				sj.Error = st.Err.Error()
 			}

@@ -82,7 +82,7 @@ func (s *Server) webhook(c echo.Context) error {
 	}
 
 	ticket, err := s.d.Submit(r.Context(), deploy.Request{
-		Trigger: "webhook", Provider: ev.Provider, DeliveryID: ev.DeliveryID, Actor: ev.Actor,
+		Trigger: deploy.TriggerWebhook, Provider: ev.Provider, DeliveryID: ev.DeliveryID, Actor: ev.Actor,
 		Push: deploy.Push{Branch: s.cfg.Branch}, PayloadCommit: change.Commit,
 	})
 	if err != nil {

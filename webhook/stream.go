@@ -45,7 +45,7 @@ type eventJSON struct {
 func toEventJSON(ev deploy.Event) eventJSON {
 	j := eventJSON{
 		Seq: ev.Seq, Kind: string(ev.Kind), Time: ev.Time, DeploymentID: ev.DeploymentID, Status: string(ev.Status),
-		Host: ev.Host, Step: ev.Step, Duration: ev.Duration.Seconds(), Error: ev.Error,
+		Host: ev.Host, Step: string(ev.Step), Duration: ev.Duration.Seconds(), Error: ev.Error,
 	}
 	if ev.Kind == deploy.EventOutput {
 		j.Line = &ev.Line // an empty line is still a line

@@ -75,7 +75,7 @@ func runDeploy(ctx context.Context, c *common, f deployFlags, stdout io.Writer) 
 		return err
 	}
 	defer done()
-	dep := deploy.NewDeployment(deploy.Request{Trigger: "cli", Actor: osUser(), Push: deploy.Push{Branch: cfg.Branch, Commit: *commit}}, time.Now())
+	dep := deploy.NewDeployment(deploy.Request{Trigger: deploy.TriggerCLI, Actor: osUser(), Push: deploy.Push{Branch: cfg.Branch, Commit: *commit}}, time.Now())
 	err = d.Run(ctx, dep, hosts)
 	printDeployment(stdout, dep, c.json)
 	if err != nil {
@@ -166,7 +166,7 @@ func printDeployment(w io.Writer, dep *deploy.Deployment, asJSON bool) {
 	for _, h := range dep.Hosts {
 		hj := hostJSON{Host: h.Host.String(), Status: string(h.Status), Seconds: h.Duration.Seconds()}
 		for _, s := range h.Steps {
-			sj := stepJSON{Step: s.Name, Status: string(s.Status), Started: s.Started, Seconds: s.Duration.Seconds()}
+			sj := stepJSON{Step: string(s.Name), Status: string(s.Status), Started: s.Started, Seconds: s.Duration.Seconds()}
 			if s.Err != nil {
 				sj.Error, sj.Output = s.Err.Error(), s.Output
 			}

@@ -159,7 +159,7 @@ func printHistoryList(w io.Writer, list []*deploy.Deployment) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tACTION\tSTATUS\tTRIGGER\tBY\tCOMMIT\tRELEASE\tQUEUED\tTOOK")
 	for _, d := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, orText(d.Action, "deploy"), d.Status,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, orText(string(d.Action), string(deploy.ActionDeploy)), d.Status,
 			d.Request.Trigger, orText(d.Request.Actor, "-"), orText(short(commitOf(d)), "-"), orText(d.ReleaseName, "-"),
 			d.Queued.Local().Format("2006-01-02 15:04:05"), took(d))
 	}
@@ -169,7 +169,7 @@ func printHistoryList(w io.Writer, list []*deploy.Deployment) {
 // printHistoryDetail prints one deployment: what it was, then per host
 // each step with its duration, and errors and kept output below.
 func printHistoryDetail(w io.Writer, d *deploy.Deployment) {
-	fmt.Fprintf(w, "%s %s  %s  (%s", orText(d.Action, "deploy"), d.ID, d.Status, d.Request.Trigger)
+	fmt.Fprintf(w, "%s %s  %s  (%s", orText(string(d.Action), string(deploy.ActionDeploy)), d.ID, d.Status, d.Request.Trigger)
 	if d.Request.Actor != "" {
 		fmt.Fprintf(w, " by %s", d.Request.Actor)
 	}

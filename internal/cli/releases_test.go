@@ -51,7 +51,7 @@ func TestPrintRollbackPlan(t *testing.T) {
 		{Host: deploy.Host{Name: "web4"}, Err: errors.New("host web4: no current release on this host: nothing to roll back from")},
 	}
 	var out strings.Builder
-	printRollbackPlan(&out, "", targets, []string{"switch", "restart"}, false)
+	printRollbackPlan(&out, "", targets, []deploy.Step{deploy.StepSwitch, deploy.StepRestart}, false)
 	want := `rollback plan (dry run, nothing was changed); on each host in order: lock, switch, restart
   web1                     20261125183400-bbbbbbb -> 20261125170000-aaaaaaa  commit ` + sha + `
   web2                     20261125170000-aaaaaaa already current: left alone
@@ -63,7 +63,7 @@ func TestPrintRollbackPlan(t *testing.T) {
 		t.Errorf("got:\n%s\nwant:\n%s", out.String(), want)
 	}
 	out.Reset()
-	printRollbackPlan(&out, "", targets[:1], []string{"switch"}, true)
+	printRollbackPlan(&out, "", targets[:1], []deploy.Step{deploy.StepSwitch}, true)
 	if got := out.String(); !strings.Contains(got, `"ok":true`) || !strings.Contains(got, `"steps":["lock","switch"]`) || !strings.Contains(got, `"target":"20261125170000-aaaaaaa"`) {
 		t.Errorf("json: %s", got)
 	}

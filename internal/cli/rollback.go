@@ -80,7 +80,7 @@ func runRollback(ctx context.Context, c *common, f rollbackFlags, stdout io.Writ
 		return err
 	}
 	defer done()
-	dep := deploy.NewDeployment(deploy.Request{Action: "rollback", Trigger: "cli", Actor: osUser(), Release: *to}, time.Now())
+	dep := deploy.NewDeployment(deploy.Request{Action: deploy.ActionRollback, Trigger: deploy.TriggerCLI, Actor: osUser(), Release: *to}, time.Now())
 	err = d.Rollback(ctx, dep, hosts)
 	printRollback(stdout, dep, c.json)
 	if err != nil {
@@ -116,7 +116,7 @@ func printRollback(w io.Writer, dep *deploy.Deployment, asJSON bool) {
 			Release: dep.ReleaseName, Started: dep.Started, Finished: dep.Finished,
 			Seconds: dep.Finished.Sub(dep.Started).Seconds(),
 		},
-		Action: "rollback", Requested: dep.Request.Release,
+		Action: string(deploy.ActionRollback), Requested: dep.Request.Release,
 	}
 	if dep.Err != nil {
 		out.Error = dep.Err.Error()
@@ -124,7 +124,7 @@ func printRollback(w io.Writer, dep *deploy.Deployment, asJSON bool) {
 	for _, h := range dep.Hosts {
 		hj := hostJSON{Host: h.Host.String(), Status: string(h.Status), Seconds: h.Duration.Seconds()}
 		for _, s := range h.Steps {
-			sj := stepJSON{Step: s.Name, Status: string(s.Status), Seconds: s.Duration.Seconds(), Output: s.Output}
+			sj := stepJSON{Step: string(s.Name), Status: string(s.Status), Seconds: s.Duration.Seconds(), Output: s.Output}
 			if s.Err != nil {
 				sj.Error = s.Err.Error()
 			}
@@ -154,8 +154,11 @@ type rollbackPlanHostJSON struct {
 
 // printRollbackPlan prints where a rollback would take each host, and the
 // steps it would run there.
-func printRollbackPlan(w io.Writer, to string, targets []deploy.RollbackTarget, steps []string, asJSON bool) {
-	steps = append([]string{"lock"}, steps...)
+func printRollbackPlan(w io.Writer, to string, targets []deploy.RollbackTarget, rollbackSteps []deploy.Step, asJSON bool) {
+	steps := []string{string(deploy.StepLock)}
+	for _, s := range rollbackSteps {
+		steps = append(steps, string(s))
+	}
 	if asJSON {
 		out := rollbackPlanJSON{DryRun: true, Release: to, OK: true, Steps: steps, Hosts: []rollbackPlanHostJSON{}}
 		for _, t := range targets {

@@ -33,7 +33,10 @@ type watcher struct {
 	exited   chan struct{}
 }
 
-type stepKey struct{ host, step string }
+type stepKey struct {
+	host string
+	step deploy.Step
+}
 
 type runningStep struct {
 	started, told time.Time
