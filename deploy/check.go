@@ -97,12 +97,7 @@ func (d *Deployer) checkHost(ctx context.Context, h Host, rel Release, haveRepo 
 		return out // push mode: hosts need no access to the repository
 	}
 	start = time.Now()
-	cmd := Command{
-		Args:         script(gitScript, "git", "ls-remote", "--", rel.RepoURL, "refs/heads/"+rel.Branch),
-		Stdin:        strings.NewReader(knownHosts(rel)),
-		ForwardAgent: d.LendGitKey,
-	}
-	got, err := run(cmd)
+	got, err := run(lsRemote(rel, d.LendGitKey))
 	if err == nil && !strings.HasPrefix(got, rel.Commit) {
 		err = fmt.Errorf("the host sees branch %s at %q, the deployer at %s", rel.Branch, got, rel.Commit)
 	}

@@ -43,7 +43,8 @@ func TestGitTrustsOnlyTheGivenKeys(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
 				cmd := env.SSH(ctx, h, script(gitScript, "git", "ls-remote", "--", env.RepoURL)...)
-				cmd.Stdin = strings.NewReader(knownHosts(Release{GitHostKeys: keys}))
+				_, stdin := hostGit(Release{RepoURL: env.RepoURL, GitHostKeys: keys})
+				cmd.Stdin = stdin
 				var stderr bytes.Buffer
 				cmd.Stderr = &stderr
 				if err := cmd.Run(); err == nil {

@@ -143,12 +143,35 @@ func (r *hostRun) run(ctx context.Context, out io.Writer, cmd Command) error {
 	return r.conn.Run(ctx, cmd)
 }
 
-// knownHosts is the git server's known_hosts content for git.sh.
-func knownHosts(rel Release) string {
-	if len(rel.GitHostKeys) == 0 {
-		return ""
+// hostGit is how a host reaches the repository, with git.sh: the URL to
+// give git, and git.sh's input: the password of an http(s) URL, on a line
+// of its own (the URL keeps the user; the password reaches git through a
+// credential helper, and never a command line or a file), then the git
+// server's known_hosts lines.
+func hostGit(rel Release) (url string, stdin io.Reader) {
+	// A URL ParseRepoURL refuses never gets this far (configuration
+	// checks it); should one, it goes without what looks like a password.
+	url, password := RedactPassword(rel.RepoURL, rel.RepoURL), ""
+	if u, err := ParseRepoURL(rel.RepoURL); err == nil {
+		url, password = u.WithoutPassword(), u.Password
 	}
-	return strings.Join(rel.GitHostKeys, "\n") + "\n"
+	in := password + "\n"
+	if len(rel.GitHostKeys) > 0 {
+		in += strings.Join(rel.GitHostKeys, "\n") + "\n"
+	}
+	return url, strings.NewReader(in)
+}
+
+// lsRemote asks, from a host, for the branch's tip (check, and the dry
+// run): the host's own access to the repository, with the lent deploy key
+// when lend is set.
+func lsRemote(rel Release, lend bool) Command {
+	url, stdin := hostGit(rel)
+	return Command{
+		Args:         script(gitScript, "git", "ls-remote", "--", url, "refs/heads/"+rel.Branch),
+		Stdin:        stdin,
+		ForwardAgent: lend,
+	}
 }
 
 // lock takes the host lock; the returned func releases it.

@@ -149,11 +149,7 @@ func runOutput(ctx context.Context, c Conn, cmd Command) (string, error) {
 // with the lent deploy key and the git server key the deployer verified.
 // gitScript only makes (and removes) a temporary file in /tmp.
 func (d *Deployer) gitAccess(ctx context.Context, c Conn, rel Release, pinned bool) error {
-	out, err := runOutput(ctx, c, Command{
-		Args:         script(gitScript, "git", "ls-remote", "--", rel.RepoURL, "refs/heads/"+rel.Branch),
-		Stdin:        strings.NewReader(knownHosts(rel)),
-		ForwardAgent: d.LendGitKey,
-	})
+	out, err := runOutput(ctx, c, lsRemote(rel, d.LendGitKey))
 	if err != nil {
 		return RedactError(err, rel.RepoURL)
 	}

@@ -363,6 +363,11 @@ func httpURL(s string) (RepoURL, error) {
 	if pu.User != nil {
 		u.User = pu.User.Username()
 		u.Password, _ = pu.User.Password()
+		// git's credential protocol is one line a value: it cannot send
+		// these, and hosts get the password on a line (git.sh).
+		if hasControlChar(u.User) || hasControlChar(u.Password) {
+			return RepoURL{}, errors.New("the user or the password contains a control character once %-decoded")
+		}
 	}
 	u.Path = pu.EscapedPath()
 	if pu.RawQuery != "" || pu.ForceQuery {

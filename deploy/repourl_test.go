@@ -99,6 +99,7 @@ var repoURLTests = []struct {
 	{url: "https:///x.git", wantErr: "no host"},
 	{url: "ssh://git@[::1]x/y.git", wantErr: "not :port"},
 	{url: "ssh://git@git.example.com%0a/y.git", wantErr: "control character"},
+	{url: "https://ci:s3cret%0Aecho@git.example.com/y.git", wantErr: "control character"},
 	{url: "git@git.example.com:x~y.git", wantErr: `git would ask for the path "~y.git"`},
 	{url: "git@git.example.com:2222:app.git", wantErr: "scp-like URLs take no port"},
 	{url: "SSH://git.example.com/x.git", wantErr: `scheme "SSH"`},

@@ -133,11 +133,7 @@ func (r *hostRun) files(ctx context.Context) error {
 		return r.step(ctx, StepUpload, r.upload)
 	}
 	err := r.step(ctx, StepFetch, func(ctx context.Context, out io.Writer) error {
-		return r.run(ctx, out, Command{
-			Args:         script(gitScript, "sh", "-c", mirrorScript, "sh", r.root, rel.RepoURL, rel.Branch, rel.Commit),
-			Stdin:        strings.NewReader(knownHosts(rel)),
-			ForwardAgent: r.d.LendGitKey,
-		})
+		return r.run(ctx, out, fetchCommand(r.root, rel, r.d.LendGitKey))
 	})
 	if err != nil {
 		return err
@@ -145,6 +141,17 @@ func (r *hostRun) files(ctx context.Context) error {
 	return r.step(ctx, StepCheckout, func(ctx context.Context, out io.Writer) error {
 		return r.run(ctx, out, Command{Args: script(unpackScript, r.root, r.dep.ReleaseName, rel.Commit)})
 	})
+}
+
+// fetchCommand updates the host's mirror in root (mirror.sh, inside git.sh)
+// so that it has the release's commit.
+func fetchCommand(root string, rel Release, lend bool) Command {
+	url, stdin := hostGit(rel)
+	return Command{
+		Args:         script(gitScript, "sh", "-c", mirrorScript, "sh", root, url, rel.Branch, rel.Commit),
+		Stdin:        stdin,
+		ForwardAgent: lend,
+	}
 }
 
 // upload streams the commit's files to the host (push mode): the

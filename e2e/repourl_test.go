@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -107,15 +105,8 @@ func TestEndToEndRepoURLForms(t *testing.T) {
 func TestEndToEndRepoPasswordNeverShows(t *testing.T) {
 	e := newE2E(t, 1)
 	e.commit("1.0", nil)
-	root := t.TempDir()
-	// The https server serves a copy of the git server's app.git.
-	clone := exec.Command("git", "clone", "-q", "--bare", "--", e.env.RepoURL, filepath.Join(root, "app.git"))
-	clone.Env = append(os.Environ(), "GIT_SSH_COMMAND="+e.env.GitSSHCommand(), "GIT_CONFIG_GLOBAL=/dev/null")
-	if out, err := clone.CombinedOutput(); err != nil {
-		t.Fatalf("git clone: %v\n%s", err, out)
-	}
 	const password = "gitpw-Rk5Tz8Qe2Wv" // distinctive, as in secrets_test.go
-	srv := testhosts.ServeHTTPGit(t, root, "deployer", password, true)
+	srv := e.serveHTTPSCopy("deployer", password)
 	host := strings.TrimPrefix(srv.URL, "https://")
 	good := "https://deployer:" + password + "@" + host + "/app.git"
 	wrong := "https://deployer:" + password + "-WRONG@" + host + "/app.git"

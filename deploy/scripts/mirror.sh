@@ -8,6 +8,11 @@
 set -e
 root=$1 url=$2 branch=$3 commit=$4
 cd -- "$root"
+# The URL is written into the mirror's config. It comes without its
+# password (deploy's hostGit), and replaces one written there before.
+if [ -d .repo ]; then
+	git -C .repo config remote.origin.url "$url" 2>/dev/null || true
+fi
 if [ -d .repo ] && git -C .repo cat-file -e "$commit^{commit}" 2>/dev/null; then
 	# Redeploying a commit the mirror has (an older one, or the same):
 	# the deployer already checked it is on the branch; no login needed.
