@@ -6,7 +6,8 @@ import "time"
 // contract seen from outside, kept apart from the CLI's own types on
 // purpose, so that a renamed field in the CLI fails here.
 
-// deploymentJSON is the machine-readable result of a deployment.
+// deploymentJSON is the machine-readable result of a deployment: the
+// shape of GET /api/deployments/{id} (docs/serve.md).
 type deploymentJSON struct {
 	ID       string     `json:"id"`
 	Status   string     `json:"status"`
@@ -15,7 +16,7 @@ type deploymentJSON struct {
 	Release  string     `json:"release"`
 	Started  time.Time  `json:"started"`
 	Finished time.Time  `json:"finished"`
-	Seconds  float64    `json:"seconds"`
+	Seconds  float64    `json:"duration_s"`
 	Error    string     `json:"error,omitempty"`
 	Hosts    []hostJSON `json:"hosts"`
 }
@@ -23,17 +24,17 @@ type deploymentJSON struct {
 type hostJSON struct {
 	Host    string     `json:"host"`
 	Status  string     `json:"status"`
-	Seconds float64    `json:"seconds"`
-	Steps   []stepJSON `json:"steps,omitempty"`
+	Seconds float64    `json:"duration_s"`
+	Steps   []stepJSON `json:"steps"`
 }
 
 type stepJSON struct {
 	Step    string    `json:"step"`
 	Status  string    `json:"status"`
 	Started time.Time `json:"started"`
-	Seconds float64   `json:"seconds"`
+	Seconds float64   `json:"duration_s"`
 	Error   string    `json:"error,omitempty"`
-	Output  string    `json:"output,omitempty"`
+	Output  string    `json:"output_tail,omitempty"`
 }
 
 // planJSON is the machine-readable plan of deploy --dry-run.

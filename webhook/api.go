@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -132,77 +131,12 @@ func (s *Server) apiReleases(c echo.Context) error {
 	return c.JSON(http.StatusOK, deploy.ReportReleases(hosts))
 }
 
-// deploymentJSON is a deployment in API answers.
-type deploymentJSON struct {
-	ID            string     `json:"id"`
-	Action        string     `json:"action"`
-	Trigger       string     `json:"trigger"`
-	Provider      string     `json:"provider,omitempty"`
-	Delivery      string     `json:"delivery,omitempty"`
-	Actor         string     `json:"actor,omitempty"`
-	Branch        string     `json:"branch"`
-	Commit        string     `json:"commit,omitempty"`
-	Requested     string     `json:"requested_commit,omitempty"`
-	RequestedRel  string     `json:"requested_release,omitempty"`
-	PayloadCommit string     `json:"payload_commit,omitempty"`
-	Release       string     `json:"release,omitempty"`
-	Status        string     `json:"status"`
-	Queued        time.Time  `json:"queued"`
-	Started       *time.Time `json:"started"`
-	Finished      *time.Time `json:"finished"`
-	Error         string     `json:"error,omitempty"`
-	Hosts         []hostJSON `json:"hosts,omitempty"`
-}
-
-type hostJSON struct {
-	Host     string     `json:"host"`
-	Status   string     `json:"status"`
-	Duration float64    `json:"duration_s"`
-	Steps    []stepJSON `json:"steps"`
-}
-
-type stepJSON struct {
-	Step     string    `json:"step"`
-	Status   string    `json:"status"`
-	Started  time.Time `json:"started"`
-	Duration float64   `json:"duration_s"`
-	Error    string    `json:"error,omitempty"`
-	Output   string    `json:"output_tail,omitempty"`
-}
-
-func timePtr(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return &t
-}
+// deploymentJSON is a deployment in API answers: the shape `deploy --json`
+// prints too.
+type deploymentJSON = deploy.DeploymentReport
 
 func toJSON(d *deploy.Deployment, withHosts bool) deploymentJSON {
-	j := deploymentJSON{
-		ID: d.ID, Action: string(d.Action), Trigger: string(d.Request.Trigger), Provider: d.Request.Provider,
-		Delivery: d.Request.DeliveryID, Actor: d.Request.Actor, Branch: d.Request.Push.Branch,
-		Commit: d.Release.Commit, Requested: d.Request.Push.Commit, RequestedRel: d.Request.Release, PayloadCommit: d.Request.PayloadCommit,
-		Release: d.ReleaseName, Status: string(d.Status), Queued: d.Queued,
-		Started: timePtr(d.Started), Finished: timePtr(d.Finished),
-	}
-	if d.Err != nil {
-		j.Error = d.Err.Error()
-	}
-	if !withHosts {
-		return j
-	}
-	for _, h := range d.Hosts {
-		hj := hostJSON{Host: h.Host.String(), Status: string(h.Status), Duration: h.Duration.Seconds(), Steps: []stepJSON{}}
-		for _, st := range h.Steps {
-			sj := stepJSON{Step: string(st.Name), Status: string(st.Status), Started: st.Started, Duration: st.Duration.Seconds(), Output: st.Output}
-			if st.Err != nil {
-				sj.Error = st.Err.Error()
-			}
-			hj.Steps = append(hj.Steps, sj)
-		}
-		j.Hosts = append(j.Hosts, hj)
-	}
-	return j
+	return deploy.ReportDeployment(d, withHosts)
 }
 
 var errStateDir = errors.New("state directory is not writable")

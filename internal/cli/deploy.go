@@ -117,36 +117,6 @@ func selectHosts(all []deploy.Host, only []string) ([]deploy.Host, error) {
 	return out, nil
 }
 
-// deploymentJSON is the machine-readable result of a deployment.
-type deploymentJSON struct {
-	ID       string     `json:"id"`
-	Status   string     `json:"status"`
-	Branch   string     `json:"branch"`
-	Commit   string     `json:"commit"`
-	Release  string     `json:"release"`
-	Started  time.Time  `json:"started"`
-	Finished time.Time  `json:"finished"`
-	Seconds  float64    `json:"seconds"`
-	Error    string     `json:"error,omitempty"`
-	Hosts    []hostJSON `json:"hosts"`
-}
-
-type hostJSON struct {
-	Host    string     `json:"host"`
-	Status  string     `json:"status"`
-	Seconds float64    `json:"seconds"`
-	Steps   []stepJSON `json:"steps,omitempty"`
-}
-
-type stepJSON struct {
-	Step    string    `json:"step"`
-	Status  string    `json:"status"`
-	Started time.Time `json:"started"`
-	Seconds float64   `json:"seconds"`
-	Error   string    `json:"error,omitempty"`
-	Output  string    `json:"output,omitempty"`
-}
-
 func printDeployment(w io.Writer, dep *deploy.Deployment, asJSON bool) {
 	if !asJSON {
 		if dep.Status == deploy.StatusSucceeded {
@@ -155,24 +125,12 @@ func printDeployment(w io.Writer, dep *deploy.Deployment, asJSON bool) {
 		}
 		return
 	}
-	out := deploymentJSON{
-		ID: dep.ID, Status: string(dep.Status), Branch: dep.Release.Branch, Commit: dep.Release.Commit,
-		Release: dep.ReleaseName, Started: dep.Started, Finished: dep.Finished,
-		Seconds: dep.Finished.Sub(dep.Started).Seconds(),
-	}
-	if dep.Err != nil {
-		out.Error = dep.Err.Error()
-	}
-	for _, h := range dep.Hosts {
-		hj := hostJSON{Host: h.Host.String(), Status: string(h.Status), Seconds: h.Duration.Seconds()}
-		for _, s := range h.Steps {
-			sj := stepJSON{Step: string(s.Name), Status: string(s.Status), Started: s.Started, Seconds: s.Duration.Seconds()}
-			if s.Err != nil {
-				sj.Error, sj.Output = s.Err.Error(), s.Output
-			}
-			hj.Steps = append(hj.Steps, sj)
-		}
-		out.Hosts = append(out.Hosts, hj)
-	}
-	_ = json.NewEncoder(w).Encode(out)
+	printJSON(w, dep)
+}
+
+// printJSON prints dep as the API shows it (deploy.DeploymentReport, with
+// every host's steps): `deploy --json`, `rollback --json` and `history
+// --json` print one shape.
+func printJSON(w io.Writer, dep *deploy.Deployment) {
+	_ = json.NewEncoder(w).Encode(deploy.ReportDeployment(dep, true))
 }

@@ -130,7 +130,7 @@ func runHistory(ctx context.Context, c *common, f historyFlags, id string, stdou
 			return fmt.Errorf("deployment %s: not in the history (pushdeploy history lists the recorded ones)", id)
 		}
 		if c.json {
-			printDeployment(stdout, dep, true)
+			printJSON(stdout, dep)
 		} else {
 			printHistoryDetail(stdout, dep)
 		}
@@ -142,7 +142,7 @@ func runHistory(ctx context.Context, c *common, f historyFlags, id string, stdou
 	}
 	if c.json {
 		for _, dep := range list {
-			printDeployment(stdout, dep, true)
+			printJSON(stdout, dep)
 		}
 		return nil
 	}

@@ -89,14 +89,6 @@ func runRollback(ctx context.Context, c *common, f rollbackFlags, stdout io.Writ
 	return nil
 }
 
-// rollbackJSON is the machine-readable result of a rollback: a deployment,
-// with every step's output (the verify step's says where the host went).
-type rollbackJSON struct {
-	deploymentJSON
-	Action    string `json:"action"`
-	Requested string `json:"requested_release,omitempty"`
-}
-
 func printRollback(w io.Writer, dep *deploy.Deployment, asJSON bool) {
 	if !asJSON {
 		if dep.Status != deploy.StatusSucceeded {
@@ -110,29 +102,7 @@ func printRollback(w io.Writer, dep *deploy.Deployment, asJSON bool) {
 		}
 		return
 	}
-	out := rollbackJSON{
-		deploymentJSON: deploymentJSON{
-			ID: dep.ID, Status: string(dep.Status), Branch: dep.Release.Branch, Commit: dep.Release.Commit,
-			Release: dep.ReleaseName, Started: dep.Started, Finished: dep.Finished,
-			Seconds: dep.Finished.Sub(dep.Started).Seconds(),
-		},
-		Action: string(deploy.ActionRollback), Requested: dep.Request.Release,
-	}
-	if dep.Err != nil {
-		out.Error = dep.Err.Error()
-	}
-	for _, h := range dep.Hosts {
-		hj := hostJSON{Host: h.Host.String(), Status: string(h.Status), Seconds: h.Duration.Seconds()}
-		for _, s := range h.Steps {
-			sj := stepJSON{Step: string(s.Name), Status: string(s.Status), Seconds: s.Duration.Seconds(), Output: s.Output}
-			if s.Err != nil {
-				sj.Error = s.Err.Error()
-			}
-			hj.Steps = append(hj.Steps, sj)
-		}
-		out.Hosts = append(out.Hosts, hj)
-	}
-	_ = json.NewEncoder(w).Encode(out)
+	printJSON(w, dep)
 }
 
 // rollbackPlanJSON is `rollback --dry-run --json`.
