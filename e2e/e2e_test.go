@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,7 +32,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "pushdeploy")
-	if out, err := exec.Command("go", "build", "-o", binary, "github.com/pushdeploy/pushdeploy").CombinedOutput(); err != nil {
+	// -tags e2e: the binary's deployer clock takes the offset that
+	// environ gives each run (internal/cli/clock_e2e.go).
+	if out, err := exec.Command("go", "build", "-tags", "e2e", "-o", binary, "github.com/pushdeploy/pushdeploy").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -47,6 +50,7 @@ type e2e struct {
 	t    *testing.T
 	env  *testhosts.Env
 	vars map[string]string
+	runs atomic.Int64 // pushdeploy processes started so far
 }
 
 func newE2E(t *testing.T, hosts int) *e2e {
@@ -99,6 +103,20 @@ type result struct {
 	took           time.Duration
 }
 
+// environ is the whole environment of a pushdeploy run: PATH, HOME and
+// e.vars, and a deployer clock one second further ahead of the real time
+// than the run before's. Release names have a one-second resolution: so
+// each deployment gets one of its own, which sorts after the earlier ones,
+// without the test waiting for a second to pass between two deploys.
+func (e *e2e) environ() []string {
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
+		"PUSHDEPLOY_E2E_CLOCK_OFFSET=" + strconv.FormatInt(e.runs.Add(1), 10) + "s"}
+	for k, v := range e.vars {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
 // pushdeploy runs the binary with only our variables in its environment.
 func (e *e2e) pushdeploy(args ...string) result {
 	e.t.Helper()
@@ -113,10 +131,7 @@ func (e *e2e) pushdeployIn(dir string, args ...string) result {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Dir = dir
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	for k, v := range e.vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
+	cmd.Env = e.environ()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
@@ -140,8 +155,6 @@ func (e *e2e) mustDeploy(args ...string) deploymentJSON {
 // holds the JSON progress lines.
 func (e *e2e) mustDeployJSON(args ...string) (deploymentJSON, result) {
 	e.t.Helper()
-	// Release names have a one-second resolution.
-	time.Sleep(1100 * time.Millisecond)
 	r := e.pushdeploy(append([]string{"deploy", "--json"}, args...)...)
 	if r.code != 0 {
 		e.t.Fatalf("deploy: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
@@ -164,7 +177,6 @@ func (e *e2e) mustDeployJSON(args ...string) (deploymentJSON, result) {
 // (from the "deployed … as RELEASE …" line) and the run.
 func (e *e2e) mustDeployHuman(args ...string) (string, result) {
 	e.t.Helper()
-	time.Sleep(1100 * time.Millisecond)
 	r := e.pushdeploy(append([]string{"deploy"}, args...)...)
 	if r.code != 0 {
 		e.t.Fatalf("deploy: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
@@ -311,7 +323,6 @@ func checkBadRequirement(t *testing.T, e *e2e, rel string) {
 		releasesBefore[h.Name] = releases(t, h)
 	}
 	e.commit("9.9", nil)
-	time.Sleep(1100 * time.Millisecond)
 	r := e.pushdeploy("deploy")
 	if r.code != 1 {
 		t.Fatalf("deploy with a bad requirement: exit %d, want 1\n%s", r.code, r.stderr)
@@ -424,7 +435,6 @@ func checkStepTimeout(t *testing.T, e *e2e, rel string) {
 		releasesBefore[h.Name] = releases(t, h)
 	}
 	e.vars["DEPLOY_STEP_TIMEOUT"] = "3s"
-	time.Sleep(1100 * time.Millisecond)
 	r := e.pushdeploy("deploy")
 	delete(e.vars, "DEPLOY_STEP_TIMEOUT")
 	first := e.env.Hosts[0]

@@ -39,7 +39,6 @@ func TestEndToEndHealthCheckRollsBack(t *testing.T) {
 			pid3 := e.onHost(third, "cat", "app.pid")
 			log3 := e.onHost(third, "cat", "app/revisions.log")
 			rels3 := releases(t, third)
-			time.Sleep(1100 * time.Millisecond)
 			r := e.pushdeploy("deploy")
 			if r.code != 1 || !strings.Contains(r.stderr, "host "+second.Name+": health:") || !strings.Contains(r.stderr, "unhealthy") {
 				t.Fatalf("exit %d, want 1 with host 2's health failure\n%s", r.code, r.stderr)

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
@@ -84,7 +83,6 @@ func TestEndToEndHostileRepository(t *testing.T) {
 				}
 				t.Cleanup(func() { e.restoreApp(t, paths) })
 
-				time.Sleep(1100 * time.Millisecond)
 				r := e.pushdeploy("deploy")
 				if r.code != 1 || !strings.Contains(r.stderr, tt.want) {
 					t.Errorf("deploy: exit %d, want 1 saying %q\n%s", r.code, tt.want, r.stderr)

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // newLocalE2E is newE2E with the single hosts-file line "local", a HOME of
@@ -131,7 +130,6 @@ func TestEndToEndLocal(t *testing.T) {
 
 	// pip fails: current stays, the half-built release is gone.
 	e.commit("9.9", nil)
-	time.Sleep(1100 * time.Millisecond) // release names have a one-second resolution
 	r = e.pushdeploy("deploy")
 	if r.code != 1 {
 		t.Fatalf("deploy with a bad requirement: exit %d, want 1\n%s", r.code, r.stderr)

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -160,7 +159,7 @@ func checkFailingHookOnHost2(t *testing.T, e *e2e, cur string) {
 	for _, h := range hosts {
 		before[h.Name] = homeTree(t, h)
 	}
-	r := e.deployAfterASecond()
+	r := e.pushdeploy("deploy")
 	if r.code != 1 || !strings.Contains(r.stderr, "host "+hosts[1].Name+": before-switch: exit status 1") || !strings.Contains(r.stderr, "no such table") {
 		t.Fatalf("hook failing on host 2: exit %d, want 1 naming host 2's before-switch\n%s", r.code, r.stderr)
 	}
@@ -222,14 +221,6 @@ func unexpectedChanges(before, after string, allowed func(path string) bool) []s
 	return out
 }
 
-// deployAfterASecond runs a deploy that may fail, with its own release
-// name (they have a one-second resolution).
-func (e *e2e) deployAfterASecond() result {
-	e.t.Helper()
-	time.Sleep(1100 * time.Millisecond)
-	return e.pushdeploy("deploy")
-}
-
 // checkMissingSharedFile removes the shared .env from host 3: the deploy
 // fails there in the shared step, naming the host, the file and how to
 // fix it; hosts 1 and 2 were prepared (their before-switch hooks ran) and
@@ -244,7 +235,7 @@ func checkMissingSharedFile(t *testing.T, e *e2e, cur string) {
 	for _, h := range hosts {
 		logs[h.Name] = e.onHost(h, "cat", "app/revisions.log")
 	}
-	r := e.deployAfterASecond()
+	r := e.pushdeploy("deploy")
 	for _, want := range []string{
 		"host " + third.Name + ": shared: exit status 1",
 		"shared file " + third.Home + "/app/shared/.env is missing: create it on this host (DEPLOY_SHARED_PATHS lists .env)",

@@ -197,7 +197,6 @@ func TestEndToEndRollbackWaitsForADeploy(t *testing.T) {
 
 	goOn := filepath.Join(e.env.Dir, "go-on-rollback")
 	e.vars["DEPLOY_RESTART_CMD"] = `touch "$HOME/restarting"; i=0; while [ ! -e ` + goOn + ` ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done`
-	time.Sleep(1100 * time.Millisecond)
 	done := make(chan result, 1)
 	go func() { done <- e.pushdeploy("deploy", "--json") }()
 	host1 := e.env.Hosts[0]

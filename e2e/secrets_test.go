@@ -240,7 +240,6 @@ func TestEndToEndSecretsNeverShow(t *testing.T) {
 	writeEnv("")
 	run := func(name string, wantCode int, args ...string) result {
 		t.Helper()
-		time.Sleep(1100 * time.Millisecond) // release names have a one-second resolution
 		r := e.pushdeploy(append(args, "--env-file", envFile)...)
 		c.addResult(name, r)
 		if r.code != wantCode {

@@ -62,10 +62,7 @@ func (s *server) start(e *e2e, stdout io.Writer, args ...string) {
 	e.t.Helper()
 	s.cmd = exec.Command(binary, args...)
 	s.cmd.Dir = e.t.TempDir()
-	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	for k, v := range e.vars {
-		s.cmd.Env = append(s.cmd.Env, k+"="+v)
-	}
+	s.cmd.Env = e.environ()
 	s.cmd.Stdout, s.cmd.Stderr = stdout, s.stderr
 	if err := s.cmd.Start(); err != nil {
 		e.t.Fatal(err)
@@ -393,7 +390,6 @@ func TestEndToEndServeSIGTERMMidDeploy(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = os.Remove(hold) })
 	e.vars["DEPLOY_PYTHON"] = python
-	time.Sleep(1100 * time.Millisecond)
 	s := e.serve()
 	code, out := s.webhook("sigterm-1", bitbucketPush("release", sha1), true)
 	if code != http.StatusAccepted {

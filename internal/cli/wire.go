@@ -83,6 +83,7 @@ func newDeployer(cfg *config.Config, log *slog.Logger) (*deploy.Deployer, func()
 		RollbackAll:   cfg.RollbackOnFailure == "all",
 		Parallel:      cfg.Parallel,
 		VenvReuse:     cfg.VenvReuse,
+		Now:           deployerClock(),
 	}
 	if cfg.Fetch == "push" {
 		// The deployer streams each release: hosts need no git access, and
