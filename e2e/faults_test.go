@@ -50,10 +50,7 @@ func (e *e2e) start(args ...string) *running {
 	e.t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Dir = e.t.TempDir()
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	for k, v := range e.vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
+	cmd.Env = e.environ()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &syncWriter{w: &stderr}
 	if err := cmd.Start(); err != nil {
@@ -185,11 +182,33 @@ func outsideRoot(t *testing.T, h *testhosts.Host) string {
 	return strings.Join(kept, "\n")
 }
 
-// faults is the shared state of TestEndToEndFaults: one set of hosts
-// that every fault runs against in turn.
+// faults is the hosts of one fault test of TestEndToEndFaults.
 type faults struct {
 	*e2e
 	outside map[string]string // outsideRoot of each host at the start
+	// resize sets the free space of host 3's root, when newFaults made it
+	// a small filesystem of its own (see smallRoot).
+	resize func(kib int64)
+}
+
+// newFaults brings up three hosts whose restart command is
+// faultRestartCmd, deploys a first commit (A) to them, checks that they
+// are sound and returns them with A. With small, host 3's root is a small
+// filesystem of its own, whose free space f.resize sets.
+func newFaults(t *testing.T, small bool) (f *faults, shaA string) {
+	t.Helper()
+	f = &faults{e2e: newE2E(t, 3), outside: map[string]string{}}
+	f.vars["DEPLOY_RESTART_CMD"] = faultRestartCmd
+	if small {
+		f.resize = smallRoot(t, f.env.Hosts[2])
+	}
+	shaA = f.commit("1.0", nil)
+	f.mustDeploy()
+	for _, h := range f.env.Hosts {
+		f.outside[h.Name] = outsideRoot(t, h)
+	}
+	f.sound(t, f.every(shaA))
+	return f, shaA
 }
 
 // hostState is what a host looks like from outside: current and its commit.
@@ -339,10 +358,7 @@ func smallRoot(t *testing.T, h *testhosts.Host) func(kib int64) {
 	st := fi.Sys().(*syscall.Stat_t)
 	opts := fmt.Sprintf("size=256m,mode=0755,uid=%d,gid=%d", st.Uid, st.Gid)
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "pdfaults", mnt).CombinedOutput(); err != nil {
-		if os.Getenv("DEPLOY_TEST_DISALLOW_SKIP") != "" {
-			t.Fatalf("mount tmpfs: %v: %s", err, out)
-		}
-		t.Skipf("cannot mount a tmpfs here (a disk-full host needs one): %v: %s", err, out)
+		testhosts.SkipOrFail(t, fmt.Sprintf("cannot mount a tmpfs here (a disk-full host needs one): %v: %s", err, out))
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
@@ -388,22 +404,12 @@ func (f *faults) crashLeftovers(t *testing.T, h *testhosts.Host) {
 	}
 }
 
-// TestEndToEndFaults runs every fault against one set of three hosts, in
-// turn; host 3's root is a small filesystem of its own.
+// TestEndToEndFaults runs each fault against three hosts of its own, on
+// which commit A is deployed first: each subtest runs alone with -run.
 func TestEndToEndFaults(t *testing.T) {
-	f := &faults{e2e: newE2E(t, 3), outside: map[string]string{}}
-	e := f.e2e
-	e.vars["DEPLOY_RESTART_CMD"] = faultRestartCmd
-	h1, h2, h3 := e.env.Hosts[0], e.env.Hosts[1], e.env.Hosts[2]
-	resize := smallRoot(t, h3)
-	shaA := e.commit("1.0", nil)
-	e.mustDeploy()
-	for _, h := range e.env.Hosts {
-		f.outside[h.Name] = outsideRoot(t, h)
-	}
-	f.sound(t, f.every(shaA))
-
 	t.Run("host down at the start", func(t *testing.T) {
+		f, shaA := newFaults(t, false)
+		e, h2 := f.e2e, f.env.Hosts[1]
 		e.commit("1.0", map[string]string{"NEWS": "down\n"})
 		before := f.roots(t)
 		if err := h2.Stop(); err != nil {
@@ -424,6 +430,8 @@ func TestEndToEndFaults(t *testing.T) {
 	})
 
 	t.Run("git server down", func(t *testing.T) {
+		f, shaA := newFaults(t, false)
+		e := f.e2e
 		before := f.roots(t)
 		if err := e.env.Git.Stop(); err != nil {
 			t.Fatal(err)
@@ -442,6 +450,8 @@ func TestEndToEndFaults(t *testing.T) {
 	})
 
 	t.Run("branch deleted", func(t *testing.T) {
+		f, shaA := newFaults(t, false)
+		e := f.e2e
 		before := f.roots(t)
 		if err := e.env.DeleteBranch(context.Background()); err != nil {
 			t.Fatal(err)
@@ -452,9 +462,10 @@ func TestEndToEndFaults(t *testing.T) {
 		f.sound(t, f.every(shaA))
 	})
 
-	var shaB string
 	t.Run("commit force-pushed away", func(t *testing.T) {
-		shaB = e.commit("1.0", map[string]string{"NEWS": "B\n"}) // pushes the branch again, too
+		f, shaA := newFaults(t, false)
+		e := f.e2e
+		shaB := e.commit("1.0", map[string]string{"NEWS": "B\n"}) // pushes the branch again, too
 		gone := e.commit("1.0", map[string]string{"NEWS": "gone\n"})
 		if err := e.env.Rewind(context.Background(), shaB); err != nil {
 			t.Fatal(err)
@@ -467,6 +478,8 @@ func TestEndToEndFaults(t *testing.T) {
 	})
 
 	t.Run("sshd of host 2 killed mid-fetch", func(t *testing.T) {
+		f, _ := newFaults(t, false)
+		e, h2, h3 := f.e2e, f.env.Hosts[1], f.env.Hosts[2]
 		// The mirror's reference-transaction hook runs inside git fetch:
 		// it holds the fetch there until host 2 is gone.
 		mark := h2.Path("app/.repo/fetching")
@@ -477,7 +490,6 @@ func TestEndToEndFaults(t *testing.T) {
 		}
 		sha := e.commit("1.0", map[string]string{"NEWS": "fetch\n"})
 		states, rels := f.states(), f.releaseLists(t)
-		time.Sleep(1100 * time.Millisecond)
 		p := e.start("deploy")
 		waitFor(t, "host 2 to fetch", p, func() bool { return exists(mark) })
 		if err := h2.Stop(); err != nil {
@@ -505,10 +517,11 @@ func TestEndToEndFaults(t *testing.T) {
 	})
 
 	t.Run("sshd of host 2 killed mid-pip", func(t *testing.T) {
+		f, _ := newFaults(t, false)
+		e, h2 := f.e2e, f.env.Hosts[1]
 		sha := e.commit("2.0", nil) // new requirements: a new venv, pip runs
 		states, rels := f.states(), f.releaseLists(t)
 		uid := uidOf(t, h2)
-		time.Sleep(1100 * time.Millisecond)
 		p := e.start("deploy")
 		var pip int
 		waitFor(t, "pip on host 2", p, func() bool {
@@ -538,7 +551,6 @@ func TestEndToEndFaults(t *testing.T) {
 			t.Errorf("host 2's lock is held after its sshd died")
 		}
 		e.vars["DEPLOY_LOCK_TIMEOUT"] = "3s"
-		defer delete(e.vars, "DEPLOY_LOCK_TIMEOUT")
 		e.mustDeploy()
 		f.sound(t, f.every(sha))
 		if len(half) == len(releases(t, h2)) {
@@ -547,6 +559,8 @@ func TestEndToEndFaults(t *testing.T) {
 	})
 
 	t.Run("disk full during the fetch", func(t *testing.T) {
+		f, _ := newFaults(t, true)
+		e, h3 := f.e2e, f.env.Hosts[2]
 		base := e.commit("2.0", map[string]string{"NEWS": "before big\n"})
 		e.mustDeploy()
 		// 3 MiB that do not compress, with 1 MiB free on host 3.
@@ -555,13 +569,11 @@ func TestEndToEndFaults(t *testing.T) {
 		_, _ = rng.Read(big)
 		e.commit("2.0", map[string]string{"big.bin": string(big)})
 		states, rels := f.states(), f.releaseLists(t)
-		resize(1024)
-		defer resize(256 << 10)
-		time.Sleep(1100 * time.Millisecond)
+		f.resize(1024)
 		r := e.pushdeploy("deploy")
 		failed(t, r, 1, "host "+h3.Name+": fetch:", "No space left on device")
 		f.noNewRelease(t, states, rels)
-		resize(256 << 10)
+		f.resize(256 << 10)
 		if err := e.env.Rewind(context.Background(), base); err != nil {
 			t.Fatal(err)
 		}
@@ -569,29 +581,29 @@ func TestEndToEndFaults(t *testing.T) {
 	})
 
 	t.Run("disk full during the venv", func(t *testing.T) {
+		f, _ := newFaults(t, true)
+		e, h3 := f.e2e, f.env.Hosts[2]
 		// Other requirements: a new venv; 2 MiB free is too little for it.
 		files := e.env.AppFiles("1.0")
 		sha := e.commit("1.0", map[string]string{"requirements.txt": files["requirements.txt"] + "# disk full\n"})
 		states, rels := f.states(), f.releaseLists(t)
-		resize(2048)
-		defer resize(256 << 10)
-		time.Sleep(1100 * time.Millisecond)
+		f.resize(2048)
 		r := e.pushdeploy("deploy")
 		// python -m venv keeps ensurepip's output to itself; the step
 		// shows what the quick bootstrap before it said, and df.
 		failed(t, r, 1, "host "+h3.Name+": venv: exit status 1", "No space left on device")
 		f.noNewRelease(t, states, rels)
-		resize(256 << 10)
+		f.resize(256 << 10)
 		e.mustDeploy()
 		f.sound(t, f.every(sha))
 	})
 
 	t.Run("restart fails on host 2", func(t *testing.T) {
+		f, _ := newFaults(t, false)
+		e, h1, h2, h3 := f.e2e, f.env.Hosts[0], f.env.Hosts[1], f.env.Hosts[2]
 		old := f.states()[h1.Name].commit
 		sha := e.commit("1.0", map[string]string{"NEWS": "restart\n"})
 		e.vars["DEPLOY_RESTART_CMD"] = `if [ "$COMMIT" = ` + sha + ` ] && [ "$(id -un)" = ` + h2.User + ` ]; then echo "app: address already in use" >&2; exit 3; fi; ` + faultRestartCmd
-		defer func() { e.vars["DEPLOY_RESTART_CMD"] = faultRestartCmd }()
-		time.Sleep(1100 * time.Millisecond)
 		r := e.pushdeploy("deploy")
 		failed(t, r, 1, "host "+h2.Name+": restart: exit status 3", "app: address already in use")
 		// Host 1 keeps the new release (DEPLOY_ROLLBACK_ON_FAILURE=host);
@@ -606,6 +618,8 @@ func TestEndToEndFaults(t *testing.T) {
 	})
 
 	t.Run("health check times out", func(t *testing.T) {
+		f, _ := newFaults(t, false)
+		e, h1 := f.e2e, f.env.Hosts[0]
 		// A health URL that accepts connections and never answers.
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -631,9 +645,6 @@ func TestEndToEndFaults(t *testing.T) {
 		e.commit("1.0", map[string]string{"NEWS": "health\n"})
 		e.vars["DEPLOY_HEALTH_URL"] = "http://" + ln.Addr().String() + "/health"
 		e.vars["DEPLOY_HEALTH_TIMEOUT"] = "3s"
-		defer delete(e.vars, "DEPLOY_HEALTH_URL")
-		defer delete(e.vars, "DEPLOY_HEALTH_TIMEOUT")
-		time.Sleep(1100 * time.Millisecond)
 		r := e.pushdeploy("deploy")
 		failed(t, r, 1, "host "+h1.Name+": health:", ln.Addr().String())
 		want := map[string]string{}
@@ -644,19 +655,18 @@ func TestEndToEndFaults(t *testing.T) {
 	})
 
 	t.Run("two deployers at once", func(t *testing.T) {
-		older := e.commit("2.0", map[string]string{"NEWS": "older\n"})
-		tip := e.commit("2.0", map[string]string{"NEWS": "tip\n"})
 		for _, parallel := range []string{"1", "3"} {
 			t.Run("parallel "+parallel, func(t *testing.T) {
+				f, _ := newFaults(t, false)
+				e := f.e2e
+				older := e.commit("2.0", map[string]string{"NEWS": "older\n"})
+				tip := e.commit("2.0", map[string]string{"NEWS": "tip\n"})
 				e.vars["DEPLOY_PARALLEL"] = parallel
 				e.vars["DEPLOY_LOCK_TIMEOUT"] = "60s"
-				defer delete(e.vars, "DEPLOY_PARALLEL")
-				defer delete(e.vars, "DEPLOY_LOCK_TIMEOUT")
 				logs := map[string]int{}
 				for _, h := range e.env.Hosts {
 					logs[h.Name] = strings.Count(e.onHost(h, "cat", "app/revisions.log"), "\n") + 1
 				}
-				time.Sleep(1100 * time.Millisecond)
 				a := e.start("deploy", "--json")
 				b := e.start("deploy", "--json", "--commit", older)
 				ra, rb := a.wait(t), b.wait(t)
@@ -692,6 +702,8 @@ func TestEndToEndFaults(t *testing.T) {
 	})
 
 	t.Run("deploy killed mid-deploy", func(t *testing.T) {
+		f, _ := newFaults(t, false)
+		e, h1, h2 := f.e2e, f.env.Hosts[0], f.env.Hosts[1]
 		// The before-switch hook holds host 2 (and only it) in its
 		// prepare phase while <root>/hold exists.
 		mark, hold := h2.Path("app/hook-running"), h2.Path("app/hold")
@@ -701,7 +713,6 @@ func TestEndToEndFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		states, rels := f.states(), f.releaseLists(t)
-		time.Sleep(1100 * time.Millisecond)
 		p := e.start("deploy")
 		waitFor(t, "host 2's before-switch hook", p, func() bool { return exists(mark) })
 		if err := p.cmd.Process.Kill(); err != nil {
@@ -720,7 +731,6 @@ func TestEndToEndFaults(t *testing.T) {
 		// than work beside it (two migrations at once).
 		t.Logf("host 2's processes once its lock was free: %v", procsOf(uidOf(t, h2)))
 		e.vars["DEPLOY_LOCK_TIMEOUT"] = "3s"
-		defer delete(e.vars, "DEPLOY_LOCK_TIMEOUT")
 		r := e.pushdeploy("deploy")
 		failed(t, r, 1, "host "+h2.Name+": lock: host busy", "a command an earlier deployment started is still running")
 		_ = os.Remove(hold)
@@ -740,13 +750,13 @@ func TestEndToEndFaults(t *testing.T) {
 		if err := os.Symlink("releases/"+strings.TrimPrefix(states[h1.Name].current, "releases/"), h1.Path("app/.current.tmp-dead")); err != nil {
 			t.Fatal(err)
 		}
-		e.vars["DEPLOY_LOCK_TIMEOUT"] = "3s"
-		defer delete(e.vars, "DEPLOY_LOCK_TIMEOUT")
 		e.mustDeploy()
 		f.sound(t, f.every(sha))
 	})
 
 	t.Run("serve: commits force-pushed away between request and deploy", func(t *testing.T) {
+		f, _ := newFaults(t, false)
+		e, h2 := f.e2e, f.env.Hosts[1]
 		s := e.serve()
 		mark, hold := h2.Path("app/hook-running"), h2.Path("app/hold")
 		base := e.commit("1.0", map[string]string{"NEWS": "serve\n"})
@@ -754,7 +764,6 @@ func TestEndToEndFaults(t *testing.T) {
 		if err := os.WriteFile(hold, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(1100 * time.Millisecond)
 		code, out := s.postDeploy(`{"commit":"` + base + `"}`)
 		if code != http.StatusAccepted {
 			t.Fatalf("POST /api/deploy: %d %v", code, out)
@@ -800,6 +809,8 @@ func TestEndToEndFaults(t *testing.T) {
 	})
 
 	t.Run("serve killed mid-deploy", func(t *testing.T) {
+		f, _ := newFaults(t, false)
+		e, h1, h2 := f.e2e, f.env.Hosts[0], f.env.Hosts[1]
 		s := e.serve()
 		mark, hold := h2.Path("app/hook-running"), h2.Path("app/hold")
 		sha := e.commit("1.0", map[string]string{"NEWS": "serve killed\n"})
@@ -807,7 +818,6 @@ func TestEndToEndFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		states := f.states()
-		time.Sleep(1100 * time.Millisecond)
 		code, out := s.postDeploy("")
 		if code != http.StatusAccepted {
 			t.Fatalf("POST /api/deploy: %d %v", code, out)
