@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
 
 // repoURLTests are the forms of repository URL git accepts, each with what
@@ -210,12 +211,7 @@ type gitOracle struct {
 
 func newGitOracle(t *testing.T) *gitOracle {
 	t.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		if os.Getenv("DEPLOY_TEST_DISALLOW_SKIP") != "" {
-			t.Fatal("git not installed (and DEPLOY_TEST_DISALLOW_SKIP forbids skipping)")
-		}
-		t.Skip("git not installed")
-	}
+	testhosts.NeedTools(t, "git")
 	o := &gitOracle{t: t, dir: t.TempDir()}
 	ssh := `#!/bin/sh
 for a in "$@"; do printf '%s\0' "$a"; done > "$(dirname "$0")/ssh-args"

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
 
 // chromiumPath is Debian's Chromium (apt-get install chromium, in
@@ -24,11 +25,7 @@ const chromiumPath = "/usr/bin/chromium"
 func needChromium(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
-		msg := "no Chromium at " + chromiumPath + " (apt-get install chromium)"
-		if os.Getenv("DEPLOY_TEST_DISALLOW_SKIP") != "" {
-			t.Fatal(msg + " (and DEPLOY_TEST_DISALLOW_SKIP forbids skipping)")
-		}
-		t.Skip(msg)
+		testhosts.SkipOrFail(t, "no Chromium at "+chromiumPath+" (apt-get install chromium)")
 	}
 }
 
