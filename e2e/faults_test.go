@@ -38,6 +38,11 @@ import (
 // faultRestartCmd records each restart inside the root: "<commit> <id>".
 const faultRestartCmd = `printf '%s %s\n' "$COMMIT" "$DEPLOYMENT_ID" >>"${CURRENT_DIR%/current}/restarts.log"`
 
+// holdHook, as a release's before-switch hook, holds each host whose
+// <root>/hold exists in its prepare phase (two minutes at most), after
+// making <root>/hook-running.
+const holdHook = "#!/bin/sh\nroot=${CURRENT_DIR%/current}\n[ -e \"$root/hold\" ] || exit 0\n: >\"$root/hook-running\"\ni=0\nwhile [ -e \"$root/hold\" ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n"
+
 // running is a pushdeploy process started in the background.
 type running struct {
 	cmd  *exec.Cmd
@@ -203,7 +208,10 @@ func newFaults(t *testing.T, small bool) (f *faults, shaA string) {
 		f.resize = smallRoot(t, f.env.Hosts[2])
 	}
 	shaA = f.commit("1.0", nil)
+	// The hosts prepare at once: this deploy is not what is tested.
+	f.vars["DEPLOY_PARALLEL"] = "3"
 	f.mustDeploy()
+	delete(f.vars, "DEPLOY_PARALLEL")
 	for _, h := range f.env.Hosts {
 		f.outside[h.Name] = outsideRoot(t, h)
 	}
@@ -704,11 +712,8 @@ func TestEndToEndFaults(t *testing.T) {
 	t.Run("deploy killed mid-deploy", func(t *testing.T) {
 		f, _ := newFaults(t, false)
 		e, h1, h2 := f.e2e, f.env.Hosts[0], f.env.Hosts[1]
-		// The before-switch hook holds host 2 (and only it) in its
-		// prepare phase while <root>/hold exists.
 		mark, hold := h2.Path("app/hook-running"), h2.Path("app/hold")
-		hook := "#!/bin/sh\nroot=${CURRENT_DIR%/current}\n[ -e \"$root/hold\" ] || exit 0\n: >\"$root/hook-running\"\ni=0\nwhile [ -e \"$root/hold\" ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n"
-		sha := e.commit("1.0", map[string]string{".pushdeploy/before-switch": hook, "NEWS": "killed\n"})
+		sha := e.commit("1.0", map[string]string{".pushdeploy/before-switch": holdHook, "NEWS": "killed\n"})
 		if err := os.WriteFile(hold, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -759,7 +764,7 @@ func TestEndToEndFaults(t *testing.T) {
 		e, h2 := f.e2e, f.env.Hosts[1]
 		s := e.serve()
 		mark, hold := h2.Path("app/hook-running"), h2.Path("app/hold")
-		base := e.commit("1.0", map[string]string{"NEWS": "serve\n"})
+		base := e.commit("1.0", map[string]string{".pushdeploy/before-switch": holdHook, "NEWS": "serve\n"})
 		gone := e.commit("1.0", map[string]string{"NEWS": "gone again\n"})
 		if err := os.WriteFile(hold, nil, 0o644); err != nil {
 			t.Fatal(err)
@@ -813,7 +818,7 @@ func TestEndToEndFaults(t *testing.T) {
 		e, h1, h2 := f.e2e, f.env.Hosts[0], f.env.Hosts[1]
 		s := e.serve()
 		mark, hold := h2.Path("app/hook-running"), h2.Path("app/hold")
-		sha := e.commit("1.0", map[string]string{"NEWS": "serve killed\n"})
+		sha := e.commit("1.0", map[string]string{".pushdeploy/before-switch": holdHook, "NEWS": "serve killed\n"})
 		if err := os.WriteFile(hold, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -11,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pushdeploy/pushdeploy/deploy"
+	"github.com/pushdeploy/pushdeploy/history"
 )
 
 // stop sends SIGTERM and waits for a clean exit.
@@ -202,8 +206,27 @@ func TestEndToEndKilledMidDeployIsInterrupted(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// The record is written a moment after the worker's copy changes.
-	time.Sleep(500 * time.Millisecond)
+	// The record is written a moment after the worker's copy changes:
+	// wait until the history itself has the running restart.
+	st, err := history.Open(context.Background(), e.vars["DEPLOY_DATA_DIR"], history.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	await(t, "the history to record the running restart", 2*time.Minute, func() (bool, any) {
+		d, _, err := st.Deployment(context.Background(), id)
+		if err != nil || d == nil {
+			return false, err
+		}
+		for _, h := range d.Hosts {
+			for _, step := range h.Steps {
+				if h.Host.String() == first.Name && step.Name == "restart" && step.Status == deploy.StatusRunning {
+					return true, nil
+				}
+			}
+		}
+		return false, d.Hosts
+	})
+	st.Close()
 	if err := s.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
