@@ -27,6 +27,7 @@ func TestLayers(t *testing.T) {
 		{mod + "/config", []string{"internal/cli"}},
 		{mod + "/internal/cli", []string{"."}},                                                                  // the command line: only main calls it
 		{mod + "/internal/testhosts", []string{"demo", "bench/webhook", "bench/deploy", "internal/deploytest"}}, // and tests
+		{mod + "/internal/deploytest", nil},                                                                     // tests' only
 		{"github.com/chromedp/", nil},                                                                           // the browser test's only: see TestBrowserOnlyInTests
 	}
 	seen := 0
