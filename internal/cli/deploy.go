@@ -51,32 +51,18 @@ func runDeploy(ctx context.Context, c *common, f deployFlags, stdout io.Writer) 
 			return usagef("--commit: %v", err)
 		}
 	}
-	log, cfg, err := c.setup()
+	s, err := c.open()
 	if err != nil {
 		return err
 	}
-	hosts, err := c.selectedHosts(cfg)
-	if err != nil {
-		return err
-	}
-	d, closeKeys, err := newDeployer(cfg, log)
-	if err != nil {
-		return err
-	}
-	defer closeKeys()
+	defer s.close()
+	cfg, d, hosts := s.cfg, s.d, s.hosts
 
 	if *dryRun {
 		return deployDryRun(ctx, d, hosts, deploy.Push{Branch: cfg.Branch, Commit: *commit}, stdout, c.json)
 	}
-	// Recorded in the history and notified like serve's deployments; a
-	// dry run is neither.
-	done, err := observeCLI(ctx, c, cfg, d, log)
-	if err != nil {
-		return err
-	}
-	defer done()
 	dep := deploy.NewDeployment(deploy.Request{Trigger: deploy.TriggerCLI, Actor: osUser(), Push: deploy.Push{Branch: cfg.Branch, Commit: *commit}}, time.Now())
-	err = d.Run(ctx, dep, hosts)
+	err = s.record(ctx, c, dep, d.Run)
 	printDeployment(stdout, dep, c.json)
 	if err != nil {
 		return fmt.Errorf("deploy failed: %w", err)

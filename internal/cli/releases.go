@@ -27,21 +27,13 @@ func newReleasesCommand(c *common) *cobra.Command {
 }
 
 func runReleases(ctx context.Context, c *common, stdout io.Writer) error {
-	log, cfg, err := c.setup()
+	s, err := c.open()
 	if err != nil {
 		return err
 	}
-	selected, err := c.selectedHosts(cfg)
-	if err != nil {
-		return err
-	}
-	d, closeKeys, err := newDeployer(cfg, log)
-	if err != nil {
-		return err
-	}
-	defer closeKeys()
-
-	hosts, err := d.Releases(ctx, selected)
+	defer s.close()
+	log := s.log
+	hosts, err := s.d.Releases(ctx, s.hosts)
 	if err != nil {
 		return err
 	}

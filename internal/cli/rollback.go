@@ -49,19 +49,12 @@ func runRollback(ctx context.Context, c *common, f rollbackFlags, stdout io.Writ
 			return usagef("--to: %v", err)
 		}
 	}
-	log, cfg, err := c.setup()
+	s, err := c.open()
 	if err != nil {
 		return err
 	}
-	hosts, err := c.selectedHosts(cfg)
-	if err != nil {
-		return err
-	}
-	d, closeKeys, err := newDeployer(cfg, log)
-	if err != nil {
-		return err
-	}
-	defer closeKeys()
+	defer s.close()
+	d, hosts := s.d, s.hosts
 
 	if *dryRun {
 		targets, err := d.PlanRollback(ctx, hosts, *to)
@@ -73,15 +66,8 @@ func runRollback(ctx context.Context, c *common, f rollbackFlags, stdout io.Writ
 		}
 		return nil
 	}
-	// Recorded in the history and notified like serve's deployments; a
-	// dry run is neither.
-	done, err := observeCLI(ctx, c, cfg, d, log)
-	if err != nil {
-		return err
-	}
-	defer done()
 	dep := deploy.NewDeployment(deploy.Request{Action: deploy.ActionRollback, Trigger: deploy.TriggerCLI, Actor: osUser(), Release: *to}, time.Now())
-	err = d.Rollback(ctx, dep, hosts)
+	err = s.record(ctx, c, dep, d.Rollback)
 	printRollback(stdout, dep, c.json)
 	if err != nil {
 		return fmt.Errorf("rollback failed: %w", err)

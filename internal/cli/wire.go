@@ -94,6 +94,46 @@ func newDeployer(cfg *config.Config, log *slog.Logger) (*deploy.Deployer, func()
 	return d, dialer.Close, nil
 }
 
+// session is what a command that works on the hosts sets up: the
+// configuration and its logger, the hosts --hosts names, and the deployer,
+// whose keys close empties for good.
+type session struct {
+	log   *slog.Logger
+	cfg   *config.Config
+	hosts []deploy.Host
+	d     *deploy.Deployer
+	close func()
+}
+
+// open reads the configuration, selects the hosts and builds the deployer.
+func (c *common) open() (*session, error) {
+	log, cfg, err := c.setup()
+	if err != nil {
+		return nil, err
+	}
+	hosts, err := c.selectedHosts(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d, closeKeys, err := newDeployer(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	return &session{log: log, cfg: cfg, hosts: hosts, d: d, close: closeKeys}, nil
+}
+
+// record runs dep with run (Deployer.Run or Rollback) on the session's
+// hosts, recorded in the history and notified like serve's deployments
+// (a dry run is neither).
+func (s *session) record(ctx context.Context, c *common, dep *deploy.Deployment, run func(context.Context, *deploy.Deployment, []deploy.Host) error) error {
+	done, err := observeCLI(ctx, c, s.cfg, s.d, s.log)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return run(ctx, dep, s.hosts)
+}
+
 // observeCLI makes a command-line deployment recorded in the history and
 // notified, like serve's, and watched (long steps, -v); the returned func flushes both (bounded) before
 // the command exits.
