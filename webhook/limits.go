@@ -23,6 +23,15 @@ type Limits struct {
 	// MaxHeaderBytes bounds the request line and headers (a bigger
 	// request is answered 431): forges send a few KiB at most.
 	MaxHeaderBytes int
+
+	// The unverified webhook bodies held at once (bodies.go): how many
+	// in all and per client, and the bytes they hold beyond the first
+	// 64 KiB of each (default: 16 MiB, or twice the body limit if that
+	// is more). BodyTimeout bounds reading one body.
+	MaxBodies          int
+	MaxBodiesPerClient int
+	BodyBudget         int64
+	BodyTimeout        time.Duration
 }
 
 // Default limits of Open.
@@ -34,14 +43,22 @@ const (
 	DefaultMaxHeaderBytes    = 64 << 10
 )
 
+// bodyTimeout is how long one webhook body may take to arrive, counted
+// from the end of its headers: BodyTimeout, never more than ReadTimeout.
+func (l Limits) bodyTimeout() time.Duration {
+	return min(orDefault(l.BodyTimeout, DefaultBodyTimeout), orDefault(l.ReadTimeout, DefaultReadTimeout))
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
 // server returns an http.Server for h with these limits.
 func (l Limits) server(h http.Handler) *http.Server {
-	or := func(d, def time.Duration) time.Duration {
-		if d > 0 {
-			return d
-		}
-		return def
-	}
+	or := orDefault
 	maxHeader := l.MaxHeaderBytes
 	if maxHeader <= 0 {
 		maxHeader = DefaultMaxHeaderBytes

@@ -3,7 +3,6 @@ package webhook
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -34,25 +33,13 @@ func (s *Server) webhook(c echo.Context) error {
 	outcome := outcomeError
 	defer func() { s.countWebhook(d.Provider, outcome) }()
 
-	src := r.Body
-	if r.ContentLength > s.cfg.BodyLimit {
-		// Declared over the limit: refused without reading a byte of it
-		// (closed unread, the connection is closed after the answer).
-		r.Body.Close()
-		src = declaredTooBig{s.cfg.BodyLimit}
+	body, release, berr := s.readBody(c)
+	if berr != nil {
+		log.Warn("webhook rejected", "decision", "rejected", "reason", berr.reason, "error", berr.err.Error())
+		outcome = berr.outcome
+		return berr.err
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), src, s.cfg.BodyLimit))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		log.Warn("webhook rejected", "decision", "rejected", "reason", "body too large", "limit", s.cfg.BodyLimit)
-		outcome = outcomeTooLarge
-		return fail(http.StatusRequestEntityTooLarge, "body over the limit of %d bytes", s.cfg.BodyLimit)
-	}
-	if err != nil {
-		log.Warn("webhook rejected", "decision", "rejected", "reason", "reading the body", "error", err)
-		outcome = outcomeBadRequest
-		return fail(http.StatusBadRequest, "reading the body: %v", err)
-	}
+	defer release()
 
 	ev, err := Parse(r.Header, body, s.cfg.Secret, s.cfg.Insecure)
 	var change Change

@@ -50,7 +50,7 @@ type Config struct {
 	Repo   string
 	// APIToken guards /api/*; empty: /api/* answers 404.
 	APIToken string
-	// BodyLimit bounds a webhook body (default 25 MiB).
+	// BodyLimit bounds a webhook body (default 1 MiB).
 	BodyLimit int64
 	// Limits are the HTTP server's timeouts and header limit (Open).
 	Limits Limits
@@ -77,9 +77,12 @@ type Config struct {
 	Metrics Metrics
 }
 
-// DefaultBodyLimit is the largest webhook body read: a big push with many
-// commits stays well under it.
-const DefaultBodyLimit = 25 << 20
+// DefaultBodyLimit is the largest webhook body read. Push payloads are
+// KiB: Bitbucket Cloud sends at most 256 KB (5 commits a branch), GitLab
+// 20 commits; GitHub lists up to 2048 commits with their changed paths, so
+// only a push of hundreds of commits touching thousands of files is
+// bigger (GitHub's own cap is 25 MB: raise DEPLOY_WEBHOOK_MAX_BODY then).
+const DefaultBodyLimit = 1 << 20
 
 // Server serves the webhook receiver, the API and the health endpoint. It
 // wraps echo, so that nothing else in pushdeploy needs to know it.
@@ -98,7 +101,8 @@ type Server struct {
 	stateChecked time.Time
 	stateErr     error
 
-	page pageState // the status page: stream heartbeat, releases cache
+	page   pageState // the status page: stream heartbeat, releases cache
+	bodies *bodyGate // the unverified webhook bodies being read
 }
 
 // New returns a server for d. It refuses an empty secret unless
@@ -117,7 +121,7 @@ func New(cfg Config, d Deployments) (*Server, error) {
 	if cfg.History != nil {
 		cfg.History = &checkedHistory{History: cfg.History}
 	}
-	s := &Server{cfg: cfg, d: d, log: log, started: time.Now(), e: echo.New()}
+	s := &Server{cfg: cfg, d: d, log: log, started: time.Now(), e: echo.New(), bodies: newBodyGate(cfg.Limits, cfg.BodyLimit)}
 	s.e.HideBanner, s.e.HidePort = true, true
 	// The peer address as seen on the socket: X-Forwarded-For is only
 	// read from the proxies of DEPLOY_TRUSTED_PROXIES.
