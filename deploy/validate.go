@@ -115,3 +115,20 @@ func ValidPath(p string) error {
 func isBranchRune(r rune) bool {
 	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./+@", r)
 }
+
+// MaxDeliveryID is the longest webhook delivery id the worker remembers:
+// the forges send UUIDs and GUIDs (36 characters, 38 with braces).
+const MaxDeliveryID = 64
+
+// ValidDeliveryID checks a webhook's delivery id before it is remembered:
+// at most MaxDeliveryID printable ASCII characters, no space. The error
+// does not repeat the id (it comes from an unverified header).
+func ValidDeliveryID(id string) error {
+	if len(id) > MaxDeliveryID {
+		return fmt.Errorf("delivery id of %d bytes: at most %d", len(id), MaxDeliveryID)
+	}
+	if strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r > '~' }) {
+		return errors.New("delivery id has a character other than printable ASCII")
+	}
+	return nil
+}

@@ -101,10 +101,16 @@ func (w *Worker) logger() *slog.Logger {
 
 // Submit queues req. A request for a specific commit is checked against
 // the repository first (a *CommitError when it is not on the branch); host
-// names must be in the pool (a *RequestError otherwise).
+// names must be in the pool and a delivery id valid (ValidDeliveryID),
+// or Submit returns a *RequestError.
 func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
 	if _, err := w.selectHosts(req.Hosts); err != nil {
 		return Ticket{}, err
+	}
+	if err := ValidDeliveryID(req.DeliveryID); err != nil {
+		// Every delivery id is remembered (maxDeliveries of them): each
+		// must be small.
+		return Ticket{}, &RequestError{Msg: err.Error()}
 	}
 	commit := req.PayloadCommit
 	switch {

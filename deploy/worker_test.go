@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -155,6 +156,32 @@ func TestWorkerRejectsBadRequests(t *testing.T) {
 	d, ok := w.Get(tk.ID)
 	if !ok || d.Request.Push.Commit != res.commit || d.Status != StatusQueued {
 		t.Errorf("queued %+v", d)
+	}
+}
+
+// TestWorkerRefusesLongDeliveryIDs: the worker remembers every delivery
+// id; one longer than MaxDeliveryID (or with a space or control
+// character) is refused before anything is remembered or queued.
+func TestWorkerRefusesLongDeliveryIDs(t *testing.T) {
+	w, _, _ := newTestWorker()
+	push := func(id string) Request {
+		return Request{Trigger: "webhook", Provider: "github", DeliveryID: id, Push: Push{Branch: "release"}}
+	}
+	for _, id := range []string{strings.Repeat("a", MaxDeliveryID+1), strings.Repeat("x", 64<<10), "a b", "a\x00b", "\u00e9t\u00e9"} {
+		_, err := w.Submit(context.Background(), push(id))
+		var re *RequestError
+		if !errors.As(err, &re) {
+			t.Errorf("delivery id of %d bytes: %v, want a RequestError", len(id), err)
+		}
+		if strings.Contains(fmt.Sprint(err), id) {
+			t.Errorf("the refusal repeats the delivery id: %v", err)
+		}
+	}
+	if n := len(w.List()); n != 0 || len(w.deliveries) != 0 {
+		t.Errorf("%d deployments and %d delivery ids remembered after refusals", n, len(w.deliveries))
+	}
+	if tk, err := w.Submit(context.Background(), push("{"+strings.Repeat("f", MaxDeliveryID-2)+"}")); err != nil || tk.Status != "queued" {
+		t.Errorf("a %d-character delivery id: %+v %v, want queued", MaxDeliveryID, tk, err)
 	}
 }
 

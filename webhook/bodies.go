@@ -192,7 +192,8 @@ func (s *Server) readBody(c echo.Context) ([]byte, func(), *bodyError) {
 
 // refuseBody answers a body the gate has no room for: 429 when this
 // client has too many bodies in flight, else 503; both with Retry-After,
-// and the connection closed (the body is not read).
+// and the connection closed (unread: net/http would otherwise read the
+// rest of a small body before it answers).
 func (s *Server) refuseBody(c echo.Context, err error) *bodyError {
 	h := c.Response().Header()
 	h.Set("Retry-After", bodyRetry)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -33,6 +34,14 @@ func (s *Server) webhook(c echo.Context) error {
 	outcome := outcomeError
 	defer func() { s.countWebhook(d.Provider, outcome) }()
 
+	if err := deploy.ValidDeliveryID(d.ID); err != nil {
+		// Refused before its body is read or anything is remembered (and
+		// the connection closed: net/http would read the body first).
+		c.Response().Header().Set(echo.HeaderConnection, "close")
+		log.Warn("webhook rejected", "decision", "rejected", "reason", "bad delivery id", "error", err)
+		outcome = outcomeBadRequest
+		return fail(http.StatusBadRequest, "%v", err)
+	}
 	body, release, berr := s.readBody(c)
 	if berr != nil {
 		log.Warn("webhook rejected", "decision", "rejected", "reason", berr.reason, "error", berr.err.Error())
@@ -92,9 +101,29 @@ func (s *Server) webhook(c echo.Context) error {
 
 // deliveryLog returns the logger of a webhook request, with our request id
 // and what its headers say (unverified) of provider, event and delivery.
+// This is where request headers reach the log: their values are cut
+// (unverified), and the log's handler quotes them.
 func (s *Server) deliveryLog(c echo.Context) (*slog.Logger, Delivery) {
 	d := Identify(c.Request().Header)
-	return s.log.With("request_id", requestID(c), "provider", d.Provider, "event", d.Kind, "delivery", d.ID), d
+	return s.log.With("request_id", requestID(c), "provider", d.Provider, "event", unverified(d.Kind), "delivery", unverified(d.ID)), d
+}
+
+// maxUnverified bounds a value from a request that is logged before
+// anything is verified: the real ones (event names, delivery ids, paths)
+// are far shorter.
+const maxUnverified = 100
+
+// unverified is a request value as logged: cut to maxUnverified bytes (on
+// a character boundary), with "…" when cut.
+func unverified(v string) string {
+	if len(v) <= maxUnverified {
+		return v
+	}
+	cut := maxUnverified
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return v[:cut] + "…"
 }
 
 // pushedBranch is the branch a verified push is logged under: the release

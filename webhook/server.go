@@ -245,7 +245,7 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		if status >= 400 || strings.HasPrefix(c.Request().URL.Path, "/api/") {
 			level = slog.LevelInfo // refused requests and API calls are worth a line
 		}
-		s.log.Log(c.Request().Context(), level, "http", "request_id", requestID(c), "method", c.Request().Method, "path", c.Request().URL.Path,
+		s.log.Log(c.Request().Context(), level, "http", "request_id", requestID(c), "method", c.Request().Method, "path", unverified(c.Request().URL.Path),
 			"status", status, "duration", time.Since(start), "remote", c.RealIP())
 		return nil
 	}
