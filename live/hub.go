@@ -2,9 +2,16 @@
 // recent deployments in memory and fans them out to subscribers (the
 // status page's event streams), so a subscriber that arrives mid-deploy
 // first hears everything from the start, then each event as it happens.
+//
+// What a deployment's output costs is bounded whatever the hosts print:
+// its output lines are bounded in number and in bytes (the oldest give way
+// to one "output truncated" line), and subscribers share the events the
+// hub holds instead of each getting a copy.
 package live
 
 import (
+	"fmt"
+	"sort"
 	"sync"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
@@ -14,25 +21,24 @@ import (
 const (
 	DefaultKeep        = 20
 	DefaultOutputBytes = 1 << 20
-	DefaultBuffer      = 512
+	DefaultOutputLines = 5000
 )
 
 // Hub is a deploy.Observer that remembers the events of the last Keep
-// deployments and tells them to subscribers. Observe never blocks: a
-// subscriber whose buffer is full is dropped (its channel is closed before
-// the deployment's end), so a slow reader cannot stall a deployment. The
-// zero value is ready to use; its methods are safe for concurrent use.
+// deployments and tells them to subscribers. Observe never waits for a
+// subscriber: each reads the shared events at its own pace. The zero
+// value is ready to use; its methods are safe for concurrent use.
 type Hub struct {
 	// Keep is how many deployments are remembered (default 20); the
 	// oldest finished one is forgotten first.
 	Keep int
-	// OutputBytes bounds the output lines remembered per deployment
-	// (default 1 MiB): beyond it the oldest lines are forgotten. Step,
-	// host and deployment events are always kept.
+	// OutputBytes and OutputLines bound the output lines remembered per
+	// deployment (default 1 MiB and 5000: an empty line costs as much to
+	// hold as a short one). Beyond either, the oldest lines are
+	// forgotten and a line saying how many takes their place. Step, host
+	// and deployment events are always kept.
 	OutputBytes int
-	// Buffer is how many live events a subscriber may fall behind before
-	// it is dropped (default 512).
-	Buffer int
+	OutputLines int
 
 	mu    sync.Mutex
 	deps  map[string]*stream
@@ -43,15 +49,21 @@ var _ deploy.Observer = (*Hub)(nil)
 
 // stream is what the hub remembers of one deployment.
 type stream struct {
-	events      []deploy.Event
-	outputBytes int
+	events      []entry // by Seq, increasing
+	outputBytes int     // of the output lines in events
+	outputLines int
 	ended       bool
-	subs        map[*subscriber]struct{}
+	forgotten   bool
+	// wake is closed when events change (or the stream is forgotten);
+	// made by the first subscriber that waits.
+	wake chan struct{}
 }
 
-type subscriber struct {
-	c     chan deploy.Event
-	after int // resumed after this Seq: earlier events are not for it
+// entry is one remembered event, or (dropped > 0) the line that stands
+// for output lines forgotten there.
+type entry struct {
+	ev      deploy.Event
+	dropped int
 }
 
 // Ended reports whether ev is a deployment's last event: its status
@@ -74,15 +86,14 @@ func (h *Hub) outputBytes() int {
 	return DefaultOutputBytes
 }
 
-func (h *Hub) buffer() int {
-	if h.Buffer > 0 {
-		return h.Buffer
+func (h *Hub) outputLines() int {
+	if h.OutputLines > 0 {
+		return h.OutputLines
 	}
-	return DefaultBuffer
+	return DefaultOutputLines
 }
 
-// Observe remembers ev and hands it to the deployment's subscribers
-// without waiting for any of them.
+// Observe remembers ev and wakes the deployment's subscribers.
 func (h *Hub) Observe(ev deploy.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -93,32 +104,24 @@ func (h *Hub) Observe(ev deploy.Event) {
 	if s.ended {
 		return // a deployment is over once it said so
 	}
-	s.events = append(s.events, ev)
+	s.events = append(s.events, entry{ev: ev})
 	if ev.Kind == deploy.EventOutput {
 		s.outputBytes += len(ev.Line)
-		if s.outputBytes > h.outputBytes() {
-			s.trimOutput(h.outputBytes() * 3 / 4)
+		s.outputLines++
+		if s.outputBytes > h.outputBytes() || s.outputLines > h.outputLines() {
+			// Down to three quarters: trimming is rare, and each time
+			// costs one pass.
+			s.trimOutput(h.outputLines()*3/4, h.outputBytes()*3/4)
 		}
 	}
-	for sub := range s.subs {
-		if ev.Seq <= sub.after {
-			continue
-		}
-		select {
-		case sub.c <- ev:
-		default:
-			// Too slow: drop it rather than wait. Its channel closes
-			// before the end, which tells it so.
-			delete(s.subs, sub)
-			close(sub.c)
-		}
-	}
-	if Ended(ev) {
-		s.ended = true
-		for sub := range s.subs {
-			close(sub.c)
-		}
-		s.subs = nil
+	s.ended = Ended(ev)
+	s.wakeLocked()
+}
+
+func (s *stream) wakeLocked() {
+	if s.wake != nil {
+		close(s.wake)
+		s.wake = nil
 	}
 }
 
@@ -137,32 +140,51 @@ func (h *Hub) addLocked(id string) *stream {
 			}
 		}
 		old := h.deps[h.order[victim]]
-		for sub := range old.subs {
-			close(sub.c)
-		}
-		old.subs = nil // cancel finds nothing left to close
+		old.forgotten = true
+		old.wakeLocked()
 		delete(h.deps, h.order[victim])
 		h.order = append(h.order[:victim], h.order[victim+1:]...)
 	}
-	s := &stream{subs: map[*subscriber]struct{}{}}
+	s := &stream{}
 	h.deps[id] = s
 	h.order = append(h.order, id)
 	return s
 }
 
-// trimOutput forgets the oldest output lines until at most limit bytes of
-// output remain; other events stay.
-func (s *stream) trimOutput(limit int) {
+// trimOutput forgets the oldest output lines until at most lines lines and
+// bytes bytes of output remain. Each run of forgotten lines becomes one
+// entry saying how many (with the Seq of the last of them, so that
+// events stay in order); other events stay.
+func (s *stream) trimOutput(lines, bytes int) {
 	kept := s.events[:0]
-	for _, ev := range s.events {
-		if ev.Kind == deploy.EventOutput && s.outputBytes > limit {
-			s.outputBytes -= len(ev.Line)
+	for _, e := range s.events {
+		if e.ev.Kind != deploy.EventOutput || e.dropped > 0 || (s.outputLines <= lines && s.outputBytes <= bytes) {
+			kept = append(kept, e)
 			continue
 		}
-		kept = append(kept, ev)
+		s.outputLines--
+		s.outputBytes -= len(e.ev.Line)
+		if n := len(kept); n > 0 && kept[n-1].dropped > 0 {
+			kept[n-1].dropped++
+			kept[n-1].ev.Seq, kept[n-1].ev.Host, kept[n-1].ev.Step, kept[n-1].ev.Time = e.ev.Seq, e.ev.Host, e.ev.Step, e.ev.Time
+			continue
+		}
+		e.dropped, e.ev.Line = 1, ""
+		kept = append(kept, e)
 	}
 	clear(s.events[len(kept):])
 	s.events = kept
+}
+
+// event is what a subscriber gets for e.
+func (e entry) event(h *Hub) deploy.Event {
+	if e.dropped == 0 {
+		return e.ev
+	}
+	ev := e.ev
+	ev.Line = fmt.Sprintf("[output truncated: %d earlier lines are not kept here; the live view keeps the newest %d lines and %d KiB of a deployment]",
+		e.dropped, h.outputLines(), h.outputBytes()>>10)
+	return ev
 }
 
 // Subscribe follows deployment id from the event after sequence number
@@ -170,38 +192,71 @@ func (s *stream) trimOutput(limit int) {
 // the deployment (not started yet, or forgotten). The channel first gives
 // the remembered events with Seq > after, then live ones; it is closed
 // after the deployment's last event (see Ended), or earlier when the
-// subscriber fell behind or the deployment was forgotten: then the last
-// event received is not an end. cancel ends the subscription early; call
-// it when done (it is safe to call more than once).
+// deployment was forgotten: then the last event received is not an end.
+// A subscriber that reads slowly is neither dropped nor waited for: when
+// the lines it has not read yet are forgotten, it gets the line that says
+// so instead. cancel ends the subscription early (the channel closes);
+// call it when done (it is safe to call more than once).
 func (h *Hub) Subscribe(id string, after int) (events <-chan deploy.Event, cancel func(), ok bool) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	s := h.deps[id]
+	h.mu.Unlock()
 	if s == nil {
 		return nil, nil, false
 	}
-	var replay []deploy.Event
-	for _, ev := range s.events {
-		if ev.Seq > after {
-			replay = append(replay, ev)
+	c := make(chan deploy.Event)
+	done := make(chan struct{})
+	var once sync.Once
+	go h.feed(s, after, c, done) // ends with the subscription: at the end, when forgotten, or on cancel
+	return c, func() { once.Do(func() { close(done) }) }, true
+}
+
+// feed hands s's events after Seq after to c, one at a time, as the
+// subscriber takes them; it closes c when there is nothing more to give.
+func (h *Hub) feed(s *stream, after int, c chan<- deploy.Event, done <-chan struct{}) {
+	defer close(c)
+	for {
+		ev, wait, more := h.next(s, after)
+		if !more {
+			return
+		}
+		if wait != nil {
+			select {
+			case <-wait:
+				continue
+			case <-done:
+				return
+			}
+		}
+		select {
+		case c <- ev:
+			after = ev.Seq
+		case <-done:
+			return
+		}
+		if Ended(ev) {
+			return
 		}
 	}
-	sub := &subscriber{c: make(chan deploy.Event, len(replay)+h.buffer()), after: after}
-	for _, ev := range replay {
-		sub.c <- ev
+}
+
+// next is the first event of s after Seq after; or a channel that is
+// closed when there may be one; or more false when there will be none.
+func (h *Hub) next(s *stream, after int) (ev deploy.Event, wait <-chan struct{}, more bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.forgotten {
+		return deploy.Event{}, nil, false // its events are the garbage collector's
 	}
-	if s.ended {
-		close(sub.c)
-		return sub.c, func() {}, true
+	i := sort.Search(len(s.events), func(i int) bool { return s.events[i].ev.Seq > after })
+	switch {
+	case i < len(s.events):
+		return s.events[i].event(h), nil, true
+	case s.ended:
+		return deploy.Event{}, nil, false
 	}
-	s.subs[sub] = struct{}{}
-	cancel = func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if _, ok := s.subs[sub]; ok {
-			delete(s.subs, sub)
-			close(sub.c)
-		}
+	if s.wake == nil {
+		s.wake = make(chan struct{})
 	}
-	return sub.c, cancel, true
+	return deploy.Event{}, s.wake, true
 }

@@ -112,9 +112,7 @@ func (p *bodyPass) leave() {
 	p.g.reading--
 	p.g.held -= p.held
 	p.held = 0
-	if p.g.perClient[p.client]--; p.g.perClient[p.client] <= 0 {
-		delete(p.g.perClient, p.client)
-	}
+	uncount(p.g.perClient, p.client)
 }
 
 // read reads r whole (r stops at the body limit), growing its buffer only

@@ -21,7 +21,8 @@ type Guard struct {
 	// may call /webhook; others get 403.
 	WebhookAllow []netip.Prefix
 	// RateLimit is the number of requests a second one client may send to
-	// /webhook, and separately to /api/* and POST /login, with bursts of
+	// /webhook, and separately to /api/*, the status page's event streams
+	// and POST /login, with bursts of
 	// RateBurst (at least 1). 0: no limit. An IPv6 client is its /64: one
 	// machine usually has the whole network.
 	RateLimit float64
@@ -93,7 +94,10 @@ func (s *Server) guard() echo.MiddlewareFunc {
 					return fail(http.StatusForbidden, "forbidden: %s may not call /webhook", c.RealIP())
 				}
 				return webhook(c)
-			case strings.HasPrefix(p, "/api/") || (p == "/login" && c.Request().Method == http.MethodPost):
+			case strings.HasPrefix(p, "/api/") || (p == "/login" && c.Request().Method == http.MethodPost) || p == "/deployments/:id/events":
+				// The status page's event stream is the API's, for the
+				// page: it counts the same (and is public with
+				// DEPLOY_STATUS_PUBLIC).
 				return api(c)
 			}
 			return next(c)

@@ -153,6 +153,16 @@ func TestRateLimit(t *testing.T) {
 	if got := []int{api("wrong"), api("wrong"), api("tok"), api("tok")}; got[0] != 401 || got[1] != 401 || got[2] != 200 || got[3] != 429 {
 		t.Errorf("API answers %v, want [401 401 200 429]", got)
 	}
+	// The status page's event stream counts like the API (it may be
+	// public): refused without a session, until it is refused for the
+	// rate.
+	stream := func() int {
+		code, _ := serveJSON(h, from(httptest.NewRequest(http.MethodGet, "/deployments/d1/events", nil), "192.0.2.7:1000"))
+		return code
+	}
+	if got := []int{stream(), stream(), stream(), stream()}; got[0] != 401 || got[2] != 401 || got[3] != 429 {
+		t.Errorf("page event stream answers %v, want [401 401 401 429]", got)
+	}
 	// Health checks and metrics are never limited.
 	for range 5 {
 		if code, _ := serveJSON(h, from(httptest.NewRequest(http.MethodGet, "/healthz", nil), "192.0.2.1:1000")); code != http.StatusOK {

@@ -101,8 +101,9 @@ type Server struct {
 	stateChecked time.Time
 	stateErr     error
 
-	page   pageState // the status page: stream heartbeat, releases cache
-	bodies *bodyGate // the unverified webhook bodies being read
+	page    pageState  // the status page: stream heartbeat, releases cache
+	bodies  *bodyGate  // the unverified webhook bodies being read
+	streams streamGate // the open event streams
 }
 
 // New returns a server for d. It refuses an empty secret unless

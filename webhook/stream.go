@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -124,6 +125,15 @@ func (w *sse) event(id int, kind string, data any) error {
 func (s *Server) apiEvents(c echo.Context) error {
 	ctx := c.Request().Context()
 	id := c.Param("id")
+	if len(id) > 64 {
+		return fail(http.StatusNotFound, "no deployment with an id of %d bytes", len(id))
+	}
+	leave, err := s.streams.enter(clientKey(c.RealIP()), id)
+	if err != nil {
+		c.Response().Header().Set("Retry-After", streamRetry)
+		return err
+	}
+	defer leave()
 	after, _ := strconv.Atoi(c.Request().Header.Get("Last-Event-ID"))
 	if after < 0 {
 		after = 0
@@ -156,6 +166,54 @@ func (s *Server) apiEvents(c echo.Context) error {
 	defer cancel()
 	_ = s.follow(ctx, newSSE(c), id, events)
 	return nil
+}
+
+// Each event stream holds a connection and a goroutine for as long as its
+// deployment runs, and (with DEPLOY_STATUS_PUBLIC) anyone may open one:
+// they are bounded per client and per deployment. The event stream also
+// counts against the API's rate limit (guard.go).
+const (
+	maxStreamsPerClient     = 8
+	maxStreamsPerDeployment = 32
+	streamRetry             = "5" // Retry-After of a refused stream, in seconds
+)
+
+// streamGate counts the open event streams.
+type streamGate struct {
+	mu            sync.Mutex
+	perClient     map[string]int
+	perDeployment map[string]int
+}
+
+// enter counts a stream of client for deployment id, or refuses it: 429
+// beyond maxStreamsPerClient, 503 beyond maxStreamsPerDeployment.
+func (g *streamGate) enter(client, id string) (leave func(), err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.perClient == nil {
+		g.perClient, g.perDeployment = map[string]int{}, map[string]int{}
+	}
+	switch {
+	case g.perClient[client] >= maxStreamsPerClient:
+		return nil, fail(http.StatusTooManyRequests, "%s has %d event streams open, the most one client may; retry after %s s", client, maxStreamsPerClient, streamRetry)
+	case g.perDeployment[id] >= maxStreamsPerDeployment:
+		return nil, fail(http.StatusServiceUnavailable, "deployment %s has %d event streams open, the most it may; retry after %s s", id, maxStreamsPerDeployment, streamRetry)
+	}
+	g.perClient[client]++
+	g.perDeployment[id]++
+	return func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		uncount(g.perClient, client)
+		uncount(g.perDeployment, id)
+	}, nil
+}
+
+// uncount takes one from counts[key], forgetting the key at zero.
+func uncount(counts map[string]int, key string) {
+	if counts[key]--; counts[key] <= 0 {
+		delete(counts, key)
+	}
 }
 
 func (s *Server) subscribe(id string, after int) (<-chan deploy.Event, func(), bool) {

@@ -3,8 +3,10 @@ package webhook
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -93,14 +95,15 @@ type streamRig struct {
 func newStreamRig(t *testing.T, mod func(*Config)) *streamRig {
 	t.Helper()
 	r := &streamRig{t: t, hub: &live.Hub{}, f: &fakeDeployments{deps: map[string]*deploy.Deployment{}}}
-	s, err := New(Config{Secret: secret, Branch: "release", APIToken: "tok", StateDir: t.TempDir(), Live: r.hub}, r.f)
+	cfg := Config{Secret: secret, Branch: "release", APIToken: "tok", StateDir: t.TempDir(), Live: r.hub}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := New(cfg, r.f)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.page.heartbeat = 50 * time.Millisecond
-	if mod != nil {
-		mod(&s.cfg)
-	}
 	r.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(r.srv.Close)
 	return r
@@ -328,5 +331,63 @@ func TestEventStreamOutlivesServerTimeouts(t *testing.T) {
 	}
 	if id, _ := strconv.Atoi(got[len(got)-2].id); id != len(evs) {
 		t.Errorf("last id %d", id)
+	}
+}
+
+// TestEventStreamsAreBounded: one client may follow deployments with
+// maxStreamsPerClient streams at once, and a deployment may have
+// maxStreamsPerDeployment; beyond, 429 and 503 with Retry-After, and a
+// closed stream gives its place back.
+func TestEventStreamsAreBounded(t *testing.T) {
+	r := newStreamRig(t, func(c *Config) {
+		c.Guard.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} // clients named by X-Forwarded-For
+	})
+	r.hub.Observe(d1Events()[0]) // d1 runs
+	r.hub.Observe(deploy.Event{Seq: 1, DeploymentID: "d2", Kind: deploy.EventDeployment, Status: deploy.StatusRunning})
+	from := func(client string) map[string]string { return map[string]string{"X-Forwarded-For": client} }
+	var first *http.Response
+	for i := range maxStreamsPerClient {
+		resp, _ := r.get("/api/deployments/d1/events", from("192.0.2.1"))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream %d of one client: %d", i+1, resp.StatusCode)
+		}
+		if first == nil {
+			first = resp
+		}
+	}
+	resp, _ := r.get("/api/deployments/d2/events", from("192.0.2.1"))
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("one stream more from one client: %d (Retry-After %q), want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	first.Body.Close() // the client leaves: its place is free once the server notices
+	waitUntil(t, func() bool {
+		resp, _ := r.get("/api/deployments/d2/events", from("192.0.2.1"))
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	for i := maxStreamsPerClient - 1; i < maxStreamsPerDeployment; i++ {
+		if resp, _ := r.get("/api/deployments/d1/events", from(fmt.Sprintf("198.51.100.%d", i))); resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream %d of d1: %d", i+1, resp.StatusCode)
+		}
+	}
+	resp, _ = r.get("/api/deployments/d1/events", from("203.0.113.1"))
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("one stream more of one deployment: %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if resp, _ := r.get("/api/deployments/d2/events", from("203.0.113.1")); resp.StatusCode != http.StatusOK {
+		t.Errorf("a stream of another deployment: %d, want 200", resp.StatusCode)
+	}
+}
+
+// waitUntil waits for cond, for at most 5 seconds.
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
