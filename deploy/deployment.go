@@ -107,6 +107,24 @@ func (d *Deployment) snapshotLocked() *Deployment {
 	return c
 }
 
+// FailedAt names the host and step where a finished deployment (a
+// snapshot, or one read from the history) failed, when it failed in one:
+// from its error, or else from the first failed step of its hosts.
+func (d *Deployment) FailedAt() (host, step string) {
+	var se *StepError
+	if errors.As(d.Err, &se) {
+		return se.Host, string(se.Step)
+	}
+	for _, h := range d.Hosts {
+		for _, s := range h.Steps {
+			if s.Status == StatusFailed {
+				return h.Host.String(), string(s.Name)
+			}
+		}
+	}
+	return "", ""
+}
+
 // Stop asks a running deployment to stop before its next step: the step
 // that runs now finishes (within its timeout), the host is cleaned up as
 // after any failure, and no further host is started.

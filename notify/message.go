@@ -75,7 +75,7 @@ func payload(d *deploy.Deployment, event, link string) Payload {
 		if errors.As(d.Err, &se) {
 			p.cause = firstLine(se.Err.Error())
 		}
-		p.FailedHost, p.FailedStep = failedAt(d)
+		p.FailedHost, p.FailedStep = d.FailedAt()
 	}
 	p.Text = text(p)
 	return p
@@ -86,22 +86,6 @@ func action(d *deploy.Deployment) string {
 		return string(deploy.ActionDeploy)
 	}
 	return string(d.Action)
-}
-
-// failedAt names the host and step where d failed, when it failed in one.
-func failedAt(d *deploy.Deployment) (host, step string) {
-	var se *deploy.StepError
-	if errors.As(d.Err, &se) {
-		return se.Host, string(se.Step)
-	}
-	for _, h := range d.Hosts {
-		for _, s := range h.Steps {
-			if s.Status == deploy.StatusFailed {
-				return h.Host.String(), string(s.Name)
-			}
-		}
-	}
-	return "", ""
 }
 
 // firstLine is the first line of s, at most 300 characters.

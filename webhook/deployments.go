@@ -286,9 +286,16 @@ func (s *Server) lastFinished(ctx context.Context) *deploy.Deployment {
 		return nil
 	}
 	for _, d := range list {
-		if d.Status != deploy.StatusQueued && d.Status != deploy.StatusRunning {
-			return d
+		if d.Status == deploy.StatusQueued || d.Status == deploy.StatusRunning {
+			continue
 		}
+		if d.Status == deploy.StatusFailed {
+			// The list has no hosts: where it failed is in its steps.
+			if full, ok, err := s.cfg.History.Deployment(ctx, d.ID); err == nil && ok {
+				return full
+			}
+		}
+		return d
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -254,5 +255,59 @@ func TestHealthzChecksTheHistory(t *testing.T) {
 	code, out = serveJSON(h, httptest.NewRequest(http.MethodGet, "/healthz", nil))
 	if reason, _ := out["reason"].(string); code != http.StatusServiceUnavailable || !strings.Contains(reason, "history database") {
 		t.Errorf("healthz with a closed history: %d %v, want 503 naming the history database", code, out)
+	}
+}
+
+// TestHealthzShowsNoOutput: /healthz needs no token, so of the running and
+// the last deployment it tells the status, the times and where it failed
+// (host and step), never an error message or output, whether the
+// deployment comes from the worker or, after a restart, from the record.
+// (A failing hook printed a database URL, and /healthz showed it.)
+func TestHealthzShowsNoOutput(t *testing.T) {
+	const leak = "postgres://app:hunter2@db.internal/app"
+	failed := func(id string) *deploy.Deployment {
+		q := h0
+		return &deploy.Deployment{ID: id, Action: "deploy", Status: deploy.StatusFailed, Queued: q, Started: q, Finished: q.Add(time.Minute),
+			Request: deploy.Request{Trigger: "webhook", Actor: "Ada", Push: deploy.Push{Branch: "release"}},
+			Release: deploy.Release{Branch: "release", Commit: strings.Repeat("a", 40)},
+			Err:     &deploy.StepError{Host: "web2", Step: "before-switch", Err: fmt.Errorf("exit status 1: %s", leak), Output: "DATABASE_URL=" + leak},
+			Hosts: []*deploy.HostResult{{Host: deploy.Host{Name: "web2"}, Status: deploy.StatusFailed,
+				Steps: []deploy.StepResult{{Name: "before-switch", Status: deploy.StatusFailed, Started: q, Output: "DATABASE_URL=" + leak, Err: errors.New(leak)}}}},
+		}
+	}
+	running := failed("20261125-200000-000002")
+	running.Status, running.Err, running.Finished = deploy.StatusRunning, nil, time.Time{}
+	running.Hosts[0].Status, running.Hosts[0].Steps[0].Status = deploy.StatusSucceeded, deploy.StatusSucceeded
+
+	st, err := history.Open(context.Background(), t.TempDir(), history.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Save(context.Background(), failed("20261125-200000-000001"), history.Self()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		health deploy.Health
+	}{
+		{"from the worker", deploy.Health{Running: running, Last: failed("20261125-200000-000001")}},
+		{"from the record", deploy.Health{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newTestServer(t, &fakeDeployments{health: tc.health}, func(c *Config) { c.History = st })
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+			body := w.Body.String()
+			for _, secret := range []string{"hunter2", "DATABASE_URL", "exit status", "Ada"} {
+				if strings.Contains(body, secret) {
+					t.Errorf("/healthz shows %q: %s", secret, body)
+				}
+			}
+			want := `"last_deployment":{"id":"20261125-200000-000001","action":"deploy","status":"failed","queued":"2026-11-25T20:00:00Z","started":"2026-11-25T20:00:00Z","finished":"2026-11-25T20:01:00Z","failed_host":"web2","failed_step":"before-switch"}`
+			if !strings.Contains(body, want) {
+				t.Errorf("/healthz: %s\nwant it to hold %s", body, want)
+			}
+		})
 	}
 }

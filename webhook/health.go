@@ -7,17 +7,42 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/pushdeploy/pushdeploy/deploy"
 )
 
 // healthJSON is /healthz's answer.
 type healthJSON struct {
-	Status         string          `json:"status"`
-	Reason         string          `json:"reason,omitempty"`
-	Version        string          `json:"version"`
-	Uptime         float64         `json:"uptime_s"`
-	QueueLength    int             `json:"queue_length"`
-	Running        *deploymentJSON `json:"running"`
-	LastDeployment *deploymentJSON `json:"last_deployment"`
+	Status         string                `json:"status"`
+	Reason         string                `json:"reason,omitempty"`
+	Version        string                `json:"version"`
+	Uptime         float64               `json:"uptime_s"`
+	QueueLength    int                   `json:"queue_length"`
+	Running        *healthDeploymentJSON `json:"running"`
+	LastDeployment *healthDeploymentJSON `json:"last_deployment"`
+}
+
+// healthDeploymentJSON is a deployment as /healthz, which needs no token,
+// tells it: its status, its times and, when it failed in a step, that
+// step's host and name. Never an error message or output: a failing
+// hook's output may hold anything (it once showed a database URL). The
+// rest is in the API (GET /api/deployments/{id}).
+type healthDeploymentJSON struct {
+	ID         string     `json:"id"`
+	Action     string     `json:"action"`
+	Status     string     `json:"status"`
+	Queued     time.Time  `json:"queued"`
+	Started    *time.Time `json:"started"`
+	Finished   *time.Time `json:"finished"`
+	FailedHost string     `json:"failed_host,omitempty"`
+	FailedStep string     `json:"failed_step,omitempty"`
+}
+
+func toHealthJSON(d *deploy.Deployment) *healthDeploymentJSON {
+	j := &healthDeploymentJSON{ID: d.ID, Action: string(d.Action), Status: string(d.Status), Queued: d.Queued,
+		Started: timePtr(d.Started), Finished: timePtr(d.Finished)}
+	j.FailedHost, j.FailedStep = d.FailedAt()
+	return j
 }
 
 // healthz answers 200 when the deployer can work, 503 (with the reason)
@@ -27,8 +52,7 @@ func (s *Server) healthz(c echo.Context) error {
 	h := s.d.Health()
 	out := healthJSON{Status: "ok", Version: s.cfg.Version, Uptime: time.Since(s.started).Seconds(), QueueLength: h.QueueLength}
 	if h.Running != nil {
-		j := toJSON(h.Running, false)
-		out.Running = &j
+		out.Running = toHealthJSON(h.Running)
 	}
 	last := h.Last
 	if last == nil {
@@ -36,8 +60,7 @@ func (s *Server) healthz(c echo.Context) error {
 		last = s.lastFinished(c.Request().Context())
 	}
 	if last != nil {
-		j := toJSON(last, false)
-		out.LastDeployment = &j
+		out.LastDeployment = toHealthJSON(last)
 	}
 	status := http.StatusOK
 	if err := s.stateWritable(); err != nil {

@@ -286,7 +286,7 @@ func TestHealthz(t *testing.T) {
 	f := &fakeDeployments{health: deploy.Health{QueueLength: 2, Last: last}}
 	code, out := serveJSON(newTestServer(t, f, func(c *Config) { c.Version = "v9" }), httptest.NewRequest(http.MethodGet, "/healthz", nil))
 	ld, _ := out["last_deployment"].(map[string]any)
-	if code != 200 || out["status"] != "ok" || out["version"] != "v9" || out["queue_length"] != float64(2) || ld["commit"] != last.Release.Commit {
+	if code != 200 || out["status"] != "ok" || out["version"] != "v9" || out["queue_length"] != float64(2) || ld["id"] != last.ID || ld["status"] != "succeeded" {
 		t.Errorf("healthy: %d %v", code, out)
 	}
 
