@@ -19,8 +19,9 @@ const (
 )
 
 // Payload is the JSON body POSTed to DEPLOY_NOTIFY_URL. Text is what Slack
-// (and Mattermost, Rocket.Chat, Google Chat…) shows; the other fields are
-// for programs. It never holds a secret; Error is the first line of the
+// (and Mattermost, Rocket.Chat, Google Chat…) shows, with &, < and >
+// escaped as Slack requires; the other fields are for programs, as they
+// are. It never holds a secret; Error is the first line of the
 // error only (the failing command's output is on the status page).
 type Payload struct {
 	Text       string   `json:"text"`
@@ -77,9 +78,16 @@ func payload(d *deploy.Deployment, event, link string) Payload {
 		}
 		p.FailedHost, p.FailedStep = d.FailedAt()
 	}
-	p.Text = text(p)
+	p.Text = slackEscape(text(p))
 	return p
 }
+
+// slackEscape escapes &, < and > as Slack's text requires: unescaped, an
+// actor named "<!channel>" would notify the whole channel, and "<url|x>"
+// would be a link. The text holds no control sequence of its own, so
+// escaping all of it escapes every free-text field in it (actor, branch,
+// error, host names).
+var slackEscape = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace
 
 func action(d *deploy.Deployment) string {
 	if d.Action == "" {

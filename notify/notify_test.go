@@ -213,6 +213,29 @@ func TestPayloads(t *testing.T) {
 	}
 }
 
+// TestSlackTextIsEscaped: free text in the message (an actor's name, the
+// error) is escaped as Slack requires, so "<!channel>" is shown, not a
+// mention of everyone; the fields for programs keep it as it is.
+func TestSlackTextIsEscaped(t *testing.T) {
+	rec := newRecorder(t)
+	n, _ := newNotifier(t, Config{URL: rec.srv.URL})
+	d := deployment(deploy.StatusFailed, &deploy.StepError{Host: "web2", Step: "pip", Err: errors.New("exit <1> & <@U024BE7LH>")})
+	d.Request.Actor = "<!channel> & <https://evil.example|click>"
+	n.Observe(event(d))
+	closeNow(t, n)
+	got := payloads(t, rec.requests())
+	if len(got) != 1 {
+		t.Fatalf("%d notifications, want 1", len(got))
+	}
+	want := "pushdeploy: deploy of release 4f56267 to 2 host(s) FAILED after 11.8s on web2 at pip: exit &lt;1&gt; &amp; &lt;@U024BE7LH&gt; (webhook, &lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;)"
+	if got[0].Text != want {
+		t.Errorf("text\n%s\nwant\n%s", got[0].Text, want)
+	}
+	if got[0].Actor != d.Request.Actor {
+		t.Errorf("actor field %q, want it as it is", got[0].Actor)
+	}
+}
+
 func TestRetryOn500ThenSuccess(t *testing.T) {
 	rec := newRecorder(t, http.StatusInternalServerError, http.StatusTooManyRequests)
 	n, l := newNotifier(t, Config{URL: rec.srv.URL})

@@ -262,6 +262,11 @@ func TestSafeNext(t *testing.T) {
 	for in, want := range map[string]string{
 		"/deployments/x": "/deployments/x", "": "/", "//evil.example": "/", `/\evil.example`: "/",
 		"https://evil.example": "/", "javascript:alert(1)": "/",
+		// Browsers drop tabs and line breaks anywhere in a URL, and read
+		// a backslash as a slash.
+		"/\t/evil.example": "/", "/\n/evil.example": "/", "/\r\n/evil.example": "/", "\t//evil.example": "/",
+		"/x\\..\\\\evil.example": "/", "/\x00/evil.example": "/", "/\x7f": "/",
+		"/deployments/x?next=%2F%2Fevil": "/deployments/x?next=%2F%2Fevil", "/déploiements": "/déploiements",
 	} {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)

@@ -87,10 +87,14 @@ func (s *Server) setSessionCookie(c echo.Context, value string, maxAge int) {
 	})
 }
 
-// safeNext keeps a redirect after sign-in on this server: a path, never
-// another origin ("//evil.example" or "/\evil.example").
+// safeNext keeps a redirect after sign-in on this server: a clean path,
+// never another origin. Browsers read "/\evil.example" as
+// "//evil.example", and drop tabs and line breaks before they read a URL
+// ("/\t/evil.example" too), so a path with a control character or a
+// backslash anywhere is refused, as is one that starts with "//".
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") ||
+		strings.ContainsFunc(next, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
 		return "/"
 	}
 	return next
