@@ -47,6 +47,7 @@ func TestLoadDefaults(t *testing.T) {
 		BitbucketAPIURL:   "https://api.bitbucket.org/2.0",
 		RateLimit:         20,
 		RateBurst:         100,
+		WebhookMaxBody:    1 << 20,
 		SSHKeyPEM:         c.SSHKeyPEM,
 		Hosts: []deploy.Host{
 			{Name: "web1", User: "deploy", Addr: "web1", Port: 22},
@@ -400,6 +401,7 @@ func TestLoad(t *testing.T) {
 				"DEPLOY_TRUSTED_PROXIES":     "::1",
 				"DEPLOY_RATE_LIMIT":          "-1",
 				"DEPLOY_RATE_BURST":          "0",
+				"DEPLOY_WEBHOOK_MAX_BODY":    "100",
 			},
 			wantErr: []string{
 				`DEPLOY_BRANCH: branch name "a b" contains ' '`,
@@ -417,6 +419,7 @@ func TestLoad(t *testing.T) {
 				`for one address write ::1/128`,
 				`DEPLOY_RATE_LIMIT: -1 is negative`,
 				`DEPLOY_RATE_BURST: 0 is less than 1`,
+				`DEPLOY_WEBHOOK_MAX_BODY: 100 bytes is not from 1024 (1 KiB) to 33554432 (32 MiB)`,
 			},
 		},
 	}

@@ -114,6 +114,9 @@ func (v *validator) numbers() {
 	if c.RateBurst < 1 {
 		v.add("DEPLOY_RATE_BURST: %d is less than 1", c.RateBurst)
 	}
+	if c.WebhookMaxBody < 1<<10 || c.WebhookMaxBody > 32<<20 {
+		v.add("DEPLOY_WEBHOOK_MAX_BODY: %d bytes is not from 1024 (1 KiB) to 33554432 (32 MiB)", c.WebhookMaxBody)
+	}
 	if c.HistoryDays < 0 {
 		v.add("DEPLOY_HISTORY_DAYS: %d is negative (0 keeps all history)", c.HistoryDays)
 	}

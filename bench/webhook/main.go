@@ -23,6 +23,12 @@
 // earlier answers: a request that waits for a free worker is late, and that
 // counts; so do the generator's own timer and scheduling delays). The load
 // generator and the server share the machine's cores.
+//
+// With -attack, it runs the hostile benchmark instead (hostile.go): serve's
+// peak memory under attacks from strangers, while signed pushes keep
+// coming:
+//
+//	go run ./bench/webhook -attack all
 package main
 
 import (
@@ -51,8 +57,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
 
 type options struct {
@@ -63,6 +67,9 @@ type options struct {
 	restartSleep time.Duration
 	startStep    string
 	logPath      string
+	bin          string
+	attack       string
+	maxRSS       int
 }
 
 func main() {
@@ -74,6 +81,9 @@ func main() {
 	flag.DurationVar(&o.restartSleep, "restart-sleep", 0, "how long the deploy's restart command sleeps on each host (0: duration/2 + 3s, so the deploy outlasts the load; with -start-step restart, duration + 5s)")
 	flag.StringVar(&o.startStep, "start-step", "", "start the load when the deploy reaches this `step` on the first host (e.g. venv; restart: the deploy only sleeps, a quiet baseline); default: as soon as it runs")
 	flag.StringVar(&o.logPath, "log", "", "keep serve's JSON log in `FILE` (default: a temporary file, removed)")
+	flag.StringVar(&o.bin, "bin", "", "run this pushdeploy `binary` (default: build this checkout), e.g. one built from an older commit")
+	flag.StringVar(&o.attack, "attack", "", "instead of the load, the hostile benchmark (hostile.go): `body`, `slow-body`, `delivery`, `output` or all (comma list)")
+	flag.IntVar(&o.maxRSS, "max-rss", 6<<10, "hostile benchmark: stop an attack once serve's RSS passes this many `MiB` (the machine's safety)")
 	flag.Parse()
 	if o.rate <= 0 || o.duration <= 0 || o.hosts <= 0 || o.workers <= 0 {
 		fmt.Fprintln(os.Stderr, "bench/webhook: -rate, -duration, -hosts and -workers must be positive")
@@ -86,7 +96,12 @@ func main() {
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, o)
+	var err error
+	if o.attack != "" {
+		err = runHostile(ctx, o)
+	} else {
+		err = run(ctx, o)
+	}
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench/webhook:", err)
@@ -99,104 +114,39 @@ func note(format string, args ...any) {
 }
 
 func run(ctx context.Context, o options) error {
-	if err := testhosts.Check(); err != nil {
-		return fmt.Errorf("this machine cannot run the benchmark (run .ci/install as root first): %w", err)
-	}
-	tmp, err := os.MkdirTemp("", "pushdeploy-bench-")
+	r, closeRig, err := newRig(ctx, o.hosts, o.bin)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-
-	note("building pushdeploy")
-	bin := filepath.Join(tmp, "pushdeploy")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/pushdeploy/pushdeploy").CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
-	}
-
-	note("starting %d test hosts and a git server on loopback addresses", o.hosts)
-	env, err := testhosts.Start(ctx, testhosts.Options{Hosts: o.hosts})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		note("tearing down the test hosts")
-		if err := env.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "bench/webhook: close:", err)
-		}
-	}()
-	for _, h := range env.Hosts {
-		// The hosts trust the git server only through the key pushdeploy
-		// verified and hands them.
-		if err := os.Remove(h.Path(".ssh/known_hosts")); err != nil && !os.IsNotExist(err) {
-			return err
-		}
-	}
-	sha, err := env.Commit(ctx, env.AppFiles("1.0"), "app with pdtestdep 1.0")
-	if err != nil {
-		return err
-	}
+	defer closeRig()
+	env, sha := r.env, r.sha
 
 	addr, err := freeAddr()
 	if err != nil {
 		return err
 	}
 	s := &server{url: "http://" + addr, secret: randomHex(24), token: randomHex(24)}
-	envFile := filepath.Join(env.Dir, "deploy.env")
-	vars := map[string]string{
-		"DEPLOY_REPO_URL":       env.RepoURL,
-		"DEPLOY_HOSTS_FILE":     env.HostsFile,
-		"DEPLOY_ROOT":           "app",
-		"DEPLOY_SSH_KEY":        env.AdminKey,
-		"DEPLOY_KNOWN_HOSTS":    env.KnownHosts,
-		"DEPLOY_GIT_KEY":        env.GitKey,
-		"DEPLOY_DATA_DIR":       filepath.Join(env.Dir, "data"),
-		"DEPLOY_RESTART_CMD":    fmt.Sprintf("sleep %g", o.restartSleep.Seconds()),
-		"DEPLOY_WEBHOOK_SECRET": s.secret,
-		"DEPLOY_WEBHOOK_REPO":   "team/app",
-		"DEPLOY_API_TOKEN":      s.token,
-		"DEPLOY_LISTEN":         addr,
-		// 1,000 requests a second from one address is the point of the
-		// benchmark, and 50 times serve's default per-client limit.
-		"DEPLOY_RATE_LIMIT": "0",
-	}
-	if err := writeEnvFile(envFile, vars); err != nil {
-		return err
-	}
+	vars := r.vars(s, addr, filepath.Join(env.Dir, "data"))
+	vars["DEPLOY_RESTART_CMD"] = fmt.Sprintf("sleep %g", o.restartSleep.Seconds())
+	// 1,000 requests a second from one address is the point of the
+	// benchmark, and 50 times serve's default per-client limit.
+	vars["DEPLOY_RATE_LIMIT"] = "0"
 
 	logPath := o.logPath
 	if logPath == "" {
-		logPath = filepath.Join(tmp, "serve.log")
+		logPath = filepath.Join(r.tmp, "serve.log")
 	}
-	logFile, err := os.Create(logPath)
+	proc, err := r.startServe(ctx, s, vars, logPath)
 	if err != nil {
 		return err
 	}
-	defer logFile.Close()
-
-	note("starting pushdeploy serve on %s (log: %s)", addr, logPath)
-	cmd := exec.Command(bin, "serve", "--json", "--grace", "5s", "--env-file", envFile)
-	cmd.Dir = env.Dir
-	cmd.Env = cleanEnv()
-	cmd.Stdout, cmd.Stderr = io.Discard, logFile
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	var shutdown shutdownResult
 	defer func() {
-		if shutdown.done {
-			return
+		if !shutdown.done {
+			proc.kill()
 		}
-		_ = cmd.Process.Kill()
-		<-exited
 	}()
-	pid := cmd.Process.Pid
-
-	if err := s.waitHealthy(ctx, 20*time.Second, exited); err != nil {
-		return fmt.Errorf("%w\n%s", err, tailFile(logPath))
-	}
+	pid := proc.pid
 	memIdle := readMem(pid)
 
 	// One signed push starts the deploy the load runs beside.
@@ -268,7 +218,7 @@ func run(ctx context.Context, o options) error {
 	}
 
 	note("SIGTERM to serve")
-	shutdown = stopServe(cmd, exited)
+	shutdown = proc.stop()
 
 	report(os.Stdout, reportInput{
 		o: o, res: res, steps: steps, running: running, firstStatus: first.Status, deps: deps,
@@ -376,6 +326,7 @@ func (s *server) waitHealthy(ctx context.Context, limit time.Duration, exited <-
 type deploymentJSON struct {
 	ID     string `json:"id"`
 	Status string `json:"status"`
+	Error  string `json:"error"`
 	Hosts  []struct {
 		Host   string `json:"host"`
 		Status string `json:"status"`

@@ -52,7 +52,7 @@ func runCheck(ctx context.Context, c *common, stdout io.Writer) error {
 			where = "-"
 		}
 		if r.Err != nil {
-			fmt.Fprintf(stdout, "FAIL  %-28s %-11s %v\n", where, r.Name, r.Err)
+			fmt.Fprintf(stdout, "FAIL  %-28s %-11s %s\n", where, r.Name, visible(r.Err.Error(), true))
 			return
 		}
 		fmt.Fprintf(stdout, "ok    %-28s %-11s %s (%.2fs)\n", where, r.Name, r.Detail, r.Duration.Seconds())

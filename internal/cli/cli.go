@@ -64,7 +64,9 @@ func exitCode(err error, stderr io.Writer) int {
 	case errors.Is(err, errReported):
 		return 1
 	default:
-		fmt.Fprintf(stderr, "pushdeploy: %v\n", err)
+		// A failed step's error carries the host's output: printed
+		// visibly, as the progress prints it.
+		fmt.Fprintf(stderr, "pushdeploy: %s\n", visible(err.Error(), true))
 		return 1
 	}
 }

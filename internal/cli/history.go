@@ -160,7 +160,7 @@ func printHistoryList(w io.Writer, list []*deploy.Deployment) {
 	fmt.Fprintln(tw, "ID\tACTION\tSTATUS\tTRIGGER\tBY\tCOMMIT\tRELEASE\tQUEUED\tTOOK")
 	for _, d := range list {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, orText(string(d.Action), string(deploy.ActionDeploy)), d.Status,
-			d.Request.Trigger, orText(d.Request.Actor, "-"), orText(short(commitOf(d)), "-"), orText(d.ReleaseName, "-"),
+			d.Request.Trigger, orText(visible(d.Request.Actor, false), "-"), orText(short(commitOf(d)), "-"), orText(d.ReleaseName, "-"),
 			d.Queued.Local().Format("2006-01-02 15:04:05"), took(d))
 	}
 	_ = tw.Flush()
@@ -171,7 +171,7 @@ func printHistoryList(w io.Writer, list []*deploy.Deployment) {
 func printHistoryDetail(w io.Writer, d *deploy.Deployment) {
 	fmt.Fprintf(w, "%s %s  %s  (%s", orText(string(d.Action), string(deploy.ActionDeploy)), d.ID, d.Status, d.Request.Trigger)
 	if d.Request.Actor != "" {
-		fmt.Fprintf(w, " by %s", d.Request.Actor)
+		fmt.Fprintf(w, " by %s", visible(d.Request.Actor, false))
 	}
 	fmt.Fprintln(w, ")")
 	if c := commitOf(d); c != "" {
@@ -186,21 +186,21 @@ func printHistoryDetail(w io.Writer, d *deploy.Deployment) {
 	}
 	fmt.Fprintf(w, "  took %s\n", took(d))
 	if d.Err != nil {
-		fmt.Fprintf(w, "error    %s\n", d.Err)
+		fmt.Fprintf(w, "error    %s\n", visible(d.Err.Error(), true))
 	}
 	for _, h := range d.Hosts {
 		fmt.Fprintf(w, "\n%-20s %s  %.2fs\n", h.Host.String(), h.Status, h.Duration.Seconds())
 		for _, s := range h.Steps {
 			line := fmt.Sprintf("%.2fs", s.Duration.Seconds())
 			if s.Err != nil {
-				line = fmt.Sprintf("FAILED after %.2fs: %s", s.Duration.Seconds(), s.Err)
+				line = fmt.Sprintf("FAILED after %.2fs: %s", s.Duration.Seconds(), visible(s.Err.Error(), true))
 			} else if s.Status != deploy.StatusSucceeded {
 				line = string(s.Status)
 			}
 			fmt.Fprintf(w, "  %-13s %s\n", s.Name, line)
 			if out := strings.TrimSpace(s.Output); out != "" {
 				for _, l := range strings.Split(out, "\n") {
-					fmt.Fprintf(w, "      | %s\n", l)
+					fmt.Fprintf(w, "      | %s\n", visible(l, false))
 				}
 			}
 		}

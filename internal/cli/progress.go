@@ -12,7 +12,9 @@ import (
 
 // progressHandler prints deploy progress for people: one line per host and
 // step with its duration, and a failing command's or a hook's output
-// indented below.
+// indented below. What hosts and requests sent is printed visibly
+// (control characters as escapes, visible.go), and other values are
+// quoted when they could pass for more fields.
 //
 //	20:31:02 web1                 fetch         0.44s
 //	20:31:06 web1                 pip           FAILED after 1.20s: exit status 1
@@ -45,23 +47,23 @@ func (h *progressHandler) Handle(_ context.Context, r slog.Record) error {
 	take := func(a slog.Attr) bool {
 		switch a.Key {
 		case "host":
-			host = a.Value.String()
+			host = visible(a.Value.String(), false)
 		case "step":
-			step = a.Value.String()
+			step = visible(a.Value.String(), false)
 		case "duration":
 			dur = a.Value.Duration()
 		case "output":
 			output = a.Value.String()
 		case "error":
-			errText = a.Value.String()
+			errText = visible(a.Value.String(), true)
 		case "deployment":
-			deployment = a.Value.String()
+			deployment = logValue(a.Value.String())
 		case "running":
 			running = a.Value.Duration()
 		case "line":
-			line = a.Value.String()
+			line = visible(a.Value.String(), false)
 		default:
-			rest = append(rest, a.Key+"="+a.Value.String())
+			rest = append(rest, a.Key+"="+logValue(a.Value.String()))
 		}
 		return true
 	}
@@ -69,6 +71,7 @@ func (h *progressHandler) Handle(_ context.Context, r slog.Record) error {
 		take(a)
 	}
 	r.Attrs(take)
+	msg := visible(r.Message, true)
 
 	var b strings.Builder
 	b.WriteString(r.Time.Format("15:04:05") + " ")
@@ -87,18 +90,18 @@ func (h *progressHandler) Handle(_ context.Context, r slog.Record) error {
 		case r.Message == "step done" || r.Message == "resolved":
 			fmt.Fprintf(&b, "%.2fs", dur.Seconds())
 		default:
-			b.WriteString(r.Message)
+			b.WriteString(msg)
 		}
 	} else {
 		switch {
 		case r.Level >= slog.LevelError || strings.HasSuffix(r.Message, " failed"):
-			b.WriteString(h.paint(red, r.Message))
+			b.WriteString(h.paint(red, msg))
 		case r.Level >= slog.LevelWarn:
-			b.WriteString(h.paint(yellow, r.Message))
+			b.WriteString(h.paint(yellow, msg))
 		case strings.HasSuffix(r.Message, " succeeded"):
-			b.WriteString(h.paint(green, r.Message))
+			b.WriteString(h.paint(green, msg))
 		default:
-			b.WriteString(r.Message)
+			b.WriteString(msg)
 		}
 		if dur > 0 {
 			fmt.Fprintf(&b, " in %.2fs", dur.Seconds())
@@ -122,7 +125,7 @@ func (h *progressHandler) Handle(_ context.Context, r slog.Record) error {
 	// steps carry it).
 	if out := strings.TrimSpace(output); out != "" {
 		for _, l := range strings.Split(out, "\n") {
-			b.WriteString("    | " + l + "\n")
+			b.WriteString("    | " + visible(l, false) + "\n")
 		}
 	}
 	h.mu.Lock()

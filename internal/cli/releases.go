@@ -67,7 +67,7 @@ func printReleases(w io.Writer, hosts []deploy.HostReleases, disagree bool) {
 		fmt.Fprintln(w, h.Host.String())
 		switch {
 		case h.Err != nil:
-			fmt.Fprintf(w, "  ERROR: %s\n", strings.ReplaceAll(h.Err.Error(), "\n", "\n  "))
+			fmt.Fprintf(w, "  ERROR: %s\n", strings.ReplaceAll(visible(h.Err.Error(), true), "\n", "\n  "))
 			continue
 		case len(h.Releases) == 0:
 			fmt.Fprintln(w, "  no releases")

@@ -101,7 +101,7 @@ func runServe(ctx context.Context, c *common, grace *time.Duration, stdout, stde
 	metered.WatchQueue(worker)
 	srv, err := webhook.New(webhook.Config{
 		Secret: cfg.WebhookSecret, Insecure: cfg.WebhookInsecure, Branch: cfg.Branch, Repo: cfg.WebhookRepo,
-		APIToken: cfg.APIToken, Version: versionString(), StateDir: cfg.DataDir, Logger: log, Guard: serveGuard(cfg),
+		APIToken: cfg.APIToken, BodyLimit: int64(cfg.WebhookMaxBody), Version: versionString(), StateDir: cfg.DataDir, Logger: log, Guard: serveGuard(cfg),
 		Live: hub, StatusPublic: cfg.StatusPublic,
 		History: hist.store,
 		Metrics: metered,

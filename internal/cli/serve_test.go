@@ -209,6 +209,7 @@ func TestServeCmdRefusesWithoutWebhookSecret(t *testing.T) {
 func TestServeCmdInsecureStartsAndStops(t *testing.T) {
 	c := newServeCmd(t)
 	t.Setenv("DEPLOY_WEBHOOK_INSECURE", "true")
+	t.Setenv("DEPLOY_WEBHOOK_MAX_BODY", "2048")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var stdout bytes.Buffer
@@ -278,6 +279,16 @@ func TestServeCmdInsecureStartsAndStops(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || answer["status"] != "ignored" || answer["reason"] != "other branch" {
 		t.Errorf("unsigned push to another branch: %d %v, want 200 ignored (other branch)", resp.StatusCode, answer)
+	}
+	// DEPLOY_WEBHOOK_MAX_BODY is serve's body limit.
+	req, _ = http.NewRequest(http.MethodPost, "http://"+addr+"/webhook", bytes.NewReader(make([]byte, 2049)))
+	req.Header.Set("X-Event-Key", "repo:push")
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatalf("POST /webhook: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("a body of 2049 bytes with DEPLOY_WEBHOOK_MAX_BODY=2048: %d, want 413", resp.StatusCode)
 	}
 
 	cancel()
