@@ -76,7 +76,7 @@ type Config struct {
 	PublicURL        string        `envconfig:"PUBLIC_URL" desc:"the address users reach serve at (e.g. https://deploy.example.com): links in notifications and build statuses"`
 	BitbucketAPIURL  string        `envconfig:"BITBUCKET_API_URL" default:"https://api.bitbucket.org/2.0" desc:"Bitbucket Cloud API base, for build statuses"`
 	// RateLimit 0 means no limit.
-	RateLimit int `envconfig:"RATE_LIMIT" default:"20" desc:"requests a second one client address (an IPv6 /64) may send to /webhook, and apart to /api/*; 0: no limit"`
+	RateLimit int `envconfig:"RATE_LIMIT" default:"20" desc:"requests a second one client address (an IPv6 /64) may send to /webhook, and apart to /api/* and the status page's event streams; 0: no limit"`
 	RateBurst int `envconfig:"RATE_BURST" default:"100" desc:"requests one client address may send at once above DEPLOY_RATE_LIMIT"`
 	// WebhookMaxBody is in bytes, from 1 KiB to 32 MiB.
 	WebhookMaxBody int `envconfig:"WEBHOOK_MAX_BODY" default:"1048576" desc:"largest webhook body serve reads, in bytes (1 MiB; a push of hundreds of commits to GitHub can need more, up to its 25 MB: 26214400); a bigger one is answered 413"`

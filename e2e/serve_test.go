@@ -244,8 +244,17 @@ func TestEndToEndServe(t *testing.T) {
 	_ = json.NewDecoder(resp.Body).Decode(&health)
 	resp.Body.Close()
 	last, _ := health["last_deployment"].(map[string]any)
-	if resp.StatusCode != 200 || health["status"] != "ok" || last["commit"] != newest || health["queue_length"] != float64(0) {
+	if resp.StatusCode != 200 || health["status"] != "ok" || last["status"] != "succeeded" || health["queue_length"] != float64(0) {
 		t.Errorf("healthz: %d %v", resp.StatusCode, health)
+	}
+	// It names the deployment, whose commit and details are the API's.
+	if id, _ := last["id"].(string); id != "" {
+		if _, d := s.api(http.MethodGet, "/api/deployments/"+id); d["commit"] != newest {
+			t.Errorf("healthz's last deployment %s deployed %v, want %s", id, d["commit"], newest)
+		}
+	}
+	if _, ok := last["commit"]; ok {
+		t.Errorf("healthz, which needs no token, tells the commit: %v", last)
 	}
 
 	// Manual redeploy of an older commit through the API.
