@@ -3,8 +3,9 @@ package deploy
 import "time"
 
 // DeploymentReport is a deployment as the API answers it (GET
-// /api/deployments and /api/deployments/{id}, the event stream, /healthz)
-// and as `deploy --json`, `rollback --json` and `history --json` print it:
+// /api/deployments and /api/deployments/{id}, the event stream; /healthz,
+// which needs no token, tells only its id, action, status and times) and
+// as `deploy --json`, `rollback --json` and `history --json` print it:
 // one shape, documented in docs/serve.md, so that a script reads any of
 // them the same way.
 type DeploymentReport struct {

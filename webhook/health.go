@@ -39,8 +39,8 @@ type healthDeploymentJSON struct {
 }
 
 func toHealthJSON(d *deploy.Deployment) *healthDeploymentJSON {
-	j := &healthDeploymentJSON{ID: d.ID, Action: string(d.Action), Status: string(d.Status), Queued: d.Queued,
-		Started: timePtr(d.Started), Finished: timePtr(d.Finished)}
+	r := deploy.ReportDeployment(d, false)
+	j := &healthDeploymentJSON{ID: r.ID, Action: r.Action, Status: r.Status, Queued: r.Queued, Started: r.Started, Finished: r.Finished}
 	j.FailedHost, j.FailedStep = d.FailedAt()
 	return j
 }
