@@ -148,7 +148,7 @@
     for (const h of hosts.querySelectorAll(".host")) if (h.dataset.host === name) return h;
     const h = el("article", { class: "host", "data-host": name, "data-status": "queued" });
     const head = el("header");
-    head.append(el("h3", {}, name), el("span", { class: "badge", "data-status": "queued" }, "queued"));
+    head.append(el("h3", { title: name }, name), el("span", { class: "badge", "data-status": "queued" }, "queued"));
     h.append(head, el("ol", { class: "steps" }));
     hosts.append(h);
     return h;
