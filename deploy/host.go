@@ -1,8 +1,11 @@
 package deploy
 
 import (
+	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // Host is one server of the pool, as listed in the hosts file.
@@ -40,4 +43,43 @@ func (h Host) String() string {
 		return "local"
 	}
 	return h.User + "@" + h.Address()
+}
+
+// UnknownHostError is a host asked for (with --hosts, or "hosts" to the
+// API) that the pool does not have.
+type UnknownHostError struct {
+	Name  string   // as asked
+	Hosts []string // the pool, as the hosts file names its hosts
+}
+
+func (e *UnknownHostError) Error() string {
+	return fmt.Sprintf("%q is not in the hosts file; its hosts are %s", e.Name, strings.Join(e.Hosts, ", "))
+}
+
+// SelectHosts returns the hosts of pool that names asks for, in pool
+// order (the hosts file's), whatever the order of names; all of pool when
+// names is empty. A name is a hosts-file entry (Host.Name), an address
+// (Addr) or address:port (Address()); an address selects every host at
+// it. A name that selects no host is an *UnknownHostError.
+func SelectHosts(pool []Host, names []string) ([]Host, error) {
+	if len(names) == 0 {
+		return pool, nil
+	}
+	selects := func(n string, h Host) bool { return n == h.Name || n == h.Addr || n == h.Address() }
+	for _, n := range names {
+		if !slices.ContainsFunc(pool, func(h Host) bool { return selects(n, h) }) {
+			e := &UnknownHostError{Name: n}
+			for _, h := range pool {
+				e.Hosts = append(e.Hosts, h.String())
+			}
+			return nil, e
+		}
+	}
+	var out []Host
+	for _, h := range pool {
+		if slices.ContainsFunc(names, func(n string) bool { return selects(n, h) }) {
+			out = append(out, h)
+		}
+	}
+	return out, nil
 }

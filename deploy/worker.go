@@ -236,29 +236,14 @@ func (w *Worker) trim() {
 	w.all = out
 }
 
+// selectHosts are the hosts a request names (all without names); a host
+// not in the pool is a *RequestError, which the API answers 400.
 func (w *Worker) selectHosts(names []string) ([]Host, error) {
-	if len(names) == 0 {
-		return w.Hosts, nil
+	hosts, err := SelectHosts(w.Hosts, names)
+	if err != nil {
+		return nil, &RequestError{Msg: "hosts: " + err.Error()}
 	}
-	var out []Host
-	for _, h := range w.Hosts {
-		for _, n := range names {
-			if n == h.Name || n == h.Addr || n == h.Address() {
-				out = append(out, h)
-				break
-			}
-		}
-	}
-	for _, n := range names {
-		found := false
-		for _, h := range out {
-			found = found || n == h.Name || n == h.Addr || n == h.Address()
-		}
-		if !found {
-			return nil, &RequestError{Msg: fmt.Sprintf("host %q is not in the hosts file", n)}
-		}
-	}
-	return out, nil
+	return hosts, nil
 }
 
 // Close makes Submit refuse (ErrClosed) from now on; what is queued or

@@ -162,7 +162,11 @@ func (c *common) addHostsFlag(cmd *cobra.Command, what string) {
 // selectedHosts are the hosts of --hosts (every host without it), in file
 // order.
 func (c *common) selectedHosts(cfg *config.Config) ([]deploy.Host, error) {
-	return selectHosts(cfg.Hosts, splitList(c.hosts))
+	hosts, err := deploy.SelectHosts(cfg.Hosts, splitList(c.hosts))
+	if err != nil {
+		return nil, usagef("--hosts: %v", err)
+	}
+	return hosts, nil
 }
 
 // setup reads the configuration and returns the logger every command

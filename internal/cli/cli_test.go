@@ -17,39 +17,23 @@ import (
 	"github.com/pushdeploy/pushdeploy/deploy"
 )
 
-func TestSelectHosts(t *testing.T) {
-	all := []deploy.Host{
+// TestSelectedHosts: --hosts selects with deploy.SelectHosts, and a host
+// not in the pool is a usage error (exit 2) naming the flag.
+func TestSelectedHosts(t *testing.T) {
+	cfg := &config.Config{Hosts: []deploy.Host{
 		{Name: "web1", User: "deploy", Addr: "web1", Port: 22},
-		{Name: "deploy@[::1]:2222", User: "deploy", Addr: "::1", Port: 2222},
 		{Name: "web3", User: "deploy", Addr: "web3", Port: 22},
+	}}
+	c := &common{hosts: "web3,web1"}
+	got, err := c.selectedHosts(cfg)
+	if err != nil || len(got) != 2 || got[0].Name != "web1" || got[1].Name != "web3" {
+		t.Errorf("--hosts web3,web1: got %v, %v; want web1, web3", got, err)
 	}
-	tests := []struct {
-		only    []string
-		want    []string
-		wantErr string
-	}{
-		{nil, []string{"web1", "deploy@[::1]:2222", "web3"}, ""},
-		{[]string{"web3", "web1"}, []string{"web1", "web3"}, ""}, // file order, not flag order
-		{[]string{"::1"}, []string{"deploy@[::1]:2222"}, ""},
-		{[]string{"[::1]:2222"}, []string{"deploy@[::1]:2222"}, ""},
-		{[]string{"web9"}, nil, `--hosts: "web9" is not in the hosts file; its hosts are web1, deploy@[::1]:2222, web3`},
-	}
-	for _, tt := range tests {
-		got, err := selectHosts(all, tt.only)
-		if tt.wantErr != "" {
-			var ue *usageError
-			if !errors.As(err, &ue) || err.Error() != tt.wantErr {
-				t.Errorf("selectHosts(%v) error %v, want usage error %q", tt.only, err, tt.wantErr)
-			}
-			continue
-		}
-		var names []string
-		for _, h := range got {
-			names = append(names, h.Name)
-		}
-		if strings.Join(names, ",") != strings.Join(tt.want, ",") || err != nil {
-			t.Errorf("selectHosts(%v) = %v, %v; want %v", tt.only, names, err, tt.want)
-		}
+	c.hosts = "web9"
+	_, err = c.selectedHosts(cfg)
+	var ue *usageError
+	if want := `--hosts: "web9" is not in the hosts file; its hosts are web1, web3`; !errors.As(err, &ue) || err.Error() != want {
+		t.Errorf("--hosts web9: got %v, want usage error %q", err, want)
 	}
 }
 

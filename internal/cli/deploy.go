@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
@@ -68,39 +67,6 @@ func runDeploy(ctx context.Context, c *common, f deployFlags, stdout io.Writer) 
 		return fmt.Errorf("deploy failed: %w", err)
 	}
 	return nil
-}
-
-// selectHosts keeps the hosts named in only (all when empty), in file order.
-func selectHosts(all []deploy.Host, only []string) ([]deploy.Host, error) {
-	if len(only) == 0 {
-		return all, nil
-	}
-	want := map[string]bool{}
-	for _, o := range only {
-		want[o] = true
-	}
-	var out []deploy.Host
-	for _, h := range all {
-		for _, key := range []string{h.Name, h.Addr, h.Address()} {
-			if want[key] {
-				out = append(out, h)
-				delete(want, h.Name)
-				delete(want, h.Addr)
-				delete(want, h.Address())
-				break
-			}
-		}
-	}
-	for _, o := range only {
-		if want[o] {
-			names := make([]string, len(all))
-			for i, h := range all {
-				names[i] = h.String()
-			}
-			return nil, usagef("--hosts: %q is not in the hosts file; its hosts are %s", o, strings.Join(names, ", "))
-		}
-	}
-	return out, nil
 }
 
 func printDeployment(w io.Writer, dep *deploy.Deployment, asJSON bool) {
