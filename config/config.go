@@ -68,7 +68,8 @@ type Config struct {
 	// Extensions of the contract.
 
 	GitKeyPassphrase string        `envconfig:"GIT_KEY_PASSPHRASE" secret:"true" desc:"the passphrase of DEPLOY_GIT_KEY, if any"`
-	ConnectTimeout   time.Duration `envconfig:"CONNECT_TIMEOUT" default:"10s" desc:"longest an SSH connection to a host (connect and handshake) may take"`
+	ConnectTimeout   time.Duration `envconfig:"CONNECT_TIMEOUT" default:"10s" desc:"longest an SSH connection to a host (connect and handshake, through its jump hosts if any) may take"`
+	SSHJump          string        `envconfig:"SSH_JUMP" desc:"jump host (bastion) the SSH connections to the hosts go through, [user@]host[:port], as OpenSSH's ProxyJump (a comma list for several hops); a hosts-file line may name its own (HOST via JUMP, or via none); empty: direct"`
 	LockTimeout      time.Duration `envconfig:"LOCK_TIMEOUT" default:"2m" desc:"how long a deploy waits for another deployer's lock on a host"`
 	LocalUser        string        `envconfig:"LOCAL_USER" desc:"the user every command of the local host runs as (pushdeploy must run as root), with an environment of its own; empty: the deployer's own user, and local cannot be listed with SSH hosts"`
 	HistoryDays      int           `envconfig:"HISTORY_DAYS" default:"90" desc:"days of deployment history kept in DEPLOY_DATA_DIR; 0 keeps all"`

@@ -21,8 +21,12 @@ func (v *validator) files() {
 		v.add("DEPLOY_DATA_DIR: %q is not a folder name; set where the deployer keeps its state, e.g. ./data", c.DataDir)
 	}
 
+	jump, err := ParseJump(c.SSHJump, c.SSHUser)
+	if err != nil {
+		v.add("DEPLOY_SSH_JUMP: %q: %v", c.SSHJump, err)
+	}
 	if v.expand("DEPLOY_HOSTS_FILE", &c.HostsFile) {
-		c.Hosts = v.hosts(c.HostsFile)
+		c.Hosts = v.hosts(c.HostsFile, HostDefaults{User: c.SSHUser, Jump: jump})
 	}
 
 	if c.SSHKey == "" {
@@ -58,14 +62,14 @@ func (v *validator) expand(key string, p *string) bool {
 	return true
 }
 
-func (v *validator) hosts(file string) []deploy.Host {
+func (v *validator) hosts(file string, def HostDefaults) []deploy.Host {
 	f, err := os.Open(file)
 	if err != nil {
 		v.add("DEPLOY_HOSTS_FILE: cannot read %s: %v; list the hosts there, one a line, [user@]host[:port]", file, pathError(err))
 		return nil
 	}
 	defer f.Close()
-	hosts, err := ParseHosts(f, file, v.c.SSHUser)
+	hosts, err := ParseHosts(f, file, def)
 	var ce *Error
 	if errors.As(err, &ce) {
 		v.probs = append(v.probs, ce.Problems...)

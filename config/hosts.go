@@ -23,16 +23,30 @@ var (
 // localName is the hosts-file line for the deployer's own machine.
 const localName = "local"
 
+// HostDefaults are what a hosts-file line gets for what it does not say.
+type HostDefaults struct {
+	// User is the login user (DEPLOY_SSH_USER), of the host and of its jump
+	// hosts; the caller has checked it.
+	User string
+	// Jump are the jump hosts (DEPLOY_SSH_JUMP, parsed by ParseJump) of a
+	// line that names none; nil: such lines are dialed directly.
+	Jump []deploy.Host
+}
+
 // ParseHosts parses a hosts file: one host a line, [user@]host[:port], with
 // blank lines and # comments (a whole line, or after a space at its end).
 // host is a host name, an IPv4 address or an IPv6 address in brackets. The
-// port defaults to 22 and the user to defaultUser, which the caller has
-// checked. The line "local" is this machine, reached without SSH
-// (deploy.Host.Local); it may appear once. Hosts are returned in file order.
+// port defaults to 22 and the user to def.User. A line may name the jump
+// hosts its SSH connection goes through, overriding def.Jump: "HOST via
+// JUMP[,JUMP…]" (each [user@]host[:port], as ParseJump reads them), or
+// "HOST via none" to go direct. The line "local" is this machine, reached
+// without SSH (deploy.Host.Local); it may appear once, and takes no jump.
+// Hosts are returned in file order; a Host's Name is the HOST part as
+// written.
 //
 // A malformed file gives an *Error with one problem a bad line, each
 // starting with "file:line: ". A file without hosts is not an error here.
-func ParseHosts(r io.Reader, file, defaultUser string) ([]deploy.Host, error) {
+func ParseHosts(r io.Reader, file string, def HostDefaults) ([]deploy.Host, error) {
 	var (
 		hosts []deploy.Host
 		probs problems
@@ -56,7 +70,7 @@ func ParseHosts(r io.Reader, file, defaultUser string) ([]deploy.Host, error) {
 			hosts = append(hosts, deploy.Host{Name: localName, Addr: "localhost", Local: true})
 			continue
 		}
-		h, err := parseHost(line, defaultUser)
+		h, err := parseLine(line, def)
 		if err != nil {
 			probs.add("%s:%d: %q: %v", file, n, line, err)
 			continue
@@ -90,14 +104,50 @@ func stripComment(line string) string {
 	return strings.TrimSpace(line)
 }
 
-// parseHost parses one line, [user@]host[:port].
+// lineForm is the form of a hosts-file line, for error messages.
+const lineForm = "write one host a line: HOST, HOST via JUMP[,JUMP…] (the jump hosts its SSH connection goes through) or HOST via none (direct)"
+
+// parseLine parses a hosts-file line other than "local": HOST, HOST via
+// JUMP[,JUMP…] or HOST via none.
+func parseLine(line string, def HostDefaults) (deploy.Host, error) {
+	if hasControl(strings.ReplaceAll(line, "\t", " ")) {
+		return deploy.Host{Name: line}, fmt.Errorf("contains a control character")
+	}
+	fields := strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' })
+	if fields[0] == localName {
+		return deploy.Host{Name: line}, fmt.Errorf("%q (this machine) is reached without SSH: it takes no jump host; write it alone", localName)
+	}
+	h, err := parseHost(fields[0], def.User)
+	if err != nil || len(fields) == 1 {
+		h.Jump = def.Jump
+		return h, err
+	}
+	switch word := fields[1]; {
+	case word == viaWord && len(fields) == 2:
+		return h, fmt.Errorf("%q needs the jump host(s) after it, e.g. %s via bastion or %s via deploy@gw.example.com:2222; or %s via none to go direct", viaWord, fields[0], fields[0], fields[0])
+	case word == viaWord && len(fields) == 3:
+		if h.Jump, err = ParseJump(fields[2], def.User); err != nil {
+			return h, err
+		}
+		return h, nil
+	case word == viaWord:
+		return h, fmt.Errorf("white space in the jump list; separate jump hosts with commas alone, e.g. %s via gw1,gw2", fields[0])
+	case strings.EqualFold(word, viaWord):
+		return h, fmt.Errorf("%q: write %q in lower case, e.g. %s via bastion", word, viaWord, fields[0])
+	case strings.Contains(word, "="):
+		return h, fmt.Errorf("%q: name a jump host with %q, e.g. %s via bastion; %s", word, viaWord, fields[0], lineForm)
+	}
+	return h, fmt.Errorf("contains white space; %s", lineForm)
+}
+
+// parseHost parses one host, [user@]host[:port].
 func parseHost(line, defaultUser string) (deploy.Host, error) {
 	h := deploy.Host{Name: line, User: defaultUser, Port: 22}
 	if hasControl(line) {
 		return h, fmt.Errorf("contains a control character")
 	}
 	if strings.ContainsAny(line, " \t") {
-		return h, fmt.Errorf("contains white space; write one host a line (%s)", hostsForm)
+		return h, fmt.Errorf("contains white space; %s", lineForm)
 	}
 	if isLocal(line) {
 		return h, fmt.Errorf("%q (this machine, reached without SSH) is written alone, in lower case: it takes no user or port, its steps run as the deployer's own user or DEPLOY_LOCAL_USER", localName)

@@ -64,7 +64,7 @@ func TestParseHosts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseHosts(strings.NewReader(tt.in), "hosts.txt", "deploy")
+			got, err := ParseHosts(strings.NewReader(tt.in), "hosts.txt", HostDefaults{User: "deploy"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -130,7 +130,7 @@ func TestParseHostsErrors(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		hosts, err := ParseHosts(strings.NewReader(tt.in), "hosts.txt", "deploy")
+		hosts, err := ParseHosts(strings.NewReader(tt.in), "hosts.txt", HostDefaults{User: "deploy"})
 		if err == nil {
 			t.Errorf("ParseHosts(%q) = %v, want an error", tt.in, hosts)
 			continue
@@ -157,11 +157,12 @@ func FuzzParseHosts(f *testing.F) {
 		"web1", "ops@web2:2222 # c", "[::1]", "deploy@[2001:db8::5]:2222", "::1", "10.0.0.5",
 		"# only\n\nweb1\nweb1", "[fe80::1%eth0]:22", "a@b@c", "[", "]:", "@:", "web1:99999",
 		"local", "web1\nlocal # me\n", "u@local:22", "local\nlocal",
+		"web3 via bastion", "web3 via a@gw1:2222,[::1]", "web3\tvia none # direct", "web3 via", "local via gw",
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		hosts, err := ParseHosts(strings.NewReader(in), "hosts.txt", "deploy")
+		hosts, err := ParseHosts(strings.NewReader(in), "hosts.txt", HostDefaults{User: "deploy"})
 		if err != nil {
 			return
 		}
@@ -169,7 +170,7 @@ func FuzzParseHosts(f *testing.F) {
 		for _, h := range hosts {
 			if h.Local {
 				locals++
-				if h != (deploy.Host{Name: "local", Addr: "localhost", Local: true}) || locals > 1 {
+				if !cmp.Equal(h, deploy.Host{Name: "local", Addr: "localhost", Local: true}) || locals > 1 {
 					t.Fatalf("ParseHosts(%q): bad local host %+v (local host number %d)", in, h, locals)
 				}
 				continue
@@ -180,9 +181,17 @@ func FuzzParseHosts(f *testing.F) {
 			if hasControl(h.Name) || strings.ContainsAny(h.Name, " \t") {
 				t.Fatalf("ParseHosts(%q): host %+v holds white space or a control character", in, h)
 			}
-			// A host's name parses back to the same host.
-			again, err := ParseHosts(strings.NewReader(h.Name), "again", "deploy")
-			if err != nil || len(again) != 1 || again[0] != h {
+			for _, j := range h.Jump {
+				if j.Addr == "" || j.User == "" || j.Port < 1 || j.Port > 65535 || j.Local || len(j.Jump) > 0 {
+					t.Fatalf("ParseHosts(%q): bad jump host %+v of %+v", in, j, h)
+				}
+			}
+			// A host's name parses back to the same host (without its
+			// jump hosts, which the name leaves out).
+			again, err := ParseHosts(strings.NewReader(h.Name), "again", HostDefaults{User: "deploy"})
+			direct := h
+			direct.Jump = nil
+			if err != nil || len(again) != 1 || !cmp.Equal(again[0], direct) {
 				t.Fatalf("ParseHosts(%q) gave %+v; its name parses to %+v, %v", in, h, again, err)
 			}
 		}

@@ -18,11 +18,13 @@ type CheckResult struct {
 	Duration time.Duration
 }
 
-// Check runs the preflight checks: the repository and branch resolve, and
-// on every host the key is known, the login works, the tools and Python
+// Check runs the preflight checks: the repository and branch resolve,
+// every jump host is reached and logged into (once, however many hosts
+// are behind it; the hosts behind one that fails are not tried), and on
+// every host the key is known, the login works, the tools and Python
 // are there, and the host itself can reach the repository with the lent
 // deploy key. Hosts are checked maxDials at a time; results come back in
-// order (repository first, then hosts in file order). Nothing is changed
+// order (repository first, then the jump hosts, then hosts in file order). Nothing is changed
 // on the hosts beyond creating the root folder.
 func (d *Deployer) Check(ctx context.Context, hosts []Host) []CheckResult {
 	var results []CheckResult
@@ -30,8 +32,18 @@ func (d *Deployer) Check(ctx context.Context, hosts []Host) []CheckResult {
 	rel, err := d.Resolver.Resolve(ctx, Push{Branch: d.branch()})
 	results = append(results, CheckResult{Name: "repository", Detail: fmt.Sprintf("%s %s at %.12s", rel.RepoURL, rel.Branch, rel.Commit), Err: err, Duration: time.Since(start)})
 
+	jumps := d.checkJumps(ctx, hosts)
+	defer jumps.close()
+	results = append(results, jumps.results...)
+
 	per := make([][]CheckResult, len(hosts))
-	forEachHost(hosts, maxDials, func(i int, h Host) { per[i] = d.checkHost(ctx, h, rel, err == nil) })
+	forEachHost(hosts, maxDials, func(i int, h Host) {
+		if name := jumps.blocked(h.Jump); name != "" {
+			per[i] = []CheckResult{{Host: h.String(), Name: "login", Err: fmt.Errorf("not tried: its jump host %s failed", name)}}
+			return
+		}
+		per[i] = d.checkHost(ctx, h, rel, err == nil)
+	})
 	for _, r := range per {
 		results = append(results, r...)
 	}
@@ -76,6 +88,9 @@ func (d *Deployer) checkHost(ctx context.Context, h Host, rel Release, haveRepo 
 	start := time.Now()
 	c, err := d.Dialer.Dial(ctx, h)
 	login := "host key known, logged in as " + h.User
+	if len(h.Jump) > 0 {
+		login += " through " + jumpNames(h.Jump)
+	}
 	if h.Local {
 		login = "this machine, without SSH"
 	}

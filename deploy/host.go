@@ -23,6 +23,12 @@ type Host struct {
 	// where the steps run as the deployer's user without SSH. User and
 	// Port are unused then; Addr is "localhost" (for DEPLOY_HEALTH_URL).
 	Local bool
+	// Jump lists the jump hosts (bastions) the SSH connection to this host
+	// passes through, in order, as OpenSSH's ProxyJump: the first is
+	// dialed directly, each next one (and then this host) through the one
+	// before it. Empty: the host is dialed directly. A jump's own Jump is
+	// unused: the hops before it are the ones listed before it here.
+	Jump []Host
 }
 
 // Address returns "addr:port" for dialing, with IPv6 addresses in brackets;

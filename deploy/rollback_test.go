@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/pushdeploy/pushdeploy/internal/deploytest"
 )
 
@@ -366,7 +368,7 @@ func TestPlanRollbackChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, tg := range targets {
-		if tg.Host != r.hosts[i] || tg.From.Name != deps[1].ReleaseName || tg.To.Name != deps[0].ReleaseName || tg.To.Commit != r.commits[0] {
+		if !cmp.Equal(tg.Host, r.hosts[i]) || tg.From.Name != deps[1].ReleaseName || tg.To.Name != deps[0].ReleaseName || tg.To.Commit != r.commits[0] {
 			t.Errorf("target %d: %+v", i, tg)
 		}
 	}

@@ -51,6 +51,7 @@ type Runner struct {
 	hostKeys  *sshkeys.KnownHosts
 	admin     agent.Agent
 	git       agent.Agent // nil without a deploy key
+	jumps     jumpPool
 	closeOnce sync.Once
 }
 
@@ -105,27 +106,69 @@ func (r *Runner) Close() error {
 	return nil
 }
 
-// Dial connects and logs in to h, checking its host key first. The
-// returned connection is meant to be reused by every step on that host.
+// Dial connects and logs in to h, checking its host key first; through
+// h's jump hosts, if any, whose keys are checked too and into which the
+// admin key logs in as well. The connect timeout covers the whole chain. A
+// jump host's connection is shared by the hosts behind it, and closed with
+// the last of them. The returned connection is meant to be reused by every
+// step on that host.
 func (r *Runner) Dial(ctx context.Context, h deploy.Host) (deploy.Conn, error) {
-	addr := h.Address()
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.ConnectTimeout)
+	defer cancel()
+	via, err := r.jumps.acquire(r, parent, ctx, h.Jump)
+	if err != nil {
+		return nil, err
+	}
+	client, err := r.login(parent, ctx, via, h.User, h.Address())
+	if err != nil {
+		via.release()
+		return nil, err
+	}
+	c := &conn{client: client, git: r.git, release: via.release}
+	go keepAlive(c.client, r.cfg.KeepAlive)
+	return c, nil
+}
+
+// login connects to addr (directly, or through the jump host via when it
+// is not nil) and logs in as user, checking the host key first.
+func (r *Runner) login(parent, ctx context.Context, via *jump, user, addr string) (*ssh.Client, error) {
 	cfg := &ssh.ClientConfig{
-		User:              h.User,
+		User:              user,
 		Auth:              []ssh.AuthMethod{ssh.PublicKeysCallback(r.admin.Signers)},
 		HostKeyCallback:   r.hostKeys.Check,
 		HostKeyAlgorithms: r.hostKeys.Algorithms(addr),
 		Timeout:           r.cfg.ConnectTimeout,
 	}
-	parent := ctx
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.ConnectTimeout)
-	defer cancel()
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", addr, r.timedOut(parent, ctx, "", err))
+	var client *ssh.Client
+	if via == nil {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("connect %s: %w", addr, r.timedOut(parent, ctx, "", err))
+		}
+		client, err = handshake(ctx, nc, addr, cfg)
+		if err != nil {
+			err = r.timedOut(parent, ctx, "the SSH handshake ", cleanHandshakeError(err))
+			return nil, fmt.Errorf("ssh login %s@%s: %w", user, addr, err)
+		}
+		return client, nil
 	}
-	// x/crypto/ssh takes no context: bound the handshake with a deadline
-	// and close the socket if ctx ends first.
+	nc, err := r.tunnel(parent, ctx, via, addr)
+	if err != nil {
+		return nil, err
+	}
+	if client, err = tunnelHandshake(ctx, nc, addr, cfg); err != nil {
+		err = r.timedOut(parent, ctx, "the SSH handshake ", cleanHandshakeError(err))
+		return nil, fmt.Errorf("ssh login %s@%s through %s: %w", user, addr, via.name, err)
+	}
+	return client, nil
+}
+
+// handshake runs the SSH handshake on nc. x/crypto/ssh takes no context:
+// the handshake is bounded by a deadline (where nc has deadlines) and nc
+// is closed if ctx ends first.
+func handshake(ctx context.Context, nc net.Conn, addr string, cfg *ssh.ClientConfig) (*ssh.Client, error) {
 	deadline, _ := ctx.Deadline()
 	_ = nc.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
@@ -135,13 +178,10 @@ func (r *Runner) Dial(ctx context.Context, h deploy.Host) (deploy.Conn, error) {
 		if err == nil {
 			err = ctx.Err()
 		}
-		err = r.timedOut(parent, ctx, "the SSH handshake ", cleanHandshakeError(err))
-		return nil, fmt.Errorf("ssh login %s@%s: %w", h.User, addr, err)
+		return nil, err
 	}
 	_ = nc.SetDeadline(time.Time{})
-	c := &conn{client: ssh.NewClient(sc, chans, reqs), git: r.git}
-	go c.keepAlive(r.cfg.KeepAlive)
-	return c, nil
+	return ssh.NewClient(sc, chans, reqs), nil
 }
 
 // timedOut wraps err in a *connectTimeoutError when the connect timeout
@@ -182,8 +222,11 @@ func cleanHandshakeError(err error) error {
 }
 
 type conn struct {
-	client *ssh.Client
-	git    agent.Agent
+	client  *ssh.Client
+	git     agent.Agent
+	release func() // gives back the jump host connection, if any
+
+	releaseOnce sync.Once
 
 	forwardOnce sync.Once
 	forwardErr  error
@@ -196,14 +239,14 @@ type conn struct {
 
 // keepAlive probes the server so that a dead peer breaks running commands
 // instead of leaving them waiting forever. It ends when the client closes.
-func (c *conn) keepAlive(every time.Duration) {
+func keepAlive(client *ssh.Client, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	misses := 0
 	for range t.C {
 		reply := make(chan error, 1)
 		go func() {
-			_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
+			_, _, err := client.SendRequest("keepalive@openssh.com", true, nil)
 			reply <- err
 		}()
 		select {
@@ -215,15 +258,20 @@ func (c *conn) keepAlive(every time.Duration) {
 		case <-time.After(every):
 			misses++
 			if misses >= 3 {
-				c.client.Close()
+				client.Close()
 				return
 			}
 		}
 	}
 }
 
-// Close closes the connection and every session on it.
-func (c *conn) Close() error { return c.client.Close() }
+// Close closes the connection and every session on it, and then the jump
+// host connection when this was the last host behind it.
+func (c *conn) Close() error {
+	err := c.client.Close()
+	c.releaseOnce.Do(c.release)
+	return err
+}
 
 // Run runs cmd in a new session and waits for it. When ctx ends first the
 // remote command is sent SIGTERM and the session closed.

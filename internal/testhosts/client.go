@@ -29,8 +29,21 @@ func (e *Env) clientArgs(key string) []string {
 // With no args it asks for a shell. The remote PATH is sshd's default,
 // /usr/local/bin:/usr/bin:/bin:/usr/games, and the session starts in
 // h.Home.
+//
+// With Options.Jump it goes through the jump host (as ssh -J, spelled out
+// as a ProxyCommand so that the jump login uses the same key and
+// known_hosts).
 func (e *Env) SSH(ctx context.Context, h *Host, args ...string) *exec.Cmd {
-	a := append(e.clientArgs(e.AdminKey), "-p", strconv.Itoa(h.Port), h.User+"@"+h.Addr)
+	a := e.clientArgs(e.AdminKey)
+	if e.Jump != nil && h != e.Jump {
+		proxy := append([]string{"ssh"}, e.clientArgs(e.AdminKey)...)
+		proxy = append(proxy, "-p", strconv.Itoa(e.Jump.Port), "-W", "%h:%p", e.Jump.User+"@"+e.Jump.Addr)
+		for i, s := range proxy {
+			proxy[i] = shellQuote(s)
+		}
+		a = append(a, "-o", "ProxyCommand="+strings.Join(proxy, " "))
+	}
+	a = append(a, "-p", strconv.Itoa(h.Port), h.User+"@"+h.Addr)
 	if len(args) > 0 {
 		quoted := make([]string, len(args))
 		for i, s := range args {

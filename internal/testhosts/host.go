@@ -50,6 +50,7 @@ type Host struct {
 	config   string // sshd_config path
 	logPath  string // sshd's stderr
 	settings string // sshd_config without Port
+	netns    *netns // the network namespace sshd listens in; nil: this process's
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd     // the running sshd, nil when stopped
@@ -62,12 +63,27 @@ func (h *Host) Path(rel string) string {
 	return filepath.Join(h.Home, rel)
 }
 
-// newHost creates the user and the sshd files of a host on addr; authLine
-// is the user's authorized_keys line, extra goes at the end of
-// sshd_config. The host is added to list before anything can fail after
-// useradd, so that Close deletes the user.
+// newHost creates the user and the sshd files of a host on addr and starts
+// its sshd on a free port; authLine is the user's authorized_keys line,
+// extra goes at the end of sshd_config. The host is added to list before
+// anything can fail after useradd, so that Close deletes the user.
 func (e *Env) newHost(ctx context.Context, name, addr, authLine, extra string, list func(*Host)) (*Host, error) {
+	h, pub, err := e.prepareHost(ctx, name, addr, authLine, extra, list)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.start(ctx, false); err != nil {
+		return nil, err
+	}
+	h.started(pub)
+	return h, nil
+}
+
+// prepareHost does newHost's work but for starting sshd; it returns the
+// host and its public host key.
+func (e *Env) prepareHost(ctx context.Context, name, addr, authLine, extra string, list func(*Host)) (*Host, string, error) {
 	h := &Host{
+		netns:   e.hostNetns,
 		User:    name,
 		Addr:    addr,
 		Home:    filepath.Join(e.Dir, "home", name),
@@ -76,19 +92,19 @@ func (e *Env) newHost(ctx context.Context, name, addr, authLine, extra string, l
 	}
 	list(h)
 	if err := createUser(ctx, h); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	ak := filepath.Join(e.Dir, "authorized_keys", name)
 	if err := os.WriteFile(ak, []byte(authLine+"\n"), 0o644); err != nil {
-		return nil, fmt.Errorf("host %s: authorized_keys: %w", name, err)
+		return nil, "", fmt.Errorf("host %s: authorized_keys: %w", name, err)
 	}
 	hostKey := filepath.Join(e.Dir, "sshd", name+"_host_ed25519_key")
 	if err := keygen(ctx, hostKey, name+" host key"); err != nil {
-		return nil, fmt.Errorf("host %s: %w", name, err)
+		return nil, "", fmt.Errorf("host %s: %w", name, err)
 	}
 	pub, err := publicKey(hostKey)
 	if err != nil {
-		return nil, fmt.Errorf("host %s: %w", name, err)
+		return nil, "", fmt.Errorf("host %s: %w", name, err)
 	}
 	h.settings = strings.Join([]string{
 		"ListenAddress " + addr,
@@ -111,12 +127,14 @@ func (e *Env) newHost(ctx context.Context, name, addr, authLine, extra string, l
 		"Subsystem sftp internal-sftp",
 		extra,
 	}, "\n")
-	if err := h.start(ctx, false); err != nil {
-		return nil, err
-	}
-	h.Name = fmt.Sprintf("%s@%s:%d", name, addr, h.Port)
-	h.HostKeyLine = fmt.Sprintf("[%s]:%d %s", addr, h.Port, pub)
-	return h, nil
+	return h, pub, nil
+}
+
+// started sets the Name and HostKeyLine of a host whose sshd listens on
+// h.Port; pub is its public host key.
+func (h *Host) started(pub string) {
+	h.Name = fmt.Sprintf("%s@%s:%d", h.User, h.Addr, h.Port)
+	h.HostKeyLine = fmt.Sprintf("[%s]:%d %s", h.Addr, h.Port, pub)
 }
 
 // startAppHost adds an app host that accepts the admin key. Its user's
@@ -162,7 +180,7 @@ func (h *Host) start(ctx context.Context, samePort bool) error {
 	}
 	for attempt := 1; ; attempt++ {
 		if !samePort {
-			port, err := freePort(ctx, h.Addr)
+			port, err := h.freePort(ctx)
 			if err != nil {
 				return fmt.Errorf("host %s: %w", h.User, err)
 			}
@@ -186,19 +204,31 @@ func (h *Host) start(ctx context.Context, samePort bool) error {
 	}
 }
 
-// freePort asks the kernel for a free port on addr. Someone else may take
-// it before sshd binds it; launch notices.
-func freePort(ctx context.Context, addr string) (int, error) {
-	var lc net.ListenConfig
-	l, err := lc.Listen(ctx, "tcp", net.JoinHostPort(addr, "0"))
+// freePort asks the kernel for a free port on h.Addr, in h's network
+// namespace. Someone else may take it before sshd binds it; launch
+// notices.
+func (h *Host) freePort(ctx context.Context) (port int, err error) {
+	err = h.inNet(func() error {
+		var lc net.ListenConfig
+		l, err := lc.Listen(ctx, "tcp", net.JoinHostPort(h.Addr, "0"))
+		if err != nil {
+			return err
+		}
+		port = l.Addr().(*net.TCPAddr).Port
+		return l.Close()
+	})
 	if err != nil {
 		return 0, fmt.Errorf("find free port: %w", err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		return 0, fmt.Errorf("find free port: %w", err)
-	}
 	return port, nil
+}
+
+// inNet runs fn in h's network namespace.
+func (h *Host) inNet(fn func() error) error {
+	if h.netns == nil {
+		return fn()
+	}
+	return h.netns.do(fn)
 }
 
 // launch writes sshd_config for h.Port, starts sshd and waits until it
@@ -219,7 +249,13 @@ func (h *Host) launch(ctx context.Context) error {
 	}
 	// sshd lives until Stop or Close, not until ctx is done: ctx bounds
 	// the start only.
-	cmd := exec.CommandContext(context.WithoutCancel(ctx), sshdPath, "-D", "-e", "-f", h.config)
+	args := []string{sshdPath, "-D", "-e", "-f", h.config}
+	if h.netns != nil {
+		// nsenter enters the namespace and execs sshd (no fork), so
+		// cmd.Process is sshd's listener as without it.
+		args = append([]string{"nsenter", "--net=" + h.netns.path(), "--"}, args...)
+	}
+	cmd := exec.CommandContext(context.WithoutCancel(ctx), args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start sshd: %w", err)
@@ -249,7 +285,7 @@ func (h *Host) waitReady(ctx context.Context, offset int64) error {
 	for {
 		log := h.logFrom(offset)
 		if strings.Contains(log, want) {
-			if err := banner(ctx, h.Addr, h.Port); err != nil {
+			if err := h.inNet(func() error { return banner(ctx, h.Addr, h.Port) }); err != nil {
 				return fmt.Errorf("sshd on port %d: %w; log:\n%s", h.Port, err, tail(log))
 			}
 			return nil

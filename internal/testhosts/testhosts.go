@@ -37,6 +37,17 @@ type Options struct {
 	// then also has the server's key for ADDR. Start fails with ErrPort22
 	// when that port cannot be had, and New skips (or fails).
 	GitPort22 bool
+	// Jump puts the app hosts behind a jump host (Env.Jump): their sshd
+	// listen in a Linux network namespace of their own, which nothing of
+	// this machine's network reaches but the jump host's sshd, which runs
+	// in it too and is reached through a relay on its address (a router's
+	// port forwarding). So the hosts can be logged into through the jump
+	// host only (as ssh -J does), while the hosts themselves still reach
+	// the git server (relayed into the namespace) and the local wheels. The
+	// hosts' own servers (RestartCmd's app) are only reachable inside the
+	// namespace, so DEPLOY_HEALTH_URL cannot check them. HostsFile lists the
+	// hosts as usual, without their jump host.
+	Jump bool
 }
 
 // Env is a set of running test hosts. Its methods are safe for concurrent
@@ -64,6 +75,9 @@ type Env struct {
 	Hosts []*Host
 	// Git is the git server.
 	Git *Host
+	// Jump is the jump host with Options.Jump, else nil: it lets the admin
+	// key in for TCP forwarding only, and its key is in KnownHosts.
+	Jump *Host
 
 	prefix  string
 	subnet  subnet   // the /24 of every address of this Env
@@ -74,6 +88,9 @@ type Env struct {
 
 	gitRequests   string // the file the git server's forced command logs requests to
 	gitPort22Line string // the git server's known_hosts line for port 22, when it listens there
+
+	hostNetns *netns   // with Options.Jump: the namespace the app hosts (and the jump host) listen in
+	relays    []*relay // with Options.Jump: into and out of hostNetns
 
 	gitMu sync.Mutex // serialises Commit and Remove on workDir
 
@@ -139,6 +156,11 @@ func (e *Env) setup(ctx context.Context, o Options) error {
 	}
 	if err := e.startGit(ctx, o.GitPort22); err != nil {
 		return err
+	}
+	if o.Jump {
+		if err := e.startBehindJump(ctx); err != nil {
+			return err
+		}
 	}
 	for i := 1; i <= o.Hosts; i++ {
 		addr := e.subnet.addr(firstHostByte + i - 1)
@@ -227,6 +249,9 @@ func (e *Env) writeHostFiles() error {
 		hosts.WriteString(h.Name + "\n")
 	}
 	known.WriteString(e.Git.HostKeyLine + "\n")
+	if e.Jump != nil {
+		known.WriteString(e.Jump.HostKeyLine + "\n")
+	}
 	if e.gitPort22Line != "" {
 		known.WriteString(e.gitPort22Line + "\n")
 	}
@@ -252,9 +277,16 @@ func (e *Env) Close() error {
 	}
 	e.closed = true
 	var errs []error
+	for _, r := range e.relays {
+		if err := r.close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	all := e.Hosts
-	if e.Git != nil {
-		all = append(all[:len(all):len(all)], e.Git)
+	for _, h := range []*Host{e.Jump, e.Git} {
+		if h != nil {
+			all = append(all[:len(all):len(all)], h)
+		}
 	}
 	for _, h := range all {
 		if err := h.Stop(); err != nil {
@@ -264,6 +296,11 @@ func (e *Env) Close() error {
 	for _, h := range all {
 		if err := deleteUser(h); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if e.hostNetns != nil {
+		if err := e.hostNetns.close(); err != nil {
+			errs = append(errs, fmt.Errorf("network namespace: %w", err))
 		}
 	}
 	if err := os.RemoveAll(e.Dir); err != nil {

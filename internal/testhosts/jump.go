@@ -1,0 +1,106 @@
+package testhosts
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// jumpHostByte is the last byte of the jump host's address.
+const jumpHostByte = 3
+
+// startBehindJump makes the network namespace the app hosts will listen
+// in, starts the jump host in it with a relay from this namespace to its
+// port (the only way in), and relays the git server's ports into the
+// namespace, so that the hosts can still fetch from it. Called before the
+// app hosts are started.
+func (e *Env) startBehindJump(ctx context.Context) error {
+	ns, err := newNetns()
+	if err != nil {
+		return err
+	}
+	e.hostNetns = ns
+	if err := e.startJump(ctx); err != nil {
+		return err
+	}
+	gitPorts := []int{e.Git.Port}
+	if e.gitPort22Line != "" {
+		gitPorts = append(gitPorts, 22)
+	}
+	for _, port := range gitPorts {
+		addr := net.JoinHostPort(e.Git.Addr, strconv.Itoa(port))
+		var ln net.Listener
+		err := ns.do(func() error {
+			var err error
+			ln, err = net.Listen("tcp", addr)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("git server relay: %w", err)
+		}
+		e.relays = append(e.relays, startRelay(ln, func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		}))
+	}
+	return nil
+}
+
+// startJump starts the jump host: an sshd in the hosts' namespace, on
+// 127.X.Y.3, that lets the admin key in for TCP forwarding only (no shell,
+// no agent), as a hardened bastion does, and logs every forwarded
+// connection (LogLevel DEBUG1: "server_request_direct_tcpip: originator …
+// target …"). A relay on the same address and port in this namespace
+// leads to it.
+func (e *Env) startJump(ctx context.Context) error {
+	admin, err := publicKey(e.AdminKey)
+	if err != nil {
+		return err
+	}
+	addr := e.subnet.addr(jumpHostByte)
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+	if err != nil {
+		return fmt.Errorf("jump host: %w", err)
+	}
+	name := e.prefix + "jump"
+	extra := strings.Join([]string{
+		"Match User " + name,
+		"\tAllowTcpForwarding local",
+		"\tAllowAgentForwarding no",
+		"\tPermitTTY no",
+		"\tLogLevel DEBUG1",
+	}, "\n")
+	h, pub, err := e.prepareHost(ctx, name, addr, `restrict,port-forwarding,command="/bin/false" `+admin, extra, func(h *Host) { e.Jump = h })
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	h.Port = ln.Addr().(*net.TCPAddr).Port
+	if err := h.start(ctx, true); err != nil {
+		ln.Close()
+		return err
+	}
+	h.started(pub)
+	target := ln.Addr().String()
+	e.relays = append(e.relays, startRelay(ln, func(ctx context.Context) (c net.Conn, err error) {
+		err = e.hostNetns.do(func() error {
+			var d net.Dialer
+			c, err = d.DialContext(ctx, "tcp", target)
+			return err
+		})
+		return c, err
+	}))
+	return nil
+}
+
+// JumpLog returns what the jump host's sshd logged: among it, a
+// "server_request_direct_tcpip: originator … target ADDR port PORT" line
+// for every connection it forwarded.
+func (e *Env) JumpLog() string {
+	if e.Jump == nil {
+		return ""
+	}
+	return e.Jump.logFrom(0)
+}
