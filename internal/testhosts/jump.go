@@ -8,8 +8,12 @@ import (
 	"strings"
 )
 
-// jumpHostByte is the last byte of the jump host's address.
-const jumpHostByte = 3
+// The last bytes of the jump host's address, and of the address
+// ListenBehindJump listens on.
+const (
+	jumpHostByte  = 3
+	spareHostByte = 4
+)
 
 // startBehindJump makes the network namespace the app hosts will listen
 // in, starts the jump host in it with a relay from this namespace to its
@@ -103,4 +107,23 @@ func (e *Env) JumpLog() string {
 		return ""
 	}
 	return e.Jump.logFrom(0)
+}
+
+// ListenBehindJump listens on a free port of a spare address (127.X.Y.4)
+// in the hosts' namespace (Options.Jump): what accepts there is reached
+// through the jump host only, like the hosts. The caller closes it.
+func (e *Env) ListenBehindJump() (net.Listener, error) {
+	if e.hostNetns == nil {
+		return nil, fmt.Errorf("testhosts: ListenBehindJump needs Options.Jump")
+	}
+	var ln net.Listener
+	err := e.hostNetns.do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", net.JoinHostPort(e.subnet.addr(spareHostByte), "0"))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("testhosts: listen behind the jump host: %w", err)
+	}
+	return ln, nil
 }
