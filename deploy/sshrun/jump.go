@@ -182,7 +182,8 @@ func (r *Runner) tunnel(parent, ctx context.Context, via *jump, addr string) (ne
 	if errors.As(err, &oe) {
 		switch oe.Reason {
 		case ssh.Prohibited:
-			err = fmt.Errorf("the jump host %s refuses to forward connections (%s): allow it with AllowTcpForwarding in its sshd_config, and no restrict or permitopen in the admin key's authorized_keys line there", via.name, oe.Message)
+			err = fmt.Errorf("the jump host %s refuses to forward connections (%s): allow it for the login user with AllowTcpForwarding in its sshd_config; "+
+				"there, an authorized_keys line with restrict needs port-forwarding, and one with permitopen must list this host", via.name, oe.Message)
 		case ssh.ConnectionFailed:
 			err = fmt.Errorf("the jump host %s cannot connect to it: %s", via.name, oe.Message)
 		}

@@ -146,6 +146,29 @@ func TestJump(t *testing.T) {
 		}
 	})
 
+	t.Run("unknown host key behind the jump host", func(t *testing.T) {
+		// What a jump host that sends the connection somewhere else looks
+		// like: the host's own key is checked end to end.
+		h := env.Hosts[0]
+		known := strings.ReplaceAll(string(readFile(t, env.KnownHosts)), h.HostKeyLine+"\n", "")
+		path := t.TempDir() + "/known_hosts"
+		writeFile(t, path, known)
+		r := newRunner(t, env, func(c *Config) { c.KnownHosts = path })
+		c, err := r.Dial(t.Context(), behind(h, jump))
+		if err == nil {
+			c.Close()
+			t.Fatal("Dial to a host whose key is unknown succeeded through the jump host")
+		}
+		var hk *sshkeys.HostKeyError
+		var je *JumpError
+		if !errors.As(err, &hk) || errors.As(err, &je) || hk.Host != fmt.Sprintf("[%s]:%d", h.Addr, h.Port) {
+			t.Fatalf("got %v, want the host's own *sshkeys.HostKeyError, not the jump host's", err)
+		}
+		if got := poolSize(r); got != 0 {
+			t.Errorf("%d jump connections kept after the only host failed, want 0", got)
+		}
+	})
+
 	t.Run("two hops", func(t *testing.T) {
 		// The jump host again, through itself: its sshd listens in the
 		// hosts' namespace too.
