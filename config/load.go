@@ -33,7 +33,7 @@ func Load(envFile string, explicit bool) (*Config, []string, error) {
 	if envFile == "" {
 		envFile = DefaultEnvFile
 	}
-	file, warnings, err := readEnvFile(envFile, explicit, &probs)
+	file, lines, warnings, err := readEnvFile(envFile, explicit, &probs)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -45,7 +45,14 @@ func Load(envFile string, explicit bool) (*Config, []string, error) {
 		v, ok := file[key]
 		return v, ok
 	}
-	checkEnv(lookup, &probs)
+	// A bad value from the file is named with its line there.
+	where := func(key string) string {
+		if _, env := os.LookupEnv(key); env || lines[key] == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%s:%d: ", envFile, lines[key])
+	}
+	checkEnv(lookup, where, &probs)
 	if err := probs.err(); err != nil {
 		return nil, warnings, err
 	}
@@ -68,24 +75,24 @@ func Load(envFile string, explicit bool) (*Config, []string, error) {
 // readEnvFile returns the variables the env file sets. Problems of the
 // file go to probs; the returned error is for a file that cannot be read
 // at all.
-func readEnvFile(file string, explicit bool, probs *problems) (map[string]string, []string, error) {
+func readEnvFile(file string, explicit bool, probs *problems) (env map[string]string, lines map[string]int, warnings []string, err error) {
 	data, err := os.ReadFile(file)
 	if !explicit && errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	if err != nil {
 		name := file
 		if explicit {
 			name = "--env-file " + file
 		}
-		return nil, nil, &Error{Problems: []string{fmt.Sprintf("%s: cannot read it: %v", name, pathError(err))}}
+		return nil, nil, nil, &Error{Problems: []string{fmt.Sprintf("%s: cannot read it: %v", name, pathError(err))}}
 	}
 	entries, bad := parseEnvFile(data)
 	if bad != nil {
-		return nil, nil, &Error{Problems: []string{bad.problem(file)}}
+		return nil, nil, nil, &Error{Problems: []string{bad.problem(file)}}
 	}
-	env := make(map[string]string, len(entries))
-	lines := make(map[string]int, len(entries))
+	env = make(map[string]string, len(entries))
+	lines = make(map[string]int, len(entries))
 	for _, e := range entries {
 		env[e.key], lines[e.key] = e.value, e.line
 	}
@@ -105,11 +112,11 @@ func readEnvFile(file string, explicit bool, probs *problems) (map[string]string
 	}
 	if len(secrets) > 0 {
 		if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			return env, []string{fmt.Sprintf("%s holds %s but other users can read it (mode %04o); run chmod 600 %s",
+			return env, lines, []string{fmt.Sprintf("%s holds %s but other users can read it (mode %04o); run chmod 600 %s",
 				file, strings.Join(secrets, ", "), fi.Mode().Perm(), file)}, nil
 		}
 	}
-	return env, nil, nil
+	return env, lines, nil, nil
 }
 
 // decode fills c the way envconfig.Process fills it from the environment
@@ -175,7 +182,7 @@ func decodeValue(field reflect.Value, s string) error {
 // checkEnv reports unknown DEPLOY_ variables and values that do not parse
 // as their variable's type: every one of them, where envconfig stops at
 // the first.
-func checkEnv(lookup func(key string) (string, bool), probs *problems) {
+func checkEnv(lookup func(key string) (string, bool), where func(key string) string, probs *problems) {
 	var missing []string
 	defer func() {
 		if len(*probs) > 0 {
@@ -211,7 +218,7 @@ func checkEnv(lookup func(key string) (string, bool), probs *problems) {
 			value = v.def
 		}
 		if msg := valueProblem(v.typ, value); msg != "" {
-			probs.add("%s: %s", v.key, msg)
+			probs.add("%s%s: %s", where(v.key), v.key, msg)
 		}
 	}
 }
