@@ -273,3 +273,22 @@ func TestSafeNext(t *testing.T) {
 		}
 	}
 }
+
+// TestPageActorOnce: a deployment whose actor is its trigger (the API's
+// "api") reads "api", not "api by api"; another actor is named.
+func TestPageActorOnce(t *testing.T) {
+	for _, tc := range []struct{ actor, want, not string }{
+		{"api", "<dd>api</dd>", "api by api"},
+		{"Ada", "api by Ada", ""},
+	} {
+		d := hostileDeployment()
+		d.Request.Trigger, d.Request.Actor, d.Request.Provider = deploy.TriggerAPI, tc.actor, ""
+		f := &fakeDeployments{deps: map[string]*deploy.Deployment{d.ID: d}}
+		h := pageServer(t, pageToken, false, f).Handler()
+		w := do(h, http.MethodGet, "/deployments/"+d.ID, "", func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+pageToken) })
+		body := w.Body.String()
+		if !strings.Contains(body, tc.want) || (tc.not != "" && strings.Contains(body, tc.not)) {
+			t.Errorf("actor %q: want %q (and not %q) in the page", tc.actor, tc.want, tc.not)
+		}
+	}
+}
