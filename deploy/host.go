@@ -10,8 +10,9 @@ import (
 
 // Host is one server of the pool, as listed in the hosts file.
 type Host struct {
-	// Name is how the host is shown in logs and errors: the hosts-file
-	// line as written (without comments), e.g. "web2" or "deploy@[::1]:2222".
+	// Name is how the host is shown in logs and errors: the host of its
+	// hosts-file line as written (without comments or "via …"), e.g. "web2"
+	// or "deploy@[::1]:2222".
 	Name string
 	// User is the login user.
 	User string

@@ -2,11 +2,18 @@ package testhosts
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os/exec"
 	"strconv"
 	"strings"
 )
+
+// ErrNoNetns is returned by Start when Options.Jump is set and this machine
+// cannot give the hosts a network namespace (no nsenter, or no permission
+// to make one); New skips (or fails).
+var ErrNoNetns = errors.New("cannot put the hosts in a network namespace of their own")
 
 // The last bytes of the jump host's address, and of the address
 // ListenBehindJump listens on.
@@ -21,9 +28,12 @@ const (
 // namespace, so that the hosts can still fetch from it. Called before the
 // app hosts are started.
 func (e *Env) startBehindJump(ctx context.Context) error {
+	if _, err := exec.LookPath("nsenter"); err != nil {
+		return fmt.Errorf("%w: %v", ErrNoNetns, err)
+	}
 	ns, err := newNetns()
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %v", ErrNoNetns, err)
 	}
 	e.hostNetns = ns
 	if err := e.startJump(ctx); err != nil {

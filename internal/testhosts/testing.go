@@ -23,7 +23,7 @@ func New(t testing.TB, o Options) *Env {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	e, err := Start(ctx, o)
-	if errors.Is(err, ErrPort22) {
+	if errors.Is(err, ErrPort22) || errors.Is(err, ErrNoNetns) {
 		SkipOrFail(t, err.Error())
 	}
 	if err != nil {
