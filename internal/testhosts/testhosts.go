@@ -4,9 +4,10 @@
 // (127.X.Y.10, 127.X.Y.11, ... in a /24 of the Env's own), plus a git
 // server (another sshd, 127.X.Y.2) that serves one bare repository
 // read-only to a deploy key; with Options.Jump, the app hosts sit behind a
-// jump host, unreachable otherwise. It also builds pure-Python wheels into a local
-// folder so that pip installs work offline, and gives a small WSGI app that
-// a restart command (Env.RestartCmd) serves on each host for health checks.
+// jump host, unreachable otherwise. It also builds pure-Python wheels into
+// a local folder so that pip installs work offline, and gives a small WSGI
+// app that a restart command (Env.RestartCmd) serves on each host for
+// health checks.
 //
 // Everything needs root (useradd, sshd). Start creates the hosts and Close
 // removes them; New wraps both for tests and skips when the machine cannot
