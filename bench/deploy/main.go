@@ -37,6 +37,23 @@
 // Then (unless -skip-scale) it deploys to -scale hosts once and times a
 // code-only redeploy for each DEPLOY_PARALLEL of -parallel.
 //
+// With -delay (latency mode, e.g. -delay 0,25ms -hosts 8; no scale test
+// then), every SSH connection goes through a TCP proxy of this program
+// (proxy.go) that delivers each byte a fixed delay after it arrived, each
+// way: one proxy per app host's sshd and one for the git server, listening
+// on the host's own loopback address. The hosts file, known_hosts (the
+// proxies' addresses only) and DEPLOY_REPO_URL name the proxies, and the
+// hosts clone from that URL, so deployer to host, host to git server and
+// deployer to git server all pay the delay; for the script, the hosts'
+// ~/.ssh/known_hosts names the git server's proxy. Each delay is measured
+// in every run, for both tools. Before the runs a self-check times a TCP
+// echo round trip (it must be at least twice the delay), 8 MB and an
+// OpenSSH login through the proxy. For each operation it counts, per
+// host, the SSH logins and remote commands (sessions that ran a command)
+// from the host's sshd log (LogLevel VERBOSE), and the host's logins to
+// the git server at the git server's proxy, which tells the hosts apart by
+// the Unix user owning the client's socket (/proc/net/tcp).
+//
 // It prints markdown tables on stdout (medians of -runs, with the range)
 // and progress on stderr.
 package main
@@ -98,7 +115,13 @@ type options struct {
 	pdEnv     []string
 	verbose   bool
 	opTimeout time.Duration
+	// delays are the one-way delays of the latency mode; nil: no
+	// proxies, the tools talk to the test hosts directly.
+	delays []time.Duration
 }
+
+// latency says whether the benchmark runs in latency mode (-delay).
+func (o options) latency() bool { return o.delays != nil }
 
 func main() {
 	var o options
@@ -118,6 +141,19 @@ func main() {
 	})
 	flag.BoolVar(&o.verbose, "v", false, "print every command's output on stderr")
 	flag.DurationVar(&o.opTimeout, "op-timeout", 15*time.Minute, "bound of one deploy or rollback")
+	flag.Func("delay", "latency mode: put a proxy that delays every byte by `D` each way (round trip 2×D) in front of every host's sshd and the git server; a comma list (0,25ms) measures each; 0 still goes through the proxy; no scale test", func(s string) error {
+		for _, f := range strings.Split(s, ",") {
+			d, err := time.ParseDuration(strings.TrimSpace(f))
+			if f == "0" {
+				d, err = 0, nil
+			}
+			if err != nil || d < 0 {
+				return errors.New("want a comma list of durations such as 0,25ms")
+			}
+			o.delays = append(o.delays, d)
+		}
+		return nil
+	})
 	flag.Parse()
 	var err error
 	if o.hosts, err = intList(*hosts); err == nil {
@@ -172,10 +208,14 @@ type sample struct {
 	// restart is the time spent in the restart command (union over hosts).
 	restart float64
 	rssKiB  int64
-	// steps is pushdeploy's seconds per step, summed over hosts.
-	steps map[string]float64
+	// steps is pushdeploy's seconds per step, summed over hosts;
+	// connectMax is its slowest host's connect step (NaN: unknown).
+	steps      map[string]float64
+	connectMax float64
 	// parallelIgnored: pushdeploy warned that DEPLOY_PARALLEL is not used.
 	parallelIgnored bool
+	// trips is what the operation did over SSH (latency mode only).
+	trips *trips
 }
 
 // key names one cell of results.
@@ -183,6 +223,7 @@ type key struct {
 	tool     string
 	hosts    int
 	scenario string
+	delay    time.Duration // one way, in latency mode
 }
 
 type bench struct {
@@ -193,6 +234,10 @@ type bench struct {
 	results map[key][]sample
 	fails   []string
 	version int // the last pdtestdep version built
+	// checks is the proxy self-check of each delay, and directLogin an
+	// OpenSSH login's time without a proxy (latency mode).
+	checks      []selfCheck
+	directLogin time.Duration
 }
 
 func run(ctx context.Context, o options) error {
@@ -219,32 +264,48 @@ func run(ctx context.Context, o options) error {
 	tree := treeVersion(ctx)
 	load0 := loadAvg()
 
+	delays := []time.Duration{0}
+	if o.latency() {
+		delays = o.delays
+		note("proxy self-check")
+		if b.checks, b.directLogin, err = proxySelfCheck(ctx, o.delays); err != nil {
+			return fmt.Errorf("proxy self-check: %w", err)
+		}
+		note("  OpenSSH login without a proxy: %.3fs", b.directLogin.Seconds())
+		for _, c := range b.checks {
+			note("  delay %s each way: TCP round trip %.2f ms (least %.2f ms), OpenSSH login %.3fs, %.0f MB/s",
+				fmtDelay(c.delay), ms(c.echoMedian), ms(c.echoMin), c.login.Seconds(), c.mbps)
+		}
+	}
+
 	for r := 1; r <= o.runs; r++ {
-		for _, n := range o.hosts {
-			tools := slices.Clone(o.tools)
-			if r%2 == 0 {
-				// Alternate the order, so neither tool always runs on
-				// a machine the other has just warmed or loaded.
-				slices.Reverse(tools)
-			}
-			for _, tool := range tools {
-				if err := ctx.Err(); err != nil {
-					return err
+		for _, d := range delays {
+			for _, n := range o.hosts {
+				tools := slices.Clone(o.tools)
+				if r%2 == 0 {
+					// Alternate the order, so neither tool always runs on
+					// a machine the other has just warmed or loaded.
+					slices.Reverse(tools)
 				}
-				note("run %d/%d: %s, %d hosts", r, o.runs, tool, n)
-				if err := b.sequence(ctx, tool, n, r); err != nil {
-					if ctx.Err() != nil {
+				for _, tool := range tools {
+					if err := ctx.Err(); err != nil {
 						return err
 					}
-					msg := fmt.Sprintf("run %d, %s, %d hosts: %v", r, tool, n, err)
-					note("FAILED: %s", msg)
-					b.fails = append(b.fails, msg)
+					note("run %d/%d: %s, %d hosts%s", r, o.runs, tool, n, delayNote(o, d))
+					if err := b.sequence(ctx, tool, n, r, d); err != nil {
+						if ctx.Err() != nil {
+							return err
+						}
+						msg := fmt.Sprintf("run %d, %s, %d hosts%s: %v", r, tool, n, delayNote(o, d), err)
+						note("FAILED: %s", msg)
+						b.fails = append(b.fails, msg)
+					}
 				}
 			}
 		}
 	}
 	var sc []scaleRow
-	if !o.skipScale && slices.Contains(o.tools, toolPushdeploy) {
+	if !o.skipScale && !o.latency() && slices.Contains(o.tools, toolPushdeploy) {
 		sc, err = b.scaleTest(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -289,8 +350,28 @@ func closeEnv(env *testhosts.Env) {
 	}
 }
 
-// vars are the settings both tools get, as environment variables.
-func (b *bench) vars(env *testhosts.Env, dataDir string) map[string]string {
+// delayNote is ", 25ms each way" in latency mode.
+func delayNote(o options, d time.Duration) string {
+	if !o.latency() {
+		return ""
+	}
+	return ", " + fmtDelay(d) + " each way"
+}
+
+// vars are the settings both tools get, as environment variables; with
+// nw, the hosts, their keys and the repository are reached through its
+// proxies.
+func (b *bench) vars(env *testhosts.Env, dataDir string, nw *network) map[string]string {
+	v := b.directVars(env, dataDir)
+	if nw != nil {
+		v["DEPLOY_REPO_URL"] = nw.repoURL
+		v["DEPLOY_HOSTS_FILE"] = nw.hostsFile
+		v["DEPLOY_KNOWN_HOSTS"] = nw.knownHosts
+	}
+	return v
+}
+
+func (b *bench) directVars(env *testhosts.Env, dataDir string) map[string]string {
 	return map[string]string{
 		"DEPLOY_REPO_URL":    env.RepoURL,
 		"DEPLOY_HOSTS_FILE":  env.HostsFile,
@@ -304,28 +385,43 @@ func (b *bench) vars(env *testhosts.Env, dataDir string) map[string]string {
 }
 
 // sequence runs the four scenarios with one tool on fresh hosts.
-func (b *bench) sequence(ctx context.Context, tool string, n, runNo int) error {
+func (b *bench) sequence(ctx context.Context, tool string, n, runNo int, delay time.Duration) error {
 	env, took, err := hostsEnv(ctx, n, tool)
 	if err != nil {
 		return err
 	}
 	defer closeEnv(env)
 	note("  %d hosts up in %.1fs", n, took.Seconds())
-	vars := b.vars(env, filepath.Join(env.Dir, "deployer-data"))
+	var nw *network
+	if b.o.latency() {
+		if nw, err = proxyNetwork(ctx, env, delay, tool); err != nil {
+			return err
+		}
+		defer nw.Close()
+	}
+	vars := b.vars(env, filepath.Join(env.Dir, "deployer-data"), nw)
 	if err := os.MkdirAll(vars["DEPLOY_DATA_DIR"], 0o700); err != nil {
 		return err
 	}
 
 	step := func(sc, action, wantVersion, marker string) error {
+		var before tally
+		if nw != nil {
+			before = nw.tally(env)
+		}
 		s, err := b.op(ctx, tool, action, env, vars, nil)
 		if err != nil {
 			return fmt.Errorf("%s: %w", sc, err)
 		}
+		if nw != nil {
+			tr := nw.since(env, before)
+			s.trips = &tr
+		}
 		if err := verify(ctx, env, b.o.port, wantVersion, marker); err != nil {
 			return fmt.Errorf("%s: after %s: %w", sc, tool, err)
 		}
-		note("  %-20s %7.2fs  window %s  restart %.2fs  rss %.1f MB", sc, s.wall.Seconds(), fmtSec(s.window), s.restart, mb(s.rssKiB))
-		k := key{tool, n, sc}
+		note("  %-20s %7.2fs  window %s  restart %.2fs  rss %.1f MB%s", sc, s.wall.Seconds(), fmtSec(s.window), s.restart, mb(s.rssKiB), s.trips.note())
+		k := key{tool, n, sc, delay}
 		b.results[k] = append(b.results[k], s)
 		return nil
 	}
@@ -420,7 +516,7 @@ func (b *bench) op(ctx context.Context, tool, action string, env *testhosts.Env,
 		go pollHWM(cmd.Process.Pid, hwm)
 	}
 	err := cmd.Wait()
-	s := sample{wall: time.Since(start), window: math.NaN(), mtimeWindow: math.NaN()}
+	s := sample{wall: time.Since(start), window: math.NaN(), mtimeWindow: math.NaN(), connectMax: math.NaN()}
 	if err != nil {
 		return s, fmt.Errorf("%s %s: %v\nstdout (tail):\n%s\nstderr (tail):\n%s", tool, action, err, tail(stdout.String()), tail(stderr.String()))
 	}
@@ -517,6 +613,8 @@ func parsePushdeployLog(log string, hosts int, s *sample) {
 		start := end - *l.Duration
 		s.steps[l.Step] += *l.Duration
 		switch l.Step {
+		case "connect":
+			s.connectMax = maxKnown(s.connectMax, *l.Duration)
 		case "switch":
 			switches = append(switches, start)
 		case "restart":
@@ -552,6 +650,7 @@ func parsePushdeployResult(stdout string, hosts int, s *sample) {
 		return
 	}
 	steps := map[string]float64{}
+	connectMax := math.NaN()
 	var switches []float64
 	var restarts [][2]float64
 	for _, h := range res.Hosts {
@@ -565,6 +664,8 @@ func parsePushdeployResult(stdout string, hosts int, s *sample) {
 			start := float64(st.Started.UnixNano()) / 1e9
 			steps[st.Step] += st.Seconds
 			switch st.Step {
+			case "connect":
+				connectMax = maxKnown(connectMax, st.Seconds)
 			case "switch":
 				switches = append(switches, start)
 			case "restart":
@@ -573,6 +674,7 @@ func parsePushdeployResult(stdout string, hosts int, s *sample) {
 		}
 	}
 	s.steps = steps
+	s.connectMax = connectMax
 	s.window = math.NaN()
 	if len(switches) == hosts {
 		s.window = spread(switches)
@@ -606,6 +708,14 @@ func parseScriptLog(log string, hosts int, s *sample) {
 		}
 	}
 	s.restart = union(restarts)
+}
+
+// maxKnown is the larger of a and b, where a may be NaN (none yet).
+func maxKnown(a, b float64) float64 {
+	if math.IsNaN(a) {
+		return b
+	}
+	return math.Max(a, b)
 }
 
 func spread(ts []float64) float64 {
@@ -696,7 +806,7 @@ func (b *bench) scaleTest(ctx context.Context) ([]scaleRow, error) {
 	}
 	defer closeEnv(env)
 	note("  %d hosts up in %.1fs", n, took.Seconds())
-	vars := b.vars(env, filepath.Join(env.Dir, "deployer-data"))
+	vars := b.vars(env, filepath.Join(env.Dir, "deployer-data"), nil)
 	if err := os.MkdirAll(vars["DEPLOY_DATA_DIR"], 0o700); err != nil {
 		return nil, err
 	}
@@ -811,27 +921,71 @@ func (b *bench) report(w io.Writer, tree string, load0, load1 string, took time.
 		p("- pushdeploy settings: %s\n", strings.Join(o.pdEnv, " "))
 	}
 	p("- restart command: testhosts RestartCmd (stop the app server, start the release's app.py, wait until it listens)\n")
-	p("- total wall time of this benchmark: %s\n\n", took.Round(time.Second))
+	if o.latency() {
+		b.networkHeader(p)
+	}
+	p("- total wall time of this benchmark: %s\n", took.Round(time.Second))
+	if o.latency() {
+		b.selfCheckTable(p)
+	}
 
-	p("### Wall time (s)\n\n")
+	nGoal := goalHosts(o.hosts)
+	delays := []time.Duration{0}
+	if o.latency() {
+		delays = o.delays
+	}
+	for _, d := range delays {
+		b.tables(p, d)
+		b.stepTable(p, nGoal, d)
+	}
+
+	if o.latency() {
+		b.latencySummary(p, nGoal)
+		b.tripsTable(p, nGoal)
+		b.latencyGoals(p, nGoal)
+	} else {
+		b.scaleTable(p, sc)
+		b.goals(p, nGoal)
+	}
+	if len(b.fails) > 0 {
+		p("\n### Failed measurements\n\n")
+		for _, f := range b.fails {
+			p("- %s\n", strings.SplitN(f, "\n", 2)[0])
+		}
+	}
+}
+
+// delayTitle is ", 25ms each way" for headings in latency mode.
+func (b *bench) delayTitle(d time.Duration) string {
+	if !b.o.latency() {
+		return ""
+	}
+	return fmt.Sprintf(", delay %s each way", fmtDelay(d))
+}
+
+// tables prints the wall time, the mixed-version window, RSS and restart
+// time of the runs at delay d.
+func (b *bench) tables(p func(string, ...any), d time.Duration) {
+	o := b.o
+	p("\n### Wall time (s)%s\n\n", b.delayTitle(d))
 	p("| scenario | hosts | original script | pushdeploy | original / pushdeploy |\n|---|---:|---:|---:|---:|\n")
 	for _, n := range o.hosts {
 		for _, scn := range scenarios {
-			orig := b.results[key{toolOriginal, n, scn}]
-			pd := b.results[key{toolPushdeploy, n, scn}]
+			orig := b.results[key{toolOriginal, n, scn, d}]
+			pd := b.results[key{toolPushdeploy, n, scn, d}]
 			p("| %s | %d | %s | %s | %s |\n", scn, n, cell(values(orig, wallOf)), cell(values(pd, wallOf)),
 				ratio(median(values(orig, wallOf)), median(values(pd, wallOf))))
 		}
 	}
 
-	p("\n### Mixed-version window (s): first host's switch of `current` to the last host's\n\n")
+	p("\n### Mixed-version window (s): first host's switch of `current` to the last host's%s\n\n", b.delayTitle(d))
 	p("Script: host clock just before each `ln -sfn`; pushdeploy: start of each `switch` step (its `--json` result). ")
 	p("`current` mtime: spread of the modification times of the hosts' `current` symlinks (both tools create the link anew at the switch).\n\n")
 	p("| scenario | hosts | original (script log) | original (`current` mtime) | pushdeploy (switch steps) | pushdeploy (`current` mtime) |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, n := range o.hosts {
 		for _, scn := range scenarios {
-			orig := b.results[key{toolOriginal, n, scn}]
-			pd := b.results[key{toolPushdeploy, n, scn}]
+			orig := b.results[key{toolOriginal, n, scn, d}]
+			pd := b.results[key{toolPushdeploy, n, scn, d}]
 			p("| %s | %d | %s | %s | %s | %s |\n", scn, n,
 				cell(values(orig, func(s sample) float64 { return s.window })),
 				cell(values(orig, func(s sample) float64 { return s.mtimeWindow })),
@@ -840,7 +994,7 @@ func (b *bench) report(w io.Writer, tree string, load0, load1 string, took time.
 		}
 	}
 
-	p("\n### Peak RSS (MB = 10⁶ bytes) and restart command time (s)\n\n")
+	p("\n### Peak RSS (MB = 10⁶ bytes) and restart command time (s)%s\n\n", b.delayTitle(d))
 	if gnuTime != "" {
 		p("RSS: ru_maxrss of the deployer process, from GNU time (for the script: its largest process, bash or an ssh client). ")
 	} else {
@@ -848,51 +1002,45 @@ func (b *bench) report(w io.Writer, tree string, load0, load1 string, took time.
 	}
 	p("Restart: time inside the restart command, all hosts together.\n\n")
 	p("| scenario | hosts | original RSS | pushdeploy RSS | original restart | pushdeploy restart |\n|---|---:|---:|---:|---:|---:|\n")
-	rssOf := func(s sample) float64 { return mb(s.rssKiB) }
-	restartOf := func(s sample) float64 { return s.restart }
 	for _, n := range o.hosts {
 		for _, scn := range scenarios {
-			orig := b.results[key{toolOriginal, n, scn}]
-			pd := b.results[key{toolPushdeploy, n, scn}]
+			orig := b.results[key{toolOriginal, n, scn, d}]
+			pd := b.results[key{toolPushdeploy, n, scn, d}]
 			p("| %s | %d | %s | %s | %s | %s |\n", scn, n, cell(values(orig, rssOf)), cell(values(pd, rssOf)),
 				cell(values(orig, restartOf)), cell(values(pd, restartOf)))
 		}
 	}
+}
 
-	nGoal := goalHosts(o.hosts)
-	b.stepTable(p, nGoal)
+func rssOf(s sample) float64     { return mb(s.rssKiB) }
+func restartOf(s sample) float64 { return s.restart }
 
-	if len(sc) > 0 || !o.skipScale {
-		p("\n### Scale: code-only redeploy by number of hosts (pushdeploy)\n\n")
-		p("| hosts | DEPLOY_PARALLEL | wall s | s per host | mixed window s | RSS MB |\n|---:|---:|---:|---:|---:|---:|\n")
-		for _, n := range o.hosts {
-			pd := b.results[key{toolPushdeploy, n, scCode}]
-			m := median(values(pd, wallOf))
-			p("| %d | default | %s | %s | %s | %s |\n", n, fmtSec(m), fmtSec(m/float64(n)),
-				fmtSec(median(values(pd, func(s sample) float64 { return s.window }))), fmtSec(median(values(pd, rssOf))))
-		}
-		ignored := false
-		for _, r := range sc {
-			w := r.wall.Seconds()
-			p("| %d | %d | %s | %s | %s | %.1f |\n", o.scale, r.parallel, fmtSec(w), fmtSec(w/float64(o.scale)), fmtSec(r.window), mb(r.rssKiB))
-			ignored = ignored || r.parallelIgnored
-		}
-		if len(sc) == 0 {
-			p("| %d | – | failed | | | |\n", o.scale)
-		}
-		if ignored {
-			p("\nThis pushdeploy warned that it does not use DEPLOY_PARALLEL yet: the rows differ only by noise.\n")
-		}
-		p("\nThe %d-host rows are single runs on one set of hosts, after one first deploy.\n", o.scale)
+func (b *bench) scaleTable(p func(string, ...any), sc []scaleRow) {
+	o := b.o
+	if len(sc) == 0 && o.skipScale {
+		return
 	}
-
-	b.goals(p, nGoal)
-	if len(b.fails) > 0 {
-		p("\n### Failed measurements\n\n")
-		for _, f := range b.fails {
-			p("- %s\n", strings.SplitN(f, "\n", 2)[0])
-		}
+	p("\n### Scale: code-only redeploy by number of hosts (pushdeploy)\n\n")
+	p("| hosts | DEPLOY_PARALLEL | wall s | s per host | mixed window s | RSS MB |\n|---:|---:|---:|---:|---:|---:|\n")
+	for _, n := range o.hosts {
+		pd := b.results[key{toolPushdeploy, n, scCode, 0}]
+		m := median(values(pd, wallOf))
+		p("| %d | default | %s | %s | %s | %s |\n", n, fmtSec(m), fmtSec(m/float64(n)),
+			fmtSec(median(values(pd, func(s sample) float64 { return s.window }))), fmtSec(median(values(pd, rssOf))))
 	}
+	ignored := false
+	for _, r := range sc {
+		w := r.wall.Seconds()
+		p("| %d | %d | %s | %s | %s | %.1f |\n", o.scale, r.parallel, fmtSec(w), fmtSec(w/float64(o.scale)), fmtSec(r.window), mb(r.rssKiB))
+		ignored = ignored || r.parallelIgnored
+	}
+	if len(sc) == 0 {
+		p("| %d | – | failed | | | |\n", o.scale)
+	}
+	if ignored {
+		p("\nThis pushdeploy warned that it does not use DEPLOY_PARALLEL yet: the rows differ only by noise.\n")
+	}
+	p("\nThe %d-host rows are single runs on one set of hosts, after one first deploy.\n", o.scale)
 }
 
 // goalHosts is the host count the issue's goals are stated for: 8, or the
@@ -904,10 +1052,10 @@ func goalHosts(hosts []int) int {
 	return slices.Max(hosts)
 }
 
-func (b *bench) stepTable(p func(string, ...any), n int) {
+func (b *bench) stepTable(p func(string, ...any), n int, d time.Duration) {
 	steps := map[string]bool{}
 	for _, scn := range scenarios {
-		for _, s := range b.results[key{toolPushdeploy, n, scn}] {
+		for _, s := range b.results[key{toolPushdeploy, n, scn, d}] {
 			for st := range s.steps {
 				steps[st] = true
 			}
@@ -932,7 +1080,7 @@ func (b *bench) stepTable(p func(string, ...any), n int) {
 	}
 	sort.Strings(rest)
 	order = append(order, rest...)
-	p("\n### pushdeploy: seconds per step, summed over the %d hosts (medians)\n\n", n)
+	p("\n### pushdeploy: seconds per step, summed over the %d hosts (medians)%s\n\n", n, b.delayTitle(d))
 	p("| step |")
 	for _, scn := range scenarios {
 		p(" %s |", scn)
@@ -945,7 +1093,7 @@ func (b *bench) stepTable(p func(string, ...any), n int) {
 	for _, st := range order {
 		p("| %s |", st)
 		for _, scn := range scenarios {
-			ss := b.results[key{toolPushdeploy, n, scn}]
+			ss := b.results[key{toolPushdeploy, n, scn, d}]
 			v := values(ss, func(s sample) float64 {
 				if x, ok := s.steps[st]; ok {
 					return x
@@ -958,19 +1106,21 @@ func (b *bench) stepTable(p func(string, ...any), n int) {
 	}
 }
 
+// verdict is a goal's last column: met, not met, or not measured.
+func verdict(ok, known bool) string {
+	switch {
+	case !known:
+		return "not measured"
+	case ok:
+		return "**met**"
+	default:
+		return "**not met**"
+	}
+}
+
 func (b *bench) goals(p func(string, ...any), n int) {
 	get := func(tool, scn string, f func(sample) float64) float64 {
-		return median(values(b.results[key{tool, n, scn}], f))
-	}
-	verdict := func(ok bool, known bool) string {
-		switch {
-		case !known:
-			return "not measured"
-		case ok:
-			return "**met**"
-		default:
-			return "**not met**"
-		}
+		return median(values(b.results[key{tool, n, scn, 0}], f))
 	}
 	p("\n### Goals of the issue (%d hosts)\n\n| goal | measured | |\n|---|---|---|\n", n)
 
@@ -994,14 +1144,14 @@ func (b *bench) goals(p func(string, ...any), n int) {
 	p("| mixed-version window < 1 s (worst of the three deploys' medians) | %s s (script: %s s, code-only) | %s |\n",
 		fmtSec(worst), fmtSec(get(toolOriginal, scCode, func(s sample) float64 { return s.window })), verdict(worst < 1, known))
 
-	rb := b.results[key{toolPushdeploy, n, scRollback}]
+	rb := b.results[key{toolPushdeploy, n, scRollback, 0}]
 	over := median(values(rb, func(s sample) float64 { return s.wall.Seconds() - s.restart }))
 	p("| rollback < 2 s + the restart command's time | %s s, of which restart %s s: %s s beyond it | %s |\n",
 		fmtSec(median(values(rb, wallOf))), fmtSec(median(values(rb, func(s sample) float64 { return s.restart }))), fmtSec(over), verdict(over < 2, !math.IsNaN(over)))
 
 	var peak int64
 	for _, scn := range []string{scFirst, scCode, scReqs} {
-		for _, s := range b.results[key{toolPushdeploy, n, scn}] {
+		for _, s := range b.results[key{toolPushdeploy, n, scn, 0}] {
 			peak = max(peak, s.rssKiB)
 		}
 	}

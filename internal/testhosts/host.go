@@ -335,6 +335,14 @@ func (h *Host) logFrom(offset int64) string {
 	return string(b[offset:])
 }
 
+// Log returns everything sshd logged so far. At its LogLevel VERBOSE
+// that is every connection, login ("Accepted publickey for ...") and
+// session ("Starting session: command for ...") it served, so callers can
+// count what a client did on the host.
+func (h *Host) Log() string {
+	return h.logFrom(0)
+}
+
 // LogTail returns the last lines sshd logged, to explain failures.
 func (h *Host) LogTail() string {
 	return tail(h.logFrom(0))
