@@ -39,7 +39,8 @@ type HostDefaults struct {
 // port defaults to 22 and the user to def.User. A line may name the jump
 // hosts its SSH connection goes through, overriding def.Jump: "HOST via
 // JUMP[,JUMP…]" (each [user@]host[:port], as ParseJump reads them), or
-// "HOST via none" to go direct. The line "local" is this machine, reached
+// "HOST via none" to go direct. "HOST as NAME" (before any via) gives the
+// host the name it goes by; without it the name is HOST as written. The line "local" is this machine, reached
 // without SSH (deploy.Host.Local); it may appear once, and takes no jump.
 // Hosts are returned in file order; a Host's Name is the HOST part as
 // written.
@@ -51,6 +52,7 @@ func ParseHosts(r io.Reader, file string, def HostDefaults) ([]deploy.Host, erro
 		hosts []deploy.Host
 		probs problems
 		seen  = make(map[string]int) // user@addr:port -> line
+		names = make(map[string]int) // Name -> line
 		// localLine is the line of "local", 0 before it.
 		localLine int
 	)
@@ -80,7 +82,12 @@ func ParseHosts(r io.Reader, file string, def HostDefaults) ([]deploy.Host, erro
 			probs.add("%s:%d: %q: the same host as line %d (%s); list each host once", file, n, line, first, key)
 			continue
 		}
-		seen[key] = n
+		// A name says one host: --hosts and the logs must not be ambiguous.
+		if first, dup := names[h.Name]; dup {
+			probs.add("%s:%d: %q: the name %s is taken by line %d; give each host its own name", file, n, line, h.Name, first)
+			continue
+		}
+		seen[key], names[h.Name] = n, n
 		hosts = append(hosts, h)
 	}
 	if err := sc.Err(); err != nil {
@@ -105,7 +112,7 @@ func stripComment(line string) string {
 }
 
 // lineForm is the form of a hosts-file line, for error messages.
-const lineForm = "write one host a line: HOST, HOST via JUMP[,JUMP…] (the jump hosts its SSH connection goes through) or HOST via none (direct)"
+const lineForm = "write one host a line: HOST, HOST via JUMP[,JUMP…] (the jump hosts its SSH connection goes through) or HOST via none (direct); after HOST, as NAME gives it the name it goes by"
 
 // parseLine parses a hosts-file line other than "local": HOST, HOST via
 // JUMP[,JUMP…] or HOST via none.
@@ -118,9 +125,24 @@ func parseLine(line string, def HostDefaults) (deploy.Host, error) {
 		return deploy.Host{Name: line}, fmt.Errorf("%q (this machine) is reached without SSH: it takes no jump host; write it alone", localName)
 	}
 	h, err := parseHost(fields[0], def.User)
-	if err != nil || len(fields) == 1 {
-		h.Jump = def.Jump
+	if err != nil {
 		return h, err
+	}
+	// HOST as NAME: the name the host goes by in progress, logs, metrics,
+	// the API and --hosts.
+	if len(fields) >= 2 && fields[1] == asWord {
+		if len(fields) == 2 {
+			return h, fmt.Errorf("%q needs a name after it, e.g. %s as web1", asWord, fields[0])
+		}
+		if err := validHostName(fields[2]); err != nil {
+			return h, err
+		}
+		h.Name = fields[2]
+		fields = append(fields[:1:1], fields[3:]...)
+	}
+	if len(fields) == 1 {
+		h.Jump = def.Jump
+		return h, nil
 	}
 	switch word := fields[1]; {
 	case word == viaWord && len(fields) == 2:
@@ -130,6 +152,8 @@ func parseLine(line string, def HostDefaults) (deploy.Host, error) {
 			return h, err
 		}
 		return h, nil
+	case word == viaWord && len(fields) == 5 && fields[3] == asWord:
+		return h, fmt.Errorf("write %q before %q: %s as %s via %s", asWord, viaWord, fields[0], fields[4], fields[2])
 	case word == viaWord:
 		return h, fmt.Errorf("white space in the jump list; separate jump hosts with commas alone, e.g. %s via gw1,gw2", fields[0])
 	case strings.EqualFold(word, viaWord):
@@ -138,6 +162,22 @@ func parseLine(line string, def HostDefaults) (deploy.Host, error) {
 		return h, fmt.Errorf("%q: name a jump host with %q, e.g. %s via bastion; %s", word, viaWord, fields[0], lineForm)
 	}
 	return h, fmt.Errorf("contains white space; %s", lineForm)
+}
+
+// asWord introduces a host's name on its hosts-file line.
+const asWord = "as"
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// validHostName checks the NAME of "HOST as NAME".
+func validHostName(name string) error {
+	switch {
+	case !nameRE.MatchString(name):
+		return fmt.Errorf("name %q: use letters, digits, '.', '_' and '-' (at most 63, starting with a letter or digit), e.g. web1", name)
+	case name == localName || name == viaWord || name == asWord || name == "none":
+		return fmt.Errorf("name %q is a word of the hosts file; choose another, e.g. web1", name)
+	}
+	return nil
 }
 
 // parseHost parses one host, [user@]host[:port].

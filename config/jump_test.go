@@ -95,6 +95,13 @@ func TestParseHostsJump(t *testing.T) {
 				{Name: "bastion2", User: "deploy", Addr: "bastion2", Port: 22},
 			}},
 		}},
+		{"a name", "deploy@10.0.0.5:2222 as web1\nops@[2001:db8::6] as web2 via none\n10.0.0.7 as web3 via bastion2\n", gw, []deploy.Host{
+			{Name: "web1", User: "deploy", Addr: "10.0.0.5", Port: 2222, Jump: gw},
+			{Name: "web2", User: "ops", Addr: "2001:db8::6", Port: 22},
+			{Name: "web3", User: "deploy", Addr: "10.0.0.7", Port: 22, Jump: []deploy.Host{
+				{Name: "bastion2", User: "deploy", Addr: "bastion2", Port: 22},
+			}},
+		}},
 		{"via none goes direct", "web1\nweb9 via none\n", gw, []deploy.Host{
 			{Name: "web1", User: "deploy", Addr: "web1", Port: 22, Jump: gw},
 			{Name: "web9", User: "deploy", Addr: "web9", Port: 22},
@@ -141,6 +148,13 @@ func TestParseHostsJumpErrors(t *testing.T) {
 		{"web3 via g\x0bw", "control character"},
 		{"web3\x0bvia gw", "control character"},
 		{"web1 via gw1\nweb1 via gw2\n", `hosts.txt:2: "web1 via gw2": the same host as line 1 (deploy@web1:22); list each host once`},
+		{"10.0.0.5 as", `"as" needs a name after it, e.g. 10.0.0.5 as web1`},
+		{"10.0.0.5 as web_1!", `name "web_1!": use letters, digits`},
+		{"10.0.0.5 as local", `name "local" is a word of the hosts file`},
+		{"10.0.0.5 via gw as web1", `write "as" before "via": 10.0.0.5 as web1 via gw`},
+		{"10.0.0.5 as web1\n10.0.0.6 as web1\n", `hosts.txt:2: "10.0.0.6 as web1": the name web1 is taken by line 1; give each host its own name`},
+		{"web1\n10.0.0.6 as web1\n", `the name web1 is taken by line 1`},
+		{"10.0.0.5 as web1 extra", "contains white space"},
 	}
 	for _, tt := range tests {
 		hosts, err := ParseHosts(strings.NewReader(tt.in), "hosts.txt", HostDefaults{User: "deploy"})
