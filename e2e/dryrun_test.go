@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -208,9 +209,24 @@ func TestEndToEndHostsFlag(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, h2.Name) || strings.Contains(r.stdout, h1.Name) || !strings.Contains(r.stdout, "1 host(s)") {
 		t.Errorf("check --hosts %s: exit %d\n%s%s", h2.Name, r.code, r.stdout, r.stderr)
 	}
+	// Named hosts: "HOST as NAME" lines; the name is what progress,
+	// output and --hosts use.
+	named := filepath.Join(t.TempDir(), "hosts.txt")
+	if err := os.WriteFile(named, []byte(h1.Name+" as web1\n"+h2.Name+" as web2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.vars["DEPLOY_HOSTS_FILE"] = named
+	r = e.pushdeploy("releases", "--hosts", "web2")
+	if r.code != 0 || !strings.Contains(r.stdout, "web2") || strings.Contains(r.stdout, h2.Name) || strings.Contains(r.stdout, "web1") {
+		t.Errorf("releases --hosts web2 (named hosts): exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = e.pushdeploy("deploy", "--hosts", "web1")
+	if r.code != 0 || !regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d web1 +switch +\d`).MatchString(r.stderr) || strings.Contains(r.stderr, h1.Name) || strings.Contains(r.stderr, "web2") {
+		t.Errorf("deploy --hosts web1 (named hosts): exit %d\n%s", r.code, r.stderr)
+	}
 	for _, cmd := range []string{"deploy", "rollback", "releases", "check"} {
 		r := e.pushdeploy(cmd, "--hosts", "web9")
-		if r.code != 2 || !strings.Contains(r.stderr, `"web9" is not in the hosts file; its hosts are `+h1.Name+", "+h2.Name) {
+		if r.code != 2 || !strings.Contains(r.stderr, `"web9" is not in the hosts file; its hosts are web1, web2`) {
 			t.Errorf("%s --hosts web9: exit %d, want 2 naming the hosts\n%s", cmd, r.code, r.stderr)
 		}
 	}
