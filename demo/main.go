@@ -231,9 +231,18 @@ func (d *demo) printCurrent(want string) error {
 // its secrets in its environment, not from this file).
 func writeDeployEnv(env *testhosts.Env) (string, error) {
 	path := filepath.Join(env.Dir, "deploy.env")
+	// The hosts go by web1, web2, … as a real pool's would ("HOST as NAME").
+	var hosts strings.Builder
+	for i, h := range env.Hosts {
+		fmt.Fprintf(&hosts, "%s as web%d\n", h.Name, i+1)
+	}
+	hostsFile := filepath.Join(env.Dir, "hosts.txt")
+	if err := os.WriteFile(hostsFile, []byte(hosts.String()), 0o644); err != nil {
+		return "", err
+	}
 	vars := map[string]string{
 		"DEPLOY_REPO_URL":     env.RepoURL,
-		"DEPLOY_HOSTS_FILE":   env.HostsFile,
+		"DEPLOY_HOSTS_FILE":   hostsFile,
 		"DEPLOY_ROOT":         "app",
 		"DEPLOY_SSH_KEY":      env.AdminKey,
 		"DEPLOY_KNOWN_HOSTS":  env.KnownHosts,
