@@ -189,7 +189,7 @@ func (d *demo) cli(args ...string) error {
 	fmt.Printf("\n$ pushdeploy %s --env-file %s\n", strings.Join(args, " "), d.envFile)
 	cmd := exec.CommandContext(d.ctx, d.bin, append(args, "--env-file", d.envFile)...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.Env = cleanEnv()
+	cmd.Env = testhosts.CommandEnv()
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("pushdeploy %s: %w", args[0], err)
 	}
@@ -278,16 +278,4 @@ func quoteEnv(v string) (string, error) {
 		return "", errors.New("a value with a single quote")
 	}
 	return "'" + v + "'", nil
-}
-
-// cleanEnv drops DEPLOY_ variables of the caller's shell, so the demo's
-// env file is what counts.
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "DEPLOY_") {
-			out = append(out, kv)
-		}
-	}
-	return out
 }

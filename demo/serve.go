@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,7 +41,7 @@ type server struct {
 // waits until /healthz answers. public sets DEPLOY_STATUS_PUBLIC, so that
 // a browser without the token can take pictures of the page.
 func startServe(ctx context.Context, bin, envFile, tmp string, public bool) (*server, error) {
-	s := &server{secret: randomHex(32), token: randomHex(32), logPath: filepath.Join(tmp, "serve.log"), tmp: tmp, exited: make(chan struct{})}
+	s := &server{secret: testhosts.Secret(32), token: testhosts.Secret(32), logPath: filepath.Join(tmp, "serve.log"), tmp: tmp, exited: make(chan struct{})}
 	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("serve's log: %w", err)
@@ -53,7 +51,7 @@ func startServe(ctx context.Context, bin, envFile, tmp string, public bool) (*se
 	fmt.Println("  with DEPLOY_LISTEN=127.0.0.1:0 and a new DEPLOY_WEBHOOK_SECRET and DEPLOY_API_TOKEN in its environment")
 	// Not CommandContext: stop ends serve with SIGTERM, as systemd would.
 	s.cmd = exec.Command(bin, args...)
-	s.cmd.Env = append(cleanEnv(),
+	s.cmd.Env = append(testhosts.CommandEnv(),
 		"DEPLOY_LISTEN=127.0.0.1:0", // serve logs the port it got
 		"DEPLOY_WEBHOOK_SECRET="+s.secret,
 		"DEPLOY_API_TOKEN="+s.token,
@@ -258,11 +256,4 @@ deploy again  curl -H @%[3]s -X POST %[1]s/api/deploy
 the CLI       %[4]s releases --env-file %[5]s
 serve's log   %[6]s
 `, s.url, s.token, header, bin, envFile, s.logPath)
-}
-
-// randomHex is n random bytes in hex.
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // never fails (crypto/rand)
-	return hex.EncodeToString(b)
 }

@@ -39,6 +39,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
 
 var attacks = map[string]struct {
@@ -119,7 +121,7 @@ func (r *rig) runAttack(ctx context.Context, o options, name string) (attackResu
 	if err != nil {
 		return res, err
 	}
-	s := &server{url: "http://" + addr, secret: randomHex(24), token: randomHex(24)}
+	s := &server{url: "http://" + addr, secret: testhosts.Secret(24), token: testhosts.Secret(24)}
 	vars := r.vars(s, addr, filepath.Join(r.tmp, name+"-data"))
 	vars["DEPLOY_RATE_LIMIT"] = "0"
 	logPath := filepath.Join(r.tmp, name+".log")

@@ -57,6 +57,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
 
 type options struct {
@@ -125,7 +127,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	s := &server{url: "http://" + addr, secret: randomHex(24), token: randomHex(24)}
+	s := &server{url: "http://" + addr, secret: testhosts.Secret(24), token: testhosts.Secret(24)}
 	vars := r.vars(s, addr, filepath.Join(env.Dir, "data"))
 	vars["DEPLOY_RESTART_CMD"] = fmt.Sprintf("sleep %g", o.restartSleep.Seconds())
 	// 1,000 requests a second from one address is the point of the
@@ -914,12 +916,6 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // newUUID is a random (version 4) UUID in braces, as Bitbucket sends them.
 func newUUID() string {
 	b := make([]byte, 16)
@@ -947,18 +943,6 @@ func writeEnvFile(path string, vars map[string]string) error {
 		b.WriteString(k + "=" + v + "\n")
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o600)
-}
-
-// cleanEnv drops DEPLOY_ variables of the caller's shell, so the env file
-// is what counts.
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "DEPLOY_") {
-			out = append(out, kv)
-		}
-	}
-	return out
 }
 
 func fileSize(path string) int64 {

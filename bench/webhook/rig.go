@@ -108,7 +108,7 @@ func (r *rig) startServe(ctx context.Context, s *server, vars map[string]string,
 	note("starting pushdeploy serve on %s (log: %s)", vars["DEPLOY_LISTEN"], logPath)
 	cmd := exec.Command(r.bin, "serve", "--json", "--grace", "5s", "--env-file", envFile)
 	cmd.Dir = r.env.Dir
-	cmd.Env = cleanEnv()
+	cmd.Env = testhosts.CommandEnv()
 	cmd.Stdout, cmd.Stderr = io.Discard, logFile
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
