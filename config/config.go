@@ -57,7 +57,9 @@ type Config struct {
 	// RollbackOnFailure is "host" or "all".
 	RollbackOnFailure string `envconfig:"ROLLBACK_ON_FAILURE" default:"host" desc:"host: a host that fails its health check goes back; all: every host switched in this deployment goes back"`
 	Parallel          int    `envconfig:"PARALLEL" default:"1" desc:"hosts prepared at once (1 = one after another)"`
-	VenvReuse         bool   `envconfig:"VENV_REUSE" default:"true" desc:"share one venv among releases with the same requirements.txt and Python; false: a fresh venv per release"`
+	// RestartBatch is N or N% (deploy.ParseRestartBatch).
+	RestartBatch string `envconfig:"RESTART_BATCH" default:"1" desc:"hosts restarted (and health-checked) at once: N, or N% of the pool (rounded down, at least 1); never more than leaves one host serving (1 = one after another)"`
+	VenvReuse    bool   `envconfig:"VENV_REUSE" default:"true" desc:"share one venv among releases with the same requirements.txt and Python; false: a fresh venv per release"`
 	// Fetch is "clone" or "push".
 	Fetch          string `envconfig:"FETCH" default:"clone" desc:"clone: hosts clone from DEPLOY_REPO_URL; push: the deployer streams the commit to the hosts"`
 	NotifyURL      string `envconfig:"NOTIFY_URL" desc:"JSON POST (Slack-compatible text) on deployment start, success, failure"`

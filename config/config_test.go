@@ -39,6 +39,7 @@ func TestLoadDefaults(t *testing.T) {
 		HealthTimeout:     60 * time.Second,
 		RollbackOnFailure: "host",
 		Parallel:          1,
+		RestartBatch:      "1",
 		VenvReuse:         true,
 		Fetch:             "clone",
 		ConnectTimeout:    10 * time.Second,
@@ -374,10 +375,11 @@ func TestLoad(t *testing.T) {
 				"DEPLOY_PARALLEL": "3", "DEPLOY_VENV_REUSE": "false", "DEPLOY_KEEP_RELEASES": "5",
 				"DEPLOY_FETCH": "push", "DEPLOY_WEBHOOK_ALLOW_CIDRS": "10.0.0.0/8, 2001:db8::/32,",
 				"DEPLOY_TRUSTED_PROXIES": "127.0.0.1/32", "DEPLOY_RATE_LIMIT": "0", "DEPLOY_RATE_BURST": "7",
+				"DEPLOY_RESTART_BATCH": "25%",
 			},
 			check: func(t *testing.T, c *Config) {
-				if c.Parallel != 3 || c.VenvReuse || c.Fetch != "push" {
-					t.Errorf("got Parallel %d, VenvReuse %v, Fetch %q; want 3, false, push", c.Parallel, c.VenvReuse, c.Fetch)
+				if c.Parallel != 3 || c.VenvReuse || c.Fetch != "push" || c.RestartBatch != "25%" {
+					t.Errorf("got Parallel %d, VenvReuse %v, Fetch %q, RestartBatch %q; want 3, false, push, 25%%", c.Parallel, c.VenvReuse, c.Fetch, c.RestartBatch)
 				}
 				if !slices.Equal(c.WebhookAllowCIDRs, []string{"10.0.0.0/8", "2001:db8::/32"}) || !slices.Equal(c.TrustedProxies, []string{"127.0.0.1/32"}) ||
 					c.RateLimit != 0 || c.RateBurst != 7 {
@@ -393,6 +395,7 @@ func TestLoad(t *testing.T) {
 				"DEPLOY_FETCH":               "rsync",
 				"DEPLOY_ROLLBACK_ON_FAILURE": "none",
 				"DEPLOY_PARALLEL":            "0",
+				"DEPLOY_RESTART_BATCH":       "101%",
 				"DEPLOY_STEP_TIMEOUT":        "0s",
 				"DEPLOY_HEALTH_URL":          "ftp://x/",
 				"DEPLOY_WEBHOOK_ALLOW_CIDRS": "10.0.0.0/8,10.1.2.3",
@@ -409,6 +412,7 @@ func TestLoad(t *testing.T) {
 				`DEPLOY_FETCH: "rsync" is neither clone nor push`,
 				`DEPLOY_ROLLBACK_ON_FAILURE: "none" is neither host nor all`,
 				`DEPLOY_PARALLEL: 0 is less than 1`,
+				`DEPLOY_RESTART_BATCH: "101%" is neither a number of hosts (1 or more) nor a share of the pool (1% to 100%); set how many hosts restart at once, e.g. 2, or 25% of the pool`,
 				`DEPLOY_STEP_TIMEOUT: 0s is not a positive duration`,
 				`DEPLOY_HEALTH_URL: "ftp://x/" is not an http:// or https:// URL`,
 				`DEPLOY_WEBHOOK_ALLOW_CIDRS: "10.1.2.3" is not a network in CIDR form`,

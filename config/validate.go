@@ -88,6 +88,9 @@ func (v *validator) values() {
 	if c.RollbackOnFailure != "host" && c.RollbackOnFailure != "all" {
 		v.add("DEPLOY_ROLLBACK_ON_FAILURE: %q is neither host nor all", c.RollbackOnFailure)
 	}
+	if _, err := deploy.ParseRestartBatch(c.RestartBatch); err != nil {
+		v.add("DEPLOY_RESTART_BATCH: %v; set how many hosts restart at once, e.g. 2, or 25%% of the pool", err)
+	}
 	if c.Fetch != "clone" && c.Fetch != "push" {
 		v.add("DEPLOY_FETCH: %q is neither clone nor push", c.Fetch)
 	}

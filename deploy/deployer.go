@@ -58,6 +58,11 @@ type Deployer struct {
 	// Parallel is how many hosts are prepared at once (0 or 1: one after
 	// another). Switches always happen one host after another.
 	Parallel int
+	// RestartBatch is how many hosts are restarted, health-checked and
+	// given their after-switch hook at once (with a health check: also
+	// switched together, batch after batch); the zero value is one at a
+	// time. Never all hosts of a pool of two or more: see its Size.
+	RestartBatch RestartBatch
 	// VenvReuse shares one venv among the releases of a host that have
 	// the same requirements.txt and Python; false builds one per release.
 	VenvReuse bool

@@ -17,18 +17,21 @@ import (
 //     build the release up to its before-switch hook. A failure anywhere
 //     removes every prepared release: no host has switched.
 //  2. switch and activate: point current at the new release (a rename),
-//     restart, health-check and run the after-switch hook.
+//     restart, health-check and run the after-switch hook. Hosts are
+//     activated in batches of RestartBatch (one by default; never all of
+//     a pool of two or more, so one host always serves): the hosts of a
+//     batch at once, the batches one after another.
 //     Without a health check there is nothing to wait for between hosts:
-//     every host switches, one after another within moments, then each is
-//     activated in order.
-//     With a health check (DEPLOY_HEALTH_URL) each host is switched and
+//     every host switches, one after another within moments, then each
+//     batch is activated in order.
+//     With a health check (DEPLOY_HEALTH_URL) each batch is switched and
 //     activated before the next one switches, so a release that fails its
-//     check reaches one host only and the rollout stops there: the hosts
+//     check reaches one batch only and the rollout stops there: the hosts
 //     after it keep their current (their prepared release is removed).
-//     When a host fails, it goes back (and is restarted on its previous
-//     release); hosts after it that were switched but not yet restarted
-//     go back without a restart; with RollbackAll the hosts before it go
-//     back too.
+//     When a host fails, its batch goes back (and is restarted on its
+//     previous release); hosts after it that were switched but not yet
+//     restarted go back without a restart; with RollbackAll the hosts
+//     before it go back too.
 //  3. retention on every host.
 //
 // The host locks are held from phase 1 to the end.
@@ -42,11 +45,14 @@ func (d *Deployer) rollout(ctx context.Context, log *slog.Logger, dep *Deploymen
 		d.undo(ctx, runs)
 		return err
 	}
-	// failed puts back the host that failed to activate, the hosts after
-	// it, and with RollbackAll the ones before it.
-	failed := func(i int, err error) error {
-		runs[i].restarted = true // it may have been, at least partly
-		undone := runs[i:]
+	// failed puts back the batch that failed to activate (the hosts of a
+	// batch restart together: one failing sends all of them back), the
+	// hosts after it, and with RollbackAll the ones before it.
+	failed := func(first int, batch []*hostRun, err error) error {
+		for _, r := range batch {
+			r.restarted = true // it may have been, at least partly
+		}
+		undone := runs[first:]
 		if d.RollbackAll {
 			undone = runs
 		}
@@ -54,24 +60,31 @@ func (d *Deployer) rollout(ctx context.Context, log *slog.Logger, dep *Deploymen
 		return err
 	}
 	rolling := d.HealthURL != ""
+	batches := d.batches(runs)
 	start := time.Now()
-	for i, r := range runs {
-		if err := r.switchHost(ctx); err != nil {
-			d.undo(ctx, runs)
-			return err
-		}
-		if rolling {
-			if err := r.activate(ctx); err != nil {
-				return failed(i, err)
+	first := 0 // index in runs of the batch's first host
+	for _, batch := range batches {
+		for _, r := range batch {
+			if err := r.switchHost(ctx); err != nil {
+				d.undo(ctx, runs)
+				return err
 			}
 		}
+		if rolling {
+			if err := activateBatch(ctx, batch); err != nil {
+				return failed(first, batch, err)
+			}
+		}
+		first += len(batch)
 	}
 	log.Info("switched every host", "hosts", len(runs), "duration", time.Since(start), "one_by_one", rolling)
 	if !rolling {
-		for i, r := range runs {
-			if err := r.activate(ctx); err != nil {
-				return failed(i, err)
+		first = 0
+		for _, batch := range batches {
+			if err := activateBatch(ctx, batch); err != nil {
+				return failed(first, batch, err)
 			}
+			first += len(batch)
 		}
 	}
 	for _, r := range runs {

@@ -31,6 +31,12 @@ import (
 // returned close function empties them for good as the command ends.
 func newDeployer(cfg *config.Config, log *slog.Logger) (*deploy.Deployer, func(), error) {
 	checkDataDir(cfg.DataDir, log)
+	// config.Validate has checked it; a Config built otherwise still gets
+	// a clear error rather than one host at a time.
+	batch, err := deploy.ParseRestartBatch(cfg.RestartBatch)
+	if err != nil {
+		return nil, nil, fmt.Errorf("DEPLOY_RESTART_BATCH: %w", err)
+	}
 	newRunner := func() (*sshrun.Runner, error) {
 		return sshrun.New(sshrun.Config{
 			Key:              cfg.SSHKeyPEM,
@@ -82,6 +88,7 @@ func newDeployer(cfg *config.Config, log *slog.Logger) (*deploy.Deployer, func()
 		HealthTimeout: cfg.HealthTimeout,
 		RollbackAll:   cfg.RollbackOnFailure == "all",
 		Parallel:      cfg.Parallel,
+		RestartBatch:  batch,
 		VenvReuse:     cfg.VenvReuse,
 		Now:           deployerClock(),
 	}
