@@ -44,10 +44,10 @@ func (b RestartBatch) Size(pool int) int {
 	if b.Percent {
 		n = pool * b.N / 100
 	}
-	if pool >= 2 {
-		n = min(n, pool-1)
+	if pool < 2 {
+		return 1
 	}
-	return max(n, 1)
+	return max(min(n, pool-1), 1)
 }
 
 // batches cuts runs, in order, into the restart batches.
