@@ -635,7 +635,7 @@ type resultJSON struct {
 			Step    string    `json:"step"`
 			Status  string    `json:"status"`
 			Started time.Time `json:"started"`
-			Seconds float64   `json:"seconds"`
+			Seconds float64   `json:"duration_s"`
 		} `json:"steps"`
 	} `json:"hosts"`
 }
