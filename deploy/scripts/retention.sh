@@ -33,4 +33,18 @@ for v in venvs/*; do
 	echo "removing $v: no kept release uses it"
 	rm -rf -- "$v"
 done
+# the copies of pip in pip/ (unpack_pip.py) that no kept venv was made
+# from go too (after a Python upgrade, once its last venv has gone), and
+# the temporary folders of builds that never finished (this runs under the
+# host lock: no build is under way)
+[ -d pip ] || exit 0
+from=$(cat venvs/*/.pushdeploy-pip releases/*/venv/.pushdeploy-pip 2>/dev/null || true)
+for c in pip/* pip/.tmp-*; do
+	[ -d "$c" ] || continue
+	if printf '%s\n' "$from" | grep -qxF "${c#pip/}"; then
+		continue
+	fi
+	echo "removing $c: no kept venv was made from it"
+	rm -rf -- "$c"
+done
 exit 0

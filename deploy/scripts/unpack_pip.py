@@ -1,8 +1,19 @@
 # unpack_pip.py installs pip (and setuptools before Python 3.12) into the
-# venv whose python runs it, by unpacking the wheels ensurepip would
-# install (venv.sh's fast path): both are pure-Python wheels. It refuses
-# any other wheel layout, and venv.sh then falls back to "python -m venv".
-import configparser, ensurepip, glob, os, re, sys, sysconfig, zipfile
+# venv whose python runs it (venv.sh's fast path), from the wheels
+# ensurepip would install: both are pure-Python wheels. It refuses any other
+# wheel layout, and venv.sh then falls back to "python -m venv".
+# The wheels are unpacked and byte-compiled once per host, Python and wheel
+# set, into $1/<key> (argv[1] is the folder of these copies, <root>/pip):
+# built in a temporary folder and renamed into place, so a copy is either
+# complete or absent, and when two deployments build it at once the first
+# rename wins and the other uses it. Each venv then gets hard links to the
+# copy's files (copies where links fail): its own pip, like ensurepip's, but
+# already compiled, which saves pip's first run 2 s of compiling itself.
+# Python replaces a .pyc by renaming a new file over it, never by writing
+# into it, so venvs never change each other's (or the copy's) files. The
+# venv's .pushdeploy-pip names the copy it came from (retention.sh keeps
+# the copies some venv came from).
+import compileall, configparser, ensurepip, glob, hashlib, os, re, shutil, sys, sysconfig, tempfile, warnings, zipfile
 def ver(p): return [int(x) for x in re.findall(r"\d+", os.path.basename(p).split("-")[1])]
 d = getattr(ensurepip, "_WHEEL_PKG_DIR", None)
 if not (d and glob.glob(os.path.join(d, "pip-*.whl"))):
@@ -10,23 +21,68 @@ if not (d and glob.glob(os.path.join(d, "pip-*.whl"))):
 wheels = [max(glob.glob(os.path.join(d, "pip-*.whl")), key=ver)]
 if sys.version_info < (3, 12):
     wheels += sorted(glob.glob(os.path.join(d, "setuptools-*.whl")), key=ver)[-1:]
-site = sysconfig.get_paths()["purelib"]
-bindir = os.path.dirname(sys.executable)
+h = hashlib.sha256(repr((sys.version, sys.platform, sys.base_prefix, sys.implementation.cache_tag)).encode())
 for w in wheels:
-    with zipfile.ZipFile(w) as z:
-        names = z.namelist()
-        info = {n.split("/")[0] for n in names if n.split("/")[0].endswith(".dist-info")}
-        if len(info) != 1 or any(n.startswith("/") or ".." in n.split("/") or n.split("/")[0].endswith(".data") for n in names):
-            sys.exit("unexpected wheel layout: " + w)
-        info = info.pop()
-        if "Root-Is-Purelib: true" not in z.read(info + "/WHEEL").decode():
-            sys.exit("not a pure-Python wheel: " + w)
-        z.extractall(site)
-    with open(os.path.join(site, info, "INSTALLER"), "w") as f:
-        f.write("pushdeploy\n")
+    st = os.stat(w)
+    h.update(repr((w, st.st_size, st.st_mtime_ns)).encode())
+key = h.hexdigest()[:16]
+copies = sys.argv[1]
+copy = os.path.join(copies, key)
+
+def build():
+    os.makedirs(copies, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=copies)
+    try:
+        for w in wheels:
+            with zipfile.ZipFile(w) as z:
+                names = z.namelist()
+                info = {n.split("/")[0] for n in names if n.split("/")[0].endswith(".dist-info")}
+                if len(info) != 1 or any(n.startswith("/") or ".." in n.split("/") or n.split("/")[0].endswith(".data") for n in names):
+                    sys.exit("unexpected wheel layout: " + w)
+                info = info.pop()
+                if "Root-Is-Purelib: true" not in z.read(info + "/WHEEL").decode():
+                    sys.exit("not a pure-Python wheel: " + w)
+                z.extractall(tmp)
+            with open(os.path.join(tmp, info, "INSTALLER"), "w") as f:
+                f.write("pushdeploy\n")
+        # Files that do not compile (a vendored test's old syntax) are
+        # left to Python, as ensurepip leaves them; their warnings are
+        # noise here. On every core (workers=0), or on one where worker
+        # processes cannot be had.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                compileall.compile_dir(tmp, quiet=2, workers=0)
+            except (OSError, ImportError, NotImplementedError):
+                compileall.compile_dir(tmp, quiet=2)
+        os.chmod(tmp, 0o755)
+        try:
+            os.rename(tmp, copy)
+        except OSError:
+            if not os.path.isdir(copy):
+                raise
+            shutil.rmtree(tmp)  # another deployment's rename came first
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+def link(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+if not os.path.isdir(copy):
+    build()
+site = sysconfig.get_paths()["purelib"]
+shutil.copytree(copy, site, copy_function=link, dirs_exist_ok=True)
+with open(os.path.join(sys.prefix, ".pushdeploy-pip"), "w") as f:
+    f.write(key + "\n")
+bindir = os.path.dirname(sys.executable)
+for info in glob.glob(os.path.join(copy, "*.dist-info")):
     ep = configparser.ConfigParser(delimiters=("=",))
     ep.optionxform = str
-    ep.read(os.path.join(site, info, "entry_points.txt"))
+    ep.read(os.path.join(info, "entry_points.txt"))
     for name, target in (ep.items("console_scripts") if ep.has_section("console_scripts") else []):
         mod, _, fn = target.strip().partition(":")
         path = os.path.join(bindir, name)

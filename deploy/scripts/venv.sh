@@ -11,7 +11,7 @@
 # $1 root, $2 python, $3 yes|no (reuse allowed), $4 the program of
 # unpack_pip.py.
 set -e
-reuse=$3
+root=$1 reuse=$3
 unpackpip=$4
 if [ "$reuse" = yes ] && [ -f requirements.txt ] &&
 	grep -Eq '^[[:space:]]*(-e|--editable|-r|--requirement|-c|--constraint|\.|/|file:)' requirements.txt; then
@@ -19,18 +19,19 @@ if [ "$reuse" = yes ] && [ -f requirements.txt ] &&
 	reuse=no
 fi
 # mkvenv builds a venv at $1 with pip. Fast path: an empty venv (0.1 s),
-# then pip (and setuptools, where ensurepip installs it) unpacked from the
-# very wheels ensurepip would use, with pip's console scripts
+# then pip (and setuptools, where ensurepip installs it) linked in from a
+# copy unpacked and byte-compiled once per host and Python in $root/pip,
+# from the very wheels ensurepip would use, with pip's console scripts
 # (unpack_pip.py). Both are pure-Python wheels, so installing them is
-# unzipping into site-packages; ensurepip instead runs pip to install them
-# and byte-compiles every file, which is 3-6 s of the 4-7 s
-# "python -m venv" takes. Anything unexpected (another wheel layout, a
-# Python without the wheels): the plain "python -m venv". When that fails
-# too, what the fast path said is shown: "python -m venv" keeps
+# unzipping; ensurepip instead runs pip to install them and byte-compiles
+# every file in every venv, which is 3-6 s of the 4-7 s "python -m venv"
+# takes. Anything unexpected (another wheel layout, a Python without the
+# wheels): the plain "python -m venv". When that fails too, what the fast
+# path said is shown: "python -m venv" keeps
 # ensurepip's own output (e.g. "No space left on device") to itself.
 mkvenv() {
 	if fast=$({ "$py" -m venv --without-pip "$1" &&
-		"$1/bin/python" -c "$unpackpip" &&
+		"$1/bin/python" -c "$unpackpip" "$root/pip" &&
 		"$1/bin/python" -c "import pip"; } 2>&1); then
 		return 0
 	fi
