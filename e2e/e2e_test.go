@@ -355,18 +355,19 @@ func checkBadRequirement(t *testing.T, e *e2e, rel string) {
 // between before and after a deploy that failed while preparing the host
 // is one docs/deploy.md allows ("pip fails"): the mirror fetched the new
 // commit; the lock file names the deployment that held it last; the venv
-// built for the new requirements.txt stays, incomplete, in venvs/ (new
-// entries only); and the folders where the release and that venv were
-// made have a new modification time.
+// built for the new requirements.txt stays, incomplete, in venvs/, and
+// on a host's first venv the compiled copy of pip in pip/ (new entries
+// only); and the folders where the release and that venv were made have a
+// new modification time.
 func hostMayChange(path string, wasThere bool) bool {
 	switch {
 	case path == "app/.repo" || strings.HasPrefix(path, "app/.repo/"):
 		return true
 	case path == "app/.pushdeploy.lock":
 		return true
-	case strings.HasPrefix(path, "app/venvs/") && !wasThere:
+	case (strings.HasPrefix(path, "app/venvs/") || strings.HasPrefix(path, "app/pip/")) && !wasThere:
 		return true
-	case path == "app/releases" || path == "app/venvs":
+	case path == "app/releases" || path == "app/venvs" || path == "app/pip":
 		return true
 	}
 	return false
