@@ -2,8 +2,8 @@
 # venv whose python runs it (venv.sh's fast path), from the wheels
 # ensurepip would install: both are pure-Python wheels. It refuses any other
 # wheel layout, and venv.sh then falls back to "python -m venv".
-# The wheels are unpacked and byte-compiled once per host, Python and wheel
-# set, into $1/<key> (argv[1] is the folder of these copies, <root>/pip):
+# The wheels are unpacked, and pip byte-compiled, once per host, Python and
+# wheel set, into $1/<key> (argv[1] is the folder of these copies, <root>/pip):
 # built in a temporary folder and renamed into place, so a copy is either
 # complete or absent, and when two deployments build it at once the first
 # rename wins and the other uses it. Each venv then gets hard links to the
@@ -45,16 +45,17 @@ def build():
                 z.extractall(tmp)
             with open(os.path.join(tmp, info, "INSTALLER"), "w") as f:
                 f.write("pushdeploy\n")
-        # Files that do not compile (a vendored test's old syntax) are
+        # pip only: setuptools is imported only to build from source, and
+        # compiles as it is imported then. Files that do not compile are
         # left to Python, as ensurepip leaves them; their warnings are
         # noise here. On every core (workers=0), or on one where worker
         # processes cannot be had.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                compileall.compile_dir(tmp, quiet=2, workers=0)
+                compileall.compile_dir(os.path.join(tmp, "pip"), quiet=2, workers=0)
             except (OSError, ImportError, NotImplementedError):
-                compileall.compile_dir(tmp, quiet=2)
+                compileall.compile_dir(os.path.join(tmp, "pip"), quiet=2)
         os.chmod(tmp, 0o755)
         try:
             os.rename(tmp, copy)
