@@ -9,9 +9,15 @@ set -e
 root=$1 url=$2 branch=$3 commit=$4
 cd -- "$root"
 # The URL is written into the mirror's config. It comes without its
-# password (deploy's hostGit), and replaces one written there before.
+# password (deploy's hostGit), and replaces one written there before; the
+# config is rewritten only when the URL differs, so that a deploy that
+# needs nothing new leaves the mirror as it was.
+seturl() {
+	[ "$(git -C .repo config --get remote.origin.url)" = "$url" ] ||
+		git -C .repo config remote.origin.url "$url"
+}
 if [ -d .repo ]; then
-	git -C .repo config remote.origin.url "$url" 2>/dev/null || true
+	seturl 2>/dev/null || true
 fi
 if [ -d .repo ] && git -C .repo cat-file -e "$commit^{commit}" 2>/dev/null; then
 	# Redeploying a commit the mirror has (an older one, or the same):
@@ -21,7 +27,7 @@ if [ -d .repo ] && git -C .repo cat-file -e "$commit^{commit}" 2>/dev/null; then
 fi
 fetch() {
 	[ -d .repo ] || git init --quiet --bare .repo
-	git -C .repo config remote.origin.url "$url"
+	seturl
 	git -C .repo fetch --quiet --no-tags origin "+refs/heads/$branch:refs/heads/$branch"
 }
 if ! fetch; then
