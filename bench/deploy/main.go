@@ -9,10 +9,10 @@
 //	go run ./bench/deploy                       # the full run (see -h)
 //	go run ./bench/deploy -runs 1 -skip-scale   # a quick check
 //
-// It builds pushdeploy from the working tree, then for each number of hosts
-// (-hosts) and each run (-runs), for each tool on its own fresh set of test
-// hosts (new users, empty homes, a new git server, an empty DEPLOY_DATA_DIR),
-// times four operations in a row:
+// It builds pushdeploy from the working tree (or measures -bin), then for
+// each number of hosts (-hosts) and each run (-runs), for each tool on its
+// own fresh set of test hosts (new users, empty homes, a new git server, an
+// empty DEPLOY_DATA_DIR), times four operations in a row:
 //
 //  1. first deploy onto empty hosts (app.py and a requirements.txt that
 //     installs pdtestdep 1.0);
@@ -115,6 +115,8 @@ type options struct {
 	pdEnv     []string
 	verbose   bool
 	opTimeout time.Duration
+	// bin is a pushdeploy binary to measure instead of building one.
+	bin string
 	// delays are the one-way delays of the latency mode; nil: no
 	// proxies, the tools talk to the test hosts directly.
 	delays []time.Duration
@@ -140,6 +142,7 @@ func main() {
 		return nil
 	})
 	flag.BoolVar(&o.verbose, "v", false, "print every command's output on stderr")
+	flag.StringVar(&o.bin, "bin", "", "measure this pushdeploy `binary` (default: build the working tree), e.g. one built from an older commit")
 	flag.DurationVar(&o.opTimeout, "op-timeout", 15*time.Minute, "bound of one deploy or rollback")
 	flag.Func("delay", "latency mode: put a proxy that delays every byte by `D` each way (round trip 2×D) in front of every host's sshd and the git server; a comma list (0,25ms) measures each; 0 still goes through the proxy; no scale test", func(s string) error {
 		for _, f := range strings.Split(s, ",") {
@@ -252,16 +255,28 @@ func run(ctx context.Context, o options) error {
 	defer os.RemoveAll(tmp)
 	b := &bench{o: o, tmp: tmp, results: map[key][]sample{}, version: 2}
 
-	note("building pushdeploy from the working tree")
-	b.bin = filepath.Join(tmp, "pushdeploy")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", b.bin, "github.com/pushdeploy/pushdeploy").CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
+	var tree string
+	if o.bin != "" {
+		if b.bin, err = filepath.Abs(o.bin); err != nil {
+			return err
+		}
+		out, err := exec.CommandContext(ctx, b.bin, "version").Output()
+		if err != nil {
+			return fmt.Errorf("-bin %s: version: %w", o.bin, err)
+		}
+		tree = fmt.Sprintf("the binary %s: %s", o.bin, strings.TrimSpace(string(out)))
+	} else {
+		note("building pushdeploy from the working tree")
+		b.bin = filepath.Join(tmp, "pushdeploy")
+		if out, err := exec.CommandContext(ctx, "go", "build", "-o", b.bin, "github.com/pushdeploy/pushdeploy").CombinedOutput(); err != nil {
+			return fmt.Errorf("go build: %v\n%s", err, out)
+		}
+		tree = treeVersion(ctx)
 	}
 	b.script = filepath.Join(tmp, "original.sh")
 	if err := os.WriteFile(b.script, originalScript, 0o755); err != nil {
 		return err
 	}
-	tree := treeVersion(ctx)
 	load0 := loadAvg()
 
 	delays := []time.Duration{0}
@@ -273,8 +288,8 @@ func run(ctx context.Context, o options) error {
 		}
 		note("  OpenSSH login without a proxy: %.3fs", b.directLogin.Seconds())
 		for _, c := range b.checks {
-			note("  delay %s each way: TCP round trip %.2f ms (least %.2f ms), OpenSSH login %.3fs, %.0f MB/s",
-				fmtDelay(c.delay), ms(c.echoMedian), ms(c.echoMin), c.login.Seconds(), c.mbps)
+			note("  delay %s each way: TCP round trip %.2f ms (least %.2f ms), a new connection's first %.2f ms, OpenSSH login %.3fs, %.0f MB/s",
+				fmtDelay(c.delay), ms(c.echoMedian), ms(c.echoMin), ms(c.echoFirst), c.login.Seconds(), c.mbps)
 		}
 	}
 

@@ -176,9 +176,10 @@ func (nw *network) since(env *testhosts.Env, before tally) trips {
 // selfCheck is what one delay measured.
 type selfCheck struct {
 	delay time.Duration
-	// echoMedian and echoMin: round trips of one byte through the proxy
-	// to a TCP echo server (20 of them).
-	echoMedian, echoMin time.Duration
+	// echoFirst is the first round trip of one byte through the proxy to
+	// a TCP echo server on a new connection (it pays the connection's
+	// setup), echoMedian and echoMin those of the 20 after it.
+	echoFirst, echoMedian, echoMin time.Duration
 	// login: median of 3 OpenSSH logins (ssh host true) through the proxy.
 	login time.Duration
 	// mbps: 8 MiB sent through the proxy, in MB/s from the first byte
@@ -186,8 +187,9 @@ type selfCheck struct {
 	mbps float64
 }
 
-// proxySelfCheck measures each delay: the echo round trip must be at least
-// twice the delay. It also returns the OpenSSH login time without a proxy.
+// proxySelfCheck measures each delay: an echo round trip must take at
+// least twice the delay, and the first on a new connection twice that. It
+// also returns the OpenSSH login time without a proxy.
 func proxySelfCheck(ctx context.Context, delays []time.Duration) ([]selfCheck, time.Duration, error) {
 	env, err := testhosts.Start(ctx, testhosts.Options{Hosts: 1})
 	if err != nil {
@@ -205,8 +207,8 @@ func proxySelfCheck(ctx context.Context, delays []time.Duration) ([]selfCheck, t
 		if err != nil {
 			return nil, 0, fmt.Errorf("delay %v: %w", d, err)
 		}
-		if c.echoMin < 2*d {
-			return nil, 0, fmt.Errorf("delay %v: a round trip through the proxy took %v, less than twice the delay", d, c.echoMin)
+		if c.echoMin < 2*d || c.echoFirst < 4*d {
+			return nil, 0, fmt.Errorf("delay %v: round trips through the proxy took %v (the least) and %v (a new connection's first), less than 2 and 4 times the delay", d, c.echoMin, c.echoFirst)
 		}
 		out = append(out, c)
 	}
@@ -216,7 +218,7 @@ func proxySelfCheck(ctx context.Context, delays []time.Duration) ([]selfCheck, t
 func checkDelay(ctx context.Context, env *testhosts.Env, d time.Duration) (selfCheck, error) {
 	c := selfCheck{delay: d}
 	var err error
-	if c.echoMedian, c.echoMin, err = echoRoundTrips(ctx, d, 20); err != nil {
+	if c.echoFirst, c.echoMedian, c.echoMin, err = echoRoundTrips(ctx, d, 20); err != nil {
 		return c, fmt.Errorf("echo: %w", err)
 	}
 	if c.mbps, err = throughput(ctx, d, 8<<20); err != nil {
@@ -309,29 +311,37 @@ func localServer(ctx context.Context, d time.Duration, handle func(net.Conn)) (n
 	return c, stop, nil
 }
 
-func echoRoundTrips(ctx context.Context, d time.Duration, n int) (median, least time.Duration, err error) {
+// echoRoundTrips sends one byte at a time to an echo server through a
+// proxy with delay d, on a new connection, n+1 times; it returns the
+// first round trip (the connect on loopback is instant, so the first
+// pays the connection's setup) and the median and least of the others.
+func echoRoundTrips(ctx context.Context, d time.Duration, n int) (first, median, least time.Duration, err error) {
+	start := time.Now()
 	c, stop, err := localServer(ctx, d, func(c net.Conn) { _, _ = io.Copy(c, c) })
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer stop()
 	var rtts []time.Duration
 	b := make([]byte, 1)
-	for i := 0; i < n; i++ {
-		start := time.Now()
+	for i := 0; i <= n; i++ {
+		if i > 0 {
+			start = time.Now()
+		}
 		if _, err := c.Write([]byte{byte(i)}); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		if _, err := io.ReadFull(c, b); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		if b[0] != byte(i) {
-			return 0, 0, errors.New("the echo came back different")
+			return 0, 0, 0, errors.New("the echo came back different")
 		}
 		rtts = append(rtts, time.Since(start))
 	}
+	first, rtts = rtts[0], rtts[1:]
 	slices.Sort(rtts)
-	return rtts[n/2], rtts[0], nil
+	return first, rtts[n/2], rtts[0], nil
 }
 
 func throughput(ctx context.Context, d time.Duration, size int64) (float64, error) {

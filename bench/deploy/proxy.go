@@ -21,7 +21,9 @@ import (
 // bandwidth limit or loss. Bytes keep their order, and the delay does not
 // cost throughput: what arrives while earlier bytes wait is read at once
 // and waits alongside them (up to maxInFlight chunks a direction, after
-// which the sender is held back as a full TCP window would).
+// which the sender is held back as a full TCP window would). A new
+// connection costs a round trip before any byte arrives, as TCP's
+// handshake does on a real path (see serve).
 //
 // It also counts the connections it accepted by the Unix user that owns
 // the client's socket, which tells apart the test hosts (each its own user)
@@ -36,7 +38,8 @@ type delayProxy struct {
 	byUID  map[int]int           // accepted connections by the client's uid; -1: unknown
 	closed bool
 
-	wg sync.WaitGroup // the accept loop and every connection's goroutines
+	closing chan struct{}  // closed by Close: ends every wait
+	wg      sync.WaitGroup // the accept loop and every connection's goroutines
 }
 
 // maxInFlight bounds the chunks one direction of one connection holds
@@ -54,7 +57,7 @@ func startProxy(ctx context.Context, listenIP, upstream string, delay time.Durat
 	if err != nil {
 		return nil, fmt.Errorf("proxy for %s: %w", upstream, err)
 	}
-	p := &delayProxy{ln: ln, upstream: upstream, delay: delay, conns: map[net.Conn]struct{}{}, byUID: map[int]int{}}
+	p := &delayProxy{ln: ln, upstream: upstream, delay: delay, conns: map[net.Conn]struct{}{}, byUID: map[int]int{}, closing: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -82,6 +85,9 @@ func (p *delayProxy) ConnsByUID() map[int]int {
 // of the proxy's goroutines have ended.
 func (p *delayProxy) Close() error {
 	p.mu.Lock()
+	if !p.closed {
+		close(p.closing)
+	}
 	p.closed = true
 	err := p.ln.Close()
 	for c := range p.conns {
@@ -134,26 +140,54 @@ func (p *delayProxy) accept() {
 	}
 }
 
-// serve connects c to the upstream and forwards both ways until both
+// serve connects client to the upstream and forwards both ways until both
 // directions have ended or one of them failed.
+//
+// On loopback the client's connect completed at once, where on a real
+// path it takes a round trip, and the server accepts the connection when
+// the client's last handshake packet reaches it, one and a half round
+// trips after the client began. So the upstream is dialled 3×delay after
+// the accept, and what the client sends meanwhile is read at once and
+// delivered no earlier than that: its first bytes reach the server when
+// they would have (a round trip to connect, then the delay), and the
+// server's first answer reaches the client two round trips after it began
+// to connect, as on the real path.
 func (p *delayProxy) serve(client net.Conn) {
 	defer p.wg.Done()
 	defer p.untrack(client)
-	// The connect is not delayed here: the client's own connect already
-	// completed at the listener. The first bytes each way pay the delay.
-	up, err := net.DialTimeout("tcp", p.upstream, 10*time.Second)
-	if err != nil {
+	fromClient := startReading(client)
+	if !p.sleepUntil(time.Now().Add(3 * p.delay)) {
+		fromClient.stop()
 		return
 	}
-	if !p.track(up) {
+	up, err := net.DialTimeout("tcp", p.upstream, 10*time.Second)
+	if err != nil || !p.track(up) {
+		fromClient.stop()
 		return
 	}
 	defer p.untrack(up)
+	fromUp := startReading(up)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); p.forward(up, client) }()
-	go func() { defer wg.Done(); p.forward(client, up) }()
+	go func() { defer wg.Done(); p.deliver(up, client, fromClient) }()
+	go func() { defer wg.Done(); p.deliver(client, up, fromUp) }()
 	wg.Wait()
+}
+
+// sleepUntil waits until t; false when the proxy closed first.
+func (p *delayProxy) sleepUntil(t time.Time) bool {
+	wait := time.Until(t)
+	if wait <= 0 {
+		return true
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-p.closing:
+		return false
+	}
 }
 
 // chunk is bytes read from one side, with the time they were read.
@@ -162,54 +196,74 @@ type chunk struct {
 	b  []byte
 }
 
-// forward copies src to dst, each chunk written delay after it was read.
-// At src's end it half-closes dst, so the other side sees the end too,
-// delay later; when either side fails it closes both, which also ends the
-// other direction.
-func (p *delayProxy) forward(dst, src net.Conn) {
-	queue := make(chan chunk, maxInFlight)
-	done := make(chan struct{})
-	// Set by the reader before it closes queue: how src ended, and when.
-	var readErr error
-	var endAt time.Time
+// stream is one direction of a connection being read: the chunks read
+// from its source, in order, and how the source ended.
+type stream struct {
+	src   net.Conn
+	queue chan chunk    // closed when the source has ended
+	done  chan struct{} // closed by the consumer that stops taking chunks
+	// Set before queue is closed: how src ended, and when.
+	readErr error
+	endAt   time.Time
+}
+
+// startReading reads src into a new stream until src ends or the
+// stream is stopped.
+func startReading(src net.Conn) *stream {
+	s := &stream{src: src, queue: make(chan chunk, maxInFlight), done: make(chan struct{})}
 	go func() {
-		defer close(queue)
+		defer close(s.queue)
 		buf := make([]byte, chunkSize)
 		for {
 			n, err := src.Read(buf)
 			if n > 0 {
 				select {
-				case queue <- chunk{time.Now(), append([]byte(nil), buf[:n]...)}:
-				case <-done:
-					readErr = net.ErrClosed
+				case s.queue <- chunk{time.Now(), append([]byte(nil), buf[:n]...)}:
+				case <-s.done:
+					s.readErr = net.ErrClosed
 					return
 				}
 			}
 			if err != nil {
-				readErr, endAt = err, time.Now()
+				s.readErr, s.endAt = err, time.Now()
 				return
 			}
 		}
 	}()
+	return s
+}
+
+// stop ends a stream nobody delivers: it closes the source and waits for
+// the reader.
+func (s *stream) stop() {
+	close(s.done)
+	_ = s.src.Close()
+	for range s.queue {
+	}
+}
+
+// deliver writes the chunks of s (read from src) to dst, each delay after
+// it was read. At src's end it half-closes dst, so the other side sees the
+// end too, delay later; when either side fails it closes both, which also
+// ends the other direction.
+func (p *delayProxy) deliver(dst, src net.Conn, s *stream) {
 	var writeErr error
-	for c := range queue {
-		if wait := time.Until(c.at.Add(p.delay)); wait > 0 {
-			time.Sleep(wait)
+	for c := range s.queue {
+		if !p.sleepUntil(c.at.Add(p.delay)) {
+			writeErr = net.ErrClosed
+			break
 		}
 		if _, err := dst.Write(c.b); err != nil {
 			writeErr = err
 			break
 		}
 	}
-	close(done)
 	if writeErr != nil {
-		_ = src.Close()
 		_ = dst.Close()
-		for range queue { // let the reader end
-		}
+		s.stop()
 		return
 	}
-	if !errors.Is(readErr, io.EOF) {
+	if !errors.Is(s.readErr, io.EOF) {
 		// src failed (reset, or closed by the other direction): so
 		// does the whole connection.
 		_ = src.Close()
@@ -218,8 +272,8 @@ func (p *delayProxy) forward(dst, src net.Conn) {
 	}
 	// src ended cleanly: pass the end on delay after it came, as its
 	// bytes were.
-	if wait := time.Until(endAt.Add(p.delay)); wait > 0 {
-		time.Sleep(wait)
+	if !p.sleepUntil(s.endAt.Add(p.delay)) {
+		return
 	}
 	if tc, ok := dst.(*net.TCPConn); ok {
 		_ = tc.CloseWrite()

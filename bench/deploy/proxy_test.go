@@ -111,6 +111,45 @@ func TestProxyDelaysEachWay(t *testing.T) {
 	}
 }
 
+func TestProxyNewConnectionCostsARoundTrip(t *testing.T) {
+	const delay = 40 * time.Millisecond
+	type seen struct{ accepted, arrived time.Time }
+	server := make(chan seen, 1)
+	addr := startServer(t, func(c net.Conn) {
+		accepted := time.Now()
+		b := make([]byte, 1)
+		if _, err := c.Read(b); err != nil {
+			return
+		}
+		server <- seen{accepted, time.Now()}
+		_, _ = c.Write(b)
+	})
+	p := newProxy(t, addr, delay)
+	start := time.Now()
+	c := dial(t, p.Addr())
+	if _, err := c.Write([]byte("x")); err != nil { // at once, as an SSH client sends its version
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Since(start)
+	s := <-server
+	// On a real path: the connect takes a round trip (2 delays), the
+	// server accepts when the last handshake packet reaches it (3), the
+	// first byte reaches it a delay after the connect returned (3), and
+	// its answer is back a delay later (4).
+	if got := s.accepted.Sub(start); got < 3*delay {
+		t.Errorf("the server saw the connection %v after the client's connect, want ≥ %v", got, 3*delay)
+	}
+	if got := s.arrived.Sub(start); got < 3*delay {
+		t.Errorf("the first byte arrived %v after the client's connect, want ≥ %v", got, 3*delay)
+	}
+	if back < 4*delay || back > 4*delay+time.Second {
+		t.Errorf("the first round trip on a new connection took %v, want about %v", back, 4*delay)
+	}
+}
+
 func TestProxyKeepsBytesInOrderAndPassesTheEnd(t *testing.T) {
 	c := dial(t, newProxy(t, startServer(t, echo), 5*time.Millisecond).Addr())
 	data := make([]byte, 3<<20)
