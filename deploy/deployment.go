@@ -25,7 +25,15 @@ const (
 	// (killed, crashed) before it did: found so in the history at the
 	// next start.
 	StatusInterrupted Status = "interrupted"
+	// StatusRefused is a request that was recorded but not carried out:
+	// a promoted app asked to deploy a commit its source app has not
+	// deployed everywhere (DEPLOY_PROMOTE_FROM). Err holds the reason.
+	StatusRefused Status = "refused"
 )
+
+// DefaultApp is the name of the one app of a deployer configured without
+// DEPLOY_APPS_DIR, in the API and the history.
+const DefaultApp = "default"
 
 // Request asks for a deployment: from the command line, the API or a
 // forge's webhook.
@@ -49,13 +57,20 @@ type Request struct {
 	PayloadCommit string
 	// Hosts, when not empty, limits the deployment to these hosts.
 	Hosts []string
+	// From, when set, names another app of the same deployer: deploy
+	// exactly the commit that app's hosts run now (promotion; it must
+	// also be on this app's branch).
+	From string
 }
 
 // Deployment is one run of the deployer: one release shipped to a list of
 // hosts, one after another. The Deployer updates it while it runs; read a
 // running deployment only through Snapshot.
 type Deployment struct {
-	ID          string
+	ID string
+	// App is the app the deployment belongs to (DefaultApp for a
+	// deployer with one app).
+	App         string
 	Action      Action
 	Request     Request
 	Release     Release
@@ -94,7 +109,7 @@ func (d *Deployment) Snapshot() *Deployment {
 
 func (d *Deployment) snapshotLocked() *Deployment {
 	c := &Deployment{
-		ID: d.ID, Action: d.Action, Request: d.Request, Release: d.Release, ReleaseName: d.ReleaseName,
+		ID: d.ID, App: d.App, Action: d.Action, Request: d.Request, Release: d.Release, ReleaseName: d.ReleaseName,
 		Queued: d.Queued, Started: d.Started, Finished: d.Finished, Status: d.Status, Err: d.Err,
 	}
 	c.Request.Hosts = append([]string(nil), d.Request.Hosts...)

@@ -28,9 +28,11 @@ type Event struct {
 	Kind         EventKind
 	Time         time.Time
 	DeploymentID string
-	Status       Status // of the deployment, host or step
-	Host         string
-	Step         Step
+	// App is the deployment's app (Deployment.App).
+	App    string
+	Status Status // of the deployment, host or step
+	Host   string
+	Step   Step
 	// Duration of a step that ended.
 	Duration time.Duration
 	// Line is an output line (EventOutput).
@@ -110,7 +112,7 @@ func (d *Deployment) changesLocked(now time.Time) []Event {
 	var evs []Event
 	add := func(ev Event) {
 		d.seen.seq++
-		ev.Seq, ev.DeploymentID = d.seen.seq, d.ID
+		ev.Seq, ev.DeploymentID, ev.App = d.seen.seq, d.ID, d.App
 		if ev.Time.IsZero() {
 			ev.Time = now
 		}
@@ -194,7 +196,7 @@ func (d *Deployment) outputLine(host string, step Step, line string) {
 		return
 	}
 	d.seen.seq++
-	ev := Event{Seq: d.seen.seq, Kind: EventOutput, Time: time.Now(), DeploymentID: d.ID, Host: host, Step: step, Line: line}
+	ev := Event{Seq: d.seen.seq, Kind: EventOutput, Time: time.Now(), DeploymentID: d.ID, App: d.App, Host: host, Step: step, Line: line}
 	d.mu.Unlock()
 	d.deliver([]Event{ev})
 }

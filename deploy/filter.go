@@ -22,10 +22,15 @@ type Filter struct {
 	Commit string
 	// Since, when set, keeps deployments queued at or after it.
 	Since time.Time
+	// App, when set, keeps only that app's deployments.
+	App string
 }
 
 // Match reports whether d passes f's conditions (all but Limit).
 func (f Filter) Match(d *Deployment) bool {
+	if f.App != "" && d.App != f.App {
+		return false
+	}
 	if f.Status != "" && d.Status != f.Status {
 		return false
 	}

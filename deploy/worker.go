@@ -20,6 +20,14 @@ import (
 // goroutine: the methods are safe for concurrent use.
 type Worker struct {
 	Deployer *Deployer
+	// App is the app this worker deploys, stamped on its deployments
+	// (empty: DefaultApp).
+	App string
+	// PromoteFrom, when set, names the app whose successfully deployed
+	// commits are the only ones this worker deploys (DEPLOY_PROMOTE_FROM);
+	// Peers answers for it, and for requests with From.
+	PromoteFrom string
+	Peers       Peers
 	// Hosts is the pool, in deploy order.
 	Hosts  []Host
 	Logger *slog.Logger
@@ -90,6 +98,13 @@ func (w *Worker) init() {
 		w.wake = make(chan struct{}, 1)
 		w.deliveries = map[string]string{}
 	}
+}
+
+func (w *Worker) appName() string {
+	if w.App == "" {
+		return DefaultApp
+	}
+	return w.App
 }
 
 func (w *Worker) logger() *slog.Logger {
@@ -174,6 +189,7 @@ func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
 			return Ticket{}, ErrQueueFull
 		}
 		dep := NewDeployment(req, time.Now())
+		dep.App = w.appName()
 		w.Deployer.observe(dep)
 		w.queue = append(w.queue, dep)
 		w.all = append([]*Deployment{dep}, w.all...)
