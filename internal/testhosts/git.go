@@ -220,6 +220,33 @@ func (e *Env) Commit(ctx context.Context, files map[string]string, msg string) (
 	return sha, nil
 }
 
+// CommitBranch is Commit, but pushes the new commit to branch instead of
+// "release" (which stays where it was). The work tree goes on from the
+// new commit: a later Commit builds on it.
+func (e *Env) CommitBranch(ctx context.Context, branch string, files map[string]string, msg string) (string, error) {
+	e.gitMu.Lock()
+	defer e.gitMu.Unlock()
+	if err := e.writeFiles(files); err != nil {
+		return "", fmt.Errorf("testhosts: commit on %s: %w", branch, err)
+	}
+	sha, err := e.commitAndPushRef(ctx, e.bareDir, "refs/heads/"+branch, msg)
+	if err != nil {
+		return "", fmt.Errorf("testhosts: commit on %s: %w", branch, err)
+	}
+	return sha, nil
+}
+
+// PushBranch sets branch on the git server to the commit sha (which the
+// server has), as a force-push of it does.
+func (e *Env) PushBranch(ctx context.Context, sha, branch string) error {
+	e.gitMu.Lock()
+	defer e.gitMu.Unlock()
+	if _, err := run(ctx, e.gitEnv, e.workDir, "git", "push", "-q", "--force", e.bareDir, sha+":refs/heads/"+branch); err != nil {
+		return fmt.Errorf("testhosts: push %s to %s: %w", sha, branch, err)
+	}
+	return e.chownDir(e.bareDir)
+}
+
 // Remove deletes paths (files or folders, relative to the repository root)
 // from the work tree and then commits and pushes like Commit. A path that
 // is not in the repository is an error.
@@ -293,21 +320,31 @@ func (e *Env) commitAndPush(ctx context.Context, msg string) (string, error) {
 // commitAndPushTo commits the work tree, pushes it to the bare repository
 // bare and returns the sha. Called with gitMu held.
 func (e *Env) commitAndPushTo(ctx context.Context, bare, msg string) (string, error) {
-	if msg == "" {
-		msg = "testhosts commit"
-	}
-	if _, err := run(ctx, e.gitEnv, e.workDir, "git", "add", "-A"); err != nil {
-		return "", err
-	}
-	return e.commitIndexAndPush(ctx, bare, msg)
+	return e.commitAndPushRef(ctx, bare, "refs/heads/release", msg)
 }
 
 // commitIndexAndPush commits what git's index holds, pushes it to the bare
 // repository bare and returns the sha. Called with gitMu held.
 func (e *Env) commitIndexAndPush(ctx context.Context, bare, msg string) (string, error) {
+	return e.commitIndexAndPushRef(ctx, bare, "refs/heads/release", msg)
+}
+
+// commitAndPushRef is commitAndPushTo, pushing to ref.
+func (e *Env) commitAndPushRef(ctx context.Context, bare, ref, msg string) (string, error) {
+	if _, err := run(ctx, e.gitEnv, e.workDir, "git", "add", "-A"); err != nil {
+		return "", err
+	}
+	return e.commitIndexAndPushRef(ctx, bare, ref, msg)
+}
+
+// commitIndexAndPushRef is commitIndexAndPush, pushing to ref.
+func (e *Env) commitIndexAndPushRef(ctx context.Context, bare, ref, msg string) (string, error) {
+	if msg == "" {
+		msg = "testhosts commit"
+	}
 	steps := [][]string{
 		{"commit", "-q", "--allow-empty", "-m", msg},
-		{"push", "-q", "--force", bare, "HEAD:refs/heads/release"},
+		{"push", "-q", "--force", bare, "HEAD:" + ref},
 	}
 	for _, args := range steps {
 		if _, err := run(ctx, e.gitEnv, e.workDir, "git", args...); err != nil {
