@@ -23,12 +23,14 @@ func TestLayers(t *testing.T) {
 		{"github.com/go-git/", []string{"gitsrc"}},
 		{"golang.org/x/crypto/ssh", []string{"deploy/sshrun", "gitsrc", "internal/sshkeys"}},
 		{"github.com/kelseyhightower/envconfig", []string{"config"}},
-		{"modernc.org/sqlite", []string{"history"}},
+		{"modernc.org/sqlite", []string{"history", "queue"}},
+		{"github.com/jackc/pgx", []string{"history", "queue", "internal/pgtest"}},
 		{mod + "/config", []string{"internal/cli"}},
-		{mod + "/internal/cli", []string{"."}},                                                                  // the command line: only main calls it
-		{mod + "/internal/testhosts", []string{"demo", "bench/webhook", "bench/deploy", "internal/deploytest"}}, // and tests
-		{mod + "/internal/deploytest", nil},                                                                     // tests' only
-		{"github.com/chromedp/", nil},                                                                           // the browser test's only: see TestBrowserOnlyInTests
+		{mod + "/internal/cli", []string{"."}},                                                                                     // the command line: only main calls it
+		{mod + "/internal/testhosts", []string{"demo", "bench/webhook", "bench/deploy", "internal/deploytest", "internal/pgtest"}}, // and tests
+		{mod + "/internal/deploytest", nil},
+		{mod + "/internal/pgtest", nil}, // tests' only
+		{"github.com/chromedp/", nil},   // the browser test's only: see TestBrowserOnlyInTests
 	}
 	seen := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
