@@ -10,6 +10,7 @@ import "time"
 // them the same way.
 type DeploymentReport struct {
 	ID            string       `json:"id"`
+	App           string       `json:"app"`
 	Action        string       `json:"action"`
 	Trigger       string       `json:"trigger"`
 	Provider      string       `json:"provider,omitempty"`
@@ -60,8 +61,12 @@ func ReportDeployment(d *Deployment, hosts bool) DeploymentReport {
 	if action == "" {
 		action = ActionDeploy // recorded before actions were
 	}
+	app := d.App
+	if app == "" {
+		app = DefaultApp // recorded before apps were
+	}
 	j := DeploymentReport{
-		ID: d.ID, Action: string(action), Trigger: string(d.Request.Trigger), Provider: d.Request.Provider,
+		ID: d.ID, App: app, Action: string(action), Trigger: string(d.Request.Trigger), Provider: d.Request.Provider,
 		Delivery: d.Request.DeliveryID, Actor: d.Request.Actor, Branch: branch,
 		Commit: d.Release.Commit, Requested: d.Request.Push.Commit, RequestedRel: d.Request.Release, PayloadCommit: d.Request.PayloadCommit,
 		Release: d.ReleaseName, Status: string(d.Status), Queued: d.Queued,

@@ -40,24 +40,24 @@ func TestReportDeployment(t *testing.T) {
 	}{
 		{
 			name: "queued, branch from the request", d: withID(NewDeployment(Request{Trigger: TriggerAPI, Push: Push{Branch: "release", Commit: "cf14c3a"}}, queued)),
-			want: `{"id":"ID","action":"deploy","trigger":"api","branch":"release","requested_commit":"cf14c3a","status":"queued",` +
+			want: `{"id":"ID","app":"default","action":"deploy","trigger":"api","branch":"release","requested_commit":"cf14c3a","status":"queued",` +
 				`"queued":"2026-11-25T20:39:53Z","started":null,"finished":null}`,
 		},
 		{
 			name: "a rollback", d: withID(NewDeployment(Request{Action: ActionRollback, Trigger: TriggerCLI, Actor: "ops", Release: "20261125170000-9f8e7d6"}, queued)),
-			want: `{"id":"ID","action":"rollback","trigger":"cli","actor":"ops","branch":"","requested_release":"20261125170000-9f8e7d6",` +
+			want: `{"id":"ID","app":"default","action":"rollback","trigger":"cli","actor":"ops","branch":"","requested_release":"20261125170000-9f8e7d6",` +
 				`"status":"queued","queued":"2026-11-25T20:39:53Z","started":null,"finished":null}`,
 		},
 		{
 			name: "finished, without hosts", d: finishedDep(),
-			want: `{"id":"20261125-203953-cb5c6e","action":"deploy","trigger":"webhook","provider":"github","delivery":"d-1","actor":"ada",` +
+			want: `{"id":"20261125-203953-cb5c6e","app":"default","action":"deploy","trigger":"webhook","provider":"github","delivery":"d-1","actor":"ada",` +
 				`"branch":"release","commit":"` + commit + `","payload_commit":"` + commit + `","release":"20261125203954-cf14c3a","status":"failed",` +
 				`"queued":"2026-11-25T20:39:53Z","started":"2026-11-25T20:39:54Z","finished":"2026-11-25T20:40:06Z","duration_s":12,` +
 				`"error":"host web1: pip: exit status 1"}`,
 		},
 		{
 			name: "finished, with hosts", d: finishedDep(), hosts: true,
-			want: `{"id":"20261125-203953-cb5c6e","action":"deploy","trigger":"webhook","provider":"github","delivery":"d-1","actor":"ada",` +
+			want: `{"id":"20261125-203953-cb5c6e","app":"default","action":"deploy","trigger":"webhook","provider":"github","delivery":"d-1","actor":"ada",` +
 				`"branch":"release","commit":"` + commit + `","payload_commit":"` + commit + `","release":"20261125203954-cf14c3a","status":"failed",` +
 				`"queued":"2026-11-25T20:39:53Z","started":"2026-11-25T20:39:54Z","finished":"2026-11-25T20:40:06Z","duration_s":12,` +
 				`"error":"host web1: pip: exit status 1","hosts":[{"host":"web1","status":"failed","duration_s":12,"steps":[` +

@@ -14,10 +14,13 @@ import (
 	"github.com/pushdeploy/pushdeploy/deploy"
 )
 
-// deployBody is POST /api/deploy's optional body.
+// deployBody is POST /api/deploy's optional body. From (POST
+// /api/apps/{app}/deploy) names another app whose hosts' commit to
+// deploy.
 type deployBody struct {
 	Commit string   `json:"commit"`
 	Hosts  []string `json:"hosts"`
+	From   string   `json:"from"`
 }
 
 // apiLimit bounds API request bodies: they are tiny.
@@ -63,7 +66,7 @@ func validHosts(hosts []string) error {
 	return nil
 }
 
-func (s *Server) apiDeploy(c echo.Context) error {
+func (s *Server) apiDeploy(c echo.Context, app App) error {
 	var body deployBody
 	raw, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, apiLimit))
 	if err != nil {
@@ -71,7 +74,7 @@ func (s *Server) apiDeploy(c echo.Context) error {
 	}
 	if len(strings.TrimSpace(string(raw))) > 0 {
 		if err := decodeBody(raw, &body); err != nil {
-			return fail(http.StatusBadRequest, `body: %v (expected {"commit": "<sha>", "hosts": ["web1"]}, both optional)`, err)
+			return fail(http.StatusBadRequest, `body: %v (expected {"commit": "<sha>", "hosts": ["web1"]}, both optional; or {"from": "<app>"})`, err)
 		}
 	}
 	if err := validHosts(body.Hosts); err != nil {
@@ -82,13 +85,21 @@ func (s *Server) apiDeploy(c echo.Context) error {
 			return fail(http.StatusBadRequest, "commit: %v", err)
 		}
 	}
-	ticket, err := s.d.Submit(c.Request().Context(), deploy.Request{
-		Trigger: deploy.TriggerAPI, Actor: "api", Push: deploy.Push{Branch: s.cfg.Branch, Commit: body.Commit}, Hosts: body.Hosts,
+	if body.From != "" {
+		if !validAppName(body.From) {
+			return fail(http.StatusBadRequest, "from: %s is not an app name", printable(body.From))
+		}
+		if body.Commit != "" {
+			return fail(http.StatusBadRequest, "from and commit: give one of them (from deploys the commit that app's hosts run)")
+		}
+	}
+	ticket, err := app.Deployments.Submit(c.Request().Context(), deploy.Request{
+		Trigger: deploy.TriggerAPI, Actor: "api", Push: deploy.Push{Branch: app.Branch, Commit: body.Commit}, Hosts: body.Hosts, From: body.From,
 	})
 	if err != nil {
 		return submitError(err)
 	}
-	s.log.Info("api deploy "+ticket.Status, "request_id", requestID(c), "deployment", ticket.ID, "commit", ticket.Commit, "hosts", body.Hosts)
+	s.log.Info("api deploy "+ticket.Status, s.appAttrs(c, app, "deployment", ticket.ID, "commit", ticket.Commit, "hosts", body.Hosts, "from", body.From)...)
 	return c.JSON(http.StatusAccepted, answer{Status: "queued", Deployment: ticket.ID, Commit: ticket.Commit})
 }
 
@@ -97,7 +108,7 @@ type rollbackBody struct {
 	Release string `json:"release"`
 }
 
-func (s *Server) apiRollback(c echo.Context) error {
+func (s *Server) apiRollback(c echo.Context, app App) error {
 	var body rollbackBody
 	raw, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, apiLimit))
 	if err != nil {
@@ -113,18 +124,18 @@ func (s *Server) apiRollback(c echo.Context) error {
 			return fail(http.StatusBadRequest, "release: %v", err)
 		}
 	}
-	ticket, err := s.d.Submit(c.Request().Context(), deploy.Request{
+	ticket, err := app.Deployments.Submit(c.Request().Context(), deploy.Request{
 		Action: deploy.ActionRollback, Trigger: deploy.TriggerAPI, Actor: "api", Release: body.Release,
 	})
 	if err != nil {
 		return submitError(err)
 	}
-	s.log.Info("api rollback "+ticket.Status, "request_id", requestID(c), "deployment", ticket.ID, "release", body.Release)
+	s.log.Info("api rollback "+ticket.Status, s.appAttrs(c, app, "deployment", ticket.ID, "release", body.Release)...)
 	return c.JSON(http.StatusAccepted, answer{Status: "queued", Deployment: ticket.ID})
 }
 
-func (s *Server) apiReleases(c echo.Context) error {
-	hosts, err := s.d.Releases(c.Request().Context())
+func (s *Server) apiReleases(c echo.Context, app App) error {
+	hosts, err := app.Deployments.Releases(c.Request().Context())
 	if err != nil {
 		return err
 	}

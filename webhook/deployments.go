@@ -44,6 +44,7 @@ type listQuery struct {
 	Status deploy.Status
 	Commit string // a prefix, lower-case hex
 	Since  time.Time
+	App    string // "": every app's
 }
 
 // listable are the statuses a deployment can have (hosts and steps have
@@ -80,6 +81,12 @@ func parseListQuery(v url.Values) (listQuery, error) {
 			return q, fail(http.StatusBadRequest, "commit: %q is not a commit prefix (1 to 40 hex digits)", v.Get("commit"))
 		}
 		q.Commit = s
+	}
+	if s := v.Get("app"); s != "" {
+		if !validAppName(s) {
+			return q, fail(http.StatusBadRequest, "app: %s is not an app name (lower-case letters, digits and -)", printable(s))
+		}
+		q.App = s
 	}
 	if s := v.Get("since"); s != "" {
 		t, err := time.Parse(time.RFC3339Nano, s)
@@ -134,7 +141,7 @@ func (s *Server) listPage(ctx context.Context, q listQuery) ([]deploymentJSON, s
 	if limit <= 0 {
 		limit = defaultListLimit
 	}
-	f := deploy.Filter{Status: q.Status, Commit: q.Commit, Since: q.Since}
+	f := deploy.Filter{Status: q.Status, Commit: q.Commit, Since: q.Since, App: q.App}
 	if q.Before != "" {
 		d, ok, err := s.lookup(ctx, q.Before)
 		if err != nil {
@@ -145,7 +152,7 @@ func (s *Server) listPage(ctx context.Context, q listQuery) ([]deploymentJSON, s
 		}
 		f.BeforeQueued, f.BeforeID = d.Queued, d.ID
 	}
-	live := s.d.List()
+	live := s.live(q.App)
 	var deps []*deploy.Deployment
 	more := false
 	if s.cfg.History == nil {
@@ -229,10 +236,30 @@ func (s *Server) getDeployment(ctx context.Context, id string) (deploymentJSON, 
 	return toJSON(d, true), true, nil
 }
 
-// lookup finds a deployment: the worker's live copy first, then the record.
+// live returns the deployments the workers hold: app's, or every app's
+// when app is "".
+func (s *Server) live(app string) []*deploy.Deployment {
+	if app != "" {
+		a, ok := s.apps.Get(app)
+		if !ok {
+			return nil // a removed app: only the record has its deployments
+		}
+		return a.Deployments.List()
+	}
+	var out []*deploy.Deployment
+	for _, a := range s.apps.List() {
+		out = append(out, a.Deployments.List()...)
+	}
+	return out
+}
+
+// lookup finds a deployment of any app: the workers' live copies first
+// (they are ahead of the record), then the record.
 func (s *Server) lookup(ctx context.Context, id string) (*deploy.Deployment, bool, error) {
-	if d, ok := s.d.Get(id); ok {
-		return d, true, nil
+	for _, a := range s.apps.List() {
+		if d, ok := a.Deployments.Get(id); ok {
+			return d, true, nil
+		}
 	}
 	if s.cfg.History == nil {
 		return nil, false, nil
@@ -275,13 +302,35 @@ func (s *Server) historyHealth(ctx context.Context) error {
 	return s.cfg.History.Check(ctx)
 }
 
-// lastFinished is the newest finished deployment in the record, for
-// /healthz after a restart (the worker's memory is empty then).
-func (s *Server) lastFinished(ctx context.Context) *deploy.Deployment {
+// lastFinished is app's newest finished deployment in the record, for
+// /healthz after a restart (the worker's memory is empty then). /healthz
+// is public and polled: what the record said is reused for
+// historyCheckEvery.
+func (s *Server) lastFinished(ctx context.Context, app string) *deploy.Deployment {
 	if s.cfg.History == nil {
 		return nil
 	}
-	list, err := s.cfg.History.Deployments(ctx, deploy.Filter{Limit: 10})
+	s.lastMu.Lock()
+	defer s.lastMu.Unlock()
+	if e, ok := s.last[app]; ok && time.Since(e.at) < historyCheckEvery {
+		return e.d
+	}
+	d := s.readLastFinished(ctx, app)
+	if s.last == nil || len(s.last) > len(s.apps.List()) {
+		s.last = map[string]lastEntry{} // forget removed apps
+	}
+	s.last[app] = lastEntry{at: time.Now(), d: d}
+	return d
+}
+
+// lastEntry is what the record said of an app's last finished deployment.
+type lastEntry struct {
+	at time.Time
+	d  *deploy.Deployment
+}
+
+func (s *Server) readLastFinished(ctx context.Context, app string) *deploy.Deployment {
+	list, err := s.cfg.History.Deployments(ctx, deploy.Filter{Limit: 10, App: app})
 	if err != nil {
 		return nil
 	}

@@ -18,7 +18,7 @@ import (
 // anyone call as often as they like.
 type Guard struct {
 	// WebhookAllow, when not empty, are the only networks whose clients
-	// may call /webhook; others get 403.
+	// may call /webhook and /webhook/{app}; others get 403.
 	WebhookAllow []netip.Prefix
 	// RateLimit is the number of requests a second one client may send to
 	// /webhook, and separately to /api/*, the status page's event streams
@@ -86,7 +86,7 @@ func (s *Server) guard() echo.MiddlewareFunc {
 		}
 		return func(c echo.Context) error {
 			switch p := c.Path(); {
-			case p == "/webhook":
+			case p == "/webhook" || p == "/webhook/:app":
 				if !g.allowed(c.RealIP()) {
 					log, d := s.deliveryLog(c)
 					s.countWebhook(d.Provider, outcomeForbidden)

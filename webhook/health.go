@@ -1,9 +1,13 @@
 package webhook
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -11,12 +15,28 @@ import (
 	"github.com/pushdeploy/pushdeploy/deploy"
 )
 
-// healthJSON is /healthz's answer.
+// healthJSON is /healthz's answer. Its top level sums up every app (the
+// queue lengths added up, the newest finished deployment of any app); Apps
+// tells each.
 type healthJSON struct {
 	Status         string                `json:"status"`
 	Reason         string                `json:"reason,omitempty"`
 	Version        string                `json:"version"`
 	Uptime         float64               `json:"uptime_s"`
+	QueueLength    int                   `json:"queue_length"`
+	Running        *healthDeploymentJSON `json:"running"`
+	LastDeployment *healthDeploymentJSON `json:"last_deployment"`
+	Apps           []healthAppJSON       `json:"apps"`
+	// Problems are the app files that failed the last reload: file,
+	// line and variable only (the rest of the message may quote a value).
+	Problems []string `json:"problems,omitempty"`
+}
+
+// healthAppJSON is one app in /healthz.
+type healthAppJSON struct {
+	Name           string                `json:"name"`
+	Status         string                `json:"status"`
+	Reason         string                `json:"reason,omitempty"`
 	QueueLength    int                   `json:"queue_length"`
 	Running        *healthDeploymentJSON `json:"running"`
 	LastDeployment *healthDeploymentJSON `json:"last_deployment"`
@@ -28,7 +48,9 @@ type healthJSON struct {
 // hook's output may hold anything (it once showed a database URL). The
 // rest is in the API (GET /api/deployments/{id}).
 type healthDeploymentJSON struct {
-	ID         string     `json:"id"`
+	ID string `json:"id"`
+	// App is set when the deployer serves several apps.
+	App        string     `json:"app,omitempty"`
 	Action     string     `json:"action"`
 	Status     string     `json:"status"`
 	Queued     time.Time  `json:"queued"`
@@ -46,31 +68,108 @@ func toHealthJSON(d *deploy.Deployment) *healthDeploymentJSON {
 }
 
 // healthz answers 200 when the deployer can work, 503 (with the reason)
-// when its state folder or its history database cannot be written, or its
+// when its state folder or its history database cannot be written, or a
 // worker is stuck.
 func (s *Server) healthz(c echo.Context) error {
-	h := s.d.Health()
-	out := healthJSON{Status: "ok", Version: s.cfg.Version, Uptime: time.Since(s.started).Seconds(), QueueLength: h.QueueLength}
+	ctx := c.Request().Context()
+	apps := s.apps.List()
+	several := len(apps) > 1
+	out := healthJSON{Status: "ok", Version: s.cfg.Version, Uptime: time.Since(s.started).Seconds(), Apps: []healthAppJSON{}}
+	var stuck []string
+	var latestFinished time.Time
+	for _, a := range apps {
+		aj, last, reason := s.appHealth(ctx, a, several)
+		out.Apps = append(out.Apps, aj)
+		out.QueueLength += aj.QueueLength
+		if out.Running == nil {
+			out.Running = aj.Running
+		}
+		if last != nil && (out.LastDeployment == nil || last.Finished.After(latestFinished)) {
+			out.LastDeployment, latestFinished = aj.LastDeployment, last.Finished
+		}
+		if reason != "" {
+			stuck = append(stuck, reason)
+		}
+	}
+	out.Problems = problemsShown(s.apps.Problems())
+	status := http.StatusOK
+	if err := s.stateWritable(); err != nil {
+		out.Status, out.Reason, status = "unhealthy", err.Error(), http.StatusServiceUnavailable
+	} else if err := s.historyHealth(ctx); err != nil {
+		out.Status, out.Reason, status = "unhealthy", err.Error(), http.StatusServiceUnavailable
+	} else if len(stuck) > 0 {
+		out.Status, out.Reason, status = "unhealthy", strings.Join(stuck, "; "), http.StatusServiceUnavailable
+	}
+	return c.JSON(status, out)
+}
+
+// appHealth is one app's part of /healthz, its last finished deployment
+// and, when its worker is stuck, why (naming the app when there are
+// several).
+func (s *Server) appHealth(ctx context.Context, a App, several bool) (healthAppJSON, *deploy.Deployment, string) {
+	h := a.Deployments.Health()
+	aj := healthAppJSON{Name: a.Name, Status: "ok", QueueLength: h.QueueLength}
+	show := func(d *deploy.Deployment) *healthDeploymentJSON {
+		j := toHealthJSON(d)
+		if several {
+			j.App = a.Name
+		}
+		return j
+	}
 	if h.Running != nil {
-		out.Running = toHealthJSON(h.Running)
+		aj.Running = show(h.Running)
 	}
 	last := h.Last
 	if last == nil {
 		// After a restart the worker has run nothing yet: the record knows.
-		last = s.lastFinished(c.Request().Context())
+		last = s.lastFinished(ctx, a.Name)
 	}
 	if last != nil {
-		out.LastDeployment = toHealthJSON(last)
+		aj.LastDeployment = show(last)
 	}
-	status := http.StatusOK
-	if err := s.stateWritable(); err != nil {
-		out.Status, out.Reason, status = "unhealthy", err.Error(), http.StatusServiceUnavailable
-	} else if err := s.historyHealth(c.Request().Context()); err != nil {
-		out.Status, out.Reason, status = "unhealthy", err.Error(), http.StatusServiceUnavailable
-	} else if h.Stuck != "" {
-		out.Status, out.Reason, status = "unhealthy", h.Stuck, http.StatusServiceUnavailable
+	reason := h.Stuck
+	if reason != "" {
+		aj.Status, aj.Reason = "unhealthy", reason
+		if several {
+			reason = "app " + a.Name + ": " + reason
+		}
 	}
-	return c.JSON(status, out)
+	return aj, last, reason
+}
+
+// maxProblemsShown bounds the problems /healthz lists.
+const maxProblemsShown = 50
+
+// problemLocation is the start of a problem line that /healthz may show:
+// the file, the line and the variable ("FILE:LINE: DEPLOY_X"), or the
+// file alone.
+var problemLocation = regexp.MustCompile(`^([^:]+?)(?::(\d+))?(?:: ([A-Z][A-Z0-9_]*))?(?::|$)`)
+
+// problemsShown keeps of each problem its file's name (not its folder),
+// line and variable: the rest of the message may quote a value, and
+// /healthz needs no token. The whole message is in serve's log.
+func problemsShown(problems []string) []string {
+	var out []string
+	for i, p := range problems {
+		if i == maxProblemsShown {
+			out = append(out, fmt.Sprintf("… and %d more (see the log)", len(problems)-i))
+			break
+		}
+		m := problemLocation.FindStringSubmatch(p)
+		if m == nil || !strings.HasSuffix(m[1], ".env") {
+			out = append(out, "an app file failed to load (see the log)")
+			continue
+		}
+		shown := filepath.Base(m[1])
+		if m[2] != "" {
+			shown += ":" + m[2]
+		}
+		if m[3] != "" {
+			shown += ": " + m[3]
+		}
+		out = append(out, shown)
+	}
+	return out
 }
 
 // stateWritable checks, at most every 5 seconds, that a file can be

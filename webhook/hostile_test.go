@@ -35,11 +35,11 @@ var testLimits = Limits{
 func openServer(t *testing.T, mod func(*Config)) (*Server, *deploy.Worker) {
 	t.Helper()
 	w := &deploy.Worker{Deployer: &deploy.Deployer{}, Hosts: []deploy.Host{{Name: "web1", Addr: "web1", Port: 22, User: "deploy"}}}
-	cfg := Config{Secret: secret, Branch: "release", APIToken: "tok", StateDir: t.TempDir(), BodyLimit: 64 << 10, Limits: testLimits}
+	cfg := Config{APIToken: "tok", StateDir: t.TempDir(), BodyLimit: 64 << 10, Limits: testLimits}
 	if mod != nil {
 		mod(&cfg)
 	}
-	s, err := New(cfg, w)
+	s, err := New(cfg, testApp(w))
 	if err != nil {
 		t.Fatal(err)
 	}

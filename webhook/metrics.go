@@ -31,6 +31,8 @@ const (
 	outcomeError        = "error"        // anything else (the repository could not be asked)
 	outcomeForbidden    = "forbidden"    // the client is not in DEPLOY_WEBHOOK_ALLOW_CIDRS
 	outcomeRateLimited  = "rate_limited" // the client sent more than DEPLOY_RATE_LIMIT allows
+	outcomeNotFound     = "not_found"    // no such app, or /webhook on a deployer of several apps
+	outcomeRefused      = "refused"      // a promoted app's push of a commit its source has not deployed everywhere
 )
 
 // countWebhook counts one answer when metrics are on.

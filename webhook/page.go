@@ -42,12 +42,18 @@ var pageTemplates = template.Must(template.New("").Funcs(template.FuncMap{
 type pageState struct {
 	heartbeat time.Duration
 
-	// Listing releases logs in to every host: one listing at a time,
-	// reused for releasesFresh.
-	relMu  sync.Mutex
-	relAt  time.Time
-	rel    deploy.ReleasesReport
-	relErr error
+	// Listing releases logs in to every host: per app, one listing at a
+	// time, reused for releasesFresh (rel holds only apps that exist).
+	relMu sync.Mutex
+	rel   map[string]*releasesCache
+}
+
+// releasesCache is an app's last listing of its hosts' releases.
+type releasesCache struct {
+	mu  sync.Mutex
+	at  time.Time
+	rep deploy.ReleasesReport
+	err error
 }
 
 const (
@@ -71,7 +77,8 @@ func (s *Server) pageRoutes() {
 	s.e.GET("/", s.pageIndex, s.pageHeaders, html)
 	s.e.GET("/deployments/:id", s.pageDeployment, s.pageHeaders, html)
 	s.e.GET("/deployments/:id/events", s.apiEvents, s.pageHeaders, data)
-	s.e.GET("/releases.json", s.pageReleases, s.pageHeaders, data)
+	s.e.GET("/releases.json", s.onlyApp("/apps/{app}/releases.json", s.pageReleases), s.pageHeaders, data)
+	s.e.GET("/apps/:app/releases.json", s.named(s.pageReleases), s.pageHeaders, data)
 	s.e.GET("/login", s.pageLogin, s.pageHeaders)
 	s.e.POST("/login", s.pageLoginPost, s.pageHeaders)
 	s.e.POST("/logout", s.pageLogout, s.pageHeaders)
@@ -186,8 +193,8 @@ func (s *Server) pageDeployment(c echo.Context) error {
 }
 
 // pageReleases answers the page's request for every host's releases.
-func (s *Server) pageReleases(c echo.Context) error {
-	rep, err := s.releases(c.Request().Context())
+func (s *Server) pageReleases(c echo.Context, app App) error {
+	rep, err := s.releases(c.Request().Context(), app)
 	if err != nil {
 		return err
 	}
@@ -195,26 +202,50 @@ func (s *Server) pageReleases(c echo.Context) error {
 	return c.JSON(http.StatusOK, rep)
 }
 
-// releases lists every host's releases, at most once per releasesFresh
-// and one listing at a time: it logs in to every host, so a page that is
-// reloaded, or open in many tabs, must not multiply the logins.
-func (s *Server) releases(ctx context.Context) (deploy.ReleasesReport, error) {
-	p := &s.page
-	p.relMu.Lock()
-	defer p.relMu.Unlock()
-	if !p.relAt.IsZero() && time.Since(p.relAt) < releasesFresh {
-		return p.rel, p.relErr
+// releases lists every host's releases of app, at most once per
+// releasesFresh (or after each of its deployments ends) and one listing
+// at a time: it logs in to every host, so a page that is reloaded, or
+// open in many tabs, must not multiply the logins.
+func (s *Server) releases(ctx context.Context, app App) (deploy.ReleasesReport, error) {
+	rc := s.page.cache(app.Name, len(s.apps.List()))
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if !rc.at.IsZero() && time.Since(rc.at) < releasesFresh && !endedSince(app.Deployments, rc.at) {
+		return rc.rep, rc.err
 	}
 	// Not the request's own context: a listing that others wait for
 	// should not stop because the first one to ask went away.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releasesTimeout)
 	defer cancel()
-	hosts, err := s.d.Releases(ctx)
-	p.rel, p.relErr, p.relAt = deploy.ReportReleases(hosts), err, time.Now()
+	hosts, err := app.Deployments.Releases(ctx)
+	rc.rep, rc.err, rc.at = deploy.ReportReleases(hosts), err, time.Now()
 	if err != nil {
-		p.relErr = fmt.Errorf("list releases: %w", err)
+		rc.err = fmt.Errorf("list releases: %w", err)
 	}
-	return p.rel, p.relErr
+	return rc.rep, rc.err
+}
+
+// cache returns app's releases cache, making it; apps is how many apps
+// there are, so that the caches of removed apps are forgotten.
+func (p *pageState) cache(app string, apps int) *releasesCache {
+	p.relMu.Lock()
+	defer p.relMu.Unlock()
+	if rc, ok := p.rel[app]; ok {
+		return rc
+	}
+	if p.rel == nil || len(p.rel) >= apps {
+		p.rel = map[string]*releasesCache{}
+	}
+	rc := &releasesCache{}
+	p.rel[app] = rc
+	return rc
+}
+
+// endedSince reports whether a deployment of d ended after t: a listing
+// made before then is out of date.
+func endedSince(d Deployments, t time.Time) bool {
+	last := d.Health().Last
+	return last != nil && last.Finished.After(t)
 }
 
 func (s *Server) pageStatic(c echo.Context) error {

@@ -37,7 +37,7 @@ func pageServer(t *testing.T, token string, public bool, f *fakeDeployments) *Se
 	if f == nil {
 		f = &fakeDeployments{deps: map[string]*deploy.Deployment{}}
 	}
-	s, err := New(Config{Secret: secret, Branch: "release", APIToken: token, StatusPublic: public, StateDir: t.TempDir()}, f)
+	s, err := New(Config{APIToken: token, StatusPublic: public, StateDir: t.TempDir()}, testApp(f))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,8 @@ func TestPageReleasesAreShared(t *testing.T) {
 	if n := calls.Load(); n != 1 {
 		t.Errorf("the hosts were asked %d times, want once", n)
 	}
-	if _, err := s.releases(context.Background()); err != nil || calls.Load() != 1 {
+	app, _ := s.single()
+	if _, err := s.releases(context.Background(), app); err != nil || calls.Load() != 1 {
 		t.Errorf("a fresh listing was not reused (%v, %d calls)", err, calls.Load())
 	}
 }

@@ -23,12 +23,45 @@ type answer struct {
 	Message    string `json:"message,omitempty"`
 }
 
-// webhook receives a forge's push: signature first, then parsing, then the
-// decision, then the queue. It answers in milliseconds: the deployment
-// runs in the background.
-func (s *Server) webhook(c echo.Context) error {
+// webhookOnly serves POST /webhook: the app's webhook when the server
+// serves one app; with several, a 404 that names the per-app path (and no
+// app: the answer needs no token).
+func (s *Server) webhookOnly(c echo.Context) error {
+	app, ok := s.single()
+	if !ok {
+		return s.webhookNotFound(c, fail(http.StatusNotFound, "not found: this deployer serves several apps: send each app's webhook to /webhook/{app}"))
+	}
+	return s.webhook(c, app)
+}
+
+// webhookNamed serves POST /webhook/{app}.
+func (s *Server) webhookNamed(c echo.Context) error {
+	app, err := s.appParam(c)
+	if err != nil {
+		return s.webhookNotFound(c, err)
+	}
+	return s.webhook(c, app)
+}
+
+// webhookNotFound answers a webhook for no app, before its body is read.
+func (s *Server) webhookNotFound(c echo.Context, err error) error {
+	log, d := s.deliveryLog(c)
+	s.countWebhook(d.Provider, outcomeNotFound)
+	log.Warn("webhook rejected", "decision", "rejected", "reason", "no such app", "path", unverified(c.Request().URL.Path))
+	// Closed unread, as any refusal before the body.
+	c.Response().Header().Set(echo.HeaderConnection, "close")
+	return err
+}
+
+// webhook receives a forge's push for app: signature first (the app's own
+// secret), then parsing, then the decision, then the queue. It answers in
+// milliseconds: the deployment runs in the background.
+func (s *Server) webhook(c echo.Context, app App) error {
 	r := c.Request()
 	log, d := s.deliveryLog(c)
+	if !s.isSingle() {
+		log = log.With("app", app.Name)
+	}
 	// Counted where the answer is decided; whatever is not decided below
 	// (an unexpected error) counts as an error.
 	outcome := outcomeError
@@ -50,12 +83,12 @@ func (s *Server) webhook(c echo.Context) error {
 	}
 	defer release()
 
-	ev, err := Parse(r.Header, body, s.cfg.Secret, s.cfg.Insecure)
+	ev, err := Parse(r.Header, body, app.Secret, s.cfg.Insecure)
 	var change Change
 	if err == nil {
 		// Known once the signature holds: an unverified body is not read.
-		log = log.With("repo", ev.Repo, "branch", pushedBranch(ev, s.cfg.Branch))
-		change, err = Decide(ev, s.cfg.Branch, s.cfg.Repo)
+		log = log.With("repo", ev.Repo, "branch", pushedBranch(ev, app.Branch))
+		change, err = Decide(ev, app.Branch, app.Repo)
 	}
 	var sig *SignatureError
 	var bad *BadRequestError
@@ -77,9 +110,9 @@ func (s *Server) webhook(c echo.Context) error {
 		return err
 	}
 
-	ticket, err := s.d.Submit(r.Context(), deploy.Request{
+	ticket, err := app.Deployments.Submit(r.Context(), deploy.Request{
 		Trigger: deploy.TriggerWebhook, Provider: ev.Provider, DeliveryID: ev.DeliveryID, Actor: ev.Actor,
-		Push: deploy.Push{Branch: s.cfg.Branch}, PayloadCommit: change.Commit,
+		Push: deploy.Push{Branch: app.Branch}, PayloadCommit: change.Commit,
 	})
 	if err != nil {
 		log.Error("webhook not queued", "decision", "rejected", "reason", "not queued", "error", err)

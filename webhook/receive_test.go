@@ -46,7 +46,7 @@ func TestWebhookRepo(t *testing.T) {
 		} {
 			t.Run(p.provider+"/"+tt.name, func(t *testing.T) {
 				f := &fakeDeployments{}
-				h := newTestServer(t, f, func(c *Config) { c.Repo = tt.repo })
+				h := newAppServer(t, nil, App{Secret: secret, Branch: "release", Repo: tt.repo, Deployments: f})
 				code, out := serveJSON(h, signedRequest(p.provider, p.kind, body, secret))
 				if !tt.queued {
 					msg, _ := out["message"].(string)

@@ -38,16 +38,13 @@ type Deployments interface {
 
 var _ Deployments = (*deploy.Worker)(nil)
 
-// Config is the server's part of the configuration.
+// Config is the server's part of the configuration: what every app
+// shares. Each app's own part (its secret, branch, repository) is in its
+// App.
 type Config struct {
-	// Secret verifies webhook signatures. Empty is only accepted with
-	// Insecure (New refuses otherwise).
-	Secret   string
+	// Insecure accepts unsigned webhooks for an app without a secret
+	// (New refuses an app without a secret otherwise).
 	Insecure bool
-	// Branch is the release branch; Repo, when set, the only repository
-	// (full name) whose pushes count.
-	Branch string
-	Repo   string
 	// APIToken guards /api/*; empty: /api/* answers 404.
 	APIToken string
 	// BodyLimit bounds a webhook body (default 1 MiB).
@@ -88,7 +85,7 @@ const DefaultBodyLimit = 1 << 20
 // wraps echo, so that nothing else in pushdeploy needs to know it.
 type Server struct {
 	cfg     Config
-	d       Deployments
+	apps    Apps
 	e       *echo.Echo
 	log     *slog.Logger
 	started time.Time
@@ -101,16 +98,27 @@ type Server struct {
 	stateChecked time.Time
 	stateErr     error
 
+	lastMu sync.Mutex
+	last   map[string]lastEntry // per app: the record's last finished deployment
+
 	page    pageState  // the status page: stream heartbeat, releases cache
 	bodies  *bodyGate  // the unverified webhook bodies being read
 	streams streamGate // the open event streams
 }
 
-// New returns a server for d. It refuses an empty secret unless
-// cfg.Insecure is set.
-func New(cfg Config, d Deployments) (*Server, error) {
-	if cfg.Secret == "" && !cfg.Insecure {
-		return nil, errors.New("webhook secret is empty: set DEPLOY_WEBHOOK_SECRET (or DEPLOY_WEBHOOK_INSECURE=true for local experiments)")
+// New returns a server for apps (OneApp for a deployer of one app). It
+// refuses an app whose secret is empty unless cfg.Insecure is set.
+func New(cfg Config, apps Apps) (*Server, error) {
+	if apps == nil || len(apps.List()) == 0 {
+		return nil, errors.New("no apps to serve")
+	}
+	for _, a := range apps.List() {
+		if a.Secret == "" && !cfg.Insecure {
+			return nil, fmt.Errorf("app %s: webhook secret is empty: set DEPLOY_WEBHOOK_SECRET (or DEPLOY_WEBHOOK_INSECURE=true for local experiments)", a.Name)
+		}
+		if a.Deployments == nil {
+			return nil, fmt.Errorf("app %s: no deployer", a.Name)
+		}
 	}
 	if cfg.BodyLimit <= 0 {
 		cfg.BodyLimit = DefaultBodyLimit
@@ -122,7 +130,7 @@ func New(cfg Config, d Deployments) (*Server, error) {
 	if cfg.History != nil {
 		cfg.History = &checkedHistory{History: cfg.History}
 	}
-	s := &Server{cfg: cfg, d: d, log: log, started: time.Now(), e: echo.New(), bodies: newBodyGate(cfg.Limits, cfg.BodyLimit)}
+	s := &Server{cfg: cfg, apps: apps, log: log, started: time.Now(), e: echo.New(), bodies: newBodyGate(cfg.Limits, cfg.BodyLimit)}
 	s.e.HideBanner, s.e.HidePort = true, true
 	// The peer address as seen on the socket: X-Forwarded-For is only
 	// read from the proxies of DEPLOY_TRUSTED_PROXIES.
@@ -133,17 +141,22 @@ func New(cfg Config, d Deployments) (*Server, error) {
 	s.e.Use(s.accessLog)
 	s.e.Use(s.guard()) // allowed networks and rate limits, before any body is read
 
-	s.e.POST("/webhook", s.webhook)
+	s.e.POST("/webhook", s.webhookOnly)
+	s.e.POST("/webhook/:app", s.webhookNamed)
 	s.e.GET("/healthz", s.healthz)
 	if cfg.Metrics != nil {
 		s.e.GET("/metrics", s.metrics)
 	}
 	api := s.e.Group("/api", s.bearer)
-	api.POST("/deploy", s.apiDeploy)
-	api.POST("/rollback", s.apiRollback)
+	api.POST("/deploy", s.onlyApp("/api/apps/{app}/deploy", s.apiDeploy))
+	api.POST("/rollback", s.onlyApp("/api/apps/{app}/rollback", s.apiRollback))
+	api.GET("/releases", s.onlyApp("/api/apps/{app}/releases", s.apiReleases))
+	api.GET("/apps", s.apiApps)
+	api.POST("/apps/:app/deploy", s.named(s.apiDeploy))
+	api.POST("/apps/:app/rollback", s.named(s.apiRollback))
+	api.GET("/apps/:app/releases", s.named(s.apiReleases))
 	api.GET("/deployments", s.apiList)
 	api.GET("/deployments/:id", s.apiGet)
-	api.GET("/releases", s.apiReleases)
 	s.pageRoutes()
 	return s, nil
 }

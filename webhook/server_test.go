@@ -66,11 +66,22 @@ const secret = "test-secret"
 
 func newTestServer(t *testing.T, f *fakeDeployments, mod func(*Config)) http.Handler {
 	t.Helper()
-	cfg := Config{Secret: secret, Branch: "release", APIToken: "tok", StateDir: t.TempDir(), BodyLimit: 1 << 20}
+	return newAppServer(t, mod, App{Secret: secret, Branch: "release", Deployments: f})
+}
+
+// testApp is the one app of most tests: secret, branch release, d.
+func testApp(d Deployments) Apps {
+	return OneApp(App{Secret: secret, Branch: "release", Deployments: d})
+}
+
+// newAppServer is a server of app (OneApp).
+func newAppServer(t *testing.T, mod func(*Config), app App) http.Handler {
+	t.Helper()
+	cfg := Config{APIToken: "tok", StateDir: t.TempDir(), BodyLimit: 1 << 20}
 	if mod != nil {
 		mod(&cfg)
 	}
-	s, err := New(cfg, f)
+	s, err := New(cfg, OneApp(app))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,10 +178,10 @@ func TestWebhookAnswers(t *testing.T) {
 }
 
 func TestServerRefusesAnEmptySecret(t *testing.T) {
-	if _, err := New(Config{Branch: "release"}, &fakeDeployments{}); err == nil || !strings.Contains(err.Error(), "DEPLOY_WEBHOOK_SECRET") {
+	if _, err := New(Config{}, OneApp(App{Branch: "release", Deployments: &fakeDeployments{}})); err == nil || !strings.Contains(err.Error(), "DEPLOY_WEBHOOK_SECRET") {
 		t.Errorf("got %v", err)
 	}
-	if _, err := New(Config{Branch: "release", Insecure: true}, &fakeDeployments{}); err != nil {
+	if _, err := New(Config{Insecure: true}, OneApp(App{Branch: "release", Deployments: &fakeDeployments{}})); err != nil {
 		t.Errorf("insecure: %v", err)
 	}
 }

@@ -95,11 +95,11 @@ type streamRig struct {
 func newStreamRig(t *testing.T, mod func(*Config)) *streamRig {
 	t.Helper()
 	r := &streamRig{t: t, hub: &live.Hub{}, f: &fakeDeployments{deps: map[string]*deploy.Deployment{}}}
-	cfg := Config{Secret: secret, Branch: "release", APIToken: "tok", StateDir: t.TempDir(), Live: r.hub}
+	cfg := Config{APIToken: "tok", StateDir: t.TempDir(), Live: r.hub}
 	if mod != nil {
 		mod(&cfg)
 	}
-	s, err := New(cfg, r.f)
+	s, err := New(cfg, testApp(r.f))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +300,7 @@ func TestEventStreamRefusals(t *testing.T) {
 // deadline.
 func TestEventStreamOutlivesServerTimeouts(t *testing.T) {
 	hub := &live.Hub{}
-	s, err := New(Config{Secret: secret, APIToken: "tok", StateDir: t.TempDir(), Live: hub}, &fakeDeployments{})
+	s, err := New(Config{APIToken: "tok", StateDir: t.TempDir(), Live: hub}, testApp(&fakeDeployments{}))
 	if err != nil {
 		t.Fatal(err)
 	}

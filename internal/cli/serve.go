@@ -99,13 +99,19 @@ func runServe(ctx context.Context, c *common, grace *time.Duration, stdout, stde
 	}
 	worker := &deploy.Worker{Deployer: d, Hosts: cfg.Hosts, Logger: log, Grace: *grace}
 	metered.WatchQueue(worker)
+	hostNames := make([]string, len(cfg.Hosts))
+	for i, h := range cfg.Hosts {
+		hostNames[i] = h.String()
+	}
 	srv, err := webhook.New(webhook.Config{
-		Secret: cfg.WebhookSecret, Insecure: cfg.WebhookInsecure, Branch: cfg.Branch, Repo: cfg.WebhookRepo,
+		Insecure: cfg.WebhookInsecure,
 		APIToken: cfg.APIToken, BodyLimit: int64(cfg.WebhookMaxBody), Version: versionString(), StateDir: cfg.DataDir, Logger: log, Guard: serveGuard(cfg),
 		Live: hub, StatusPublic: cfg.StatusPublic,
 		History: hist.store,
 		Metrics: metered,
-	}, worker)
+	}, webhook.OneApp(webhook.App{
+		Secret: cfg.WebhookSecret, Branch: cfg.Branch, Repo: cfg.WebhookRepo, Hosts: hostNames, Deployments: worker,
+	}))
 	if err != nil {
 		return err
 	}
