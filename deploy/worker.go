@@ -69,12 +69,14 @@ type Ticket struct {
 	// ID is the deployment that will carry out the request.
 	ID string
 	// Status is "queued" (a new deployment), "coalesced" (joined one that
-	// is already waiting) or "duplicate" (this delivery was seen before).
+	// is already waiting), "duplicate" (this delivery was seen before) or
+	// "refused" (recorded, not carried out: see RefusedError).
 	Status string
 	// Commit is the commit the request names: the requested commit in
 	// full, the payload's commit for a webhook, or for an API request of
 	// the tip the tip as it is now. The deployment resolves the tip again
-	// when it starts.
+	// when it starts, except for a promoted app (DEPLOY_PROMOTE_FROM) or
+	// a request with From: those are pinned to Commit, the commit checked.
 	Commit string
 }
 
@@ -117,44 +119,33 @@ func (w *Worker) logger() *slog.Logger {
 // Submit queues req. A request for a specific commit is checked against
 // the repository first (a *CommitError when it is not on the branch); host
 // names must be in the pool and a delivery id valid (ValidDeliveryID),
-// or Submit returns a *RequestError.
+// or Submit returns a *RequestError. A deploy request goes through the
+// app's Gate: one that promotion turns down is recorded as a refused
+// deployment, never queued, and Submit returns its Ticket (Status
+// "refused") with a *RefusedError. A delivery seen before answers
+// "duplicate", refused or not.
 func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
-	if _, err := w.selectHosts(req.Hosts); err != nil {
+	hosts, err := w.checkRequest(req)
+	if err != nil {
 		return Ticket{}, err
 	}
-	if err := ValidDeliveryID(req.DeliveryID); err != nil {
-		// Every delivery id is remembered (maxDeliveries of them): each
-		// must be small.
-		return Ticket{}, &RequestError{Msg: err.Error()}
+	key := ""
+	if req.DeliveryID != "" {
+		key = req.Provider + "\x00" + req.DeliveryID
+		// Before any look at the repository or the peers: a redelivery
+		// costs nothing.
+		if t, ok := w.duplicate(key, req.PayloadCommit); ok {
+			return t, nil
+		}
 	}
-	commit := req.PayloadCommit
-	switch {
-	case req.Action != "" && req.Action != ActionDeploy && req.Action != ActionRollback:
-		return Ticket{}, &RequestError{Msg: fmt.Sprintf("unknown action %q", req.Action)}
-	case req.Action == ActionRollback:
-		// Checked again by Rollback; refused here so the requester hears.
-		if req.Release != "" {
-			if err := ValidReleaseName(req.Release); err != nil {
-				return Ticket{}, &RequestError{Msg: "release: " + err.Error()}
-			}
-		}
-	case req.Push.Commit != "":
-		if err := ValidCommitPrefix(req.Push.Commit); err != nil {
-			return Ticket{}, &CommitError{Commit: req.Push.Commit, Branch: req.Push.Branch, Reason: err.Error()}
-		}
-		rel, err := w.Deployer.Resolver.Resolve(ctx, req.Push)
-		if err != nil {
+	adm := Admission{Request: req, Commit: req.PayloadCommit}
+	if req.Action != ActionRollback {
+		// Rollbacks are never gated: going back must always be possible.
+		gate := Gate{App: w.appName(), PromoteFrom: w.PromoteFrom, Peers: w.Peers, Resolver: w.Deployer.Resolver}
+		if adm, err = gate.Admit(ctx, req); err != nil {
 			return Ticket{}, err
 		}
-		req.Push.Commit, commit = rel.Commit, rel.Commit
-	case req.Trigger == TriggerAPI:
-		// Tell the caller what the tip is now; also proves the repository
-		// can be reached before anything is queued.
-		rel, err := w.Deployer.Resolver.Resolve(ctx, req.Push)
-		if err != nil {
-			return Ticket{}, err
-		}
-		commit = rel.Commit
+		req = adm.Request
 	}
 
 	w.mu.Lock()
@@ -163,14 +154,13 @@ func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
 	if w.closed {
 		return Ticket{}, ErrClosed
 	}
-	key := ""
-	if req.DeliveryID != "" {
-		key = req.Provider + "\x00" + req.DeliveryID
-		if id, ok := w.deliveries[key]; ok {
-			return Ticket{ID: id, Status: "duplicate", Commit: commit}, nil
-		}
+	if t, ok := w.duplicateLocked(key, adm.Commit); ok {
+		return t, nil
 	}
-	ticket := Ticket{Status: "queued", Commit: commit}
+	if adm.Refused != "" {
+		return w.refuseLocked(req, adm, hosts, key)
+	}
+	ticket := Ticket{Status: "queued", Commit: adm.Commit}
 	if q := w.waitingFor(req); q != nil {
 		// The newest push is what the waiting deployment will ship.
 		q.update(func() {
@@ -179,7 +169,7 @@ func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
 				q.Request.Actor = req.Actor
 			}
 		})
-		ticket = Ticket{ID: q.ID, Status: "coalesced", Commit: commit}
+		ticket = Ticket{ID: q.ID, Status: "coalesced", Commit: adm.Commit}
 	} else {
 		max := w.MaxQueue
 		if max <= 0 {
@@ -200,15 +190,76 @@ func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
 		default:
 		}
 	}
-	if key != "" {
-		w.deliveries[key] = ticket.ID
-		w.order = append(w.order, key)
-		if len(w.order) > maxDeliveries {
-			delete(w.deliveries, w.order[0])
-			w.order = w.order[1:]
+	w.rememberLocked(key, ticket.ID)
+	return ticket, nil
+}
+
+// checkRequest checks what Submit can check without I/O, and returns the
+// hosts req names.
+func (w *Worker) checkRequest(req Request) ([]Host, error) {
+	hosts, err := w.selectHosts(req.Hosts)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidDeliveryID(req.DeliveryID); err != nil {
+		// Every delivery id is remembered (maxDeliveries of them): each
+		// must be small.
+		return nil, &RequestError{Msg: err.Error()}
+	}
+	switch {
+	case req.Action != "" && req.Action != ActionDeploy && req.Action != ActionRollback:
+		return nil, &RequestError{Msg: fmt.Sprintf("unknown action %q", req.Action)}
+	case req.Action == ActionRollback && req.From != "":
+		return nil, &RequestError{Msg: "from: only a deploy promotes from another app"}
+	case req.Action == ActionRollback && req.Release != "":
+		// Checked again by Rollback; refused here so the requester hears.
+		if err := ValidReleaseName(req.Release); err != nil {
+			return nil, &RequestError{Msg: "release: " + err.Error()}
 		}
 	}
-	return ticket, nil
+	return hosts, nil
+}
+
+// duplicate answers a delivery seen before.
+func (w *Worker) duplicate(key, commit string) (Ticket, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.init()
+	return w.duplicateLocked(key, commit)
+}
+
+func (w *Worker) duplicateLocked(key, commit string) (Ticket, bool) {
+	if key == "" {
+		return Ticket{}, false
+	}
+	id, ok := w.deliveries[key]
+	return Ticket{ID: id, Status: "duplicate", Commit: commit}, ok
+}
+
+// rememberLocked keeps delivery key as answered by deployment id.
+func (w *Worker) rememberLocked(key, id string) {
+	if key == "" {
+		return
+	}
+	w.deliveries[key] = id
+	w.order = append(w.order, key)
+	if len(w.order) > maxDeliveries {
+		delete(w.deliveries, w.order[0])
+		w.order = w.order[1:]
+	}
+}
+
+// refuseLocked records a request the gate turned down as a finished,
+// refused deployment: kept with the others (and trimmed like them), never
+// in the queue, so it neither waits for nor holds up anything.
+func (w *Worker) refuseLocked(req Request, adm Admission, hosts []Host, key string) (Ticket, error) {
+	dep := NewDeployment(req, time.Now())
+	dep.App = w.appName()
+	w.all = append([]*Deployment{dep}, w.all...)
+	refused := w.Deployer.Refuse(dep, adm.Release, hosts, adm.Refused)
+	w.trim()
+	w.rememberLocked(key, dep.ID)
+	return Ticket{ID: dep.ID, Status: "refused", Commit: adm.Commit}, refused
 }
 
 // waitingFor returns the queued deployment that would do exactly what req
