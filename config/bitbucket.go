@@ -51,7 +51,7 @@ func splitRepo(full string) (workspace, slug string, ok bool) {
 
 // bitbucket checks that build statuses know their repository.
 func (v *validator) bitbucket() {
-	if v.c.BitbucketToken == "" {
+	if v.c.BitbucketToken == "" || !v.on("DEPLOY_BITBUCKET_TOKEN") {
 		return
 	}
 	if _, _, ok := v.c.BitbucketRepo(); !ok {

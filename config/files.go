@@ -16,10 +16,20 @@ import (
 // files checks the local files the configuration names and loads them.
 func (v *validator) files() {
 	c := v.c
-	v.expand("DEPLOY_DATA_DIR", &c.DataDir)
-	if c.DataDir == "" || hasControl(c.DataDir) {
-		v.add("DEPLOY_DATA_DIR: %q is not a folder name; set where the deployer keeps its state, e.g. ./data", c.DataDir)
+	if v.on("DEPLOY_DATA_DIR") {
+		v.expand("DEPLOY_DATA_DIR", &c.DataDir)
+		if c.DataDir == "" || hasControl(c.DataDir) {
+			v.add("DEPLOY_DATA_DIR: %q is not a folder name; set where the deployer keeps its state, e.g. ./data", c.DataDir)
+		}
 	}
+	if v.on("DEPLOY_HOSTS_FILE") {
+		v.appFiles()
+	}
+}
+
+// appFiles checks and loads the hosts file and the keys.
+func (v *validator) appFiles() {
+	c := v.c
 
 	jump, err := ParseJump(c.SSHJump, c.SSHUser)
 	if err != nil {

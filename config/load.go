@@ -13,63 +13,81 @@ import (
 	"github.com/kelseyhightower/envconfig"
 )
 
-// Load reads the configuration: the DEPLOY_ variables of the environment
-// and, for those it does not set, of the env file; then it checks them
-// with Validate.
-//
-// envFile is the file named by --env-file, explicit reports whether the
-// user named it: an explicit file must exist, while the default ("" means
-// DefaultEnvFile) is read only when it exists. The file is read literally
-// (no $ expansion: see parseEnvFile), and every key of it must be a
-// DEPLOY_ variable. Its values go into the Config only: the process
-// environment is not changed, so the commands pushdeploy starts never
-// inherit the file's secrets.
-//
-// Warnings are things worth telling the user that do not stop pushdeploy
-// (a key file others can read). A bad configuration is an *Error listing
-// every problem found.
+// Load reads the configuration of one app: LoadSetup's only app. With
+// several apps in DEPLOY_APPS_DIR it is an *Error naming them: the callers
+// that serve or pick one of several use LoadSetup.
 func Load(envFile string, explicit bool) (*Config, []string, error) {
+	s, warnings, err := LoadSetup(envFile, explicit)
+	if err != nil {
+		return nil, warnings, err
+	}
+	if len(s.Apps) != 1 {
+		return nil, warnings, &Error{Problems: []string{fmt.Sprintf(
+			"DEPLOY_APPS_DIR: %s holds %d apps (%s); name the one to work on", s.Dir, len(s.Apps), strings.Join(s.Names(), ", "))}}
+	}
+	return s.Apps[0].Config, warnings, nil
+}
+
+// base is the server's side of the configuration: the DEPLOY_ variables
+// of the environment and of the env file, as they were when LoadSetup read
+// them. An app file's values go over them.
+type base struct {
+	file  string            // the env file's name
+	env   map[string]string // the environment's DEPLOY_ variables
+	vals  map[string]string // the env file's
+	lines map[string]int    // the line of each key of the env file
+}
+
+// lookup gives a variable's value: the real environment wins over the
+// file.
+func (b *base) lookup(key string) (string, bool) {
+	if v, ok := b.env[key]; ok {
+		return v, true
+	}
+	v, ok := b.vals[key]
+	return v, ok
+}
+
+// where names the env file and line a bad value comes from: "" for the
+// environment.
+func (b *base) where(key string) string {
+	if _, env := b.env[key]; env || b.lines[key] == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s:%d: ", b.file, b.lines[key])
+}
+
+// loadBase reads the DEPLOY_ variables of the environment and the env
+// file and decodes them, without Validate. envFile is the file named by
+// --env-file, explicit reports whether the user named it: an explicit file
+// must exist, while the default ("" means DefaultEnvFile) is read only
+// when it exists.
+func loadBase(envFile string, explicit bool) (*base, *Config, []string, error) {
 	var probs problems
 	if envFile == "" {
 		envFile = DefaultEnvFile
 	}
-	file, lines, warnings, err := readEnvFile(envFile, explicit, &probs)
+	vals, lines, warnings, err := readEnvFile(envFile, explicit, &probs)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	// The real environment wins over the file.
-	lookup := func(key string) (string, bool) {
-		if v, ok := os.LookupEnv(key); ok {
-			return v, true
+	b := &base{file: envFile, env: make(map[string]string), vals: vals, lines: lines}
+	for _, v := range variables {
+		if s, ok := os.LookupEnv(v.key); ok {
+			b.env[v.key] = s
 		}
-		v, ok := file[key]
-		return v, ok
 	}
-	// A bad value from the file is named with its line there.
-	where := func(key string) string {
-		if _, env := os.LookupEnv(key); env || lines[key] == 0 {
-			return ""
-		}
-		return fmt.Sprintf("%s:%d: ", envFile, lines[key])
-	}
-	checkEnv(lookup, where, &probs)
+	checkEnv(b.lookup, b.where, &probs)
 	if err := probs.err(); err != nil {
-		return nil, warnings, err
+		return nil, nil, warnings, err
 	}
-
 	var c Config
-	if err := decode(&c, lookup); err != nil {
-		return nil, warnings, err
+	if err := decode(&c, b.lookup); err != nil {
+		return nil, nil, warnings, err
 	}
 	c.SharedPaths = cleanList(c.SharedPaths)
 	c.WebhookAllowCIDRs = cleanList(c.WebhookAllowCIDRs)
-
-	w, err := c.Validate()
-	warnings = append(warnings, w...)
-	if err != nil {
-		return nil, warnings, err
-	}
-	return &c, warnings, nil
+	return b, &c, warnings, nil
 }
 
 // readEnvFile returns the variables the env file sets. Problems of the
@@ -87,6 +105,15 @@ func readEnvFile(file string, explicit bool, probs *problems) (env map[string]st
 		}
 		return nil, nil, nil, &Error{Problems: []string{fmt.Sprintf("%s: cannot read it: %v", name, pathError(err))}}
 	}
+	return envValues(file, data, probs)
+}
+
+// envValues reads data, the content of an env file (or an app file):
+// the variables it sets and the line of each. Every key must be a
+// variable (problems go to probs); the returned error is for a line that
+// cannot be read. It warns when the file holds a secret and others can
+// read it.
+func envValues(file string, data []byte, probs *problems) (env map[string]string, lines map[string]int, warnings []string, err error) {
 	entries, bad := parseEnvFile(data)
 	if bad != nil {
 		return nil, nil, nil, &Error{Problems: []string{bad.problem(file)}}
@@ -184,6 +211,9 @@ func decodeValue(field reflect.Value, s string) error {
 // the first.
 func checkEnv(lookup func(key string) (string, bool), where func(key string) string, probs *problems) {
 	var missing []string
+	// With DEPLOY_APPS_DIR, a required variable may be in each app file.
+	dir, _ := lookup("DEPLOY_APPS_DIR")
+	apps := dir != ""
 	defer func() {
 		if len(*probs) > 0 {
 			for _, m := range missing {
@@ -209,7 +239,7 @@ func checkEnv(lookup func(key string) (string, bool), where func(key string) str
 			// A missing required variable is Validate's to report, with
 			// the problems of the files it names; here only next to
 			// values that stop the loading before Validate.
-			if v.required {
+			if v.required && !apps {
 				missing = append(missing, requiredProblem(v))
 			}
 			continue

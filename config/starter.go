@@ -14,7 +14,7 @@ var groups = []struct {
 	keys  []string
 }{
 	{"The app, its hosts and the keys", []string{
-		"REPO_URL", "BRANCH", "HOSTS_FILE", "ROOT", "SSH_USER", "SSH_KEY", "SSH_KEY_PASSPHRASE",
+		"REPO_URL", "BRANCH", "PROMOTE_FROM", "HOSTS_FILE", "ROOT", "SSH_USER", "SSH_KEY", "SSH_KEY_PASSPHRASE",
 		"KNOWN_HOSTS", "GIT_KEY", "GIT_KEY_PASSPHRASE", "SSH_JUMP", "LOCAL_USER",
 	}},
 	{"Releases on the hosts", []string{
@@ -41,6 +41,10 @@ const starterHeader = `# pushdeploy configuration: every variable, grouped, with
 # it. Variables set in the real environment win over the file. Values are read
 # literally: no $ expansion, as systemd's EnvironmentFile= reads them.
 # Reference: docs/configuration.md.
+#
+# Several apps (DEPLOY_APPS_DIR, docs/apps.md): the variables marked
+# (server) are the server's and stay here; every other one may also be set
+# per app, in the app's NAME.env, over the value here.
 #
 # Generated from config.Config; after changing it, run
 #   go test ./config -run TestExampleFile -update
@@ -70,6 +74,9 @@ func Usage(w io.Writer) error {
 			b.WriteString("\n# ")
 			if v.required {
 				b.WriteString("required: ")
+			}
+			if v.server {
+				b.WriteString("(server) ")
 			}
 			b.WriteString(v.desc + "\n")
 			if mustSet(v) {

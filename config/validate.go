@@ -16,8 +16,30 @@ import (
 // validator gathers the problems and warnings of one Validate.
 type validator struct {
 	c        *Config
+	scope    scope
 	probs    problems
 	warnings []string
+}
+
+// scope is which variables a validator checks.
+type scope int
+
+const (
+	scopeAll    scope = iota // one app: every variable
+	scopeServer              // DEPLOY_APPS_DIR's server: the server-only variables
+	scopeApp                 // an app of DEPLOY_APPS_DIR: the others
+)
+
+// on reports whether the validator checks the variable key (DEPLOY_…).
+// The checks keep the order of Validate whatever the scope.
+func (v *validator) on(key string) bool {
+	switch v.scope {
+	case scopeServer:
+		return mustVariable(key).server
+	case scopeApp:
+		return !mustVariable(key).server
+	}
+	return true
 }
 
 func (v *validator) add(format string, args ...any) { v.probs.add(format, args...) }
@@ -34,18 +56,42 @@ func (v *validator) warn(format string, args ...any) {
 // It reports every problem at once, as an *Error. It checks nothing that
 // only one command needs (such as serve's webhook secret): the commands do.
 func (c *Config) Validate() (warnings []string, err error) {
-	v := &validator{c: c}
+	return c.validate(scopeAll)
+}
+
+func (c *Config) validate(s scope) (warnings []string, err error) {
+	v := &validator{c: c, scope: s}
 	v.values()
 	v.numbers()
 	v.lists()
 	v.urls()
 	v.bitbucket()
 	v.files()
-	v.local()
+	if v.on("DEPLOY_LOCAL_USER") {
+		v.local()
+	}
+	v.several()
 	return v.warnings, v.probs.err()
 }
 
 func (v *validator) values() {
+	if v.on("DEPLOY_REPO_URL") {
+		v.target()
+	}
+	c := v.c
+	if v.on("DEPLOY_LISTEN") {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			v.add("DEPLOY_LISTEN: %q is not host:port (examples: :8080, 127.0.0.1:8080, [::1]:8080)", c.Listen)
+		}
+	}
+	if v.on("DEPLOY_WEBHOOK_REPO") {
+		v.behaviour()
+	}
+}
+
+// target checks what is deployed where: the repository, branch, root,
+// login user and interpreter.
+func (v *validator) target() {
 	c := v.c
 	if c.RepoURL == "" {
 		v.add("%s", requiredProblem(mustVariable("DEPLOY_REPO_URL")))
@@ -79,9 +125,12 @@ func (v *validator) values() {
 	case hasControl(c.Python) || strings.HasPrefix(c.Python, "-"):
 		v.add("DEPLOY_PYTHON: %q is not a command name or path", c.Python)
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		v.add("DEPLOY_LISTEN: %q is not host:port (examples: :8080, 127.0.0.1:8080, [::1]:8080)", c.Listen)
-	}
+}
+
+// behaviour checks how a deployment goes: the webhook's repository, the
+// rollback, the restart batches and the fetch.
+func (v *validator) behaviour() {
+	c := v.c
 	if c.WebhookRepo != "" && (hasControl(c.WebhookRepo) || strings.ContainsAny(c.WebhookRepo, " \t")) {
 		v.add("DEPLOY_WEBHOOK_REPO: %q is not a repository full name (e.g. team/app)", c.WebhookRepo)
 	}
@@ -107,21 +156,23 @@ func (v *validator) numbers() {
 		{"DEPLOY_KEEP_RELEASES", c.KeepReleases},
 		{"DEPLOY_PARALLEL", c.Parallel},
 	} {
-		if n.value < 1 {
+		if v.on(n.key) && n.value < 1 {
 			v.add("%s: %d is less than 1", n.key, n.value)
 		}
 	}
-	if c.RateLimit < 0 {
-		v.add("DEPLOY_RATE_LIMIT: %d is negative (0 means no limit)", c.RateLimit)
-	}
-	if c.RateBurst < 1 {
-		v.add("DEPLOY_RATE_BURST: %d is less than 1", c.RateBurst)
-	}
-	if c.WebhookMaxBody < 1<<10 || c.WebhookMaxBody > 32<<20 {
-		v.add("DEPLOY_WEBHOOK_MAX_BODY: %d bytes is not from 1024 (1 KiB) to 33554432 (32 MiB)", c.WebhookMaxBody)
-	}
-	if c.HistoryDays < 0 {
-		v.add("DEPLOY_HISTORY_DAYS: %d is negative (0 keeps all history)", c.HistoryDays)
+	if v.on("DEPLOY_RATE_LIMIT") {
+		if c.RateLimit < 0 {
+			v.add("DEPLOY_RATE_LIMIT: %d is negative (0 means no limit)", c.RateLimit)
+		}
+		if c.RateBurst < 1 {
+			v.add("DEPLOY_RATE_BURST: %d is less than 1", c.RateBurst)
+		}
+		if c.WebhookMaxBody < 1<<10 || c.WebhookMaxBody > 32<<20 {
+			v.add("DEPLOY_WEBHOOK_MAX_BODY: %d bytes is not from 1024 (1 KiB) to 33554432 (32 MiB)", c.WebhookMaxBody)
+		}
+		if c.HistoryDays < 0 {
+			v.add("DEPLOY_HISTORY_DAYS: %d is negative (0 keeps all history)", c.HistoryDays)
+		}
 	}
 	for _, d := range []struct {
 		key   string
@@ -132,13 +183,24 @@ func (v *validator) numbers() {
 		{"DEPLOY_CONNECT_TIMEOUT", c.ConnectTimeout},
 		{"DEPLOY_LOCK_TIMEOUT", c.LockTimeout},
 	} {
-		if d.value <= 0 {
+		if v.on(d.key) && d.value <= 0 {
 			v.add("%s: %s is not a positive duration (examples: 90s, 10m)", d.key, d.value)
 		}
 	}
 }
 
 func (v *validator) lists() {
+	if v.on("DEPLOY_SHARED_PATHS") {
+		v.sharedPaths()
+	}
+	if v.on("DEPLOY_TRUSTED_PROXIES") {
+		v.c.TrustedProxies = cleanList(v.c.TrustedProxies)
+		v.networks("DEPLOY_WEBHOOK_ALLOW_CIDRS", v.c.WebhookAllowCIDRs)
+		v.networks("DEPLOY_TRUSTED_PROXIES", v.c.TrustedProxies)
+	}
+}
+
+func (v *validator) sharedPaths() {
 	for _, p := range v.c.SharedPaths {
 		// A trailing "/" marks a folder (docs/shared-paths.md).
 		bare := strings.TrimSuffix(p, "/")
@@ -149,9 +211,6 @@ func (v *validator) lists() {
 			v.add("DEPLOY_SHARED_PATHS: %q must be a path relative to the release folder, in clean form (e.g. media, logs/ or config/local.py)", p)
 		}
 	}
-	v.c.TrustedProxies = cleanList(v.c.TrustedProxies)
-	v.networks("DEPLOY_WEBHOOK_ALLOW_CIDRS", v.c.WebhookAllowCIDRs)
-	v.networks("DEPLOY_TRUSTED_PROXIES", v.c.TrustedProxies)
 }
 
 // networks checks a list of CIDR prefixes.
@@ -174,7 +233,7 @@ func (v *validator) urls() {
 		{"DEPLOY_PUBLIC_URL", v.c.PublicURL},
 		{"DEPLOY_BITBUCKET_API_URL", v.c.BitbucketAPIURL},
 	} {
-		if u.value == "" {
+		if u.value == "" || !v.on(u.key) {
 			continue
 		}
 		if err := httpURL(u.value); err != nil {

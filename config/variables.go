@@ -18,6 +18,7 @@ type variable struct {
 	desc     string
 	required bool
 	secret   bool
+	server   bool // server-only: never in an app file
 }
 
 // variables lists the fields of Config that are variables, in field order.
@@ -48,6 +49,7 @@ func collectVariables() []variable {
 			desc:     desc,
 			required: required,
 			secret:   f.Tag.Get("secret") == "true",
+			server:   f.Tag.Get("scope") == "server",
 		})
 	}
 	return vars

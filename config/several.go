@@ -1,0 +1,146 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// several checks the variables of several apps (DEPLOY_APPS_DIR,
+// DEPLOY_PROMOTE_FROM) and of several deployers (DEPLOY_DATABASE_URL,
+// DEPLOY_POLL_INTERVAL, DEPLOY_NODE_NAME).
+func (v *validator) several() {
+	c := v.c
+	if v.on("DEPLOY_APPS_DIR") && c.AppsDir != "" {
+		if hasControl(c.AppsDir) {
+			v.add("DEPLOY_APPS_DIR: %q contains a control character; name the folder of app files, e.g. /etc/pushdeploy/apps", c.AppsDir)
+		} else {
+			v.expand("DEPLOY_APPS_DIR", &c.AppsDir)
+		}
+	}
+	if v.on("DEPLOY_PROMOTE_FROM") && c.PromoteFrom != "" {
+		switch {
+		case !appNameRE.MatchString(c.PromoteFrom):
+			v.add("DEPLOY_PROMOTE_FROM: %q is not an app name (%s)", c.PromoteFrom, appNameForm)
+		case v.scope == scopeAll && c.AppsDir == "":
+			v.add("DEPLOY_PROMOTE_FROM is set, but there is one app only (DEPLOY_APPS_DIR is empty): an app promotes from another app of DEPLOY_APPS_DIR; unset it, or set DEPLOY_APPS_DIR (docs/apps.md)")
+		}
+	}
+	if v.on("DEPLOY_POLL_INTERVAL") {
+		switch d := c.PollInterval; {
+		case d < 0:
+			v.add("DEPLOY_POLL_INTERVAL: %s is negative; set how often to look at the branch, e.g. 5m, or 0 for never", d)
+		case d > 0 && d < time.Second:
+			v.add("DEPLOY_POLL_INTERVAL: %s is less than the minimum, 1s; set e.g. 1m, or 0 for never", d)
+		}
+	}
+	if v.on("DEPLOY_DATABASE_URL") && c.DatabaseURL != "" {
+		if msg := databaseURLProblem(c.DatabaseURL); msg != "" {
+			v.add("DEPLOY_DATABASE_URL: %q %s", redactDatabaseURL(c.DatabaseURL), msg)
+		}
+	}
+	if v.on("DEPLOY_NODE_NAME") && c.NodeName != "" {
+		if msg := nodeNameProblem(c.NodeName); msg != "" {
+			v.add("DEPLOY_NODE_NAME: %s; name this deployer in a few printable characters, e.g. deploy1, or leave it empty for HOSTNAME:PID", msg)
+		}
+	}
+}
+
+// databaseURLForm is the form DEPLOY_DATABASE_URL takes, for messages.
+const databaseURLForm = "postgres://USER:PASSWORD@HOST:5432/DB (characters such as @ : / ? # in the user or password %-encoded, e.g. %40 for @)"
+
+// databaseURLProblem says what is wrong with a PostgreSQL connection URL,
+// or "". It never quotes s: the message may be shown, and s holds a
+// password.
+func databaseURLProblem(s string) string {
+	if hasControl(s) {
+		return "contains a control character; write " + databaseURLForm
+	}
+	scheme, _, ok := strings.Cut(s, "://")
+	if !ok || scheme != "postgres" && scheme != "postgresql" {
+		return "is not a postgres:// or postgresql:// URL; write " + databaseURLForm
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		// url.Error quotes parts of s (an unencoded '/' in the password
+		// makes the rest of it a "port"): say what to do instead.
+		return "is not a valid URL; write " + databaseURLForm
+	}
+	if u.Port() != "" {
+		if _, err := parsePort(u.Port()); err != nil {
+			return fmt.Sprintf("port %q is not a number from 1 to 65535", u.Port())
+		}
+	}
+	if u.Hostname() == "" && u.Query().Get("host") == "" {
+		return "names no host; write " + databaseURLForm + " (a Unix socket: postgres:///DB?host=/var/run/postgresql)"
+	}
+	return ""
+}
+
+// redactDatabaseURL returns s with the password (in the user part or a
+// password= parameter) replaced by xxxxx, also when s is not a valid URL.
+func redactDatabaseURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+		u.RawQuery = redactQuery(u.RawQuery)
+		return u.String()
+	}
+	// Not a URL: hide everything from the first ':' after the scheme up to
+	// the last '@' (a password may hold unencoded '@', '/' or '?'), and
+	// any query.
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return "xxxxx"
+	}
+	rest, _, query := strings.Cut(rest, "?")
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		if colon := strings.IndexByte(rest[:at], ':'); colon >= 0 {
+			rest = rest[:colon] + ":xxxxx" + rest[at:]
+		}
+	}
+	if query {
+		rest += "?xxxxx"
+	}
+	return scheme + "://" + rest
+}
+
+// redactQuery hides the password= and sslpassword= parameters of a
+// connection URL's query.
+func redactQuery(raw string) string {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		// A pair that does not parse is left out of q: hide it all.
+		return "xxxxx"
+	}
+	changed := false
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "password") {
+			q.Set(k, "xxxxx")
+			changed = true
+		}
+	}
+	if !changed {
+		return raw
+	}
+	return q.Encode()
+}
+
+// nodeNameProblem says what is wrong with a deployer's name, or "".
+func nodeNameProblem(s string) string {
+	switch {
+	case !utf8.ValidString(s):
+		return "not valid UTF-8"
+	case utf8.RuneCountInString(s) > 64:
+		return fmt.Sprintf("%d characters is longer than 64", utf8.RuneCountInString(s))
+	case strings.TrimSpace(s) != s:
+		return fmt.Sprintf("%q starts or ends with white space", s)
+	case strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }):
+		return fmt.Sprintf("%q contains a character that is not printable", s)
+	}
+	return ""
+}
