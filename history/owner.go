@@ -99,7 +99,7 @@ func interruptedError(o Owner) string {
 // markInterrupted turns every queued or running deployment whose owner is
 // gone into an interrupted one, finished now; so are its running hosts and
 // steps (queued hosts become skipped). It returns how many.
-func (s *Store) markInterrupted(ctx context.Context) (int, error) {
+func (s *SQLite) markInterrupted(ctx context.Context) (int, error) {
 	var gone []ownedRow
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		unfinished, err := unfinishedOwners(ctx, tx)

@@ -12,15 +12,18 @@ import (
 	"github.com/pushdeploy/pushdeploy/deploy"
 )
 
-const deploymentColumns = `id, action, triggered_by, provider, delivery_id, actor, branch, requested_commit,
+const deploymentColumns = `id, app, action, triggered_by, provider, delivery_id, actor, branch, requested_commit,
 	requested_release, requested_hosts, payload_commit, deployed_commit, release_name, status, queued, started,
 	finished, error`
 
 // Deployments returns the deployments f selects, newest first, without
 // their hosts.
-func (s *Store) Deployments(ctx context.Context, f deploy.Filter) ([]*deploy.Deployment, error) {
+func (s *SQLite) Deployments(ctx context.Context, f deploy.Filter) ([]*deploy.Deployment, error) {
 	var where []string
 	var args []any
+	if f.App != "" {
+		where, args = append(where, `app = ?`), append(args, f.App)
+	}
 	if f.Status != "" {
 		where, args = append(where, `status = ?`), append(args, string(f.Status))
 	}
@@ -64,7 +67,7 @@ func (s *Store) Deployments(ctx context.Context, f deploy.Filter) ([]*deploy.Dep
 
 // Deployment returns one deployment with its hosts and their steps; false
 // when there is none with that id.
-func (s *Store) Deployment(ctx context.Context, id string) (*deploy.Deployment, bool, error) {
+func (s *SQLite) Deployment(ctx context.Context, id string) (*deploy.Deployment, bool, error) {
 	d, err := scanDeployment(s.db.QueryRowContext(ctx, `SELECT `+deploymentColumns+` FROM deployments WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
@@ -78,7 +81,7 @@ func (s *Store) Deployment(ctx context.Context, id string) (*deploy.Deployment, 
 	return d, true, nil
 }
 
-func (s *Store) readHosts(ctx context.Context, d *deploy.Deployment) error {
+func (s *SQLite) readHosts(ctx context.Context, d *deploy.Deployment) error {
 	rows, err := s.db.QueryContext(ctx, `SELECT host, status, duration_s FROM deployment_hosts
 		WHERE deployment_id = ? ORDER BY idx`, d.ID)
 	if err != nil {
@@ -142,7 +145,7 @@ func scanDeployment(row scanner) (*deploy.Deployment, error) {
 	var queued string
 	var started, finished sql.NullString
 	r := &d.Request
-	err := row.Scan(&d.ID, &d.Action, &r.Trigger, &r.Provider, &r.DeliveryID, &r.Actor, &r.Push.Branch,
+	err := row.Scan(&d.ID, &d.App, &d.Action, &r.Trigger, &r.Provider, &r.DeliveryID, &r.Actor, &r.Push.Branch,
 		&r.Push.Commit, &r.Release, &hosts, &r.PayloadCommit, &d.Release.Commit, &d.ReleaseName, &d.Status,
 		&queued, &started, &finished, &errText)
 	if err != nil {

@@ -18,7 +18,7 @@ const writeTimeout = 30 * time.Second
 // goroutine, started by Start and ended by Close, writes them in order. A
 // failed write is logged and never fails a deployment.
 type Recorder struct {
-	store *Store
+	store Store
 	log   *slog.Logger
 	owner Owner
 	// PruneEvery, when set before Start, runs Store.Prune that often
@@ -42,11 +42,11 @@ var _ deploy.Observer = (*Recorder)(nil)
 
 // NewRecorder returns a recorder that writes to st and logs its failures
 // to log. Call Start before the first deployment and Close after the last.
-func NewRecorder(st *Store, log *slog.Logger) *Recorder {
+func NewRecorder(st Store, log *slog.Logger) *Recorder {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Recorder{store: st, log: log, owner: st.opts.Self, wake: make(chan struct{}, 1),
+	return &Recorder{store: st, log: log, owner: st.Owner(), wake: make(chan struct{}, 1),
 		done: make(chan struct{}), stop: make(chan struct{}), tracked: map[string]*tracking{}}
 }
 

@@ -65,6 +65,12 @@ var migrations = []string{
 	ALTER TABLE deployments ADD COLUMN owner_start TEXT NOT NULL DEFAULT '';
 	CREATE INDEX deployments_unfinished ON deployments (status) WHERE finished IS NULL;
 	CREATE TABLE health (id INTEGER PRIMARY KEY, checked TEXT NOT NULL);`,
+	// 3: the app each deployment belongs to (several apps in one
+	// deployer); the rows of before are the one app's, "default". The
+	// second index serves promotion's look-up of a commit in an app.
+	`ALTER TABLE deployments ADD COLUMN app TEXT NOT NULL DEFAULT 'default';
+	CREATE INDEX deployments_app_newest ON deployments (app, queued DESC, id DESC);
+	CREATE INDEX deployments_app_commit ON deployments (app, deployed_commit);`,
 }
 
 // ErrNewerSchema is a database written by a newer pushdeploy.

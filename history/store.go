@@ -1,31 +1,66 @@
-// Package history owns the lasting record of deployments: an embedded
-// SQLite database (modernc.org/sqlite, pure Go) in the deployer's data
-// folder, written by a Recorder that follows deployments through their
-// events, and read by the API and the status page. Both `serve` and the
-// command line write to it, at the same time if need be: SQLite's WAL mode
-// and a busy timeout let the processes take turns.
+// Package history owns the lasting record of deployments, written by a
+// Recorder that follows deployments through their events, and read by the
+// API, the status page and promotion. The record lives in one of two
+// engines behind the Store interface: an embedded SQLite database
+// (modernc.org/sqlite, pure Go) in the deployer's data folder, the
+// default for one deployer (Open), or PostgreSQL, shared by several
+// deployers (OpenPostgres). The package historytest holds the tests both
+// must pass.
 package history
 
 import (
 	"context"
-	"database/sql"
-	"errors"
-	"fmt"
 	"log/slog"
-	"net/url"
-	"os"
-	"path/filepath"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"github.com/pushdeploy/pushdeploy/deploy"
 )
 
-// FileName is the database's name in the data folder.
-const FileName = "history.db"
+// Store is the lasting record of deployments. Its methods are safe for
+// concurrent use, also by several processes on one database (serve and a
+// CLI deploy; several deployers on PostgreSQL). Every error names what
+// failed; none is a sentinel to decide on, except where said.
+type Store interface {
+	// Save writes a snapshot of dep, owned by o: the deployment's row,
+	// and its hosts and steps as the snapshot has them (replacing what
+	// was there). A deployment without an App is recorded under
+	// deploy.DefaultApp.
+	Save(ctx context.Context, dep *deploy.Deployment, o Owner) error
+	// SaveHost records a host's status in a deployment; idx is its place
+	// in the deployment's host list.
+	SaveHost(ctx context.Context, id, host string, idx int, status deploy.Status) error
+	// SaveStep records step number idx of host in a deployment, as it
+	// starts or ends.
+	SaveStep(ctx context.Context, id, host string, idx int, st deploy.StepResult) error
 
-// busyTimeout is how long a statement waits for another process (a CLI
-// deploy beside serve) to finish its write.
-const busyTimeout = 5 * time.Second
+	// Deployments returns the deployments f selects, newest first,
+	// without their hosts.
+	Deployments(ctx context.Context, f deploy.Filter) ([]*deploy.Deployment, error)
+	// Deployment returns one deployment with its hosts and their steps;
+	// false (and no error) when there is none with that id.
+	Deployment(ctx context.Context, id string) (*deploy.Deployment, bool, error)
+	// HostsDeployed returns the names of the hosts (sorted, each once)
+	// on which a finished deploy of commit (the full hash) in app ended
+	// succeeded. Promotion (DEPLOY_PROMOTE_FROM) compares them with the
+	// source app's hosts.
+	HostsDeployed(ctx context.Context, app, commit string) ([]string, error)
+	// Latest returns the newest deployment of app (by queued time, then
+	// id), without its hosts, whatever its status; false when app has
+	// none.
+	Latest(ctx context.Context, app string) (*deploy.Deployment, bool, error)
+
+	// Prune deletes the deployments (with their hosts and steps) that
+	// ended more than Options.Days ago, and returns how many. Running
+	// and queued deployments are never pruned.
+	Prune(ctx context.Context) (int, error)
+	// Check proves the record can be written (the health endpoint).
+	Check(ctx context.Context) error
+	// Owner is the owner this store records for the deployments of this
+	// process (Options.Self).
+	Owner() Owner
+	// Close closes the store.
+	Close() error
+}
 
 // Options tune a Store.
 type Options struct {
@@ -43,38 +78,14 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Store is the history database. Its methods are safe for concurrent use.
-type Store struct {
-	db   *sql.DB
-	path string
-	opts Options
-	log  *slog.Logger
-}
-
-// Open opens (creating it when needed, mode 0600) the history database in
-// dir, brings its schema up to date, marks the deployments of processes
-// that are gone as interrupted and removes the rows older than
-// opts.Days. dir must exist.
-func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
-	path := filepath.Join(dir, FileName)
-	// SQLite would create the file with the umask's mode: create it
-	// private first. Its -wal and -shm files take the same mode.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("history database: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("history database: %w", err)
-	}
-	db, err := sql.Open("sqlite", dsn(path))
-	if err != nil {
-		return nil, fmt.Errorf("history database %s: %w", path, err)
-	}
+// withDefaults fills what opts leaves unset, and returns the logger.
+func (opts Options) withDefaults() (Options, *slog.Logger) {
 	if opts.Self == (Owner{}) {
 		opts.Self = Self()
 	}
 	if opts.Alive == nil {
-		opts.Alive = func(o Owner) bool { return o.Alive(opts.Self) }
+		self := opts.Self
+		opts.Alive = func(o Owner) bool { return o.Alive(self) }
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -83,122 +94,5 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{db: db, path: path, opts: opts, log: log}
-	if err := s.open(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("history database %s: %w", path, err)
-	}
-	return s, nil
-}
-
-// dsn asks for WAL (readers do not wait for the writer), a busy timeout
-// (writers of two processes take turns), and write transactions that take
-// the write lock when they begin, so that two of them never deadlock
-// upgrading a read lock.
-func dsn(path string) string {
-	q := url.Values{}
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(NORMAL)")
-	q.Set("_txlock", "immediate")
-	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
-}
-
-func (s *Store) open(ctx context.Context) error {
-	if err := migrate(ctx, s.db, migrations); err != nil {
-		return err
-	}
-	n, err := s.markInterrupted(ctx)
-	if err != nil {
-		return fmt.Errorf("interrupted deployments: %w", err)
-	}
-	if n > 0 {
-		s.log.Warn("deployments interrupted: their deployer stopped before they finished", "count", n)
-	}
-	if _, err := s.Prune(ctx); err != nil {
-		return err
-	}
-	return nil
-}
-
-// Path is the database file.
-func (s *Store) Path() string { return s.path }
-
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
-
-// Check proves the database can be written: it updates a row of its own.
-// The health endpoint calls it.
-func (s *Store) Check(ctx context.Context) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO health (id, checked) VALUES (1, ?)
-		ON CONFLICT (id) DO UPDATE SET checked = excluded.checked`, fmtTime(s.opts.Now()))
-	if err != nil {
-		return fmt.Errorf("history database %s is not writable: %w", s.path, err)
-	}
-	return nil
-}
-
-// Prune deletes the deployments (with their hosts and steps) that
-// finished more than Options.Days ago, and returns how many. Running and
-// queued deployments are never pruned.
-func (s *Store) Prune(ctx context.Context) (int, error) {
-	if s.opts.Days <= 0 {
-		return 0, nil
-	}
-	cutoff := fmtTime(s.opts.Now().AddDate(0, 0, -s.opts.Days))
-	var n int64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		old := `SELECT id FROM deployments WHERE finished IS NOT NULL AND finished < ?`
-		for _, table := range []string{"steps", "deployment_hosts"} {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE deployment_id IN (`+old+`)`, cutoff); err != nil {
-				return err
-			}
-		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM deployments WHERE finished IS NOT NULL AND finished < ?`, cutoff)
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("prune history: %w", err)
-	}
-	if n > 0 {
-		s.log.Info("old deployments removed from the history", "count", n, "days", s.opts.Days)
-	}
-	return int(n), nil
-}
-
-// tx runs f in a write transaction.
-func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(tx); err != nil {
-		return errors.Join(err, tx.Rollback())
-	}
-	return tx.Commit()
-}
-
-// timeLayout is fixed-width UTC with nanoseconds: the text sorts as the
-// time does, and reads well in sqlite3.
-const timeLayout = "2006-01-02T15:04:05.000000000Z"
-
-func fmtTime(t time.Time) string { return t.UTC().Format(timeLayout) }
-
-// nullTime is NULL for the zero time.
-func nullTime(t time.Time) sql.NullString {
-	if t.IsZero() {
-		return sql.NullString{}
-	}
-	return sql.NullString{String: fmtTime(t), Valid: true}
-}
-
-func parseTime(s sql.NullString) (time.Time, error) {
-	if !s.Valid || s.String == "" {
-		return time.Time{}, nil
-	}
-	return time.Parse(timeLayout, s.String)
+	return opts, log
 }

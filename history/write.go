@@ -12,7 +12,7 @@ import (
 
 // Save writes a snapshot of dep, owned by o: the deployment's row, and its
 // hosts and steps as the snapshot has them (replacing what was there).
-func (s *Store) Save(ctx context.Context, dep *deploy.Deployment, o Owner) error {
+func (s *SQLite) Save(ctx context.Context, dep *deploy.Deployment, o Owner) error {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		if err := upsertDeployment(ctx, tx, dep, o); err != nil {
 			return err
@@ -47,11 +47,11 @@ func upsertDeployment(ctx context.Context, tx *sql.Tx, d *deploy.Deployment, o O
 		errText = d.Err.Error()
 	}
 	r := d.Request
-	_, err := tx.ExecContext(ctx, `INSERT INTO deployments (id, action, triggered_by, provider, delivery_id, actor, branch,
+	_, err := tx.ExecContext(ctx, `INSERT INTO deployments (id, app, action, triggered_by, provider, delivery_id, actor, branch,
 			requested_commit, requested_release, requested_hosts, payload_commit, deployed_commit, release_name,
 			status, queued, started, finished, error, owner_pid, owner_host, owner_start)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET action = excluded.action, triggered_by = excluded.triggered_by,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET app = excluded.app, action = excluded.action, triggered_by = excluded.triggered_by,
 			provider = excluded.provider, delivery_id = excluded.delivery_id, actor = excluded.actor,
 			branch = excluded.branch, requested_commit = excluded.requested_commit,
 			requested_release = excluded.requested_release, requested_hosts = excluded.requested_hosts,
@@ -59,11 +59,21 @@ func upsertDeployment(ctx context.Context, tx *sql.Tx, d *deploy.Deployment, o O
 			release_name = excluded.release_name, status = excluded.status, queued = excluded.queued,
 			started = excluded.started, finished = excluded.finished, error = excluded.error,
 			owner_pid = excluded.owner_pid, owner_host = excluded.owner_host, owner_start = excluded.owner_start`,
-		d.ID, d.Action, r.Trigger, r.Provider, r.DeliveryID, r.Actor, r.Push.Branch,
+		d.ID, appOf(d), d.Action, r.Trigger, r.Provider, r.DeliveryID, r.Actor, r.Push.Branch,
 		r.Push.Commit, r.Release, strings.Join(r.Hosts, ","), r.PayloadCommit, d.Release.Commit, d.ReleaseName,
 		string(d.Status), fmtTime(d.Queued), nullTime(d.Started), nullTime(d.Finished), errText,
 		o.PID, o.Host, o.Start)
 	return err
+}
+
+// appOf is the app a deployment is recorded under: a deployment made
+// without a worker (the command line with one app) has none, and belongs
+// to the one app, DefaultApp.
+func appOf(d *deploy.Deployment) string {
+	if d.App == "" {
+		return deploy.DefaultApp
+	}
+	return d.App
 }
 
 func upsertHost(ctx context.Context, tx *sql.Tx, id, host string, idx int, status deploy.Status, dur time.Duration) error {
@@ -91,7 +101,7 @@ func upsertStep(ctx context.Context, tx *sql.Tx, id, host string, idx int, st de
 
 // SaveHost records a host's status in a deployment; idx is its place in
 // the deployment's host list.
-func (s *Store) SaveHost(ctx context.Context, id, host string, idx int, status deploy.Status) error {
+func (s *SQLite) SaveHost(ctx context.Context, id, host string, idx int, status deploy.Status) error {
 	err := s.tx(ctx, func(tx *sql.Tx) error { return upsertHost(ctx, tx, id, host, idx, status, 0) })
 	if err != nil {
 		return fmt.Errorf("save host %s of deployment %s: %w", host, id, err)
@@ -101,7 +111,7 @@ func (s *Store) SaveHost(ctx context.Context, id, host string, idx int, status d
 
 // SaveStep records step number idx of host in a deployment, as it starts
 // or ends.
-func (s *Store) SaveStep(ctx context.Context, id, host string, idx int, st deploy.StepResult) error {
+func (s *SQLite) SaveStep(ctx context.Context, id, host string, idx int, st deploy.StepResult) error {
 	err := s.tx(ctx, func(tx *sql.Tx) error { return upsertStep(ctx, tx, id, host, idx, st) })
 	if err != nil {
 		return fmt.Errorf("save step %s on %s of deployment %s: %w", st.Name, host, id, err)

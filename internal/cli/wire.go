@@ -162,7 +162,7 @@ func observeCLI(ctx context.Context, c *common, cfg *config.Config, d *deploy.De
 // record is the deployment history of one command: the store, and the
 // recorder that writes the deployments it hears of into it.
 type record struct {
-	store *history.Store
+	store history.Store
 	rec   *history.Recorder
 }
 

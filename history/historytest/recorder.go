@@ -1,7 +1,8 @@
-package history
+package historytest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
+	"github.com/pushdeploy/pushdeploy/history"
 )
 
 // script plays the events of a two-host deployment, as the deploy package
@@ -20,9 +22,10 @@ import (
 // (all when n < 0), as a deployer killed midway would.
 func script(n int) ([]deploy.Event, *deploy.Deployment) {
 	dep := deploy.NewDeployment(deploy.Request{Trigger: "webhook", Provider: "github", DeliveryID: "g-1", Actor: "ada",
-		Push: deploy.Push{Branch: "release"}, PayloadCommit: sha('a')}, t0)
+		Push: deploy.Push{Branch: "release"}, PayloadCommit: Commit('a')}, T0)
+	dep.App = "staging" // as the app's worker stamps it
 	var evs []deploy.Event
-	at := t0
+	at := T0
 	tick := func() time.Time { at = at.Add(time.Second); return at }
 	emit := func(ev deploy.Event) {
 		ev.Seq, ev.DeploymentID = len(evs)+1, dep.ID
@@ -41,7 +44,7 @@ func script(n int) ([]deploy.Event, *deploy.Deployment) {
 		emit(deploy.Event{Kind: deploy.EventHost, Host: name, Status: deploy.StatusQueued})
 	}
 	emit(deploy.Event{Kind: deploy.EventDeployment})
-	dep.Release, dep.ReleaseName = deploy.Release{Branch: "release", Commit: sha('a')}, "20261125203954-aaaaaaa"
+	dep.Release, dep.ReleaseName = deploy.Release{Branch: "release", Commit: Commit('a')}, "20261125203954-aaaaaaa"
 	emit(deploy.Event{Kind: deploy.EventDeployment})
 	for _, h := range dep.Hosts {
 		h.Status = deploy.StatusRunning
@@ -67,28 +70,28 @@ func script(n int) ([]deploy.Event, *deploy.Deployment) {
 	return evs, dep
 }
 
-func TestRecorderWritesTheWholeDeployment(t *testing.T) {
-	s := open(t, t.TempDir(), Options{})
-	rec := NewRecorder(s, nil)
+func testRecorderWritesTheWholeDeployment(t *testing.T, s suite) {
+	st := s.store(t, history.Options{})
+	rec := history.NewRecorder(st, nil)
 	rec.Start()
 	evs, want := script(-1)
 	for _, ev := range evs {
 		rec.Observe(ev)
 	}
 	rec.Close() // everything queued is written before Close returns
-	got, ok, err := s.Deployment(ctx, want.ID)
+	got, ok, err := st.Deployment(context.Background(), want.ID)
 	if err != nil || !ok {
 		t.Fatalf("Deployment: %v %v", ok, err)
 	}
-	if diff := cmp.Diff(want, got, sameDeployment); diff != "" {
+	if diff := cmp.Diff(want, got, SameDeployment); diff != "" {
 		t.Errorf("recorded deployment differs (-want +got):\n%s", diff)
 	}
 }
 
-// TestRecorderMidway stops the events at several points of a deployment:
+// testRecorderMidway stops the events at several points of a deployment:
 // what was heard is in the store, steps numbered as they ran (the same
 // step name twice gives two rows).
-func TestRecorderMidway(t *testing.T) {
+func testRecorderMidway(t *testing.T, s suite) {
 	all, _ := script(-1)
 	for _, tc := range []struct {
 		name       string
@@ -109,14 +112,14 @@ func TestRecorderMidway(t *testing.T) {
 			if len(evs) > len(all) {
 				t.Fatal("script too short")
 			}
-			s := open(t, t.TempDir(), Options{})
-			rec := NewRecorder(s, nil)
+			st := s.store(t, history.Options{})
+			rec := history.NewRecorder(st, nil)
 			rec.Start()
 			for _, ev := range evs {
 				rec.Observe(ev)
 			}
 			rec.Close()
-			got, ok, err := s.Deployment(ctx, dep.ID)
+			got, ok, err := st.Deployment(context.Background(), dep.ID)
 			if err != nil || !ok {
 				t.Fatalf("Deployment: %v %v", ok, err)
 			}
@@ -143,15 +146,15 @@ func TestRecorderMidway(t *testing.T) {
 	}
 }
 
-// TestObserveDoesNotWaitForTheDisk: events are queued while the writer
+// testObserveDoesNotWaitForTheDatabase: events are queued while the writer
 // has not even started, and all of them are written by Close.
-func TestObserveDoesNotWaitForTheDisk(t *testing.T) {
-	s := open(t, t.TempDir(), Options{})
-	rec := NewRecorder(s, nil)
+func testObserveDoesNotWaitForTheDatabase(t *testing.T, s suite) {
+	st := s.store(t, history.Options{})
+	rec := history.NewRecorder(st, nil)
 	const n = 2000
 	start := time.Now()
 	for i := range n {
-		d := &deploy.Deployment{ID: fmt.Sprintf("d%04d", i), Action: "deploy", Status: deploy.StatusQueued, Queued: t0}
+		d := &deploy.Deployment{ID: fmt.Sprintf("d%04d", i), Action: "deploy", Status: deploy.StatusQueued, Queued: T0}
 		rec.Observe(deploy.Event{Seq: 1, Kind: deploy.EventDeployment, DeploymentID: d.ID, Deployment: d, Status: d.Status})
 	}
 	if took := time.Since(start); took > time.Second {
@@ -159,20 +162,20 @@ func TestObserveDoesNotWaitForTheDisk(t *testing.T) {
 	}
 	rec.Start()
 	rec.Close()
-	all, err := s.Deployments(ctx, deploy.Filter{})
+	all, err := st.Deployments(context.Background(), deploy.Filter{})
 	if err != nil || len(all) != n {
 		t.Fatalf("%d deployments recorded (%v), want %d", len(all), err, n)
 	}
 }
 
-// TestFailedWriteIsLogged: a store that cannot be written loses the
+// testFailedWriteIsLogged: a store that cannot be written loses the
 // record, logs why, and Close still returns.
-func TestFailedWriteIsLogged(t *testing.T) {
-	s := open(t, t.TempDir(), Options{})
+func testFailedWriteIsLogged(t *testing.T, s suite) {
+	st := s.store(t, history.Options{})
 	var logs bytes.Buffer
-	rec := NewRecorder(s, slog.New(slog.NewTextHandler(&logs, nil)))
+	rec := history.NewRecorder(st, slog.New(slog.NewTextHandler(&logs, nil)))
 	rec.Start()
-	s.Close()
+	st.Close()
 	evs, _ := script(-1)
 	for _, ev := range evs {
 		rec.Observe(ev)
@@ -194,20 +197,18 @@ func TestFailedWriteIsLogged(t *testing.T) {
 	}
 }
 
-func TestRecorderPrunesPeriodically(t *testing.T) {
-	now := t0.AddDate(1, 0, 0)
-	s := open(t, t.TempDir(), Options{Days: 30, Now: func() time.Time { return now }})
-	old := &deploy.Deployment{ID: "old", Action: "deploy", Status: deploy.StatusSucceeded, Queued: t0, Finished: t0}
-	if err := s.Save(ctx, old, Self()); err != nil {
-		t.Fatal(err)
-	}
-	rec := NewRecorder(s, nil)
+func testRecorderPrunesPeriodically(t *testing.T, s suite) {
+	now := T0.AddDate(1, 0, 0)
+	st := s.store(t, history.Options{Days: 30, Now: func() time.Time { return now }})
+	old := &deploy.Deployment{ID: "old", Action: "deploy", Status: deploy.StatusSucceeded, Queued: T0, Finished: T0}
+	save(t, st, old)
+	rec := history.NewRecorder(st, nil)
 	rec.PruneEvery = 10 * time.Millisecond
 	rec.Start()
 	defer rec.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, ok, err := s.Deployment(ctx, "old")
+		_, ok, err := st.Deployment(context.Background(), "old")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,121 @@
+package historytest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pushdeploy/pushdeploy/deploy"
+	"github.com/pushdeploy/pushdeploy/history"
+)
+
+// testInterrupted opens a database holding unfinished deployments of
+// various owners: at the next start, only those whose owner is gone (as
+// Options.Alive tells) become interrupted, with their running hosts and
+// steps; queued hosts are skipped.
+func testInterrupted(t *testing.T, s suite) {
+	self := history.Owner{PID: 100, Host: "deployer-1", Start: "boot:1"}
+	live := history.Owner{PID: 200, Host: "deployer-1", Start: "boot:2"}
+	dead := history.Owner{PID: 300, Host: "deployer-2", Start: "boot:3"}
+	alive := func(o history.Owner) bool { return o == self || o == live }
+	for _, tc := range []struct {
+		name   string
+		owner  history.Owner
+		status deploy.Status
+		want   deploy.Status
+	}{
+		{"this process", self, deploy.StatusRunning, deploy.StatusRunning},
+		{"a live process (a CLI deploy beside serve)", live, deploy.StatusRunning, deploy.StatusRunning},
+		{"a live process, queued", live, deploy.StatusQueued, deploy.StatusQueued},
+		{"a process that ended", dead, deploy.StatusRunning, deploy.StatusInterrupted},
+		{"a process that ended, queued", dead, deploy.StatusQueued, deploy.StatusInterrupted},
+		{"no owner recorded", history.Owner{}, deploy.StatusRunning, deploy.StatusInterrupted},
+		{"finished ones are left alone", dead, deploy.StatusSucceeded, deploy.StatusSucceeded},
+		{"refused ones are left alone", dead, deploy.StatusRefused, deploy.StatusRefused},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := s.newDB(t)
+			st := open(t, db, history.Options{Self: self, Alive: alive})
+			if st.Owner() != self {
+				t.Fatalf("Owner() = %+v, want Options.Self %+v", st.Owner(), self)
+			}
+			d := &deploy.Deployment{ID: "d1", App: "staging", Action: "deploy", Status: tc.status, Queued: T0, Started: T0,
+				Hosts: []*deploy.HostResult{
+					{Host: deploy.Host{Name: "web1"}, Status: deploy.StatusRunning, Steps: []deploy.StepResult{
+						{Name: "clone", Status: deploy.StatusSucceeded, Started: T0, Duration: time.Second},
+						{Name: "venv", Status: deploy.StatusRunning, Started: T0.Add(time.Second)},
+					}},
+					{Host: deploy.Host{Name: "web2"}, Status: deploy.StatusQueued},
+				}}
+			if tc.status == deploy.StatusSucceeded || tc.status == deploy.StatusRefused {
+				d.Finished = T0.Add(time.Minute)
+			}
+			if err := st.Save(context.Background(), d, tc.owner); err != nil {
+				t.Fatal(err)
+			}
+			st.Close()
+			st = open(t, db, history.Options{Self: self, Alive: alive}) // the next start
+			got, _, err := st.Deployment(context.Background(), "d1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status != tc.want {
+				t.Fatalf("status %q, want %q", got.Status, tc.want)
+			}
+			if tc.want != deploy.StatusInterrupted {
+				if (got.Status == deploy.StatusRunning || got.Status == deploy.StatusQueued) && !got.Finished.IsZero() {
+					t.Errorf("finished %v for a deployment left running", got.Finished)
+				}
+				return
+			}
+			if got.Finished.IsZero() || got.Err == nil || !strings.Contains(got.Err.Error(), "stopped before the deployment finished") {
+				t.Errorf("interrupted without a finish time or a clear error: finished %v, error %v", got.Finished, got.Err)
+			}
+			if got.App != "staging" {
+				t.Errorf("interrupted deployment's app %q, want staging", got.App)
+			}
+			if h := got.Hosts; h[0].Status != deploy.StatusInterrupted || h[1].Status != deploy.StatusSkipped ||
+				h[0].Steps[0].Status != deploy.StatusSucceeded || h[0].Steps[1].Status != deploy.StatusInterrupted {
+				t.Errorf("hosts after interruption: %+v %+v, steps %+v", h[0], h[1], h[0].Steps)
+			}
+		})
+	}
+}
+
+// testOpenAtOnce: several deployers start at the same moment on a new
+// database. Each Open succeeds (the schema is made once), and each sees
+// what the others write.
+func testOpenAtOnce(t *testing.T, s suite) {
+	db := s.newDB(t)
+	const n = 6
+	stores := make([]history.Store, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { stores[i], errs[i] = db(context.Background(), history.Options{}) })
+	}
+	wg.Wait()
+	for i, st := range stores {
+		if st != nil {
+			t.Cleanup(func() { st.Close() })
+		}
+		if errs[i] != nil {
+			t.Errorf("Open %d of %d at once: %v", i+1, n, errs[i])
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	for i, st := range stores {
+		save(t, st, &deploy.Deployment{ID: fmt.Sprintf("d%d", i), Action: "deploy", Status: deploy.StatusQueued, Queued: T0})
+	}
+	for i, st := range stores {
+		all, err := st.Deployments(context.Background(), deploy.Filter{})
+		if err != nil || len(all) != n {
+			t.Errorf("store %d sees %d deployments (%v), want %d", i, len(all), err, n)
+		}
+	}
+}
