@@ -1,6 +1,8 @@
 package notify
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +18,8 @@ const (
 	eventStarted   = "deployment.started"
 	eventSucceeded = "deployment.succeeded"
 	eventFailed    = "deployment.failed"
+	// eventRefused: recorded, never run (promotion: DEPLOY_PROMOTE_FROM).
+	eventRefused = "deployment.refused"
 )
 
 // Payload is the JSON body POSTed to DEPLOY_NOTIFY_URL. Text is what Slack
@@ -24,8 +28,10 @@ const (
 // are. It never holds a secret; Error is the first line of the
 // error only (the failing command's output is on the status page).
 type Payload struct {
-	Text       string   `json:"text"`
-	Event      string   `json:"event"`
+	Text  string `json:"text"`
+	Event string `json:"event"`
+	// App is the deployment's app: "default" for a deployer with one app.
+	App        string   `json:"app"`
 	Deployment string   `json:"deployment"`
 	Action     string   `json:"action"`
 	Status     string   `json:"status"`
@@ -54,10 +60,13 @@ func chatBody(d *deploy.Deployment, event, link string) ([]byte, error) {
 
 func payload(d *deploy.Deployment, event, link string) Payload {
 	p := Payload{
-		Event: event, Deployment: d.ID, Action: action(d), Status: string(d.Status),
+		Event: event, App: d.App, Deployment: d.ID, Action: action(d), Status: string(d.Status),
 		Commit: d.Release.Commit, Release: d.ReleaseName, Branch: d.Release.Branch,
 		Trigger: string(d.Request.Trigger), Provider: d.Request.Provider, Actor: d.Request.Actor,
 		Hosts: []string{}, URL: link,
+	}
+	if p.App == "" {
+		p.App = deploy.DefaultApp
 	}
 	if p.Branch == "" {
 		p.Branch = d.Request.Push.Branch
@@ -65,7 +74,8 @@ func payload(d *deploy.Deployment, event, link string) Payload {
 	for _, h := range d.Hosts {
 		p.Hosts = append(p.Hosts, h.Host.String())
 	}
-	if event != eventStarted {
+	if event != eventStarted && !d.Started.IsZero() {
+		// A refused deployment never started: it has no duration.
 		secs := d.Finished.Sub(d.Started).Round(100 * time.Millisecond).Seconds()
 		p.Duration = &secs
 	}
@@ -115,13 +125,22 @@ func short(commit string) string {
 // text is the one-line summary, e.g.
 //
 //	pushdeploy: deploy of release 4f56267 to 2 host(s) succeeded in 11.8s (webhook, Ada) https://…/deployments/…
+//
+// naming the app when the deployer has several:
+//
+//	pushdeploy: production: deploy of main 4f56267 to 3 host(s) succeeded in 9.2s (api, ada) https://…
 func text(p Payload) string {
 	var b strings.Builder
 	b.WriteString("pushdeploy: ")
+	if p.App != deploy.DefaultApp {
+		b.WriteString(p.App + ": ")
+	}
 	b.WriteString(what(p))
 	switch p.Event {
 	case eventStarted:
 		b.WriteString(" started")
+	case eventRefused:
+		fmt.Fprintf(&b, " REFUSED: %s", p.Error)
 	case eventSucceeded:
 		fmt.Fprintf(&b, " succeeded in %s", seconds(p.Duration))
 	default:
@@ -199,13 +218,19 @@ func (n *Notifier) statusMessage(d *deploy.Deployment, event, link string) (mess
 		link = "https://bitbucket.org/" + url.PathEscape(b.Workspace) + "/" + url.PathEscape(b.RepoSlug) + "/commits/" + url.PathEscape(p.Commit)
 	}
 	st := buildStatus{
-		Key:  statusKey(p.Branch),
+		Key:  statusKey(p.App, p.Branch),
 		Name: "pushdeploy: " + p.Branch,
 		URL:  link,
+	}
+	if p.App != deploy.DefaultApp {
+		st.Name = "pushdeploy: " + p.App + " (" + p.Branch + ")"
 	}
 	switch event {
 	case eventStarted:
 		st.State, st.Description = "INPROGRESS", fmt.Sprintf("deploying to %d host(s) (%s)", len(p.Hosts), d.ID)
+	case eventRefused:
+		// Not a failure of the commit: it was not deployed (yet).
+		st.State, st.Description = "STOPPED", "not deployed: "+p.cause
 	case eventSucceeded:
 		st.State, st.Description = "SUCCESSFUL", fmt.Sprintf("deployed as %s to %d host(s) in %s", p.Release, len(p.Hosts), seconds(p.Duration))
 	default:
@@ -226,13 +251,25 @@ func (n *Notifier) statusMessage(d *deploy.Deployment, event, link string) (mess
 	return message{url: u, body: body, what: "build status " + st.State + " " + short(p.Commit) + " " + d.ID}, nil
 }
 
-// statusKey is the build status key for branch: one status per branch
-// that pushdeploy deploys, updated by each deployment of that commit;
-// kept to 40 characters, short enough for any Bitbucket.
-func statusKey(branch string) string {
-	k := "pushdeploy-" + branch
+// statusKey is the build status key for app and branch: one status per
+// app and branch that pushdeploy deploys, updated by each deployment of
+// that commit (staging and production may deploy the same branch: each
+// has its own status); kept to 40 characters, short enough for any
+// Bitbucket. The default app's key is "pushdeploy-<branch>", cut at 40 as
+// it always was; another app's long key ends in a hash of the whole, so
+// that two apps whose names start alike keep apart.
+func statusKey(app, branch string) string {
+	if app == deploy.DefaultApp || app == "" {
+		k := "pushdeploy-" + branch
+		if len(k) > 40 {
+			k = k[:40]
+		}
+		return k
+	}
+	k := "pushdeploy-" + app + "-" + branch
 	if len(k) > 40 {
-		k = k[:40]
+		sum := sha256.Sum256([]byte(k))
+		k = k[:31] + "-" + hex.EncodeToString(sum[:4])
 	}
 	return k
 }

@@ -1,7 +1,10 @@
 // Package notify tells the outside world about deployments: a JSON POST
 // with a Slack-compatible "text" to a chat webhook (DEPLOY_NOTIFY_URL) when
-// a deployment starts, succeeds or fails, and a Bitbucket Cloud build
-// status on the deployed commit (DEPLOY_BITBUCKET_TOKEN).
+// a deployment starts, succeeds or fails (or is refused: promotion), and a
+// Bitbucket Cloud build status on the deployed commit
+// (DEPLOY_BITBUCKET_TOKEN). A deployer with several apps makes one
+// Notifier per app, each with its own Config: nothing is shared between
+// them.
 //
 // A Notifier is a deploy.Observer. It never blocks a deployment and never
 // fails one: Observe only queues, and each destination has one goroutine
@@ -131,7 +134,8 @@ func New(cfg Config) (*Notifier, error) {
 // returns at once. The start is told once the deployment knows its commit
 // (a deploy resolves it first thing; a rollback once it has checked every
 // host's target); a deployment that ends before that is told only at its
-// end. Deployments cancelled before they started are not told.
+// end. A refused deployment (promotion) is told once, as refused.
+// Deployments cancelled before they started are not told.
 func (n *Notifier) Observe(ev deploy.Event) {
 	d := ev.Deployment
 	if ev.Kind != deploy.EventDeployment || d == nil {
@@ -156,6 +160,9 @@ func (n *Notifier) Observe(ev deploy.Event) {
 			event = eventFailed
 		}
 		n.send(d, event)
+	case deploy.StatusRefused:
+		delete(n.started, d.ID)
+		n.send(d, eventRefused)
 	case deploy.StatusCancelled, deploy.StatusInterrupted:
 		delete(n.started, d.ID)
 	}

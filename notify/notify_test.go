@@ -185,7 +185,7 @@ func TestPayloads(t *testing.T) {
 			closeNow(t, n)
 
 			common := Payload{
-				Deployment: "20261125-202902-0c9d69", Action: "deploy", Commit: sha, Release: "20261125202902-4f56267",
+				App: "default", Deployment: "20261125-202902-0c9d69", Action: "deploy", Commit: sha, Release: "20261125202902-4f56267",
 				Branch: "release", Trigger: "webhook", Provider: "bitbucket-cloud", Actor: "Ada", Hosts: []string{"web1", "web2"},
 				URL: "https://deploy.example.com/deployments/20261125-202902-0c9d69",
 			}
@@ -413,5 +413,111 @@ func TestRedirectsToOtherHostsNotFollowed(t *testing.T) {
 	}
 	if out := l.String(); !strings.Contains(out, "not followed") {
 		t.Errorf("log:\n%s", out)
+	}
+}
+
+// TestAppNamed: with several apps the text names the app; the JSON always
+// has it ("default" with one app, whose text stays as it was).
+func TestAppNamed(t *testing.T) {
+	for _, tc := range []struct {
+		app, wantApp, wantText string
+	}{
+		{"", "default", "pushdeploy: deploy of release 4f56267 to 2 host(s) succeeded in 11.8s (webhook, Ada)"},
+		{"default", "default", "pushdeploy: deploy of release 4f56267 to 2 host(s) succeeded in 11.8s (webhook, Ada)"},
+		{"production", "production", "pushdeploy: production: deploy of release 4f56267 to 2 host(s) succeeded in 11.8s (webhook, Ada)"},
+	} {
+		t.Run(tc.wantApp+tc.app, func(t *testing.T) {
+			rec := newRecorder(t)
+			n, _ := newNotifier(t, Config{URL: rec.srv.URL})
+			d := deployment(deploy.StatusSucceeded, nil)
+			d.App = tc.app
+			n.Observe(event(d))
+			closeNow(t, n)
+			got := payloads(t, rec.requests())
+			if len(got) != 1 || got[0].App != tc.wantApp || got[0].Text != tc.wantText {
+				t.Errorf("got %+v\nwant app %q, text %q", got, tc.wantApp, tc.wantText)
+			}
+			var raw map[string]any
+			_ = json.Unmarshal(rec.requests()[0].body, &raw)
+			if raw["app"] != tc.wantApp {
+				t.Errorf("JSON app %v, want %q", raw["app"], tc.wantApp)
+			}
+		})
+	}
+}
+
+// refused is a deployment promotion turned down, as Deployer.Refuse
+// records it: never started, ended at once.
+func refused() *deploy.Deployment {
+	d := deployment(deploy.StatusRefused, errors.New("staging has not deployed 4f56267 to web2"))
+	d.App, d.Started, d.ReleaseName = "production", time.Time{}, ""
+	for _, h := range d.Hosts {
+		h.Status = deploy.StatusSkipped
+	}
+	return d
+}
+
+func TestRefusedNotified(t *testing.T) {
+	rec := newRecorder(t)
+	n, _ := newNotifier(t, Config{URL: rec.srv.URL, PublicURL: "https://deploy.example.com"})
+	n.Observe(event(refused()))
+	closeNow(t, n)
+	got := payloads(t, rec.requests())
+	if len(got) != 1 {
+		t.Fatalf("%d notifications, want 1", len(got))
+	}
+	p := got[0]
+	want := "pushdeploy: production: deploy of release 4f56267 to 2 host(s) REFUSED: staging has not deployed 4f56267 to web2 (webhook, Ada) https://deploy.example.com/deployments/20261125-202902-0c9d69"
+	if p.Text != want || p.Event != "deployment.refused" || p.Status != "refused" || p.Error != "staging has not deployed 4f56267 to web2" || p.Duration != nil {
+		t.Errorf("got %+v\nwant text %q, event deployment.refused, status refused, the reason as error, no duration", p, want)
+	}
+}
+
+// TestRefusedBuildStatus: a refused commit gets a STOPPED status with the
+// reason, under the app's own key (staging, deploying the same branch,
+// keeps its status).
+func TestRefusedBuildStatus(t *testing.T) {
+	rec := newRecorder(t)
+	n, _ := newNotifier(t, Config{
+		PublicURL: "https://deploy.example.com",
+		Bitbucket: &Bitbucket{APIURL: rec.srv.URL + "/2.0", Token: "x", Workspace: "team", RepoSlug: "app"},
+	})
+	n.Observe(event(refused()))
+	closeNow(t, n)
+	got := rec.requests()
+	if len(got) != 1 {
+		t.Fatalf("%d requests, want 1", len(got))
+	}
+	var st buildStatus
+	if err := json.Unmarshal(got[0].body, &st); err != nil {
+		t.Fatal(err)
+	}
+	want := buildStatus{
+		Key: "pushdeploy-production-release", State: "STOPPED", Name: "pushdeploy: production (release)",
+		URL: "https://deploy.example.com/deployments/20261125-202902-0c9d69", Description: "not deployed: staging has not deployed 4f56267 to web2",
+	}
+	if diff := cmp.Diff(want, st); diff != "" {
+		t.Errorf("status (-want +got):\n%s", diff)
+	}
+	if got[0].path != "/2.0/repositories/team/app/commit/"+sha+"/statuses/build" {
+		t.Errorf("path %s", got[0].path)
+	}
+}
+
+func TestStatusKey(t *testing.T) {
+	long := strings.Repeat("b", 50)
+	for _, tc := range []struct{ app, branch, want string }{
+		{"default", "release", "pushdeploy-release"},
+		{"", "release", "pushdeploy-release"},
+		{"default", long, ("pushdeploy-" + long)[:40]},
+		{"staging", "main", "pushdeploy-staging-main"},
+	} {
+		if got := statusKey(tc.app, tc.branch); got != tc.want {
+			t.Errorf("statusKey(%q, %q) = %q, want %q", tc.app, tc.branch, got, tc.want)
+		}
+	}
+	a, b := statusKey("payments-service-staging", "main-release"), statusKey("payments-service-production", "main-release")
+	if a == b || len(a) > 40 || len(b) > 40 {
+		t.Errorf("long keys %q and %q: want different, at most 40 characters", a, b)
 	}
 }
