@@ -127,7 +127,7 @@ func LoadSetup(envFile string, explicit bool) (*Setup, []string, error) {
 	r := s.readApps()
 	warnings = append(warnings, r.warnings...)
 	probs = append(probs, r.problems...)
-	for _, cp := range crossCheck(r.apps, r.broken) {
+	for _, cp := range crossCheck(r.apps, r.broken, nil) {
 		probs = append(probs, cp.msg)
 	}
 	warnings = append(warnings, sharedSecrets(r.apps)...)
@@ -333,7 +333,13 @@ func settle(cur, prev map[string]*App, broken map[string]bool) []string {
 	var probs []string
 	seen := make(map[string]bool)
 	for {
-		cps := crossCheck(sortedApps(cur), broken)
+		fresh := make(map[string]bool)
+		for name, a := range cur {
+			if a != prev[name] {
+				fresh[name] = true
+			}
+		}
+		cps := crossCheck(sortedApps(cur), broken, fresh)
 		if len(cps) == 0 {
 			return probs
 		}

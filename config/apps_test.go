@@ -1,12 +1,15 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
 )
@@ -122,5 +125,473 @@ func TestLoadSetupApps(t *testing.T) {
 	}
 	if _, _, err := Load("", false); err == nil || !strings.Contains(err.Error(), "holds 2 apps (production, staging)") {
 		t.Errorf("Load with two apps: got %v, want an error naming them", err)
+	}
+}
+
+// TestLoadSetupAppsErrors: every problem of the apps folder, each naming
+// the file (and line, when the value is written there) and the variable.
+func TestLoadSetupAppsErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string // "" value: unset
+		files   map[string]string // app files to (over)write; "" removes one
+		prepare func(t *testing.T, f appsFixture)
+		want    []string // "{apps}" stands for the folder
+		notWant []string
+		// spaced: a file name has a space, which wantProblems does not
+		// take for a file name.
+		spaced bool
+	}{
+		{
+			name:  "server-only variable in an app file",
+			files: map[string]string{"staging.env": "DEPLOY_BRANCH=staging\nDEPLOY_HOSTS_FILE=hosts-staging.txt\nDEPLOY_ROOT=/srv/staging\n\nDEPLOY_LISTEN=:9090\n"},
+			want:  []string{"{apps}/staging.env:5: DEPLOY_LISTEN is the server's, the same for every app: set it in the environment or deploy.env, not in an app file"},
+		},
+		{
+			name:  "unknown variable in an app file",
+			files: map[string]string{"production.env": "DEPLOY_BRNACH=release\n"},
+			want:  []string{"{apps}/production.env:1: DEPLOY_BRNACH is not a pushdeploy variable; did you mean DEPLOY_BRANCH?"},
+		},
+		{
+			name:  "value of the wrong type in an app file",
+			files: map[string]string{"production.env": "DEPLOY_HOSTS_FILE=hosts-production.txt\nDEPLOY_PARALLEL=two\nDEPLOY_POLL_INTERVAL=5\n"},
+			want: []string{
+				`{apps}/production.env:2: DEPLOY_PARALLEL: "two" is not a whole number`,
+				`{apps}/production.env:3: DEPLOY_POLL_INTERVAL: "5" is not a duration`,
+			},
+		},
+		{
+			name:  "line that is not VARIABLE=value",
+			files: map[string]string{"production.env": "DEPLOY_BRANCH=release\nDEPLOY_ROOT /srv/app\n"},
+			want:  []string{"{apps}/production.env:2: not a VARIABLE=value line"},
+		},
+		{
+			name:  "bad value in an app file, with its line",
+			files: map[string]string{"staging.env": "DEPLOY_HOSTS_FILE=hosts-staging.txt\nDEPLOY_ROOT=/srv/staging\nDEPLOY_BRANCH=a..b\n"},
+			want:  []string{`{apps}/staging.env:3: DEPLOY_BRANCH: branch name "a..b" contains '..'`},
+		},
+		{
+			name: "bad shared value: named in each app that takes it",
+			env:  map[string]string{"DEPLOY_ROLLBACK_ON_FAILURE": "some"},
+			want: []string{
+				`{apps}/production.env: DEPLOY_ROLLBACK_ON_FAILURE: "some" is neither host nor all`,
+				`{apps}/staging.env: DEPLOY_ROLLBACK_ON_FAILURE: "some" is neither host nor all`,
+			},
+		},
+		{
+			name: "required variable nowhere",
+			env:  map[string]string{"DEPLOY_REPO_URL": ""},
+			want: []string{
+				"{apps}/production.env: DEPLOY_REPO_URL is required: the app's git repository",
+				"{apps}/staging.env: DEPLOY_REPO_URL is required",
+			},
+		},
+		{
+			name:  "hosts file of an app missing",
+			files: map[string]string{"staging.env": "DEPLOY_HOSTS_FILE=/nonexistent/hosts.txt\nDEPLOY_ROOT=/srv/staging\n"},
+			want:  []string{"{apps}/staging.env:1: DEPLOY_HOSTS_FILE: cannot read /nonexistent/hosts.txt"},
+		},
+		{
+			name: "bad line in an app's hosts file",
+			prepare: func(t *testing.T, f appsFixture) {
+				writeFile(t, filepath.Join(f.dir, "hosts-staging.txt"), "stage1\n::1\n", 0o644)
+			},
+			want: []string{`{apps}/staging.env: hosts-staging.txt:2: "::1": write IPv6 addresses in brackets`},
+		},
+		{
+			name:  "file name that is not an app name",
+			files: map[string]string{"Web_2.env": "DEPLOY_ROOT=/srv/web2\n"},
+			want:  []string{`{apps}/Web_2.env: "Web_2" is not an app name (lower-case letters, digits and '-', starting with a letter or digit, at most 63, e.g. staging); rename the file NAME.env`},
+		},
+		{
+			name:  "file name too long",
+			files: map[string]string{strings.Repeat("a", 64) + ".env": "DEPLOY_ROOT=/srv/a\n"},
+			want:  []string{`is not an app name`},
+		},
+		{
+			name:  "empty folder",
+			files: map[string]string{"staging.env": "", "production.env": ""},
+			want:  []string{"DEPLOY_APPS_DIR: {apps} holds no app file; put one NAME.env file per app in it, e.g. {apps}/staging.env (docs/apps.md)"},
+		},
+		{
+			name: "missing folder",
+			env:  map[string]string{"DEPLOY_APPS_DIR": "/nonexistent/apps"},
+			want: []string{"DEPLOY_APPS_DIR: cannot read /nonexistent/apps: no such file or directory; create the folder and put one NAME.env file per app in it"},
+		},
+		{
+			name: "folder is a file",
+			prepare: func(t *testing.T, f appsFixture) {
+				p := filepath.Join(f.dir, "apps-file")
+				writeFile(t, p, "DEPLOY_ROOT=/x\n", 0o600)
+				t.Setenv("DEPLOY_APPS_DIR", p)
+			},
+			want: []string{"DEPLOY_APPS_DIR: cannot read "},
+		},
+		{
+			name:  "two apps on the same host and root",
+			files: map[string]string{"staging.env": "DEPLOY_BRANCH=staging\nDEPLOY_HOSTS_FILE=hosts-staging.txt\nDEPLOY_ROOT=/srv/app/\n"},
+			want:  []string{"{apps}/staging.env:3: DEPLOY_ROOT: production and staging both deploy to web1 in /srv/app/; two apps on one host need their own roots: set another DEPLOY_ROOT in production.env or staging.env"},
+		},
+		{
+			name: "two apps on the same hosts, default root from the environment",
+			files: map[string]string{
+				"staging.env":    "DEPLOY_HOSTS_FILE=hosts-production.txt\n",
+				"production.env": "DEPLOY_HOSTS_FILE=hosts-production.txt\n",
+			},
+			want: []string{"{apps}/staging.env: DEPLOY_ROOT: production and staging both deploy to web1, web2 in /srv/app;"},
+		},
+		{
+			name:  "promote from an unknown app",
+			files: map[string]string{"production.env": "DEPLOY_HOSTS_FILE=hosts-production.txt\nDEPLOY_PROMOTE_FROM=stagin\n"},
+			want:  []string{`{apps}/production.env:2: DEPLOY_PROMOTE_FROM: there is no app "stagin" (the apps: production, staging); name one of them`},
+		},
+		{
+			name:  "promote from itself",
+			files: map[string]string{"production.env": "DEPLOY_HOSTS_FILE=hosts-production.txt\nDEPLOY_PROMOTE_FROM=production\n"},
+			want:  []string{`{apps}/production.env:2: DEPLOY_PROMOTE_FROM: "production" is this app itself: an app promotes the commits another app deployed; unset it`},
+		},
+		{
+			name: "promote from, set for every app",
+			env:  map[string]string{"DEPLOY_PROMOTE_FROM": "staging"},
+			want: []string{`{apps}/staging.env: DEPLOY_PROMOTE_FROM: "staging" is this app itself: an app promotes the commits another app deployed; it is set outside the app files, so every app gets it`},
+		},
+		{
+			name:  "promote from: not an app name",
+			files: map[string]string{"production.env": "DEPLOY_HOSTS_FILE=hosts-production.txt\nDEPLOY_PROMOTE_FROM=Staging\n"},
+			want:  []string{`{apps}/production.env:2: DEPLOY_PROMOTE_FROM: "Staging" is not an app name`},
+		},
+		{
+			name: "promotions going round",
+			files: map[string]string{
+				"staging.env": "DEPLOY_HOSTS_FILE=hosts-staging.txt\nDEPLOY_ROOT=/srv/staging\nDEPLOY_PROMOTE_FROM=qa\n",
+				"qa.env":      "DEPLOY_HOSTS_FILE=hosts-staging.txt\nDEPLOY_ROOT=/srv/qa\nDEPLOY_PROMOTE_FROM=production\n",
+			},
+			want: []string{"{apps}/production.env:4: DEPLOY_PROMOTE_FROM: production promotes from staging, staging from qa, qa from production: they go round, so none of them could deploy anything"},
+		},
+		{
+			name:    "promote from an app whose file is broken: only the file's problem",
+			files:   map[string]string{"staging.env": "DEPLOY_HOSTS_FILE=hosts-staging.txt\nDEPLOY_API_TOKEN=x\n"},
+			want:    []string{"{apps}/staging.env:2: DEPLOY_API_TOKEN is the server's"},
+			notWant: []string{"there is no app"},
+		},
+		{
+			name: "server problems and the app files' together",
+			env:  map[string]string{"DEPLOY_LISTEN": "8080", "DEPLOY_DATABASE_URL": "mysql://u:pw@db/x"},
+			files: map[string]string{
+				"staging.env":    "DEPLOY_HOSTS_FILE=hosts-staging.txt\nDEPLOY_ROOT=/srv/staging\nDEPLOY_DATA_DIR=/tmp/x\n",
+				"production.env": "DEPLOY_HOSTS_FILE=hosts-production.txt\nDEPLOY_KEEP_RELEASES=0\n",
+				"bad name.env":   "",
+			},
+			want: []string{
+				`DEPLOY_LISTEN: "8080" is not host:port`,
+				`DEPLOY_DATABASE_URL: "mysql://u:xxxxx@db/x" is not a postgres:// or postgresql:// URL`,
+				"{apps}/staging.env:3: DEPLOY_DATA_DIR is the server's",
+				"{apps}/production.env:2: DEPLOY_KEEP_RELEASES: 0 is less than 1",
+				`{apps}/bad name.env: "bad name" is not an app name`,
+			},
+			notWant: []string{"pw"},
+			spaced:  true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := setupApps(t)
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+				if v == "" {
+					os.Unsetenv(k)
+				}
+			}
+			for name, content := range tt.files {
+				if content == "" && (name == "staging.env" || name == "production.env") {
+					if err := os.Remove(filepath.Join(f.apps, name)); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				f.write(t, name, content)
+			}
+			if tt.prepare != nil {
+				tt.prepare(t, f)
+			}
+			s, _, err := LoadSetup("", false)
+			if s != nil {
+				t.Errorf("got a setup of apps %q, want none", s.Names())
+			}
+			var want []string
+			for _, w := range tt.want {
+				want = append(want, strings.ReplaceAll(w, "{apps}", f.apps))
+			}
+			if tt.spaced {
+				if err == nil {
+					t.Fatal("got no error")
+				}
+				for _, w := range want {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("got error:\n%v\nwant it to contain %q", err, w)
+					}
+				}
+			} else {
+				wantProblems(t, err, want...)
+			}
+			for _, nw := range tt.notWant {
+				if err != nil && strings.Contains(err.Error(), nw) {
+					t.Errorf("got error:\n%v\nwant it without %q", err, nw)
+				}
+			}
+		})
+	}
+}
+
+// TestServerOnlyVariables: the server's variables are the contract's list
+// (and the extensions that are the server's too); each one is refused in
+// an app file, and every other one is taken there.
+func TestServerOnlyVariables(t *testing.T) {
+	want := []string{
+		// The contract's list.
+		"LISTEN", "API_TOKEN", "DATA_DIR", "DATABASE_URL", "WEBHOOK_INSECURE", "WEBHOOK_ALLOW_CIDRS",
+		"RATE_LIMIT", "RATE_BURST", "TRUSTED_PROXIES", "STATUS_PUBLIC", "PUBLIC_URL", "HISTORY_DAYS", "APPS_DIR",
+		// NODE_NAME names the deployer; WEBHOOK_MAX_BODY bounds the memory
+		// of bodies not verified yet, before the app is known.
+		"NODE_NAME", "WEBHOOK_MAX_BODY",
+	}
+	var got []string
+	for _, v := range variables {
+		if v.server {
+			got = append(got, v.alt)
+		}
+	}
+	if diff := cmp.Diff(slices.Sorted(slices.Values(want)), slices.Sorted(slices.Values(got))); diff != "" {
+		t.Errorf("server-only variables (-want +got):\n%s", diff)
+	}
+
+	f := setupApps(t)
+	var b strings.Builder
+	b.WriteString("DEPLOY_HOSTS_FILE=hosts-staging.txt\nDEPLOY_ROOT=/srv/staging\n")
+	var wantProbs []string
+	line := 2
+	for _, v := range variables {
+		if !v.server {
+			continue
+		}
+		// A valid value: only where it is set is wrong.
+		value := v.def
+		if value == "" {
+			value = "x"
+		}
+		line++
+		fmt.Fprintf(&b, "%s=%s\n", v.key, value)
+		wantProbs = append(wantProbs, fmt.Sprintf("%s:%d: %s is the server's, the same for every app: set it in the environment or deploy.env, not in an app file",
+			filepath.Join(f.apps, "staging.env"), line, v.key))
+	}
+	f.write(t, "staging.env", b.String())
+	_, _, err := LoadSetup("", false)
+	wantProblems(t, err)
+	if diff := cmp.Diff(wantProbs, err.(*Error).Problems, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+}
+
+// TestAppFilePrecedence: an app's value comes from its file, else the
+// environment, else the env file, else the default.
+func TestAppFilePrecedence(t *testing.T) {
+	f := setupApps(t)
+	t.Setenv("DEPLOY_PYTHON", "python3.12")
+	writeFile(t, filepath.Join(f.dir, "deploy.env"), "DEPLOY_PYTHON=python3.11\nDEPLOY_APP_THREADS=4\nDEPLOY_RESTART_CMD='sudo systemctl restart app'\n", 0o600)
+	f.write(t, "staging.env", "DEPLOY_BRANCH=staging\nDEPLOY_HOSTS_FILE=hosts-staging.txt\nDEPLOY_ROOT=/srv/staging\nDEPLOY_PYTHON=/opt/py/bin/python3\nDEPLOY_APP_THREADS=2\n")
+	s, _, err := LoadSetup("", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage, _ := s.App("staging")
+	prod, _ := s.App("production")
+	for _, tt := range []struct {
+		what      string
+		got, want any
+	}{
+		{"staging python (its file over the environment)", stage.Python, "/opt/py/bin/python3"},
+		{"production python (the environment over deploy.env)", prod.Python, "python3.12"},
+		{"staging threads (its file over deploy.env)", stage.AppThreads, 2},
+		{"production threads (deploy.env over the default)", prod.AppThreads, 4},
+		{"production restart (deploy.env)", prod.RestartCmd, "sudo systemctl restart app"},
+		{"production processes (the default)", prod.AppProcesses, 2},
+	} {
+		if !cmp.Equal(tt.got, tt.want) {
+			t.Errorf("%s: got %v, want %v", tt.what, tt.got, tt.want)
+		}
+	}
+}
+
+// TestLoadSetupAppsWarnings: an app file holding a secret that others can
+// read is warned about as the env file is; so are apps sharing one
+// webhook secret. Neither quotes the secret.
+func TestLoadSetupAppsWarnings(t *testing.T) {
+	f := setupApps(t)
+	stage := f.write(t, "staging.env", "DEPLOY_BRANCH=staging\nDEPLOY_HOSTS_FILE=hosts-staging.txt\nDEPLOY_ROOT=/srv/staging\nDEPLOY_WEBHOOK_SECRET=prod-s3cret\n")
+	if err := os.Chmod(stage, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, warnings, err := LoadSetup("", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantWarnings(t, warnings,
+		stage+" holds DEPLOY_WEBHOOK_SECRET but other users can read it (mode 0644); run chmod 600 "+stage,
+		"DEPLOY_WEBHOOK_SECRET: the apps production, staging have the same secret, so a push signed for one is accepted at the others' /webhook/{app} too",
+	)
+	if all := strings.Join(warnings, "\n"); strings.Contains(all, "s3cret") {
+		t.Errorf("a warning quotes a secret:\n%s", all)
+	}
+	if len(warnings) != 2 {
+		t.Errorf("got %d warnings, want 2: %q", len(warnings), warnings)
+	}
+}
+
+// TestReloadApps: a reload reads the app files again (not the
+// environment): an unchanged app keeps its *App, a changed one is new, a
+// new file adds an app, a removed one drops it; a broken file keeps the
+// app's previous configuration (a new broken one is left out), each
+// problem naming file, line and variable.
+func TestReloadApps(t *testing.T) {
+	f := setupApps(t)
+	s, _, err := LoadSetup("", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod0, _ := s.App("production")
+	stage0, _ := s.App("staging")
+
+	// The environment is not read again.
+	t.Setenv("DEPLOY_PARALLEL", "3")
+	next, probs := s.ReloadApps()
+	if len(probs) != 0 {
+		t.Fatalf("reload without changes: problems %q", probs)
+	}
+	if p, _ := next.App("production"); p != prod0 || next.Server != s.Server || next.Dir != s.Dir {
+		t.Errorf("reload without changes gave another production (%p, want %p) or server", p, prod0)
+	}
+
+	// Change staging, add qa, remove nothing.
+	f.write(t, "staging.env", "DEPLOY_BRANCH=staging-2\nDEPLOY_HOSTS_FILE=hosts-staging.txt\nDEPLOY_ROOT=/srv/staging\n")
+	f.write(t, "qa.env", "DEPLOY_BRANCH=qa\nDEPLOY_HOSTS_FILE=hosts-staging.txt\nDEPLOY_ROOT=/srv/qa\n")
+	next, probs = next.ReloadApps()
+	if len(probs) != 0 {
+		t.Fatalf("problems %q", probs)
+	}
+	if got := next.Names(); !cmp.Equal(got, []string{"production", "qa", "staging"}) {
+		t.Fatalf("got apps %q", got)
+	}
+	stage1, _ := next.App("staging")
+	if p, _ := next.App("production"); p != prod0 {
+		t.Errorf("production changed though its file did not")
+	}
+	if stage1 == stage0 || stage1.Branch != "staging-2" || stage1.Parallel != 1 {
+		t.Errorf("staging: got branch %q, parallel %d (new: %v), want staging-2, 1 (the environment is not read again), a new *App",
+			stage1.Branch, stage1.Parallel, stage1 != stage0)
+	}
+
+	// Break staging, add a broken app, remove qa.
+	f.write(t, "staging.env", "DEPLOY_BRANCH=staging-3\nDEPLOY_HOSTS_FILE=hosts-staging.txt\nDEPLOY_ROOT=/srv/staging\nDEPLOY_LISTEN=:1\n")
+	f.write(t, "docs.env", "DEPLOY_HOSTS_FILE=hosts-staging.txt\nDEPLOY_ROOT=/srv/docs\nDEPLOY_PARALLEL=0\n")
+	if err := os.Remove(filepath.Join(f.apps, "qa.env")); err != nil {
+		t.Fatal(err)
+	}
+	next, probs = next.ReloadApps()
+	if got := next.Names(); !cmp.Equal(got, []string{"production", "staging"}) {
+		t.Errorf("got apps %q, want production, staging (qa removed, docs broken)", got)
+	}
+	if s2, _ := next.App("staging"); s2 != stage1 {
+		t.Errorf("broken staging: got branch %q, want its previous configuration", s2.Branch)
+	}
+	wantProblems(t, &Error{Problems: probs},
+		filepath.Join(f.apps, "staging.env")+":4: DEPLOY_LISTEN is the server's",
+		filepath.Join(f.apps, "docs.env")+":3: DEPLOY_PARALLEL: 0 is less than 1",
+	)
+	if len(probs) != 2 {
+		t.Errorf("got %d problems, want 2: %q", len(probs), probs)
+	}
+
+	// The folder gone: every app goes on as it was.
+	if err := os.Rename(f.apps, f.apps+".old"); err != nil {
+		t.Fatal(err)
+	}
+	after, probs := next.ReloadApps()
+	if !cmp.Equal(after.Names(), next.Names()) || len(probs) == 0 {
+		t.Errorf("folder gone: got apps %q, problems %q; want the previous apps and a problem", after.Names(), probs)
+	}
+	wantProblems(t, &Error{Problems: probs}, "DEPLOY_APPS_DIR: cannot read ", "the apps keep their previous configuration")
+}
+
+// TestReloadAppsBetweenApps: a change that makes a problem between apps is
+// undone: the changed app keeps its previous configuration, a new one is
+// not started, a removed one another app promotes from keeps running.
+func TestReloadAppsBetweenApps(t *testing.T) {
+	f := setupApps(t)
+	s, _, err := LoadSetup("", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage0, _ := s.App("staging")
+	prod0, _ := s.App("production")
+	stageFile := filepath.Join(f.apps, "staging.env")
+
+	tests := []struct {
+		name   string
+		change func(t *testing.T)
+		want   string
+	}{
+		{
+			name: "staging moves onto production's root",
+			change: func(t *testing.T) {
+				f.write(t, "staging.env", "DEPLOY_BRANCH=staging\nDEPLOY_HOSTS_FILE=hosts-staging.txt\nDEPLOY_ROOT=/srv/app\n")
+			},
+			want: "DEPLOY_ROOT: production and staging both deploy to web1 in /srv/app; two apps on one host need their own roots: set another DEPLOY_ROOT in production.env or staging.env (staging keeps its previous configuration)",
+		},
+		{
+			name: "a new app on production's root",
+			change: func(t *testing.T) {
+				f.write(t, "api.env", "DEPLOY_HOSTS_FILE=hosts-production.txt\n")
+			},
+			want: "api.env: DEPLOY_ROOT: api and production both deploy to web1, web2 in /srv/app;",
+		},
+		{
+			name: "staging removed while production promotes from it",
+			change: func(t *testing.T) {
+				if err := os.Remove(stageFile); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: `production.env:4: DEPLOY_PROMOTE_FROM: there is no app "staging" (the apps: production); name one of them (the app of NAME.env) (staging, whose file was removed, keeps running)`,
+		},
+		{
+			name: "staging promotes from production: a cycle",
+			change: func(t *testing.T) {
+				f.write(t, "staging.env", "DEPLOY_BRANCH=staging\nDEPLOY_HOSTS_FILE=hosts-staging.txt\nDEPLOY_ROOT=/srv/staging\nDEPLOY_PROMOTE_FROM=production\n")
+			},
+			want: "production promotes from staging, staging from production: they go round",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.change(t)
+			t.Cleanup(func() {
+				os.Remove(filepath.Join(f.apps, "api.env"))
+				f.write(t, "staging.env", "DEPLOY_BRANCH=staging\nDEPLOY_HOSTS_FILE=hosts-staging.txt\nDEPLOY_ROOT=/srv/staging\nDEPLOY_WEBHOOK_SECRET=stage-s3cret\n")
+			})
+			next, probs := s.ReloadApps()
+			if got := next.Names(); !cmp.Equal(got, []string{"production", "staging"}) {
+				t.Errorf("got apps %q, want production, staging", got)
+			}
+			if st, _ := next.App("staging"); st != stage0 {
+				t.Errorf("staging is not its previous configuration")
+			}
+			if p, _ := next.App("production"); p != prod0 {
+				t.Errorf("production changed")
+			}
+			if len(probs) != 1 {
+				t.Errorf("got %d problems, want 1: %q", len(probs), probs)
+			}
+			wantProblems(t, &Error{Problems: probs}, tt.want)
+		})
 	}
 }

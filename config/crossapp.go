@@ -24,14 +24,16 @@ type crossProblem struct {
 // to the same folder of a host, and DEPLOY_PROMOTE_FROM naming an app that
 // exists, another than its own, without a cycle. broken names the app
 // files that did not load: an app promoting from one of them is not
-// reported (the file's own problems are).
-func crossCheck(apps []*App, broken map[string]bool) []crossProblem {
-	return append(samePlaces(apps), promotions(apps, broken)...)
+// reported (the file's own problems are). A problem between two apps is
+// named after the one in fresh (new or changed by a reload) when only one
+// is.
+func crossCheck(apps []*App, broken, fresh map[string]bool) []crossProblem {
+	return append(samePlaces(apps, fresh), promotions(apps, broken)...)
 }
 
 // samePlaces finds apps deploying to the same root on the same host: their
 // releases, current link and lock would be one.
-func samePlaces(apps []*App) []crossProblem {
+func samePlaces(apps []*App, fresh map[string]bool) []crossProblem {
 	type pair struct{ first, second int }
 	owner := make(map[string]int) // place -> index in apps
 	shared := make(map[pair][]string)
@@ -58,9 +60,13 @@ func samePlaces(apps []*App) []crossProblem {
 	var cps []crossProblem
 	for _, p := range pairs {
 		a, b := apps[p.first], apps[p.second]
+		at := b.at("DEPLOY_ROOT")
+		if fresh[a.Name] && !fresh[b.Name] {
+			at = a.at("DEPLOY_ROOT")
+		}
 		cps = append(cps, crossProblem{apps: []string{a.Name, b.Name}, msg: fmt.Sprintf(
 			"%s: DEPLOY_ROOT: %s and %s both deploy to %s in %s; two apps on one host need their own roots: set another DEPLOY_ROOT in %s or %s",
-			b.at("DEPLOY_ROOT"), a.Name, b.Name, strings.Join(shared[p], ", "), b.Root, filepath.Base(a.File), filepath.Base(b.File))})
+			at, a.Name, b.Name, strings.Join(shared[p], ", "), b.Root, filepath.Base(a.File), filepath.Base(b.File))})
 	}
 	return cps
 }
