@@ -17,7 +17,7 @@ func (c *Collector) Observe(ev deploy.Event) {
 	switch ev.Kind {
 	case deploy.EventStep:
 		if ev.Status != deploy.StatusRunning {
-			c.stepTime.WithLabelValues(string(ev.Step), string(ev.Status)).Observe(ev.Duration.Seconds())
+			c.stepTime.WithLabelValues(appLabel(ev.App), string(ev.Step), string(ev.Status)).Observe(ev.Duration.Seconds())
 		}
 	case deploy.EventDeployment:
 		if d := ev.Deployment; d != nil && ended(d.Status) {
@@ -30,7 +30,7 @@ func (c *Collector) Observe(ev deploy.Event) {
 // tells each status once, so its end is counted once.
 func ended(s deploy.Status) bool {
 	switch s {
-	case deploy.StatusSucceeded, deploy.StatusFailed, deploy.StatusCancelled, deploy.StatusInterrupted:
+	case deploy.StatusSucceeded, deploy.StatusFailed, deploy.StatusCancelled, deploy.StatusInterrupted, deploy.StatusRefused:
 		return true
 	}
 	return false
@@ -41,19 +41,20 @@ func (c *Collector) deploymentEnded(d *deploy.Deployment, now time.Time) {
 	if action == "" {
 		action = string(deploy.ActionDeploy)
 	}
-	c.deployments.WithLabelValues(action, string(d.Status)).Inc()
+	app := appLabel(d.App)
+	c.deployments.WithLabelValues(app, action, string(d.Status)).Inc()
 	if d.Started.IsZero() {
-		return // cancelled while waiting: it never ran
+		return // cancelled while waiting, or refused: it never ran
 	}
-	c.deploymentTime.WithLabelValues(action, string(d.Status)).Observe(d.Finished.Sub(d.Started).Seconds())
+	c.deploymentTime.WithLabelValues(app, action, string(d.Status)).Observe(d.Finished.Sub(d.Started).Seconds())
 	switch d.Status {
 	case deploy.StatusSucceeded:
-		c.lastSuccess.WithLabelValues(action).Set(float64(d.Finished.UnixNano()) / 1e9)
-		c.lastFailed.WithLabelValues(action).Set(0)
+		c.lastSuccess.WithLabelValues(app, action).Set(float64(d.Finished.UnixNano()) / 1e9)
+		c.lastFailed.WithLabelValues(app, action).Set(0)
 	case deploy.StatusFailed:
-		c.lastFailed.WithLabelValues(action).Set(1)
+		c.lastFailed.WithLabelValues(app, action).Set(1)
 	}
-	c.moveHosts(d, now)
+	c.moveHosts(app, d, now)
 }
 
 // placement is where a deployment left one host.
@@ -106,83 +107,89 @@ func place(h *deploy.HostResult, rollback bool) placement {
 // rollback whose hosts went to different releases records no single
 // commit: its hosts' series are removed (the commit is unknown) until the
 // next deployment or seed.
-func (c *Collector) moveHosts(d *deploy.Deployment, now time.Time) {
+func (c *Collector) moveHosts(app string, d *deploy.Deployment, now time.Time) {
 	target := hostCommit{commit: d.Release.Commit, release: d.ReleaseName}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, h := range d.Hosts {
-		name := h.Host.String()
+		k := hostKey{app, h.Host.String()}
 		switch place(h, d.Action == deploy.ActionRollback) {
 		case unchanged:
 			continue
 		case onTarget:
 			if target.commit != "" {
-				c.setLocked(name, target)
+				c.setLocked(k, target)
 			} else {
-				c.forgetLocked(name)
+				c.forgetLocked(k)
 			}
 		case unknown:
-			c.forgetLocked(name)
+			c.forgetLocked(k)
 		}
-		c.changed[name] = now
+		c.changed[k] = now
 	}
-	c.agreeLocked()
+	c.agreeLocked(app)
 }
 
-// SeedHosts sets the commit of each host that was read (Err == nil) and
-// has a current release, unless a deployment has changed that host's
-// series since asOf (the time the hosts were read: what they tell may
-// already be out of date). serve calls it at start, from the releases on
-// the hosts, so that the series exist before the first deployment.
-func (c *Collector) SeedHosts(hs []deploy.HostReleases, asOf time.Time) {
+// SeedHosts sets the commit of each host of app that was read (Err ==
+// nil) and has a current release, unless a deployment has changed that
+// host's series since asOf (the time the hosts were read: what they tell
+// may already be out of date). serve calls it at start for each app, from
+// the releases on the hosts, so that the series exist before the first
+// deployment.
+func (c *Collector) SeedHosts(app string, hs []deploy.HostReleases, asOf time.Time) {
+	app = appLabel(app)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, h := range hs {
-		name := h.Host.String()
-		if h.Err != nil || h.Current == "" || c.changed[name].After(asOf) {
+		k := hostKey{app, h.Host.String()}
+		if h.Err != nil || h.Current == "" || c.changed[k].After(asOf) {
 			continue
 		}
 		rel, ok := h.Release(h.Current)
 		if !ok || rel.Commit == "" {
-			c.forgetLocked(name)
+			c.forgetLocked(k)
 			continue
 		}
-		c.setLocked(name, hostCommit{commit: rel.Commit, release: rel.Name})
+		c.setLocked(k, hostCommit{commit: rel.Commit, release: rel.Name})
 	}
-	c.agreeLocked()
+	c.agreeLocked(app)
 }
 
-// setLocked makes hc host's only series; c.mu is held.
-func (c *Collector) setLocked(host string, hc hostCommit) {
-	if old, ok := c.hosts[host]; ok {
+// setLocked makes hc the host's only series; c.mu is held.
+func (c *Collector) setLocked(k hostKey, hc hostCommit) {
+	if old, ok := c.hosts[k]; ok {
 		if old == hc {
 			return
 		}
-		c.hostCommit.DeleteLabelValues(host, old.commit, old.release)
+		c.hostCommit.DeleteLabelValues(k.app, k.host, old.commit, old.release)
 	}
-	c.hosts[host] = hc
-	c.hostCommit.WithLabelValues(host, hc.commit, hc.release).Set(1)
+	c.hosts[k] = hc
+	c.hostCommit.WithLabelValues(k.app, k.host, hc.commit, hc.release).Set(1)
 }
 
-// forgetLocked removes host's series; c.mu is held.
-func (c *Collector) forgetLocked(host string) {
-	if old, ok := c.hosts[host]; ok {
-		c.hostCommit.DeleteLabelValues(host, old.commit, old.release)
-		delete(c.hosts, host)
+// forgetLocked removes the host's series; c.mu is held.
+func (c *Collector) forgetLocked(k hostKey) {
+	if old, ok := c.hosts[k]; ok {
+		c.hostCommit.DeleteLabelValues(k.app, k.host, old.commit, old.release)
+		delete(c.hosts, k)
 	}
 }
 
-// agreeLocked updates the gauges computed from the host commits; c.mu is
-// held.
-func (c *Collector) agreeLocked() {
+// agreeLocked updates app's gauges computed from its host commits; c.mu
+// is held.
+func (c *Collector) agreeLocked(app string) {
 	commits := map[string]bool{}
-	for _, hc := range c.hosts {
-		commits[hc.commit] = true
+	known := 0
+	for k, hc := range c.hosts {
+		if k.app == app {
+			commits[hc.commit] = true
+			known++
+		}
 	}
 	disagree := 0.0
 	if len(commits) > 1 {
 		disagree = 1
 	}
-	c.hostsDisagree.Set(disagree)
-	c.hostCommitsKnown.Set(float64(len(c.hosts)))
+	c.hostsDisagree.WithLabelValues(app).Set(disagree)
+	c.hostCommitsKnown.WithLabelValues(app).Set(float64(known))
 }

@@ -4,12 +4,17 @@
 // and reads the queue when scraped. It is the only package that imports the
 // Prometheus client: the webhook server gets an http.Handler from it.
 //
+// Every deployment and host series carries an app label: the
+// deployment's app (deploy.DefaultApp, "default", for a deployer with one
+// app), so that one Collector serves every app of a deployer.
+//
 // The metrics live in a registry of their own (plus the Go and process
 // collectors), never in the client's global one, so that tests and
 // embedders can make as many Collectors as they like.
 package metrics
 
 import (
+	"maps"
 	"net/http"
 	"sync"
 	"time"
@@ -49,20 +54,34 @@ type Collector struct {
 	lastSuccess      *prometheus.GaugeVec
 	lastFailed       *prometheus.GaugeVec
 	hostCommit       *prometheus.GaugeVec
-	hostsDisagree    prometheus.Gauge
-	hostCommitsKnown prometheus.Gauge
+	hostsDisagree    *prometheus.GaugeVec
+	hostCommitsKnown *prometheus.GaugeVec
+	queues           *queueCollector
 
 	mu sync.Mutex
-	// hosts is the series of pushdeploy_host_commit_info each host has now.
-	hosts map[string]hostCommit
+	// hosts is the series of pushdeploy_host_commit_info each host of
+	// each app has now.
+	hosts map[hostKey]hostCommit
 	// changed is when each host's series last changed through an event,
 	// so that a slow seed does not overwrite what a deployment since told.
-	changed map[string]time.Time
+	changed map[hostKey]time.Time
 }
+
+// hostKey is one host of one app: two apps may deploy to the same host
+// (in different roots), each with its own commit there.
+type hostKey struct{ app, host string }
 
 // hostCommit is the labels of one host's pushdeploy_host_commit_info series.
 type hostCommit struct {
 	commit, release string
+}
+
+// appLabel is the app label of a deployment of app.
+func appLabel(app string) string {
+	if app == "" {
+		return deploy.DefaultApp
+	}
+	return app
 }
 
 // New returns a Collector with every series but the queue's (see
@@ -70,60 +89,55 @@ type hostCommit struct {
 func New() *Collector {
 	c := &Collector{
 		reg:     prometheus.NewRegistry(),
-		hosts:   map[string]hostCommit{},
-		changed: map[string]time.Time{},
+		hosts:   map[hostKey]hostCommit{},
+		changed: map[hostKey]time.Time{},
+		queues:  &queueCollector{queues: map[string]Queue{}},
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushdeploy_webhooks_total",
 			Help: "Webhook requests answered, by provider and outcome (queued, coalesced, duplicate, ignored, unauthorized, bad_request, too_large, unavailable, error).",
 		}, []string{"provider", "outcome"}),
 		deployments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushdeploy_deployments_total",
-			Help: "Deployments ended, by action (deploy, rollback) and status (succeeded, failed, cancelled).",
-		}, []string{"action", "status"}),
+			Help: "Deployments ended, by app, action (deploy, rollback) and status (succeeded, failed, cancelled, interrupted, refused).",
+		}, []string{"app", "action", "status"}),
 		deploymentTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "pushdeploy_deployment_duration_seconds",
-			Help:    "Time from a deployment's start to its end, by action and status.",
+			Help:    "Time from a deployment's start to its end, by app, action and status.",
 			Buckets: deploymentBuckets,
-		}, []string{"action", "status"}),
+		}, []string{"app", "action", "status"}),
 		stepTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "pushdeploy_step_duration_seconds",
-			Help:    "Time one step took on one host, by step and status.",
+			Help:    "Time one step took on one host, by app, step and status.",
 			Buckets: stepBuckets,
-		}, []string{"step", "status"}),
+		}, []string{"app", "step", "status"}),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pushdeploy_last_success_timestamp_seconds",
-			Help: "When the last successful deployment of each action ended (Unix time).",
-		}, []string{"action"}),
+			Help: "When the last successful deployment of each app and action ended (Unix time).",
+		}, []string{"app", "action"}),
 		lastFailed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pushdeploy_last_deployment_failed",
-			Help: "1 when the last deployment of each action that ran failed, 0 when it succeeded.",
-		}, []string{"action"}),
+			Help: "1 when the last deployment of each app and action that ran failed, 0 when it succeeded.",
+		}, []string{"app", "action"}),
 		hostCommit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pushdeploy_host_commit_info",
-			Help: "The commit and release each host's current points at (always 1; one series per host).",
-		}, []string{"host", "commit", "release"}),
-		hostsDisagree: prometheus.NewGauge(prometheus.GaugeOpts{
+			Help: "The commit and release each host's current points at, per app (always 1; one series per app and host).",
+		}, []string{"app", "host", "commit", "release"}),
+		hostsDisagree: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pushdeploy_hosts_disagree",
-			Help: "1 when the hosts with a known commit are not all on the same commit.",
-		}),
-		hostCommitsKnown: prometheus.NewGauge(prometheus.GaugeOpts{
+			Help: "1 when the hosts of an app with a known commit are not all on the same commit.",
+		}, []string{"app"}),
+		hostCommitsKnown: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pushdeploy_hosts_known",
-			Help: "Hosts whose current commit is known (and so have a pushdeploy_host_commit_info series).",
-		}),
+			Help: "Hosts of an app whose current commit is known (and so have a pushdeploy_host_commit_info series).",
+		}, []string{"app"}),
 	}
 	c.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		c.webhooks, c.deployments, c.deploymentTime, c.stepTime,
 		c.lastSuccess, c.lastFailed, c.hostCommit, c.hostsDisagree, c.hostCommitsKnown,
+		c.queues,
 	)
-	// The usual outcomes exist from the start, so that rate() and
-	// increase() see the first one.
-	for _, action := range []deploy.Action{deploy.ActionDeploy, deploy.ActionRollback} {
-		for _, status := range []deploy.Status{deploy.StatusSucceeded, deploy.StatusFailed} {
-			c.deployments.WithLabelValues(string(action), string(status))
-		}
-	}
 	return c
 }
 
@@ -140,10 +154,48 @@ func (c *Collector) BuildInfo(version, revision, goVersion string) {
 	c.reg.MustRegister(g)
 }
 
-// WatchQueue adds pushdeploy_queue_length and
-// pushdeploy_deployment_running, read from q at each scrape. Call it once.
-func (c *Collector) WatchQueue(q Queue) {
-	c.reg.MustRegister(&queueCollector{q: q})
+// WatchQueue adds app's pushdeploy_queue_length and
+// pushdeploy_deployment_running, read from q (the app's worker) at each
+// scrape, and makes the app's usual outcomes of pushdeploy_deployments_total
+// exist from now on (at 0), so that rate() and increase() see the first
+// one. Call it once per app ("" is deploy.DefaultApp); a second call for
+// the same app replaces its queue (a worker started anew).
+func (c *Collector) WatchQueue(app string, q Queue) {
+	app = appLabel(app)
+	c.queues.watch(app, q)
+	for _, action := range []deploy.Action{deploy.ActionDeploy, deploy.ActionRollback} {
+		for _, status := range []deploy.Status{deploy.StatusSucceeded, deploy.StatusFailed} {
+			c.deployments.WithLabelValues(app, string(action), string(status))
+		}
+	}
+}
+
+// ForgetApp removes every series of app: its queue, deployments and
+// hosts. A deployer that stops serving an app (its file was removed from
+// DEPLOY_APPS_DIR) calls it once the app's last deployment has ended.
+func (c *Collector) ForgetApp(app string) {
+	app = appLabel(app)
+	c.queues.forget(app)
+	only := prometheus.Labels{"app": app}
+	c.deployments.DeletePartialMatch(only)
+	c.deploymentTime.DeletePartialMatch(only)
+	c.stepTime.DeletePartialMatch(only)
+	c.lastSuccess.DeletePartialMatch(only)
+	c.lastFailed.DeletePartialMatch(only)
+	c.hostsDisagree.DeletePartialMatch(only)
+	c.hostCommitsKnown.DeletePartialMatch(only)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.hosts {
+		if k.app == app {
+			c.forgetLocked(k)
+		}
+	}
+	for k := range c.changed {
+		if k.app == app {
+			delete(c.changed, k)
+		}
+	}
 }
 
 // Handler serves the metrics in the Prometheus text format (or
@@ -165,14 +217,29 @@ func (c *Collector) WebhookAnswered(provider, outcome string) {
 	c.webhooks.WithLabelValues(provider, outcome).Inc()
 }
 
-// queueCollector reads the worker's queue at scrape time: one Health call
-// for both series.
-type queueCollector struct{ q Queue }
+// queueCollector reads each app's queue at scrape time: one Health call
+// per app for both series.
+type queueCollector struct {
+	mu     sync.Mutex
+	queues map[string]Queue // by app
+}
 
 var (
-	queueDesc   = prometheus.NewDesc("pushdeploy_queue_length", "Deployments waiting, not counting the running one.", nil, nil)
-	runningDesc = prometheus.NewDesc("pushdeploy_deployment_running", "1 while a deployment runs.", nil, nil)
+	queueDesc   = prometheus.NewDesc("pushdeploy_queue_length", "Deployments of an app waiting, not counting the running one.", []string{"app"}, nil)
+	runningDesc = prometheus.NewDesc("pushdeploy_deployment_running", "1 while a deployment of the app runs.", []string{"app"}, nil)
 )
+
+func (q *queueCollector) watch(app string, queue Queue) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.queues[app] = queue
+}
+
+func (q *queueCollector) forget(app string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.queues, app)
+}
 
 func (q *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- queueDesc
@@ -180,11 +247,18 @@ func (q *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (q *queueCollector) Collect(ch chan<- prometheus.Metric) {
-	h := q.q.Health()
-	running := 0.0
-	if h.Running != nil {
-		running = 1
+	// Health takes each worker's own lock: not called under q.mu, so a
+	// busy worker never holds up WatchQueue.
+	q.mu.Lock()
+	queues := maps.Clone(q.queues)
+	q.mu.Unlock()
+	for app, queue := range queues {
+		h := queue.Health()
+		running := 0.0
+		if h.Running != nil {
+			running = 1
+		}
+		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(h.QueueLength), app)
+		ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, running, app)
 	}
-	ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(h.QueueLength))
-	ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, running)
 }

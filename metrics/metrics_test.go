@@ -22,9 +22,9 @@ type fakeQueue struct{ h deploy.Health }
 
 func (q fakeQueue) Health() deploy.Health { return q.h }
 
-// hostCommits returns the pushdeploy_host_commit_info series as host -> commit
-// release, read back from the registry.
-func hostCommits(t *testing.T, c *Collector) map[string]string {
+// hostCommits returns app's pushdeploy_host_commit_info series as host ->
+// commit release, read back from the registry.
+func hostCommits(t *testing.T, c *Collector, app string) map[string]string {
 	t.Helper()
 	fams, err := c.Registry().Gather()
 	if err != nil {
@@ -37,6 +37,9 @@ func hostCommits(t *testing.T, c *Collector) map[string]string {
 		}
 		for _, m := range f.GetMetric() {
 			l := labels(m)
+			if l["app"] != app {
+				continue
+			}
 			if _, dup := out[l["host"]]; dup {
 				t.Errorf("host %s has more than one pushdeploy_host_commit_info series", l["host"])
 			}
@@ -92,7 +95,7 @@ func TestMetricsFollowRealDeployments(t *testing.T) {
 	if first.Status != deploy.StatusSucceeded {
 		t.Fatalf("first deploy: %s %v", first.Status, first.Err)
 	}
-	if got := testutil.ToFloat64(c.deployments.WithLabelValues("deploy", "succeeded")); got != 1 {
+	if got := testutil.ToFloat64(c.deployments.WithLabelValues("default", "deploy", "succeeded")); got != 1 {
 		t.Errorf("deployments_total{deploy,succeeded} = %v, want 1", got)
 	}
 	if got := stepCount(t, c, "switch", "succeeded"); got != 2 {
@@ -102,13 +105,13 @@ func TestMetricsFollowRealDeployments(t *testing.T) {
 		t.Errorf("pip steps observed: %d, want 2", got)
 	}
 	want := map[string]string{"web1": sha1 + " " + first.ReleaseName, "web2": sha1 + " " + first.ReleaseName}
-	if diff := cmp.Diff(want, hostCommits(t, c)); diff != "" {
+	if diff := cmp.Diff(want, hostCommits(t, c, "default")); diff != "" {
 		t.Errorf("host commits after the first deploy (-want +got):\n%s", diff)
 	}
-	if got := testutil.ToFloat64(c.lastSuccess.WithLabelValues("deploy")); got < float64(first.Finished.Unix()) || got > float64(first.Finished.Unix()+1) {
+	if got := testutil.ToFloat64(c.lastSuccess.WithLabelValues("default", "deploy")); got < float64(first.Finished.Unix()) || got > float64(first.Finished.Unix()+1) {
 		t.Errorf("last success %v, want the first deploy's end %v", got, first.Finished.Unix())
 	}
-	if got := testutil.ToFloat64(c.hostsDisagree); got != 0 {
+	if got := testutil.ToFloat64(c.hostsDisagree.WithLabelValues("default")); got != 0 {
 		t.Errorf("hosts_disagree = %v after a full deploy", got)
 	}
 
@@ -118,16 +121,16 @@ func TestMetricsFollowRealDeployments(t *testing.T) {
 	if failed.Status != deploy.StatusFailed {
 		t.Fatalf("broken deploy: %s", failed.Status)
 	}
-	if got := testutil.ToFloat64(c.deployments.WithLabelValues("deploy", "failed")); got != 1 {
+	if got := testutil.ToFloat64(c.deployments.WithLabelValues("default", "deploy", "failed")); got != 1 {
 		t.Errorf("deployments_total{deploy,failed} = %v, want 1", got)
 	}
 	if got := stepCount(t, c, "pip", "failed"); got == 0 {
 		t.Error("the failed pip step was not observed")
 	}
-	if got := testutil.ToFloat64(c.lastFailed.WithLabelValues("deploy")); got != 1 {
+	if got := testutil.ToFloat64(c.lastFailed.WithLabelValues("default", "deploy")); got != 1 {
 		t.Errorf("last_deployment_failed = %v, want 1", got)
 	}
-	if diff := cmp.Diff(want, hostCommits(t, c)); diff != "" {
+	if diff := cmp.Diff(want, hostCommits(t, c, "default")); diff != "" {
 		t.Errorf("host commits after a failed deploy moved (-want +got):\n%s", diff)
 	}
 	if n := testutil.CollectAndCount(c.deploymentTime); n < 2 {
@@ -141,13 +144,13 @@ func TestMetricsFollowRealDeployments(t *testing.T) {
 		t.Fatalf("deploy to web1: %s %v", third.Status, third.Err)
 	}
 	want["web1"] = sha3 + " " + third.ReleaseName
-	if diff := cmp.Diff(want, hostCommits(t, c)); diff != "" {
+	if diff := cmp.Diff(want, hostCommits(t, c, "default")); diff != "" {
 		t.Errorf("host commits after deploying web1 only (-want +got):\n%s", diff)
 	}
-	if got := testutil.ToFloat64(c.hostsDisagree); got != 1 {
+	if got := testutil.ToFloat64(c.hostsDisagree.WithLabelValues("default")); got != 1 {
 		t.Errorf("hosts_disagree = %v with web1 on %s and web2 on %s, want 1", got, sha3[:7], sha1[:7])
 	}
-	if got := testutil.ToFloat64(c.lastFailed.WithLabelValues("deploy")); got != 0 {
+	if got := testutil.ToFloat64(c.lastFailed.WithLabelValues("default", "deploy")); got != 0 {
 		t.Errorf("last_deployment_failed = %v after a success, want 0", got)
 	}
 
@@ -157,13 +160,13 @@ func TestMetricsFollowRealDeployments(t *testing.T) {
 		t.Fatalf("rollback: %s %v", back.Status, back.Err)
 	}
 	want["web1"] = sha1 + " " + first.ReleaseName
-	if diff := cmp.Diff(want, hostCommits(t, c)); diff != "" {
+	if diff := cmp.Diff(want, hostCommits(t, c, "default")); diff != "" {
 		t.Errorf("host commits after the rollback (-want +got):\n%s", diff)
 	}
-	if got := testutil.ToFloat64(c.hostsDisagree); got != 0 {
+	if got := testutil.ToFloat64(c.hostsDisagree.WithLabelValues("default")); got != 0 {
 		t.Errorf("hosts_disagree = %v after the rollback, want 0", got)
 	}
-	if got := testutil.ToFloat64(c.deployments.WithLabelValues("rollback", "succeeded")); got != 1 {
+	if got := testutil.ToFloat64(c.deployments.WithLabelValues("default", "rollback", "succeeded")); got != 1 {
 		t.Errorf("deployments_total{rollback,succeeded} = %v, want 1", got)
 	}
 }
@@ -172,7 +175,7 @@ func TestMetricsFollowRealDeployments(t *testing.T) {
 func TestScrape(t *testing.T) {
 	running := &deploy.Deployment{ID: "d-running", Status: deploy.StatusRunning}
 	c := New()
-	c.WatchQueue(fakeQueue{deploy.Health{QueueLength: 3, Running: running}})
+	c.WatchQueue("", fakeQueue{deploy.Health{QueueLength: 3, Running: running}})
 	c.BuildInfo("v1.4.0", "0123456789ab", "go1.26.8")
 	now := time.Now()
 	c.Observe(deploy.Event{Kind: deploy.EventStep, Status: deploy.StatusSucceeded, Host: "web1", Step: "pip", Duration: 4 * time.Second})
@@ -228,17 +231,17 @@ func TestScrape(t *testing.T) {
 		labels map[string]string
 		want   float64
 	}{
-		{"pushdeploy_queue_length", nil, 3},
-		{"pushdeploy_deployment_running", nil, 1},
-		{"pushdeploy_deployments_total", map[string]string{"action": "deploy", "status": "succeeded"}, 1},
-		{"pushdeploy_deployments_total", map[string]string{"action": "rollback", "status": "failed"}, 0},
-		{"pushdeploy_deployment_duration_seconds", map[string]string{"action": "deploy", "status": "succeeded"}, 1},
-		{"pushdeploy_step_duration_seconds", map[string]string{"step": "pip", "status": "succeeded"}, 1},
-		{"pushdeploy_host_commit_info", map[string]string{"host": "web1", "commit": strings.Repeat("a", 40), "release": "20261125203953-aaaaaaa"}, 1},
-		{"pushdeploy_hosts_disagree", nil, 0},
+		{"pushdeploy_queue_length", map[string]string{"app": "default"}, 3},
+		{"pushdeploy_deployment_running", map[string]string{"app": "default"}, 1},
+		{"pushdeploy_deployments_total", map[string]string{"app": "default", "action": "deploy", "status": "succeeded"}, 1},
+		{"pushdeploy_deployments_total", map[string]string{"app": "default", "action": "rollback", "status": "failed"}, 0},
+		{"pushdeploy_deployment_duration_seconds", map[string]string{"app": "default", "action": "deploy", "status": "succeeded"}, 1},
+		{"pushdeploy_step_duration_seconds", map[string]string{"app": "default", "step": "pip", "status": "succeeded"}, 1},
+		{"pushdeploy_host_commit_info", map[string]string{"app": "default", "host": "web1", "commit": strings.Repeat("a", 40), "release": "20261125203953-aaaaaaa"}, 1},
+		{"pushdeploy_hosts_disagree", map[string]string{"app": "default"}, 0},
 		{"pushdeploy_build_info", map[string]string{"version": "v1.4.0", "revision": "0123456789ab", "goversion": "go1.26.8"}, 1},
-		{"pushdeploy_hosts_known", nil, 1},
-		{"pushdeploy_last_deployment_failed", map[string]string{"action": "deploy"}, 0},
+		{"pushdeploy_hosts_known", map[string]string{"app": "default"}, 1},
+		{"pushdeploy_last_deployment_failed", map[string]string{"app": "default", "action": "deploy"}, 0},
 		{"pushdeploy_webhooks_total", map[string]string{"provider": "github", "outcome": "queued"}, 1},
 		{"pushdeploy_webhooks_total", map[string]string{"provider": "unknown", "outcome": "bad_request"}, 1},
 	} {
@@ -247,7 +250,7 @@ func TestScrape(t *testing.T) {
 			t.Errorf("%s%v = %v (found %v), want %v", tc.name, tc.labels, got, ok, tc.want)
 		}
 	}
-	if _, ok := value("pushdeploy_last_success_timestamp_seconds", map[string]string{"action": "deploy"}); !ok {
+	if _, ok := value("pushdeploy_last_success_timestamp_seconds", map[string]string{"app": "default", "action": "deploy"}); !ok {
 		t.Error("no pushdeploy_last_success_timestamp_seconds")
 	}
 	for _, name := range []string{"go_goroutines", "process_start_time_seconds"} {
@@ -312,16 +315,16 @@ func TestSeedHosts(t *testing.T) {
 		Release: deploy.Release{Commit: shaB}, ReleaseName: "r-b",
 		Hosts: []*deploy.HostResult{{Host: deploy.Host{Name: "web2"}, Status: deploy.StatusSucceeded, Steps: []deploy.StepResult{step("switch", deploy.StatusSucceeded)}}},
 	}})
-	c.SeedHosts([]deploy.HostReleases{
+	c.SeedHosts("", []deploy.HostReleases{
 		hr("web1", "r-a", shaA),
 		hr("web2", "r-a", shaA),
 		{Host: deploy.Host{Name: "web3"}, Err: errors.New("unreachable")},
 	}, read)
 	want := map[string]string{"web1": shaA + " r-a", "web2": shaB + " r-b"}
-	if diff := cmp.Diff(want, hostCommits(t, c)); diff != "" {
+	if diff := cmp.Diff(want, hostCommits(t, c, "default")); diff != "" {
 		t.Errorf("after the seed (-want +got):\n%s", diff)
 	}
-	if got := testutil.ToFloat64(c.hostsDisagree); got != 1 {
+	if got := testutil.ToFloat64(c.hostsDisagree.WithLabelValues("default")); got != 1 {
 		t.Errorf("hosts_disagree = %v, want 1", got)
 	}
 
@@ -334,10 +337,101 @@ func TestSeedHosts(t *testing.T) {
 			{Host: deploy.Host{Name: "web2"}, Status: deploy.StatusSucceeded, Steps: []deploy.StepResult{step("switch", deploy.StatusSucceeded)}},
 		},
 	}})
-	if got := hostCommits(t, c); len(got) != 0 {
+	if got := hostCommits(t, c, "default"); len(got) != 0 {
 		t.Errorf("hosts with a commit after a rollback to different releases: %v, want none", got)
 	}
-	if got := testutil.ToFloat64(c.hostsDisagree); got != 0 {
+	if got := testutil.ToFloat64(c.hostsDisagree.WithLabelValues("default")); got != 0 {
 		t.Errorf("hosts_disagree = %v with no host known, want 0", got)
+	}
+}
+
+// endedOn is a deployment event of app that switched hosts to commit.
+func endedOn(app string, status deploy.Status, commit string, hosts ...string) deploy.Event {
+	now := time.Now()
+	d := &deploy.Deployment{
+		ID: "d-" + app, App: app, Action: "deploy", Status: status, Started: now.Add(-time.Second), Finished: now,
+		Release: deploy.Release{Commit: commit}, ReleaseName: "20261202080000-" + commit[:7],
+	}
+	for _, h := range hosts {
+		d.Hosts = append(d.Hosts, &deploy.HostResult{Host: deploy.Host{Name: h}, Status: deploy.StatusSucceeded,
+			Steps: []deploy.StepResult{step("switch", deploy.StatusSucceeded)}})
+	}
+	return deploy.Event{Kind: deploy.EventDeployment, App: app, Status: status, Time: now, Deployment: d}
+}
+
+// TestMetricsPerApp: two apps deploying to the same host (in their own
+// roots) each have their own series: host commits, agreement, counters,
+// queue; a refused deployment is counted, never timed; ForgetApp removes
+// an app's series and no other's.
+func TestMetricsPerApp(t *testing.T) {
+	c := New()
+	shaA, shaB := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	c.WatchQueue("staging", fakeQueue{deploy.Health{QueueLength: 2}})
+	c.WatchQueue("production", fakeQueue{deploy.Health{Running: &deploy.Deployment{ID: "p"}}})
+	c.Observe(deploy.Event{Kind: deploy.EventStep, App: "staging", Status: deploy.StatusSucceeded, Host: "web1", Step: "pip", Duration: time.Second})
+	c.Observe(endedOn("staging", deploy.StatusSucceeded, shaA, "web1", "web2"))
+	c.Observe(endedOn("production", deploy.StatusSucceeded, shaB, "web1"))
+	refused := endedOn("production", deploy.StatusRefused, shaA)
+	refused.Deployment.Started = time.Time{}
+	c.Observe(refused)
+
+	if diff := cmp.Diff(map[string]string{"web1": shaA + " 20261202080000-aaaaaaa", "web2": shaA + " 20261202080000-aaaaaaa"}, hostCommits(t, c, "staging")); diff != "" {
+		t.Errorf("staging's hosts (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]string{"web1": shaB + " 20261202080000-bbbbbbb"}, hostCommits(t, c, "production")); diff != "" {
+		t.Errorf("production's hosts (-want +got):\n%s", diff)
+	}
+	for _, app := range []string{"staging", "production"} {
+		if got := testutil.ToFloat64(c.hostsDisagree.WithLabelValues(app)); got != 0 {
+			t.Errorf("%s: hosts_disagree = %v, want 0 (the other app's commit on web1 is not its own)", app, got)
+		}
+	}
+	for _, tc := range []struct {
+		app, status string
+		want        float64
+	}{
+		{"staging", "succeeded", 1}, {"production", "succeeded", 1}, {"production", "refused", 1}, {"staging", "failed", 0},
+	} {
+		if got := testutil.ToFloat64(c.deployments.WithLabelValues(tc.app, "deploy", tc.status)); got != tc.want {
+			t.Errorf("deployments_total{%s,deploy,%s} = %v, want %v", tc.app, tc.status, got, tc.want)
+		}
+	}
+	if n := testutil.CollectAndCount(c.deploymentTime); n != 2 {
+		t.Errorf("%d duration series, want 2: a refused deployment never ran", n)
+	}
+	if got := testutil.ToFloat64(c.hostCommitsKnown.WithLabelValues("staging")); got != 2 {
+		t.Errorf("staging: hosts_known = %v, want 2", got)
+	}
+	want := `
+# HELP pushdeploy_deployment_running 1 while a deployment of the app runs.
+# TYPE pushdeploy_deployment_running gauge
+pushdeploy_deployment_running{app="production"} 1
+pushdeploy_deployment_running{app="staging"} 0
+# HELP pushdeploy_queue_length Deployments of an app waiting, not counting the running one.
+# TYPE pushdeploy_queue_length gauge
+pushdeploy_queue_length{app="production"} 0
+pushdeploy_queue_length{app="staging"} 2
+`
+	if err := testutil.GatherAndCompare(c.Registry(), strings.NewReader(want), "pushdeploy_queue_length", "pushdeploy_deployment_running"); err != nil {
+		t.Error(err)
+	}
+
+	c.ForgetApp("staging")
+	if got := hostCommits(t, c, "staging"); len(got) != 0 {
+		t.Errorf("staging's hosts after ForgetApp: %v", got)
+	}
+	if got := hostCommits(t, c, "production"); len(got) != 1 {
+		t.Errorf("production's hosts after staging was forgotten: %v", got)
+	}
+	fams, err := c.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			if labels(m)["app"] == "staging" {
+				t.Errorf("%s still has a staging series", f.GetName())
+			}
+		}
 	}
 }

@@ -98,7 +98,7 @@ func runServe(ctx context.Context, c *common, grace *time.Duration, stdout, stde
 		d.Observer = observers
 	}
 	worker := &deploy.Worker{Deployer: d, Hosts: cfg.Hosts, Logger: log, Grace: *grace}
-	metered.WatchQueue(worker)
+	metered.WatchQueue(worker.App, worker)
 	hostNames := make([]string, len(cfg.Hosts))
 	for i, h := range cfg.Hosts {
 		hostNames[i] = h.String()

@@ -291,7 +291,7 @@ func seedHostMetrics(ctx context.Context, m *metrics.Collector, w *deploy.Worker
 				log.Warn("metrics: a host's current commit is unknown until its next deployment", "host", h.Host.String(), "error", h.Err)
 			}
 		}
-		m.SeedHosts(hosts, asOf)
+		m.SeedHosts(w.App, hosts, asOf)
 	}()
 	return func() { <-done }
 }
