@@ -15,6 +15,9 @@ import (
 // (the tip is resolved when the deployment starts, so the newest push is
 // what ships, once), and a redelivered webhook (same delivery id) is
 // recognised and not deployed twice. It keeps recent deployments in memory.
+// With PromoteFrom, every deploy request goes through a Gate first: one
+// for a commit the other app has not deployed everywhere is recorded as
+// refused and never queued.
 //
 // Fill the exported fields, start Run in a goroutine, then Submit from any
 // goroutine: the methods are safe for concurrent use.
