@@ -595,3 +595,50 @@ func TestReloadAppsBetweenApps(t *testing.T) {
 		})
 	}
 }
+
+// TestExampleApps: the app files of docs/examples/apps load as they are
+// (their /etc/pushdeploy paths moved into the test's folder), with
+// production promoting from staging and a secret of its own.
+func TestExampleApps(t *testing.T) {
+	examples := map[string]string{}
+	for _, name := range []string{"staging.env", "production.env"} {
+		// Before setupApps, which changes the working folder.
+		data, err := os.ReadFile(filepath.Join("..", "docs", "examples", "apps", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		examples[name] = string(data)
+	}
+	f := setupApps(t)
+	for name, data := range examples {
+		f.write(t, name, strings.ReplaceAll(data, "/etc/pushdeploy/", f.dir+"/"))
+	}
+	s, warnings, err := LoadSetup("", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantWarnings(t, warnings)
+	prod, _ := s.App("production")
+	stage, _ := s.App("staging")
+	if prod.PromoteFrom != "staging" || prod.Branch != "release" || stage.Branch != "staging" || prod.Root == stage.Root {
+		t.Errorf("got production from %q on %q in %q, staging on %q in %q", prod.PromoteFrom, prod.Branch, prod.Root, stage.Branch, stage.Root)
+	}
+}
+
+// TestDocsScope: docs/configuration.md marks each variable server or app
+// as Config's tags do.
+func TestDocsScope(t *testing.T) {
+	data, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range variables {
+		want := "| `" + v.key + "` | app |"
+		if v.server {
+			want = "| `" + v.key + "` | **server** |"
+		}
+		if !strings.Contains(string(data), want) {
+			t.Errorf("docs/configuration.md: want the row %q…", want)
+		}
+	}
+}
