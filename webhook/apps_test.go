@@ -40,6 +40,7 @@ func (f *fakeApps) Problems() []string { return f.problems }
 type twoApps struct {
 	apps                *fakeApps
 	staging, production *fakeDeployments
+	s                   *Server
 	h                   http.Handler
 }
 
@@ -90,7 +91,7 @@ func newTwoApps(t *testing.T, mod func(*Config)) *twoApps {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ta.h = s.Handler()
+	ta.s, ta.h = s, s.Handler()
 	return ta
 }
 

@@ -94,7 +94,7 @@ func (s *Server) guard() echo.MiddlewareFunc {
 					return fail(http.StatusForbidden, "forbidden: %s may not call /webhook", c.RealIP())
 				}
 				return webhook(c)
-			case strings.HasPrefix(p, "/api/") || (p == "/login" && c.Request().Method == http.MethodPost) || p == "/deployments/:id/events":
+			case strings.HasPrefix(p, "/api/") || (p == "/login" && c.Request().Method == http.MethodPost) || p == "/deployments/:id/events" || p == "/overview/events":
 				// The status page's event stream is the API's, for the
 				// page: it counts the same (and is public with
 				// DEPLOY_STATUS_PUBLIC).

@@ -2,7 +2,9 @@ package webhook
 
 import (
 	"flag"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,5 +63,158 @@ func TestOneAppPagesUnchanged(t *testing.T) {
 		if diff := cmp.Diff(string(want), w.Body.String()); diff != "" {
 			t.Errorf("GET %s changed with one app (-before +now):\n%s", tc.path, diff)
 		}
+	}
+}
+
+// TestOverviewPage: with several apps, / shows every app (its hosts, its
+// last deployment and its buttons at the per-app API) with stable ids and
+// data attributes; each app's page is at /apps/{app}, with its own
+// deployments and buttons; a deployment's page acts on its app.
+func TestOverviewPage(t *testing.T) {
+	ta := newTwoApps(t, func(c *Config) { c.APIToken = pageToken })
+	run := appDeployment("20261125-200200-00000c", "production", strings.Repeat("c", 40), time.Date(2026, 11, 25, 20, 2, 0, 0, time.UTC))
+	run.Status, run.Finished = deploy.StatusRunning, time.Time{}
+	run.Hosts = []*deploy.HostResult{{Host: deploy.Host{Name: "web1"}, Status: deploy.StatusRunning,
+		Steps: []deploy.StepResult{{Name: "clone", Status: deploy.StatusSucceeded}, {Name: "pip", Status: deploy.StatusRunning}}}}
+	ta.production.setHealth(deploy.Health{Running: run, Last: ta.production.deps["20261125-200100-00000b"]})
+	ta.staging.setHealth(deploy.Health{Last: ta.staging.deps["20261125-200000-00000a"], QueueLength: 2})
+	auth := func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+pageToken) }
+
+	page := func(path string) string {
+		t.Helper()
+		w := do(ta.h, http.MethodGet, path, "", auth)
+		if w.Code != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, w.Code, w.Body)
+		}
+		if strings.Contains(w.Body.String(), pageToken) {
+			t.Fatalf("GET %s shows the token", path)
+		}
+		return w.Body.String()
+	}
+	overview := page("/")
+	for _, want := range []string{
+		`id="apps" class="apps" data-events="/overview/events"`,
+		`<section class="app" id="app-production" data-app="production" data-running="20261125-200200-00000c" data-queue="0">`,
+		`<section class="app" id="app-staging" data-app="staging" data-running="" data-queue="2">`,
+		`<tbody data-src="/apps/staging/releases.json">`,
+		`<tr data-app="production" data-host="web1" data-commit="" data-status="running">`,
+		`<span class="badge" data-status="running">running · pip</span>`,
+		`<tr data-app="production" data-host="web2" data-commit="" data-status="">`,
+		`data-role="last" data-deployment="20261125-200000-00000a" data-status="succeeded"`,
+		`data-url="/api/apps/staging/deploy"`, `data-url="/api/apps/production/rollback"`,
+		`id="deploy-staging"`, `id="rollback-production"`,
+		`2 queued`,
+	} {
+		if !strings.Contains(overview, want) {
+			t.Errorf("the overview lacks %s", want)
+		}
+	}
+	if strings.Index(overview, `id="app-production"`) > strings.Index(overview, `id="app-staging"`) {
+		t.Error("the apps are not in name order")
+	}
+
+	app := page("/apps/staging")
+	for _, want := range []string{`<h1>staging: deployments</h1>`, `data-url="/api/apps/staging/deploy"`, `data-url="/api/apps/staging/rollback"`,
+		`data-src="/apps/staging/releases.json"`, `data-deployment="20261125-200000-00000a"`} {
+		if !strings.Contains(app, want) {
+			t.Errorf("staging's page lacks %s", want)
+		}
+	}
+	if strings.Contains(app, "20261125-200100-00000b") {
+		t.Error("staging's page lists production's deployment")
+	}
+	dep := page("/deployments/20261125-200100-00000b")
+	for _, want := range []string{`<a id="dep-app" href="/apps/production">production</a>`, `data-url="/api/apps/production/rollback"`} {
+		if !strings.Contains(dep, want) {
+			t.Errorf("production's deployment page lacks %s", want)
+		}
+	}
+	if w := do(ta.h, http.MethodGet, "/apps/qa", "", auth); w.Code != http.StatusNotFound {
+		t.Errorf("GET /apps/qa: %d, want 404", w.Code)
+	}
+	if w := do(ta.h, http.MethodGet, "/", "", nil); w.Code != http.StatusSeeOther {
+		t.Errorf("the overview without a session: %d, want 303 to sign in", w.Code)
+	}
+	rel := do(ta.h, http.MethodGet, "/apps/production/releases.json", "", auth)
+	if rel.Code != http.StatusOK || !strings.Contains(rel.Body.String(), strings.Repeat("c", 40)) {
+		t.Errorf("production's releases: %d %s", rel.Code, rel.Body)
+	}
+}
+
+// TestOverviewStream: one stream tells every app's state, then each
+// change of any app as it happens; it needs the page's access, and counts
+// against the stream bounds.
+func TestOverviewStream(t *testing.T) {
+	ta := newTwoApps(t, nil)
+	ta.s.page.heartbeat = 50 * time.Millisecond
+	srv := httptest.NewServer(ta.h)
+	t.Cleanup(srv.Close)
+	r := &streamRig{t: t, srv: srv}
+
+	resp, sse := r.get("/overview/events", nil)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("GET /overview/events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	next := func(what string) sseEvent {
+		t.Helper()
+		ev, ok := sse.next()
+		if !ok {
+			t.Fatalf("the stream ended, waiting for %s", what)
+		}
+		return ev
+	}
+	if ev := next("the apps"); ev.kind != "apps" || fmt.Sprint(ev.data["apps"]) != "[production staging]" {
+		t.Fatalf("first event %s %v, want apps [production staging]", ev.kind, ev.data)
+	}
+	for _, want := range []string{"production", "staging"} {
+		if ev := next(want); ev.kind != "app" || ev.data["app"] != want {
+			t.Fatalf("event %s %v, want %s's state", ev.kind, ev.data, want)
+		}
+	}
+	// staging starts a deployment, then it ends: both are told.
+	run := appDeployment("20261125-200200-00000c", "staging", strings.Repeat("c", 40), time.Now())
+	run.Status, run.Finished = deploy.StatusRunning, time.Time{}
+	run.Hosts = []*deploy.HostResult{{Host: deploy.Host{Name: "web1"}, Status: deploy.StatusRunning, Steps: []deploy.StepResult{{Name: "clone", Status: deploy.StatusRunning}}}}
+	ta.staging.setHealth(deploy.Health{Running: run})
+	ev := next("staging running")
+	running, _ := ev.data["running"].(map[string]any)
+	if ev.kind != "app" || ev.data["app"] != "staging" || running["id"] != run.ID || fmt.Sprint(running["hosts"]) != "[map[host:web1 status:running step:clone]]" {
+		t.Fatalf("event %s %v, want staging running %s on web1 (clone)", ev.kind, ev.data, run.ID)
+	}
+	done := run.Snapshot()
+	done.Status, done.Finished = deploy.StatusSucceeded, time.Now()
+	ta.staging.setHealth(deploy.Health{Last: done})
+	ev = next("staging done")
+	last, _ := ev.data["last"].(map[string]any)
+	if ev.kind != "app" || ev.data["app"] != "staging" || ev.data["running"] != nil || last["id"] != run.ID || last["status"] != "succeeded" {
+		t.Fatalf("event %s %v, want staging's %s succeeded", ev.kind, ev.data, run.ID)
+	}
+}
+
+// TestOverviewStreamGuarded: the overview's stream needs the page's
+// access, and counts against a client's streams like a deployment's.
+func TestOverviewStreamGuarded(t *testing.T) {
+	ta := newTwoApps(t, nil)
+	srv := httptest.NewServer(ta.h)
+	t.Cleanup(srv.Close)
+	r := &streamRig{t: t, srv: srv}
+	resp, err := http.Get(srv.URL + "/overview/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("without the token: %d, want 401", resp.StatusCode)
+	}
+	for i := range maxStreamsPerClient {
+		if resp, _ := r.get("/overview/events", nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream %d: %d", i+1, resp.StatusCode)
+		}
+	}
+	if resp, _ := r.get("/overview/events", nil); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("one stream more from one client: %d, want 429", resp.StatusCode)
+	}
+	if resp, _ := r.get("/api/deployments/"+strings.ReplaceAll(overviewStreamKey, " ", "%20")+"/events", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a deployment stream named as the overview's key: %d, want 404", resp.StatusCode)
 	}
 }

@@ -75,6 +75,8 @@ func (s *Server) pageRoutes() {
 
 	html, data := s.pageAuth(true), s.pageAuth(false)
 	s.e.GET("/", s.pageIndex, s.pageHeaders, html)
+	s.e.GET("/apps/:app", s.named(s.pageApp), s.pageHeaders, html)
+	s.e.GET("/overview/events", s.overviewEvents, s.pageHeaders, data)
 	s.e.GET("/deployments/:id", s.pageDeployment, s.pageHeaders, html)
 	s.e.GET("/deployments/:id/events", s.apiEvents, s.pageHeaders, data)
 	s.e.GET("/releases.json", s.onlyApp("/apps/{app}/releases.json", s.pageReleases), s.pageHeaders, data)
@@ -134,6 +136,16 @@ type pageData struct {
 	Title       string
 	Deployments []deploymentJSON
 	D           *deploymentJSON
+	// App is the app of an app's page, or of a deployment's page, when
+	// the deployer serves several apps; "" with one app.
+	App string
+	// APIBase is where the page's buttons POST deploy and rollback:
+	// /api with one app, /api/apps/{app} with several. ReleasesSrc is
+	// where it asks for the hosts' releases.
+	APIBase     string
+	ReleasesSrc string
+	// Apps are the overview's apps (several apps, at /).
+	Apps []overviewCard
 	// CanAct: the API exists, so the buttons can work (with the token).
 	CanAct bool
 	// SignedIn: a session cookie came with the request.
@@ -148,8 +160,17 @@ type pageData struct {
 func (s *Server) pageBase(c echo.Context, title string) pageData {
 	return pageData{
 		Title: title, CanAct: s.cfg.APIToken != "", SignedIn: s.cfg.APIToken != "" && s.validSession(c),
-		Public: s.cfg.StatusPublic, Version: s.cfg.Version,
+		Public: s.cfg.StatusPublic, Version: s.cfg.Version, APIBase: "/api", ReleasesSrc: "/releases.json",
 	}
+}
+
+// forApp points a page's buttons and releases at app's per-app paths,
+// when the deployer serves several apps.
+func (s *Server) forApp(data *pageData, app string) {
+	if s.isSingle() {
+		return
+	}
+	data.App, data.APIBase, data.ReleasesSrc = app, "/api/apps/"+app, "/apps/"+app+"/releases.json"
 }
 
 // render executes a page into memory first, so that a template error
@@ -163,14 +184,35 @@ func (s *Server) render(c echo.Context, status int, name string, data pageData) 
 	return c.HTMLBlob(status, buf.Bytes())
 }
 
+// pageIndex serves /: the deployments with one app, the overview of
+// every app with several.
 func (s *Server) pageIndex(c echo.Context) error {
+	app, ok := s.single()
+	if !ok {
+		return s.pageOverview(c)
+	}
+	return s.pageApp(c, app)
+}
+
+// pageApp serves an app's page (/apps/{app}; / with one app): its
+// deployments and its hosts' releases, its buttons.
+func (s *Server) pageApp(c echo.Context, app App) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), pageListTimeout)
 	defer cancel()
-	list, err := s.listDeployments(ctx, listQuery{Limit: 20})
+	q := listQuery{Limit: 20}
+	if !s.isSingle() {
+		q.App = app.Name
+	}
+	list, err := s.listDeployments(ctx, q)
 	if err != nil {
 		return err
 	}
-	data := s.pageBase(c, "Deployments")
+	title := "Deployments"
+	if !s.isSingle() {
+		title = app.Name + ": deployments"
+	}
+	data := s.pageBase(c, title)
+	s.forApp(&data, app.Name)
 	data.Deployments = list
 	return s.render(c, http.StatusOK, "index", data)
 }
@@ -188,6 +230,7 @@ func (s *Server) pageDeployment(c echo.Context) error {
 		return s.render(c, http.StatusNotFound, "message", data)
 	}
 	data := s.pageBase(c, "Deployment "+d.ID)
+	s.forApp(&data, d.App)
 	data.D = &d
 	return s.render(c, http.StatusOK, "deployment", data)
 }

@@ -53,7 +53,18 @@ func (f *fakeDeployments) Get(id string) (*deploy.Deployment, bool) {
 	return d, ok
 }
 
-func (f *fakeDeployments) Health() deploy.Health { return f.health }
+func (f *fakeDeployments) Health() deploy.Health {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.health
+}
+
+// setHealth changes what Health answers, while the server may ask.
+func (f *fakeDeployments) setHealth(h deploy.Health) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.health = h
+}
 
 func (f *fakeDeployments) Releases(context.Context) ([]deploy.HostReleases, error) {
 	if f.releases == nil {

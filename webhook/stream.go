@@ -128,6 +128,11 @@ func (s *Server) apiEvents(c echo.Context) error {
 	if len(id) > 64 {
 		return fail(http.StatusNotFound, "no deployment with an id of %d bytes", len(id))
 	}
+	if strings.ContainsFunc(id, func(r rune) bool { return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r == '-') }) {
+		// Not a deployment id (and so never the overview's key in the
+		// stream gate).
+		return fail(http.StatusNotFound, "no deployment %q", id)
+	}
 	leave, err := s.streams.enter(clientKey(c.RealIP()), id)
 	if err != nil {
 		c.Response().Header().Set("Retry-After", streamRetry)

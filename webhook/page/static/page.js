@@ -1,5 +1,6 @@
-// pushdeploy status page: follows a deployment's event stream, lists the
-// hosts' current releases, and calls the API for the buttons. Plain JS,
+// pushdeploy status page: follows a deployment's event stream (and, on
+// the overview of several apps, the overview's stream), lists the hosts'
+// current releases, and calls the API for the buttons. Plain JS,
 // no build step. The API token is only ever in this tab's sessionStorage
 // (typed by the user) and in the Authorization header of the buttons'
 // requests; the server never puts it into the page.
@@ -36,8 +37,10 @@
     tokenInput.closest("label").hidden = false;
   }
 
-  function say(msg, bad) {
-    const m = $("#action-msg");
+  // say shows msg next to btn's app on the overview, else in #action-msg.
+  function say(msg, bad, btn) {
+    const app = btn && btn.closest(".app");
+    const m = (app && $("[data-role=msg]", app)) || $("#action-msg");
     if (!m) return;
     m.textContent = msg;
     m.classList.toggle("bad", !!bad);
@@ -52,12 +55,12 @@
     const t = token();
     if (!t) {
       if (tokenInput) tokenInput.closest("label").hidden = false;
-      say("Enter the API token first.", true);
+      say("Enter the API token first.", true, btn);
       return;
     }
     if (btn.dataset.confirm && !window.confirm(btn.dataset.confirm)) return;
     btn.disabled = true;
-    say("Asking…");
+    say("Asking…", false, btn);
     try {
       const resp = await fetch(btn.dataset.url, {
         method: "POST",
@@ -67,17 +70,18 @@
       });
       const out = await resp.json().catch(() => ({}));
       if (resp.status === 202 && out.deployment) {
-        say("Queued " + out.deployment + ".");
-        location.assign("/deployments/" + encodeURIComponent(out.deployment));
+        say("Queued " + out.deployment + ".", false, btn);
+        // The overview follows every app live: it stays.
+        if (!btn.dataset.stay) location.assign("/deployments/" + encodeURIComponent(out.deployment));
         return;
       }
       if (resp.status === 401) {
         sessionStorage.removeItem(TOKEN_KEY);
         if (tokenInput) { tokenInput.value = ""; tokenInput.closest("label").hidden = false; }
       }
-      say(out.error || "HTTP " + resp.status, true);
+      say(out.error || (out.status === "refused" ? "Refused: " + out.reason : "HTTP " + resp.status), true, btn);
     } catch (e) {
-      say("The request failed: " + e.message, true);
+      say("The request failed: " + e.message, true, btn);
     } finally {
       btn.disabled = false;
     }
@@ -237,5 +241,107 @@
       if (es.readyState !== EventSource.CLOSED) note.textContent = "Connection lost; reconnecting…";
     });
     box.dataset.live = "1";
+  }
+
+  // --- The overview of several apps, live. -------------------------------
+  const apps = $("#apps");
+  if (apps && apps.dataset.events) overview(apps);
+
+  // rowOf finds an app's host row by name (names may hold any character:
+  // compared, not put into a selector).
+  function rowOf(section, host) {
+    for (const tr of section.querySelectorAll("tr[data-host]")) if (tr.dataset.host === host) return tr;
+    return null;
+  }
+
+  async function loadAppReleases(section) {
+    const body = $("tbody[data-src]", section);
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), 60000);
+    try {
+      const resp = await fetch(body.dataset.src, { signal: ctl.signal, credentials: "same-origin" });
+      const out = await resp.json();
+      if (!resp.ok) throw new Error(out.error || "HTTP " + resp.status);
+      $("[data-role=disagree]", section).hidden = !out.disagree;
+      section.dataset.disagree = out.disagree ? "true" : "false";
+      for (const h of out.hosts || []) {
+        const tr = rowOf(section, h.host);
+        if (!tr) continue;
+        const commitCell = $("[data-role=commit]", tr);
+        if (h.error) {
+          tr.dataset.commit = "";
+          commitCell.replaceChildren(el("span", { class: "error" }, h.error));
+          $("[data-role=release]", tr).textContent = "";
+          continue;
+        }
+        const cur = (h.releases || []).find((r) => r.current) || {};
+        tr.dataset.commit = cur.commit || "";
+        commitCell.replaceChildren(el("code", { title: cur.commit || "" }, (cur.commit || "").slice(0, 7) || "none"));
+        $("[data-role=release]", tr).textContent = h.current || "none";
+      }
+      section.dataset.releases = "loaded";
+    } catch (e) {
+      for (const c of section.querySelectorAll("[data-role=commit]")) c.replaceChildren(el("span", { class: "error" }, "Could not list the releases: " + e.message));
+      section.dataset.releases = "error";
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // deploymentLine fills a running or last line: link, status, commit.
+  function deploymentLine(p, label, d) {
+    p.replaceChildren(document.createTextNode(label + " "));
+    if (!d) { p.append(el("span", { class: "muted" }, "none yet")); return; }
+    const a = el("a", { href: "/deployments/" + encodeURIComponent(d.id) }, d.action + " " + d.id);
+    p.append(a, document.createTextNode(" "), el("span", { class: "badge", "data-status": d.status }, d.status));
+    if (d.commit) p.append(document.createTextNode(" "), el("code", { title: d.commit }, d.commit.slice(0, 7)));
+    if (d.finished) p.append(document.createTextNode(" "), el("span", { class: "muted" }, d.finished.replace("T", " ").replace(/\.\d+/, "")));
+  }
+
+  function updateApp(a) {
+    const section = document.getElementById("app-" + a.app);
+    if (!section) return;
+    const before = { running: section.dataset.running || "", last: $("[data-role=last]", section).dataset.deployment || "" };
+    section.dataset.running = a.running ? a.running.id : "";
+    section.dataset.queue = String(a.queue_length);
+    const run = $("[data-role=running]", section);
+    run.hidden = !a.running;
+    if (a.running) deploymentLine(run, "Running:", a.running);
+    const q = $("[data-role=queue]", section);
+    q.hidden = !a.queue_length;
+    q.textContent = a.queue_length + " queued";
+    const last = $("[data-role=last]", section);
+    last.dataset.deployment = a.last ? a.last.id : "";
+    last.dataset.status = a.last ? a.last.status : "";
+    deploymentLine(last, "Last deployment:", a.last);
+    const hosts = new Map(((a.running && a.running.hosts) || []).map((h) => [h.host, h]));
+    for (const tr of section.querySelectorAll("tr[data-host]")) {
+      const h = hosts.get(tr.dataset.host);
+      tr.dataset.status = h ? h.status : "";
+      const cell = $("[data-role=state]", tr);
+      cell.replaceChildren();
+      if (h) cell.append(el("span", { class: "badge", "data-status": h.status }, h.status + (h.step ? " · " + h.step : "")));
+    }
+    // A deployment ended (or one ran and ended between two states): what
+    // the hosts run has changed.
+    const lastNow = a.last ? a.last.id : "";
+    if ((before.running && !a.running) || (lastNow && lastNow !== before.last)) loadAppReleases(section);
+  }
+
+  function overview(box) {
+    const note = $("#stream-note");
+    const names = [...box.querySelectorAll("section.app")].map((s) => s.dataset.app);
+    for (const section of box.querySelectorAll("section.app")) loadAppReleases(section);
+    const es = new EventSource(box.dataset.events);
+    es.addEventListener("apps", (m) => {
+      // Apps were added or removed (the deployer re-read its apps): the
+      // page is rebuilt.
+      if (JSON.parse(m.data).apps.join(" ") !== names.join(" ")) location.reload();
+    });
+    es.addEventListener("app", (m) => updateApp(JSON.parse(m.data)));
+    es.addEventListener("open", () => { note.textContent = "Following live."; box.dataset.live = "1"; });
+    es.addEventListener("error", () => {
+      if (es.readyState !== EventSource.CLOSED) note.textContent = "Connection lost; reconnecting…";
+    });
   }
 })();
