@@ -96,6 +96,9 @@ func (s *Server) apiDeploy(c echo.Context, app App) error {
 	ticket, err := app.Deployments.Submit(c.Request().Context(), deploy.Request{
 		Trigger: deploy.TriggerAPI, Actor: "api", Push: deploy.Push{Branch: app.Branch, Commit: body.Commit}, Hosts: body.Hosts, From: body.From,
 	})
+	if ok, aerr := s.apiRefused(c, app, ticket, err); ok {
+		return aerr
+	}
 	if err != nil {
 		return submitError(err)
 	}

@@ -303,6 +303,11 @@ func TestHealthzApps(t *testing.T) {
 		`/etc/pushdeploy/apps/production.env:3: DEPLOY_WEBHOOK_SECRET: "hunter2-value" is too short; use 32 characters or more`,
 		`/etc/pushdeploy/apps/qa.env: read: permission denied hunter2-value`,
 		`something else entirely hunter2-value`,
+		`/etc/pushdeploy/apps/staging.env:5: DEPLOY_LISTEN is the server's, the same for every app: hunter2-value`,
+		`/etc/pushdeploy/apps/staging.env: DEPLOY_ROOT: production and staging both deploy to hunter2-value in /srv/app;`,
+		`/etc/pushdeploy/apps/staging.env: hosts-hunter2-value.txt:2: "::1": write IPv6 addresses in brackets`,
+		`/etc/pushdeploy/apps/production.env:2: not a VARIABLE=value line`,
+		`DEPLOY_APPS_DIR: /etc/pushdeploy/apps: the apps keep their previous configuration hunter2-value`,
 	}
 	ta.staging.health = deploy.Health{Stuck: "deployment x has made no progress"}
 	w := httptest.NewRecorder()
@@ -315,7 +320,8 @@ func TestHealthzApps(t *testing.T) {
 	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
-	wantProblems := []string{"production.env:3: DEPLOY_WEBHOOK_SECRET", "qa.env", "an app file failed to load (see the log)"}
+	wantProblems := []string{"production.env:3: DEPLOY_WEBHOOK_SECRET", "qa.env", "an app file failed to load (see the log)",
+		"staging.env:5: DEPLOY_LISTEN", "staging.env: DEPLOY_ROOT", "staging.env", "production.env:2", "DEPLOY_APPS_DIR"}
 	if diff := cmp.Diff(wantProblems, got.Problems); diff != "" {
 		t.Errorf("problems (-want +got):\n%s", diff)
 	}
@@ -348,5 +354,29 @@ func TestAppWebhookGuarded(t *testing.T) {
 	}
 	if !slices.Equal(codes, []int{404, 429}) {
 		t.Errorf("two webhooks for no app at a rate of 1: %v, want 404 then 429", codes)
+	}
+}
+
+// TestRefused: a request promotion turns down (a *deploy.RefusedError) is
+// answered 200 refused to the forge (no retry), 409 with the reason to the
+// API, and counted as refused.
+func TestRefused(t *testing.T) {
+	const reason = "staging has not deployed dddddddddddddddddddddddddddddddddddddddd to web1"
+	m := &countingMetrics{counts: map[string]int{}}
+	ta := newTwoApps(t, func(c *Config) { c.Metrics = m })
+	ta.production.submit = func(r deploy.Request) (deploy.Ticket, error) {
+		return deploy.Ticket{ID: "prd-r", Status: "refused", Commit: strings.Repeat("d", 40)}, &deploy.RefusedError{ID: "prd-r", Reason: reason}
+	}
+	code, out := serveJSON(ta.h, pushTo("/webhook/production", "release", productionSecret))
+	if code != http.StatusOK || out["status"] != "refused" || out["deployment"] != "prd-r" || out["reason"] != reason {
+		t.Errorf("webhook: %d %v, want 200 refused prd-r with the reason", code, out)
+	}
+	if got := m.counts[GitHub+" "+outcomeRefused]; got != 1 {
+		t.Errorf("refused webhooks counted: %d, want 1", got)
+	}
+	code, out = serveJSON(ta.h, api("POST", "/api/apps/production/deploy", `{"from":"staging"}`))
+	if code != http.StatusConflict || out["status"] != "refused" || out["deployment"] != "prd-r" || out["reason"] != reason ||
+		!strings.Contains(out["error"].(string), reason) {
+		t.Errorf("API: %d %v, want 409 refused prd-r with the reason", code, out)
 	}
 }

@@ -22,7 +22,7 @@ var h0 = time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC)
 // storedDeployments fills a real history store with n finished
 // deployments, one a minute, alternately succeeded and failed, with
 // commits a…, b…, …; it returns their ids newest first.
-func storedDeployments(t *testing.T, n int) (*history.Store, []string) {
+func storedDeployments(t *testing.T, n int) (history.Store, []string) {
 	t.Helper()
 	st, err := history.Open(context.Background(), t.TempDir(), history.Options{})
 	if err != nil {

@@ -140,10 +140,13 @@ func (s *Server) appHealth(ctx context.Context, a App, several bool) (healthAppJ
 // maxProblemsShown bounds the problems /healthz lists.
 const maxProblemsShown = 50
 
-// problemLocation is the start of a problem line that /healthz may show:
-// the file, the line and the variable ("FILE:LINE: DEPLOY_X"), or the
-// file alone.
-var problemLocation = regexp.MustCompile(`^([^:]+?)(?::(\d+))?(?:: ([A-Z][A-Z0-9_]*))?(?::|$)`)
+// problemFile is the start of a problem line: its app file and line
+// ("apps/staging.env:3:", "apps/staging.env:"); problemVariable the
+// variable it names at the start of the rest.
+var (
+	problemFile     = regexp.MustCompile(`^([^:]*\.env)(?::(\d+))?(?::|$)`)
+	problemVariable = regexp.MustCompile(`^ *(DEPLOY_[A-Z0-9_]+)\b`)
+)
 
 // problemsShown keeps of each problem its file's name (not its folder),
 // line and variable: the rest of the message may quote a value, and
@@ -155,21 +158,27 @@ func problemsShown(problems []string) []string {
 			out = append(out, fmt.Sprintf("… and %d more (see the log)", len(problems)-i))
 			break
 		}
-		m := problemLocation.FindStringSubmatch(p)
-		if m == nil || !strings.HasSuffix(m[1], ".env") {
-			out = append(out, "an app file failed to load (see the log)")
-			continue
-		}
-		shown := filepath.Base(m[1])
-		if m[2] != "" {
-			shown += ":" + m[2]
-		}
-		if m[3] != "" {
-			shown += ": " + m[3]
-		}
-		out = append(out, shown)
+		out = append(out, problemShown(p))
 	}
 	return out
+}
+
+func problemShown(p string) string {
+	m := problemFile.FindStringSubmatch(p)
+	if m == nil {
+		if v := problemVariable.FindStringSubmatch(p); v != nil {
+			return v[1] // the folder itself (DEPLOY_APPS_DIR)
+		}
+		return "an app file failed to load (see the log)"
+	}
+	shown := filepath.Base(m[1])
+	if m[2] != "" {
+		shown += ":" + m[2]
+	}
+	if v := problemVariable.FindStringSubmatch(p[len(m[0]):]); v != nil {
+		shown += ": " + v[1]
+	}
+	return shown
 }
 
 // stateWritable checks, at most every 5 seconds, that a file can be

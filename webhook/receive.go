@@ -114,6 +114,14 @@ func (s *Server) webhook(c echo.Context, app App) error {
 		Trigger: deploy.TriggerWebhook, Provider: ev.Provider, DeliveryID: ev.DeliveryID, Actor: ev.Actor,
 		Push: deploy.Push{Branch: app.Branch}, PayloadCommit: change.Commit,
 	})
+	var refused *deploy.RefusedError
+	if errors.As(err, &refused) {
+		// Recorded, not carried out (promotion): 200, so that the forge
+		// does not retry what would be refused again.
+		log.Info("webhook refused", "decision", "refused", "commit", change.Commit, "deployment", refused.ID, "reason", refused.Reason)
+		outcome = outcomeRefused
+		return c.JSON(http.StatusOK, answer{Status: "refused", Deployment: refused.ID, Commit: ticket.Commit, Reason: refused.Reason})
+	}
 	if err != nil {
 		log.Error("webhook not queued", "decision", "rejected", "reason", "not queued", "error", err)
 		if errors.Is(err, deploy.ErrQueueFull) || errors.Is(err, deploy.ErrClosed) || errors.Is(err, context.Canceled) {
@@ -190,11 +198,33 @@ func ticketOutcome(status string) string {
 	return outcomeQueued
 }
 
+// refusedJSON is the API's answer to a request promotion turned down.
+type refusedJSON struct {
+	answer
+	Error string `json:"error"`
+}
+
+// apiRefused answers a request that promotion turned down (a
+// *deploy.RefusedError): 409, with the reason and the deployment that
+// records it. ok is false for any other error.
+func (s *Server) apiRefused(c echo.Context, app App, ticket deploy.Ticket, err error) (bool, error) {
+	var refused *deploy.RefusedError
+	if !errors.As(err, &refused) {
+		return false, nil
+	}
+	s.log.Info("api deploy refused", s.appAttrs(c, app, "deployment", refused.ID, "commit", ticket.Commit, "reason", refused.Reason)...)
+	return true, c.JSON(http.StatusConflict, refusedJSON{
+		answer: answer{Status: "refused", Deployment: refused.ID, Commit: ticket.Commit, Reason: refused.Reason}, Error: refused.Error()})
+}
+
 // submitError turns the worker's refusals into answers.
 func submitError(err error) error {
 	var ce *deploy.CommitError
 	var re *deploy.RequestError
+	var rf *deploy.RefusedError
 	switch {
+	case errors.As(err, &rf):
+		return fail(http.StatusConflict, "%v", rf)
 	case errors.As(err, &ce):
 		return fail(http.StatusUnprocessableEntity, "%v", ce)
 	case errors.As(err, &re):
