@@ -162,7 +162,9 @@ func (s *Setup) readApps() appsRead {
 	found := 0
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), appFileExt)
-		if !ok {
+		if !ok || strings.HasPrefix(name, ".") {
+			// Hidden files are an editor's (Emacs locks a file being
+			// edited with .#NAME.env), not apps.
 			continue
 		}
 		file := filepath.Join(s.dir, e.Name())
@@ -238,11 +240,11 @@ func (s *Setup) loadApp(name, file string) (a *App, warnings []string, probs pro
 	a = &App{Name: name, File: file, Config: c, lines: lines}
 	w, err := c.validate(scopeApp)
 	for _, msg := range w {
-		warnings = append(warnings, a.locate(msg))
+		warnings = append(warnings, a.locate(msg, s.base))
 	}
 	if ce, ok := err.(*Error); ok {
 		for _, p := range ce.Problems {
-			probs = append(probs, a.locate(p))
+			probs = append(probs, a.locate(p, s.base))
 		}
 		return nil, warnings, probs
 	}
@@ -261,17 +263,27 @@ func copyServer(dst, src *Config) {
 
 // locate prefixes a problem of the app with its file, and the line when
 // the variable it names is set there: "apps/staging.env:3: DEPLOY_ROOT: …".
-// A value the app takes from the environment or the env file is named with
-// the file only: the app gets it there.
-func (a *App) locate(p string) string {
+// A value the app takes from the environment or the env file b read is
+// named with the app file, and where the value is from: the app gets it
+// there, and that is where to fix it (or to set the app's own).
+func (a *App) locate(p string, b *base) string {
 	key := ""
 	for _, v := range variables {
 		if strings.HasPrefix(p, v.key) && len(v.key) > len(key) {
 			key = v.key
 		}
 	}
-	if line, ok := a.lines[key]; ok && key != "" {
+	if key == "" {
+		return a.File + ": " + p
+	}
+	if line, ok := a.lines[key]; ok {
 		return fmt.Sprintf("%s:%d: %s", a.File, line, p)
+	}
+	if _, ok := b.env[key]; ok {
+		return fmt.Sprintf("%s: %s (the value is the environment's)", a.File, p)
+	}
+	if line, ok := b.lines[key]; ok {
+		return fmt.Sprintf("%s: %s (the value is from %s:%d)", a.File, p, b.file, line)
 	}
 	return a.File + ": " + p
 }

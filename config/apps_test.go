@@ -83,6 +83,10 @@ func TestLoadSetupApps(t *testing.T) {
 	t.Setenv("DEPLOY_KEEP_RELEASES", "7") // shared, from the environment
 	writeFile(t, filepath.Join(f.apps, "README"), "not an app\n", 0o644)
 	writeFile(t, filepath.Join(f.apps, "staging.env~"), "DEPLOY_LISTEN=x\n", 0o644)
+	writeFile(t, filepath.Join(f.apps, ".#staging.env"), "DEPLOY_LISTEN=x\n", 0o644)
+	if err := os.Mkdir(filepath.Join(f.apps, "old.env"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	s, warnings, err := LoadSetup("", false)
 	if err != nil {
 		t.Fatal(err)
@@ -134,6 +138,7 @@ func TestLoadSetupAppsErrors(t *testing.T) {
 	tests := []struct {
 		name    string
 		env     map[string]string // "" value: unset
+		envFile string            // deploy.env, when set
 		files   map[string]string // app files to (over)write; "" removes one
 		prepare func(t *testing.T, f appsFixture)
 		want    []string // "{apps}" stands for the folder
@@ -174,9 +179,16 @@ func TestLoadSetupAppsErrors(t *testing.T) {
 			name: "bad shared value: named in each app that takes it",
 			env:  map[string]string{"DEPLOY_ROLLBACK_ON_FAILURE": "some"},
 			want: []string{
-				`{apps}/production.env: DEPLOY_ROLLBACK_ON_FAILURE: "some" is neither host nor all`,
-				`{apps}/staging.env: DEPLOY_ROLLBACK_ON_FAILURE: "some" is neither host nor all`,
+				`{apps}/production.env: DEPLOY_ROLLBACK_ON_FAILURE: "some" is neither host nor all (the value is the environment's)`,
+				`{apps}/staging.env: DEPLOY_ROLLBACK_ON_FAILURE: "some" is neither host nor all (the value is the environment's)`,
 			},
+		},
+		{
+			name:    "bad shared value from deploy.env",
+			envFile: "# shared\nDEPLOY_FETCH=rsync\n",
+			files:   map[string]string{"production.env": "DEPLOY_HOSTS_FILE=hosts-production.txt\nDEPLOY_FETCH=push\n"},
+			want:    []string{`{apps}/staging.env: DEPLOY_FETCH: "rsync" is neither clone nor push (the value is from deploy.env:2)`},
+			notWant: []string{"production.env"},
 		},
 		{
 			name: "required variable nowhere",
@@ -301,6 +313,9 @@ func TestLoadSetupAppsErrors(t *testing.T) {
 				if v == "" {
 					os.Unsetenv(k)
 				}
+			}
+			if tt.envFile != "" {
+				writeFile(t, filepath.Join(f.dir, "deploy.env"), tt.envFile, 0o600)
 			}
 			for name, content := range tt.files {
 				if content == "" && (name == "staging.env" || name == "production.env") {
