@@ -162,7 +162,7 @@ func (s *Setup) readApps() appsRead {
 	found := 0
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), appFileExt)
-		if !ok || strings.HasPrefix(name, ".") {
+		if !ok || strings.HasPrefix(e.Name(), ".") {
 			// Hidden files are an editor's (Emacs locks a file being
 			// edited with .#NAME.env), not apps.
 			continue
@@ -293,8 +293,10 @@ func (a *App) locate(p string, b *base) string {
 // only), and returns the apps the server goes on with, and the problems
 // found, each naming the file, line and variable at fault and what to do.
 //
-// An app whose file did not change keeps its *App (the same pointer), so
-// the caller can tell what changed. A new file that does not validate is
+// Every app is built again, its hosts file and keys read again. An app
+// whose configuration did not change (the same values, from the same
+// lines) keeps its *App (the same pointer), so the caller can tell what
+// changed. A new file that does not validate is
 // left out; an app whose file no longer validates keeps its previous
 // *App. So do the apps a problem between apps names (the same host and
 // root, a DEPLOY_PROMOTE_FROM naming no app or going round), when they
@@ -392,9 +394,10 @@ func settle(cur, prev map[string]*App, broken map[string]bool) []string {
 	}
 }
 
-// sameApp reports whether b configures app a exactly as a does.
+// sameApp reports whether b configures app a exactly as a does, from the
+// same lines (which the problems name).
 func sameApp(a, b *App) bool {
-	return a.File == b.File && reflect.DeepEqual(a.Config, b.Config)
+	return a.File == b.File && reflect.DeepEqual(a.Config, b.Config) && maps.Equal(a.lines, b.lines)
 }
 
 func sortedApps(m map[string]*App) []*App {
