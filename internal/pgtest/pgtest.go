@@ -113,6 +113,14 @@ func New(t testing.TB) string {
 	return srv.NewDatabase(t)
 }
 
+// Shared returns the shared server that New makes databases on (started
+// on first use), for a Proxy in front of it. Never Stop it: the package's
+// other tests use it; Start a server of the test's own for that.
+func Shared(t testing.TB) *Server {
+	t.Helper()
+	return sharedServer(t)
+}
+
 func sharedServer(t testing.TB) *Server {
 	t.Helper()
 	shared.mu.Lock()
