@@ -53,6 +53,7 @@ type Worker struct {
 	wake       chan struct{}
 	closed     bool
 	looping    bool
+	pending    *workerSetup // a Reconfigure waiting for the running deployment to end
 
 	// now is the clock Health judges progress by; nil means time.Now.
 	// Tests set it to look at a deployment as it will be minutes later,
@@ -144,7 +145,8 @@ func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
 	adm := Admission{Request: req, Commit: req.PayloadCommit}
 	if req.Action != ActionRollback {
 		// Rollbacks are never gated: going back must always be possible.
-		gate := Gate{App: w.appName(), PromoteFrom: w.PromoteFrom, Peers: w.Peers, Resolver: w.Deployer.Resolver}
+		next := w.setup()
+		gate := Gate{App: w.appName(), PromoteFrom: next.promoteFrom, Peers: w.Peers, Resolver: next.deployer.Resolver}
 		if adm, err = gate.Admit(ctx, req); err != nil {
 			return Ticket{}, err
 		}
@@ -183,7 +185,7 @@ func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
 		}
 		dep := NewDeployment(req, time.Now())
 		dep.App = w.appName()
-		w.Deployer.observe(dep)
+		w.nextDeployerLocked().observe(dep)
 		w.queue = append(w.queue, dep)
 		w.all = append([]*Deployment{dep}, w.all...)
 		w.trim()
@@ -259,7 +261,7 @@ func (w *Worker) refuseLocked(req Request, adm Admission, hosts []Host, key stri
 	dep := NewDeployment(req, time.Now())
 	dep.App = w.appName()
 	w.all = append([]*Deployment{dep}, w.all...)
-	refused := w.Deployer.Refuse(dep, adm.Release, hosts, adm.Refused)
+	refused := w.nextDeployerLocked().Refuse(dep, adm.Release, hosts, adm.Refused)
 	w.trim()
 	w.rememberLocked(key, dep.ID)
 	return Ticket{ID: dep.ID, Status: "refused", Commit: adm.Commit}, refused
@@ -309,7 +311,7 @@ func (w *Worker) trim() {
 // selectHosts are the hosts a request names (all without names); a host
 // not in the pool is a *RequestError, which the API answers 400.
 func (w *Worker) selectHosts(names []string) ([]Host, error) {
-	hosts, err := SelectHosts(w.Hosts, names)
+	hosts, err := SelectHosts(w.setup().hosts, names)
 	if err != nil {
 		return nil, &RequestError{Msg: "hosts: " + err.Error()}
 	}
@@ -366,6 +368,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.runOne(ctx, dep)
 		w.mu.Lock()
 		w.running = nil
+		w.applyPendingLocked()
 		w.trim()
 		w.mu.Unlock()
 	}
@@ -373,7 +376,7 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 func (w *Worker) runOne(ctx context.Context, dep *Deployment) {
-	hosts, err := w.selectHosts(dep.Request.Hosts)
+	hosts, err := w.runningHosts(dep.Request.Hosts)
 	if err != nil {
 		_ = w.Deployer.finish(w.logger(), dep, err)
 		return
@@ -403,7 +406,8 @@ func (w *Worker) runOne(ctx context.Context, dep *Deployment) {
 // Releases lists the releases on every host of the pool; see
 // Deployer.Releases. It runs beside deployments (it only reads).
 func (w *Worker) Releases(ctx context.Context) ([]HostReleases, error) {
-	return w.Deployer.Releases(ctx, w.Hosts)
+	s := w.setup()
+	return s.deployer.Releases(ctx, s.hosts)
 }
 
 // List returns snapshots of the kept deployments, newest first.
@@ -447,6 +451,7 @@ func (w *Worker) Health() Health {
 	w.mu.Lock()
 	h := Health{QueueLength: len(w.queue)}
 	running, taken, looping := w.running, w.taken, w.looping
+	stepTimeout := w.Deployer.StepTimeout
 	var last *Deployment
 	for _, d := range w.all {
 		if d != w.running && !slices.Contains(w.queue, d) {
@@ -461,9 +466,9 @@ func (w *Worker) Health() Health {
 	if running != nil {
 		h.Running = running.Snapshot()
 		idle, where := sinceProgress(h.Running, taken, w.clock())
-		if idle > w.Deployer.StepTimeout+time.Minute {
+		if idle > stepTimeout+time.Minute {
 			h.Stuck = fmt.Sprintf("deployment %s has made no progress for %s%s (DEPLOY_STEP_TIMEOUT is %s)",
-				h.Running.ID, idle.Round(time.Second), where, w.Deployer.StepTimeout)
+				h.Running.ID, idle.Round(time.Second), where, stepTimeout)
 		}
 	}
 	if !looping && h.QueueLength > 0 {
