@@ -3,9 +3,12 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/deploy"
 	"github.com/spf13/cobra"
 )
@@ -17,30 +20,76 @@ func newCheckCommand(c *common) *cobra.Command {
 		Long: `Check everything a deploy needs, changing nothing: the configuration, the
 keys, every host's key against DEPLOY_KNOWN_HOSTS, the SSH logins, the
 root folder, the tools and the Python on each host, and git access from
-the deployer and from each host. Exit 1 when a check fails.`,
+the deployer and from each host. Exit 1 when a check fails. With
+DEPLOY_APPS_DIR and no --app, every app is checked, one after another.`,
 		Example: `  pushdeploy check
-  pushdeploy check --env-file staging.env --json`,
+  pushdeploy check --env-file staging.env --json
+  pushdeploy check --app production`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runCheck(cmd.Context(), c, cmd.OutOrStdout())
 		},
 	}
+	c.addAppFlag(cmd)
 	c.addHostsFlag(cmd, "check only")
 	return cmd
 }
 
 func runCheck(ctx context.Context, c *common, stdout io.Writer) error {
-	log, cfg, err := c.setup()
+	log, setup, err := c.setupAll()
 	if err != nil {
 		return err
 	}
-	hosts, err := c.selectedHosts(cfg)
+	apps := setup.Apps
+	if c.app != "" || setup.Dir == "" {
+		app, err := c.pickApp(setup)
+		if err != nil {
+			return err
+		}
+		apps = []*config.App{app}
+	}
+	// Each app's hosts are checked in turn, under a heading of its own:
+	// the hosts of one app are checked at once already.
+	failed := false
+	for i, app := range apps {
+		group := ""
+		if setup.Dir != "" {
+			group = app.Name
+			if !c.json {
+				if i > 0 {
+					fmt.Fprintln(stdout)
+				}
+				fmt.Fprintf(stdout, "app %s (%s)\n", app.Name, app.File)
+			}
+		}
+		err := checkApp(ctx, c, log, app, group, stdout)
+		if errors.Is(err, errReported) {
+			failed = true
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if failed {
+		return errReported
+	}
+	return nil
+}
+
+// checkApp checks one app and prints each result; group, when not empty,
+// is the app's name for the JSON lines. errReported: a check failed.
+func checkApp(ctx context.Context, c *common, log *slog.Logger, cfg *config.App, group string, stdout io.Writer) error {
+	hosts, err := c.selectedHosts(cfg.Config)
 	if err != nil {
 		return err
 	}
 	report := func(r deploy.CheckResult) {
 		if c.json {
 			line := map[string]any{"host": r.Host, "check": r.Name, "ok": r.Err == nil, "detail": r.Detail, "seconds": r.Duration.Seconds()}
+			if group != "" {
+				line["app"] = group
+			}
 			if r.Err != nil {
 				line["error"] = r.Err.Error()
 			}
@@ -58,7 +107,7 @@ func runCheck(ctx context.Context, c *common, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "ok    %-28s %-11s %s (%.2fs)\n", where, r.Name, r.Detail, r.Duration.Seconds())
 	}
 	report(deploy.CheckResult{Name: "config", Detail: fmt.Sprintf("%d host(s), branch %s, root %s", len(hosts), cfg.Branch, cfg.Root)})
-	d, closeKeys, err := newDeployer(cfg, log)
+	d, closeKeys, err := newDeployer(cfg, appLogger(log, cfg))
 	if err != nil {
 		report(deploy.CheckResult{Name: "keys", Err: err})
 		return errReported

@@ -150,6 +150,7 @@ type common struct {
 	json    bool
 	verbose bool
 	hosts   string // --hosts, for the commands that take it
+	app     string // --app, for the commands that take it
 	stderr  io.Writer
 }
 
@@ -169,12 +170,24 @@ func (c *common) selectedHosts(cfg *config.Config) ([]deploy.Host, error) {
 	return hosts, nil
 }
 
-// setup reads the configuration and returns the logger every command
-// prints its progress with.
-func (c *common) setup() (*slog.Logger, *config.Config, error) {
+// setupApp reads the configuration, picks the app --app names (see
+// pickApp) and returns the logger every command prints its progress
+// with, and the configuration of every app besides.
+func (c *common) setupApp() (*slog.Logger, *config.Setup, *config.App, error) {
+	log, s, err := c.setupAll()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	app, err := c.pickApp(s)
+	return log, s, app, err
+}
+
+// setupAll reads the configuration of every app, for the commands that
+// work on all of them (serve, apps, check without --app).
+func (c *common) setupAll() (*slog.Logger, *config.Setup, error) {
 	log := c.logger(c.stderr)
-	cfg, err := c.load(log)
-	return log, cfg, err
+	s, err := c.load(log)
+	return log, s, err
 }
 
 // newRoot is the command tree. Every command's help has its --long flags
@@ -229,6 +242,7 @@ docs/serve.md, docs/webhooks.md.`,
 		newReleasesCommand(c),
 		newCheckCommand(c),
 		newHistoryCommand(c),
+		newAppsCommand(c),
 		newInitCommand(c),
 		&cobra.Command{
 			Use:   "version",
@@ -289,12 +303,12 @@ func noArgs(cmd *cobra.Command, args []string) error {
 }
 
 // load reads the configuration and prints its warnings.
-func (c *common) load(log *slog.Logger) (*config.Config, error) {
+func (c *common) load(log *slog.Logger) (*config.Setup, error) {
 	file, explicit := c.envFile, c.envFile != ""
 	if !explicit {
 		file = config.DefaultEnvFile
 	}
-	cfg, warnings, err := config.Load(file, explicit)
+	s, warnings, err := config.LoadSetup(file, explicit)
 	// Warnings too when there are errors: a key file others can read is
 	// worth knowing while fixing the rest.
 	for _, w := range warnings {
@@ -303,7 +317,7 @@ func (c *common) load(log *slog.Logger) (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cfg, nil
+	return s, nil
 }
 
 func (c *common) logger(stderr io.Writer) *slog.Logger {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/deploy"
 	"github.com/pushdeploy/pushdeploy/history"
 )
@@ -56,8 +58,9 @@ database directly, so it works beside a running serve and without it.`,
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&f.limit, "limit", 20, "show at most `N` deployments (0: all)")
-	fl.StringVar(&f.status, "status", "", "only deployments with this `STATUS` (queued, running, succeeded, failed, interrupted)")
+	fl.StringVar(&f.status, "status", "", "only deployments with this `STATUS` (queued, running, succeeded, failed, interrupted, refused)")
 	fl.StringVar(&f.commit, "commit", "", "only deployments of commits starting with `SHA`")
+	c.addAppFlag(cmd)
 	fl.StringVar(&f.since, "since", "", "only deployments queued since `WHEN`: a duration back from now (24h, 90m) or an RFC 3339 time")
 	return cmd
 }
@@ -71,10 +74,10 @@ func (f historyFlags) filter(now time.Time) (deploy.Filter, error) {
 	if f.status != "" {
 		s := deploy.Status(f.status)
 		switch s {
-		case deploy.StatusQueued, deploy.StatusRunning, deploy.StatusSucceeded, deploy.StatusFailed, deploy.StatusInterrupted:
+		case deploy.StatusQueued, deploy.StatusRunning, deploy.StatusSucceeded, deploy.StatusFailed, deploy.StatusInterrupted, deploy.StatusRefused:
 			out.Status = s
 		default:
-			return out, usagef("--status: %q is not a status (queued, running, succeeded, failed, interrupted)", f.status)
+			return out, usagef("--status: %q is not a status (queued, running, succeeded, failed, interrupted, refused)", f.status)
 		}
 	}
 	if f.commit != "" {
@@ -102,12 +105,18 @@ func runHistory(ctx context.Context, c *common, f historyFlags, id string, stdou
 	if id != "" && !validID(id) {
 		return usagef("history: %q is not a deployment ID (like 20261126-012347-9e5160: pushdeploy history lists them)", cut(id, 80))
 	}
-	log, cfg, err := c.setup()
+	log, cfg, err := c.historyApp(id)
 	if err != nil {
 		return err
 	}
-	// Never create the database here: no file means nothing recorded yet.
-	if _, err := os.Stat(filepath.Join(cfg.DataDir, history.FileName)); errors.Is(err, os.ErrNotExist) {
+	if cfg.File != "" {
+		filter.App = cfg.Name
+	}
+	st, closeHistory, err := readHistory(ctx, cfg.Config, log)
+	if err != nil {
+		return err
+	}
+	if st == nil {
 		if id != "" {
 			return fmt.Errorf("deployment %s: not in the history (%s has no %s yet)", id, cfg.DataDir, history.FileName)
 		}
@@ -116,11 +125,7 @@ func runHistory(ctx context.Context, c *common, f historyFlags, id string, stdou
 		}
 		return nil
 	}
-	st, err := history.Open(ctx, cfg.DataDir, history.Options{Days: cfg.HistoryDays, Logger: log})
-	if err != nil {
-		return fmt.Errorf("DEPLOY_DATA_DIR: %w", err)
-	}
-	defer st.Close()
+	defer closeHistory()
 	if id != "" {
 		dep, ok, err := st.Deployment(ctx, id)
 		if err != nil {
@@ -148,6 +153,34 @@ func runHistory(ctx context.Context, c *common, f historyFlags, id string, stdou
 	}
 	printHistoryList(stdout, list)
 	return nil
+}
+
+// historyApp is the app whose history is asked for: the one --app names.
+// A deployment's ID names it among all apps: then --app is not needed.
+func (c *common) historyApp(id string) (*slog.Logger, *config.App, error) {
+	log, s, err := c.setupAll()
+	if err != nil {
+		return nil, nil, err
+	}
+	if id != "" && c.app == "" {
+		return log, s.Apps[0], nil
+	}
+	app, err := c.pickApp(s)
+	return log, app, err
+}
+
+// readHistory opens the history in DEPLOY_DATA_DIR to read it; nil when
+// there is none yet: it is never created here (no file means nothing was
+// recorded).
+func readHistory(ctx context.Context, cfg *config.Config, log *slog.Logger) (history.Store, func(), error) {
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, history.FileName)); errors.Is(err, os.ErrNotExist) {
+		return nil, func() {}, nil
+	}
+	st, err := history.Open(ctx, cfg.DataDir, history.Options{Days: cfg.HistoryDays, Logger: log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("DEPLOY_DATA_DIR: %w", err)
+	}
+	return st, func() { st.Close() }, nil
 }
 
 // printHistoryList prints one line per deployment, newest first.

@@ -22,6 +22,7 @@ func newReleasesCommand(c *common) *cobra.Command {
 			return runReleases(cmd.Context(), c, cmd.OutOrStdout())
 		},
 	}
+	c.addAppFlag(cmd)
 	c.addHostsFlag(cmd, "list only")
 	return cmd
 }

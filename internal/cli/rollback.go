@@ -38,6 +38,7 @@ Every host is checked first: a host that lacks the target changes nothing.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.to, "to", "", "go back (or forward) to `RELEASE`, a folder name under releases/ (default: each host's release before current)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "log in, check the target on every host and print the plan; change nothing (not even the lock file)")
+	c.addAppFlag(cmd)
 	c.addHostsFlag(cmd, "roll back only")
 	return cmd
 }
@@ -67,7 +68,10 @@ func runRollback(ctx context.Context, c *common, f rollbackFlags, stdout io.Writ
 		return nil
 	}
 	dep := deploy.NewDeployment(deploy.Request{Action: deploy.ActionRollback, Trigger: deploy.TriggerCLI, Actor: osUser(), Release: *to}, time.Now())
-	err = s.record(ctx, c, dep, d.Rollback)
+	dep.App = s.cfg.Name
+	err = s.record(ctx, c, func(ctx context.Context, _ hostsDeployed) error {
+		return d.Rollback(ctx, dep, hosts) // never gated by promotion
+	})
 	printRollback(stdout, dep, c.json)
 	if err != nil {
 		return fmt.Errorf("rollback failed: %w", err)

@@ -26,10 +26,23 @@ import (
 	"github.com/pushdeploy/pushdeploy/webhook"
 )
 
-// newDeployer wires the adapters into a Deployer. The SSH keys are loaded
-// into in-memory agents only while hosts are connected (keyedDialer); the
-// returned close function empties them for good as the command ends.
-func newDeployer(cfg *config.Config, log *slog.Logger) (*deploy.Deployer, func(), error) {
+// mirrorDir is where app's bare git mirror is kept: DEPLOY_DATA_DIR/
+// mirror.git for the one app configured without DEPLOY_APPS_DIR (as
+// before there were apps), DEPLOY_DATA_DIR/apps/NAME/mirror.git for an app
+// of the folder, so that no two apps share one.
+func mirrorDir(app *config.App) string {
+	if app.File == "" {
+		return filepath.Join(app.DataDir, "mirror.git")
+	}
+	return filepath.Join(app.DataDir, "apps", app.Name, "mirror.git")
+}
+
+// newDeployer wires the adapters into app's Deployer. The SSH keys are
+// loaded into in-memory agents only while hosts are connected
+// (keyedDialer); the returned close function empties them for good as the
+// command ends.
+func newDeployer(app *config.App, log *slog.Logger) (*deploy.Deployer, func(), error) {
+	cfg := app.Config
 	checkDataDir(cfg.DataDir, log)
 	// config.Validate has checked it; a Config built otherwise still gets
 	// a clear error rather than one host at a time.
@@ -67,7 +80,7 @@ func newDeployer(cfg *config.Config, log *slog.Logger) (*deploy.Deployer, func()
 		Key:           cfg.GitKeyPEM,
 		KeyPassphrase: cfg.GitKeyPassphrase,
 		KnownHosts:    cfg.KnownHosts,
-		MirrorDir:     filepath.Join(cfg.DataDir, "mirror.git"),
+		MirrorDir:     mirrorDir(app),
 	})
 	d := &deploy.Deployer{
 		Dialer:        dialer,
@@ -106,7 +119,8 @@ func newDeployer(cfg *config.Config, log *slog.Logger) (*deploy.Deployer, func()
 // whose keys close empties for good.
 type session struct {
 	log   *slog.Logger
-	cfg   *config.Config
+	all   *config.Setup // every app, for promotion
+	cfg   *config.App
 	hosts []deploy.Host
 	d     *deploy.Deployer
 	close func()
@@ -114,11 +128,11 @@ type session struct {
 
 // open reads the configuration, selects the hosts and builds the deployer.
 func (c *common) open() (*session, error) {
-	log, cfg, err := c.setup()
+	log, all, cfg, err := c.setupApp()
 	if err != nil {
 		return nil, err
 	}
-	hosts, err := c.selectedHosts(cfg)
+	hosts, err := c.selectedHosts(cfg.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -126,37 +140,38 @@ func (c *common) open() (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &session{log: log, cfg: cfg, hosts: hosts, d: d, close: closeKeys}, nil
+	return &session{log: log, all: all, cfg: cfg, hosts: hosts, d: d, close: closeKeys}, nil
 }
 
-// record runs dep with run (Deployer.Run or Rollback) on the session's
-// hosts, recorded in the history and notified like serve's deployments
-// (a dry run is neither).
-func (s *session) record(ctx context.Context, c *common, dep *deploy.Deployment, run func(context.Context, *deploy.Deployment, []deploy.Host) error) error {
-	done, err := observeCLI(ctx, c, s.cfg, s.d, s.log)
+// record runs run (a deploy or rollback on the session's hosts) recorded
+// in the history and notified like serve's deployments (a dry run is
+// neither). run is given the history, nil when it cannot be opened.
+func (s *session) record(ctx context.Context, c *common, run func(context.Context, hostsDeployed) error) error {
+	done, hist, err := observeCLI(ctx, c, s.cfg.Config, s.d, s.log)
 	if err != nil {
 		return err
 	}
 	defer done()
-	return run(ctx, dep, s.hosts)
+	return run(ctx, hist)
 }
 
 // observeCLI makes a command-line deployment recorded in the history and
-// notified, like serve's, and watched (long steps, -v); the returned func flushes both (bounded) before
-// the command exits.
-func observeCLI(ctx context.Context, c *common, cfg *config.Config, d *deploy.Deployer, log *slog.Logger) (func(), error) {
+// notified, like serve's, and watched (long steps, -v); the returned func
+// flushes both (bounded) before the command exits. hist is the history
+// (nil when it cannot be opened).
+func observeCLI(ctx context.Context, c *common, cfg *config.Config, d *deploy.Deployer, log *slog.Logger) (done func(), hist hostsDeployed, err error) {
 	waitNotified, err := notifyCLI(cfg, log, d)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	closeHistory := recordCLI(ctx, cfg, d, log)
+	hist, closeHistory := recordCLI(ctx, cfg, d, log)
 	w := newWatcher(log, c.stderr, c.verbose)
 	addObserver(d, w)
 	return func() {
 		w.stop()
 		closeHistory()
 		waitNotified()
-	}, nil
+	}, hist, nil
 }
 
 // record is the deployment history of one command: the store, and the
@@ -200,14 +215,14 @@ func (r *record) Close(log *slog.Logger) {
 // history is a record of deploys, and a full disk or a read-only data
 // folder must not keep anyone from shipping or rolling back a fix (each
 // host's revisions.log still records the switch).
-func recordCLI(ctx context.Context, cfg *config.Config, d *deploy.Deployer, log *slog.Logger) func() {
+func recordCLI(ctx context.Context, cfg *config.Config, d *deploy.Deployer, log *slog.Logger) (hostsDeployed, func()) {
 	r, err := openHistory(ctx, cfg, log, 0)
 	if err != nil {
 		log.Warn("this deployment is not recorded in the history", "error", err)
-		return func() {}
+		return nil, func() {}
 	}
 	addObserver(d, r.rec)
-	return func() { r.Close(log) }
+	return r.store, func() { r.Close(log) }
 }
 
 // osUser names who ran a CLI deployment, for the record.
