@@ -176,12 +176,16 @@ func lsRemote(rel Release, lend bool) Command {
 
 // lock takes the host lock; the returned func releases it.
 func (r *hostRun) lock(ctx context.Context) (func(), error) {
+	return r.lockThen(ctx, r.d.lockWait(), "", nil)
+}
+
+// lockThen is lock waiting at most wait (whole seconds; 0: not at all) for
+// a lock another deployment holds. then, when set, is a constant script
+// the lock command runs once it holds the lock (lock.sh's $5); its output
+// goes to stdout, and has all arrived when lockThen returns.
+func (r *hostRun) lockThen(ctx context.Context, wait time.Duration, then string, stdout io.Writer) (func(), error) {
 	var unlock func()
 	err := r.step(ctx, StepLock, func(sctx context.Context, out io.Writer) error {
-		wait := r.d.LockTimeout
-		if wait <= 0 {
-			wait = 2 * time.Minute
-		}
 		host, _ := os.Hostname()
 		// The script adds "since <the host's UTC time>" once it holds the
 		// lock: the next deployer's message then says since when it is held.
@@ -189,15 +193,21 @@ func (r *hostRun) lock(ctx context.Context) (func(), error) {
 		var stderr bytes.Buffer // read only once the command has ended
 		stdin, hold := io.Pipe()
 		locked := newSignalWriter("locked\n")
+		args := []string{r.d.Root, strconv.Itoa(int(wait.Seconds())), holder, who}
+		var lockOut io.Writer = locked
+		if then != "" {
+			args = append(args, then)
+			lockOut = io.MultiWriter(stdout, locked)
+		}
 		// The lock lives as long as the host's deployment (ctx), not the
 		// lock step (sctx).
 		lctx, cancel := context.WithCancel(ctx)
 		errc := make(chan error, 1)
 		go func() {
 			errc <- r.conn.Run(lctx, Command{
-				Args:   script(lockScript, r.d.Root, strconv.Itoa(int(wait.Seconds())), holder, who),
+				Args:   script(lockScript, args...),
 				Stdin:  stdin,
-				Stdout: locked,
+				Stdout: lockOut,
 				Stderr: io.MultiWriter(out, &stderr),
 			})
 		}()

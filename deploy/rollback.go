@@ -2,9 +2,12 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+	"time"
 )
 
 // RollbackTarget is where a rollback takes one host.
@@ -145,15 +148,21 @@ func (d *Deployer) RollbackSteps() []Step {
 
 // Rollback points current back on every host: to dep.Request.Release, or
 // (when empty) to each host's release just before current.
-// It logs in everywhere, takes the host lock on every host (in order), and
-// checks every host's target before it changes anything: when any host
-// lacks a complete target, nothing is switched anywhere and the error is a
-// *TargetError naming each such host. Then host by host: switch (logged as
-// "rollback" in revisions.log), restart, health check; a host that fails
-// its restart or health check is put back where it was and restarted (and
-// with RollbackAll so are the hosts before it), and the rollback stops.
+//
+// It logs in everywhere, then on every host at once (maxDials at a time)
+// takes the host lock and reads the host's releases, in one remote command,
+// and picks the host's target. It changes nothing before every host has a
+// target: when any host lacks a complete one, nothing is switched anywhere
+// and the error is a *TargetError naming each such host. Then the hosts
+// move in the batches of RestartBatch, in hosts-file order: the hosts of a
+// batch at once, each with one command that switches (logged as
+// "rollback" in revisions.log) and restarts, then the health checks. When
+// a host of a batch fails its switch, restart or health check, every host
+// of the batch that moved is put back where it was and restarted there
+// (with RollbackAll so are the hosts before it), and the rollback stops.
 // A lock held by another deployment past LockTimeout is ErrBusy, with the
-// holder in the message. dep records everything as in Run.
+// holder in the message. The locks are held from the check to the end.
+// dep records everything as in Run.
 func (d *Deployer) Rollback(ctx context.Context, dep *Deployment, hosts []Host) error {
 	d.observe(dep)
 	log := d.logger().With("deployment", dep.ID)
@@ -181,17 +190,21 @@ func (d *Deployer) Rollback(ctx context.Context, dep *Deployment, hosts []Host) 
 	if err != nil {
 		return d.finish(log, dep, err)
 	}
-	unlock, err := lockAll(ctx, runs)
-	defer unlock()
-	if err != nil {
-		return d.finish(log, dep, err)
+	hs := make([]*rollbackHost, len(runs))
+	for i, r := range runs {
+		hs[i] = &rollbackHost{hostRun: r}
 	}
-	targets, err := verifyAll(ctx, runs, to)
+	defer func() {
+		for _, h := range hs {
+			h.free()
+		}
+	}()
+	targets, err := d.lockAndVerifyAll(ctx, hs, to)
 	if err != nil {
 		return d.finish(log, dep, err)
 	}
 	recordTargets(dep, targets)
-	return d.finish(log, dep, d.switchAll(ctx, dep, runs, targets))
+	return d.finish(log, dep, d.moveAll(ctx, dep, hs))
 }
 
 func orPrevious(to string) string {
@@ -201,36 +214,61 @@ func orPrevious(to string) string {
 	return to
 }
 
-// lockAll takes the lock of every host, in order (so two rollbacks cannot
-// deadlock, and a deploy holds one host at a time). The returned func frees
-// the locks taken, also after a failure.
-func lockAll(ctx context.Context, runs []*hostRun) (func(), error) {
-	var unlocks []func()
-	unlock := func() {
-		for i := len(unlocks) - 1; i >= 0; i-- {
-			unlocks[i]()
-		}
-	}
-	for _, r := range runs {
-		u, err := r.lock(ctx)
-		if err != nil {
-			r.dep.update(func() { r.res.Status = StatusFailed })
-			return unlock, err
-		}
-		unlocks = append(unlocks, u)
-	}
-	return unlock, nil
+// rollbackHost is one host of a rollback.
+type rollbackHost struct {
+	*hostRun
+	t RollbackTarget
+	// a is the host's rollback.sh, started once its target was known;
+	// nil when the host stays where it is (or has not been checked).
+	a *armed
+	// moved: current was switched to the target (or may have been: a
+	// failed switch step), and has not been put back.
+	moved bool
 }
 
-// verifyAll reads every host's releases (maxDials at a time) and picks its
-// target; a *TargetError when any host has none.
-func verifyAll(ctx context.Context, runs []*hostRun, to string) ([]RollbackTarget, error) {
-	targets := make([]RollbackTarget, len(runs))
-	forEachHost(runs, maxDials, func(i int, r *hostRun) { targets[i] = r.verify(ctx, to) })
-	terr := &TargetError{Release: to, Total: len(runs)}
-	for _, t := range targets {
-		if t.Err != nil {
-			terr.Hosts = append(terr.Hosts, t)
+// free ends the host's waiting command and gives its lock back.
+func (h *rollbackHost) free() {
+	if h.a != nil {
+		h.a.disarm()
+		h.a = nil
+	}
+	h.release()
+}
+
+// lockAndVerifyAll locks and checks every host, maxDials at a time,
+// without waiting for a lock another deployment holds. When some are held
+// it falls back to the order of a deploy: it keeps the hosts before the
+// first busy one, gives back the ones after it, and takes the rest one
+// after another in hosts-file order, each waiting up to LockTimeout. Two
+// deployers on the same hosts then never each hold a host the other waits
+// for. It returns every host's target, or a *TargetError when any host
+// has none, or the first lock failure in host order.
+func (d *Deployer) lockAndVerifyAll(ctx context.Context, hs []*rollbackHost, to string) ([]RollbackTarget, error) {
+	errs := make([]error, len(hs))
+	forEachHost(hs, maxDials, func(i int, h *rollbackHost) { errs[i] = h.lockAndVerify(ctx, to, 0) })
+	busy := slices.IndexFunc(errs, func(err error) bool { return errors.Is(err, ErrBusy) })
+	if busy >= 0 {
+		for _, h := range hs[busy:] {
+			h.free()
+		}
+		for i, h := range hs[busy:] {
+			if errs[busy+i] = h.lockAndVerify(ctx, to, d.lockWait()); errs[busy+i] != nil && !errors.Is(errs[busy+i], errNoTarget) {
+				break
+			}
+		}
+	}
+	for i, err := range errs {
+		if err != nil && !errors.Is(err, errNoTarget) {
+			hs[i].setStatus(StatusFailed)
+			return nil, err
+		}
+	}
+	targets := make([]RollbackTarget, len(hs))
+	terr := &TargetError{Release: to, Total: len(hs)}
+	for i, h := range hs {
+		targets[i] = h.t
+		if h.t.Err != nil {
+			terr.Hosts = append(terr.Hosts, h.t)
 		}
 	}
 	if len(terr.Hosts) > 0 {
@@ -239,11 +277,36 @@ func verifyAll(ctx context.Context, runs []*hostRun, to string) ([]RollbackTarge
 	return targets, nil
 }
 
-// verify is the host's "verify" step: read its releases, pick the target.
-func (r *hostRun) verify(ctx context.Context, to string) RollbackTarget {
+// errNoTarget is lockAndVerify's error for a host without a usable target
+// (the target's Err says why).
+var errNoTarget = errors.New("no usable target")
+
+// lockAndVerify takes the host's lock and reads its releases, in one
+// remote command (waiting at most wait for the lock), picks the host's
+// target (step verify) and, when the host moves, starts its rollback.sh.
+func (h *rollbackHost) lockAndVerify(ctx context.Context, to string, wait time.Duration) error {
+	h.t = RollbackTarget{Host: h.res.Host}
+	var listing strings.Builder
+	unlock, err := h.lockThen(ctx, wait, releasesScript, &listing)
+	if err != nil {
+		return err
+	}
+	h.unlock = unlock
+	if h.t = h.verify(ctx, to, strings.TrimSuffix(listing.String(), "locked\n")); h.t.Err != nil {
+		return errNoTarget
+	}
+	if h.t.From.Name != h.t.To.Name {
+		h.a = h.arm(ctx, h.t.To)
+	}
+	return nil
+}
+
+// verify is the host's "verify" step: read its releases from listing
+// (releases.sh's output), pick the target.
+func (r *hostRun) verify(ctx context.Context, to, listing string) RollbackTarget {
 	t := RollbackTarget{Host: r.res.Host}
 	err := r.step(ctx, StepVerify, func(ctx context.Context, out io.Writer) error {
-		hr, err := r.d.readReleases(ctx, r.conn, out)
+		hr, err := parseReleases(listing)
 		if err != nil {
 			return err
 		}
@@ -281,88 +344,75 @@ func recordTargets(dep *Deployment, targets []RollbackTarget) {
 	dep.update(func() { dep.ReleaseName, dep.Release.Commit = first.Name, first.Commit })
 }
 
-// switchAll rolls the hosts back one after another and stops at the first
-// failure.
-func (d *Deployer) switchAll(ctx context.Context, dep *Deployment, runs []*hostRun, targets []RollbackTarget) error {
-	var switched []int
-	for i, r := range runs {
+// moveAll moves the hosts batch after batch and stops at the first batch
+// that fails: its hosts that moved go back (with RollbackAll, every host
+// that moved).
+func (d *Deployer) moveAll(ctx context.Context, dep *Deployment, hs []*rollbackHost) error {
+	size := d.RestartBatch.Size(len(hs))
+	for first := 0; first < len(hs); first += size {
+		batch := hs[first:min(first+size, len(hs))]
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("rollback stopped before host %s: %w", r.res.Host, err)
+			return fmt.Errorf("rollback stopped before host %s: %w", batch[0].res.Host, err)
 		}
 		if dep.stopRequested() {
-			return fmt.Errorf("before host %s: %w", r.res.Host, ErrStopped)
+			return fmt.Errorf("before host %s: %w", batch[0].res.Host, ErrStopped)
 		}
-		moved, err := r.rollback(ctx, targets[i])
-		if err != nil {
-			if d.RollbackAll {
-				for j := len(switched) - 1; j >= 0; j-- {
-					back := runs[switched[j]]
-					if back.putBack(ctx, targets[switched[j]]) {
-						back.dep.update(func() { back.res.Status = StatusRolledBack })
-					}
-				}
+		errs := make([]error, len(batch))
+		forEachHost(batch, len(batch), func(i int, h *rollbackHost) { errs[i] = h.move(ctx) })
+		i := slices.IndexFunc(errs, func(err error) bool { return err != nil })
+		if i < 0 {
+			continue
+		}
+		// The batch goes back as a whole: its hosts restarted together.
+		back := batch
+		if d.RollbackAll {
+			back = hs[:first+len(batch)]
+		}
+		for j := len(back) - 1; j >= 0; j-- {
+			if h := back[j]; h.moved && h.putBack(ctx) {
+				h.setStatus(StatusRolledBack) // a failed host stays failed
 			}
-			return err
 		}
-		if moved {
-			switched = append(switched, i)
-		}
+		return errs[i]
 	}
 	return nil
 }
 
-// rollback switches one host to its target, restarts and checks it; on a
-// failure after the switch the host is put back. moved reports whether
-// current was switched (a host already on its target is left alone).
-func (r *hostRun) rollback(ctx context.Context, t RollbackTarget) (moved bool, err error) {
-	r.dep.update(func() { r.res.Status = StatusRunning })
-	defer r.dep.update(func() {
-		r.res.Status = StatusSucceeded
+// move switches the host to its target and restarts it there (one
+// command), then checks its health.
+func (h *rollbackHost) move(ctx context.Context) (err error) {
+	h.setStatus(StatusRunning)
+	defer func() {
 		if err != nil {
-			r.res.Status = StatusFailed
+			h.setStatus(StatusFailed)
+		} else {
+			h.setStatus(StatusSucceeded)
 		}
-		for _, s := range r.res.Steps {
-			r.res.Duration += s.Duration
-		}
-	})
-	if t.From.Name == t.To.Name {
-		r.log.Info("already on the target release: left alone", "step", StepSwitch, "release", t.To.Name)
-		return false, nil
+	}()
+	if h.a == nil {
+		h.log.Info("already on the target release: left alone", "step", StepSwitch, "release", h.t.To.Name)
+		return nil
 	}
-	if err := r.switchTo(ctx, StepSwitch, t.To); err != nil {
-		// The switch may have happened before a later command failed.
-		r.putBack(ctx, t)
-		return false, err
+	a := h.a
+	h.a = nil
+	// A failed switch may have moved current before it failed.
+	h.moved = true
+	if _, err := h.moveSteps(ctx, a, StepSwitch, StepRestart); err != nil {
+		return err
 	}
-	if err := r.restartIn(ctx, StepRestart, r.releaseDir(t.To.Name), t.To.Commit); err != nil {
-		r.putBack(ctx, t)
-		return false, err
-	}
-	if err := r.checkHealth(ctx); err != nil {
-		r.putBack(ctx, t)
-		return false, err
-	}
-	return true, nil
-}
-
-// switchTo points current at rel (atomically) and logs it in
-// revisions.log as a rollback.
-func (r *hostRun) switchTo(ctx context.Context, step Step, rel ReleaseInfo) error {
-	return r.step(ctx, step, func(ctx context.Context, out io.Writer) error {
-		return r.run(ctx, out, Command{Args: r.switchArgs(switchRollback, rel.Name, rel.Commit, "")})
-	})
+	return h.checkHealth(ctx)
 }
 
 // putBack points current back at the release it pointed at before this
 // rollback and restarts that release, even when ctx was cancelled. It
 // reports whether current was put back.
-func (r *hostRun) putBack(ctx context.Context, t RollbackTarget) bool {
+func (h *rollbackHost) putBack(ctx context.Context) bool {
 	ctx, cancel := cleanupCtx(ctx)
 	defer cancel()
-	r.log.Warn("putting the host back on its release", "release", t.From.Name)
-	if r.switchTo(ctx, StepRevert, t.From) != nil {
-		return false
+	h.log.Warn("putting the host back on its release", "release", h.t.From.Name)
+	switched, _ := h.moveNow(ctx, h.t.From, StepRevert, StepRestartPrevious)
+	if switched {
+		h.moved = false
 	}
-	_ = r.restartIn(ctx, StepRestartPrevious, r.releaseDir(t.From.Name), t.From.Commit)
-	return true
+	return switched
 }

@@ -39,6 +39,8 @@ var (
 	retentionScript string
 	//go:embed scripts/plan.sh
 	planScript string
+	//go:embed scripts/rollback.sh
+	rollbackScript string
 	//go:embed scripts/releases.sh
 	releasesScript string
 	//go:embed scripts/check.sh

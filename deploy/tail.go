@@ -44,8 +44,9 @@ func (t *tailBuffer) String() string {
 	return strings.TrimRight(s, "\n")
 }
 
-// signalWriter closes C the first time the text written to it contains
-// marker. The lock command uses it to say "the lock is mine".
+// signalWriter closes C the first time the text written to it holds
+// marker as a line of its own (marker ends with "\n"). The lock command
+// uses it to say "the lock is mine".
 type signalWriter struct {
 	mu     sync.Mutex
 	marker string
@@ -63,7 +64,7 @@ func (w *signalWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	if !w.done {
 		w.seen.Write(p)
-		if strings.Contains(w.seen.String(), w.marker) {
+		if strings.Contains("\n"+w.seen.String(), "\n"+w.marker) {
 			w.done = true
 			close(w.C)
 		}

@@ -6,7 +6,10 @@
 # .pushdeploy.active (activeFile in deploy, which every later command of a
 # deployment holds shared).
 # $1 root, $2 seconds to wait, $3 and $4 who holds it (written for the
-# next one, with the time it got the lock between them).
+# next one, with the time it got the lock between them); $5, when set, a
+# script run in the root once the lock is held, with "." as its $1, its
+# output printed before "locked" (a rollback reads the host's releases with
+# releases.sh so, under the lock and in the same command).
 mkdir -p -- "$1" && cd -- "$1" || exit 1
 exec 9>>.pushdeploy.lock || exit 1
 if ! flock -w "$2" 9; then
@@ -17,6 +20,9 @@ printf '%s since %s%s\n' "$3" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$4" >.pushdeploy
 if ! flock -w "$2" .pushdeploy.active true; then
 	echo "a command an earlier deployment started is still running on this host (it ends within that deployment's DEPLOY_STEP_TIMEOUT)" >&2
 	exit 75
+fi
+if [ -n "${5-}" ]; then
+	sh -c "$5" sh . || exit 1
 fi
 echo locked
 exec cat >/dev/null
