@@ -3,9 +3,11 @@ package deploy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -462,5 +464,330 @@ func TestWorkerRunsRollbacks(t *testing.T) {
 	hs, err := w.Releases(context.Background())
 	if err != nil || len(hs) != 2 || len(hs[0].Releases) != 4 || Disagree(hs) {
 		t.Errorf("releases: %+v, %v", hs, err)
+	}
+}
+
+// barrierDialer wraps the rig's dialer: each host's lock command waits
+// until every host's has started (or a deadline passes, which fails the
+// test), so a rollback that locked one host after another could not get
+// past its first host in time. It can also run a hook before a host's
+// rollback.sh.
+type barrierDialer struct {
+	Dialer
+	t       *testing.T
+	n       int
+	mu      sync.Mutex
+	started int
+	all     chan struct{}
+	before  map[string]func() // host name -> run before its rollback.sh
+}
+
+func newBarrierDialer(t *testing.T, d Dialer, n int) *barrierDialer {
+	return &barrierDialer{Dialer: d, t: t, n: n, all: make(chan struct{}), before: map[string]func(){}}
+}
+
+func (d *barrierDialer) Dial(ctx context.Context, h Host) (Conn, error) {
+	c, err := d.Dialer.Dial(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	return barrierConn{Conn: c, host: h.Name, d: d}, nil
+}
+
+type barrierConn struct {
+	Conn
+	host string
+	d    *barrierDialer
+}
+
+func (c barrierConn) Run(ctx context.Context, cmd Command) error {
+	switch {
+	case len(cmd.Args) > 2 && cmd.Args[2] == lockScript:
+		c.d.mu.Lock()
+		if c.d.started++; c.d.started == c.d.n {
+			close(c.d.all)
+		}
+		c.d.mu.Unlock()
+		select {
+		case <-c.d.all:
+		case <-time.After(10 * time.Second):
+			c.d.t.Errorf("%s: the lock commands of all %d hosts did not start at once", c.host, c.d.n)
+		}
+	case len(cmd.Args) > 2 && cmd.Args[2] == rollbackScript:
+		if f := c.d.before[c.host]; f != nil {
+			f()
+		}
+	}
+	return c.Conn.Run(ctx, cmd)
+}
+
+// TestRollbackLocksAndChecksEveryHostAtOnce: the hosts are locked and
+// checked at the same time, each with one remote command, and each moves
+// with one more (switch and restart together); the host locks are held
+// from the checks to the switches, and every check has ended before the
+// first switch.
+func TestRollbackLocksAndChecksEveryHostAtOnce(t *testing.T) {
+	r := newRig(t, 4)
+	deps := r.deployN(2)
+	// web1's restart, the first, tells whether each host's lock is free.
+	probe := ""
+	for _, h := range r.hosts {
+		probe += fmt.Sprintf(`if flock -n %s true; then echo "%s free"; else echo "%s held"; fi >> %s; `,
+			Quote(filepath.Join(r.dialer.homes[h.Name], "app", ".pushdeploy.lock")), h.Name, h.Name, Quote(filepath.Join(r.dir, "locks")))
+	}
+	r.d.RestartCmd = `if [ "${HOME##*/}" = web1 ]; then ` + probe + `fi; ` + r.d.RestartCmd
+	r.d.Dialer = newBarrierDialer(t, r.dialer, len(r.hosts))
+	before := map[string]int{}
+	for _, h := range r.hosts {
+		before[h.Name] = r.dialer.commandsOn(h.Name)
+	}
+
+	dep, err := r.rollback("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range r.hosts {
+		if got := r.current(h.Name); got != "releases/"+deps[0].ReleaseName {
+			t.Errorf("%s: current -> %q", h.Name, got)
+		}
+		if got := r.dialer.commandsOn(h.Name) - before[h.Name]; got != 2 {
+			t.Errorf("%s: %d remote commands, want 2 (lock and check, switch and restart)", h.Name, got)
+		}
+		if got := stepNames(dep.Hosts[i]); got != "connect lock verify switch restart" {
+			t.Errorf("%s: steps %q", h.Name, got)
+		}
+		if env := r.file(h.Name, "restart.env"); !strings.Contains(env, "COMMIT="+r.commits[0]+"\n") {
+			t.Errorf("%s: restart env %q", h.Name, env)
+		}
+	}
+	if got, want := readFile(t, filepath.Join(r.dir, "locks")), "web1 held\nweb2 held\nweb3 held\nweb4 held\n"; got != want {
+		t.Errorf("during web1's restart the locks were:\n%s\nwant every one held", got)
+	}
+	var lastCheck, firstSwitch time.Time
+	for _, h := range dep.Hosts {
+		for _, s := range h.Steps {
+			if end := s.Started.Add(s.Duration); s.Name == StepVerify && end.After(lastCheck) {
+				lastCheck = end
+			}
+			if s.Name == StepSwitch && (firstSwitch.IsZero() || s.Started.Before(firstSwitch)) {
+				firstSwitch = s.Started
+			}
+		}
+	}
+	if firstSwitch.Before(lastCheck) {
+		t.Errorf("a host switched at %s, before the last check ended at %s", firstSwitch, lastCheck)
+	}
+}
+
+// TestRollbackFailingCheckOnTheLastHostSwitchesNone: the last host lacks
+// the target; the hosts before it, checked and waiting for their switch,
+// never switch or restart, and their waiting commands end with the
+// rollback.
+func TestRollbackFailingCheckOnTheLastHostSwitchesNone(t *testing.T) {
+	r := newRig(t, 3)
+	deps := r.deployN(2)
+	r.d.RestartCmd = `echo restarted >> "$HOME/restarts"`
+	r.must(os.RemoveAll(filepath.Join(r.dialer.homes["web3"], "app", "releases", deps[0].ReleaseName, "venv")))
+	logs := map[string]string{}
+	for _, h := range r.hosts {
+		logs[h.Name] = r.file(h.Name, "app/revisions.log")
+	}
+	dep, err := r.rollback("")
+	var te *TargetError
+	if !errors.As(err, &te) || len(te.Hosts) != 1 || te.Hosts[0].Host.Name != "web3" {
+		t.Fatalf("got %v, want a *TargetError naming web3", err)
+	}
+	for i, h := range r.hosts {
+		if got := r.current(h.Name); got != "releases/"+deps[1].ReleaseName {
+			t.Errorf("%s: current -> %q although web3 failed its check", h.Name, got)
+		}
+		if r.file(h.Name, "app/revisions.log") != logs[h.Name] || r.file(h.Name, "restarts") != "" {
+			t.Errorf("%s: switched or restarted although web3 failed its check", h.Name)
+		}
+		want := StatusSkipped
+		if h.Name == "web3" {
+			want = StatusFailed
+		}
+		if dep.Hosts[i].Status != want {
+			t.Errorf("%s: status %s, want %s", h.Name, dep.Hosts[i].Status, want)
+		}
+	}
+	// Nothing of the rollback runs on: the next one takes every lock at
+	// once (and leaves every host where it is).
+	r.d.Dialer = newBarrierDialer(t, r.dialer, len(r.hosts))
+	if _, err := r.rollback(deps[1].ReleaseName); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRollbackSwitchErrorNamesHostStepAndOutput: switch.sh refuses on web2
+// (its target lost its venv after the check): the error is web2's switch
+// step with switch.sh's own words; web2 stays where it was, web1 (before
+// it) keeps its rollback, web3 is not touched.
+func TestRollbackSwitchErrorNamesHostStepAndOutput(t *testing.T) {
+	r := newRig(t, 3)
+	deps := r.deployN(2)
+	bd := newBarrierDialer(t, r.dialer, len(r.hosts))
+	bd.before["web2"] = func() {
+		r.must(os.RemoveAll(filepath.Join(r.dialer.homes["web2"], "app", "releases", deps[0].ReleaseName, "venv")))
+	}
+	r.d.Dialer = bd
+	dep, err := r.rollback("")
+	var se *StepError
+	if !errors.As(err, &se) || se.Host != "web2" || se.Step != StepSwitch || !strings.Contains(se.Output, "release "+deps[0].ReleaseName+" is not complete on this host") {
+		t.Fatalf("got %v, want web2's switch step with switch.sh's output", err)
+	}
+	for host, want := range map[string]string{"web1": deps[0].ReleaseName, "web2": deps[1].ReleaseName, "web3": deps[1].ReleaseName} {
+		if got := r.current(host); got != "releases/"+want {
+			t.Errorf("%s: current -> %q, want %s", host, got, want)
+		}
+	}
+	if got := stepNames(dep.Hosts[1]); got != "connect lock verify switch revert restart-previous" {
+		t.Errorf("web2 steps %q", got)
+	}
+	if dep.Hosts[0].Status != StatusSucceeded || dep.Hosts[1].Status != StatusFailed || dep.Hosts[2].Status != StatusSkipped {
+		t.Errorf("statuses %s %s %s", dep.Hosts[0].Status, dep.Hosts[1].Status, dep.Hosts[2].Status)
+	}
+}
+
+// TestRollbackRestartsInBatches: with DEPLOY_RESTART_BATCH=2 the hosts of
+// a batch restart at the same time and batches one after another; a batch
+// whose host fails its health check goes back as a whole (with
+// RollbackAll, so do the batches before it), and the hosts after it are
+// not touched.
+func TestRollbackRestartsInBatches(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		r := newRig(t, 5)
+		deps := r.deployN(2)
+		r.d.RestartBatch = RestartBatch{N: 2}
+		// Each restart of the rollback's target says it started, waits
+		// (up to 10s) until the number of starts is even, i.e. its
+		// batch-mate started too, and says it ended. A restart without a
+		// mate (hosts restarted one by one) waits out the 10s. Restarts
+		// of the release before (putting hosts back) just run.
+		log := Quote(filepath.Join(r.dir, "restarts"))
+		r.d.RestartCmd = `[ "$COMMIT" = ` + r.commits[0] + ` ] || exit 0; h=${HOME##*/}; echo "start $h" >> ` + log + `; i=0; ` +
+			`while [ $(($(grep -c start ` + log + `) % 2)) = 1 ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; echo "end $h" >> ` + log
+		r.d.HealthURL, r.d.HTTPClient, r.d.RollbackAll = "http://{host}:8000/health", &http.Client{Transport: healthByHost{sick: map[string]bool{"web3": true}}}, all
+		r.d.HealthTimeout = 300 * time.Millisecond
+		dep, err := r.rollback("")
+		var se *StepError
+		if !errors.As(err, &se) || se.Host != "web3" || se.Step != StepHealth {
+			t.Fatalf("all=%v: got %v, want web3's health check", all, err)
+		}
+		lines := strings.Split(strings.TrimSpace(readFile(t, filepath.Join(r.dir, "restarts"))), "\n")
+		if len(lines) < 8 || !isPair(lines[0:2], "start", "web1", "web2") || !isPair(lines[2:4], "end", "web1", "web2") ||
+			!isPair(lines[4:6], "start", "web3", "web4") || !isPair(lines[6:8], "end", "web3", "web4") {
+			t.Errorf("all=%v: restarts, in order:\n%s", all, strings.Join(lines, "\n"))
+		}
+		want := map[string]string{"web1": deps[0].ReleaseName, "web2": deps[0].ReleaseName, "web3": deps[1].ReleaseName, "web4": deps[1].ReleaseName, "web5": deps[1].ReleaseName}
+		status := map[string]Status{"web1": StatusSucceeded, "web2": StatusSucceeded, "web3": StatusFailed, "web4": StatusRolledBack, "web5": StatusSkipped}
+		if all {
+			want["web1"], want["web2"] = deps[1].ReleaseName, deps[1].ReleaseName
+			status["web1"], status["web2"] = StatusRolledBack, StatusRolledBack
+		}
+		for i, h := range r.hosts {
+			if got := r.current(h.Name); got != "releases/"+want[h.Name] {
+				t.Errorf("all=%v: %s: current -> %q, want %s", all, h.Name, got, want[h.Name])
+			}
+			if dep.Hosts[i].Status != status[h.Name] {
+				t.Errorf("all=%v: %s: status %s, want %s", all, h.Name, dep.Hosts[i].Status, status[h.Name])
+			}
+		}
+		if got := stepNames(dep.Hosts[3]); got != "connect lock verify switch restart health revert restart-previous" {
+			t.Errorf("all=%v: web4 steps %q", all, got)
+		}
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Error(err)
+	}
+	return string(data)
+}
+
+// isPair reports whether lines are "what a" and "what b", in either order.
+func isPair(lines []string, what, a, b string) bool {
+	got := slices.Sorted(slices.Values(lines))
+	return slices.Equal(got, []string{what + " " + a, what + " " + b})
+}
+
+// TestRollbackQueuesBehindABusyHost: web2 is locked by another deployer.
+// The rollback keeps web1, gives web3 back, waits for web2 and then takes
+// web3 again, as a deploy takes them: in hosts-file order.
+func TestRollbackQueuesBehindABusyHost(t *testing.T) {
+	r := newRig(t, 3)
+	deps := r.deployN(2)
+	r.d.LockTimeout = 20 * time.Second
+	release := deploytest.HoldLock(t, filepath.Join(r.dialer.homes["web2"], "app", ".pushdeploy.lock"))
+	defer release()
+	dep := NewDeployment(Request{Action: "rollback", Trigger: "cli"}, time.Now())
+	done := make(chan error, 1)
+	go func() { done <- r.d.Rollback(context.Background(), dep, r.hosts) }()
+	waitFor(t, "the rollback to wait for web2's lock in order", func() bool {
+		s := dep.Snapshot()
+		if len(s.Hosts) < 2 {
+			return false
+		}
+		steps := s.Hosts[1].Steps
+		return len(steps) == 3 && steps[2].Name == StepLock && steps[2].Status == StatusRunning
+	})
+	if got := stepNames(dep.Snapshot().Hosts[2]); got != "connect lock verify" {
+		t.Errorf("web3 steps while waiting for web2: %q", got)
+	}
+	if err := exec.Command("flock", "-n", filepath.Join(r.dialer.homes["web3"], "app", ".pushdeploy.lock"), "true").Run(); err != nil {
+		t.Errorf("web3's lock is held while the rollback waits for web2: %v", err)
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range r.hosts {
+		if got := r.current(h.Name); got != "releases/"+deps[0].ReleaseName {
+			t.Errorf("%s: current -> %q", h.Name, got)
+		}
+	}
+	for i, want := range []string{"connect lock verify switch restart", "connect lock lock verify switch restart", "connect lock verify lock verify switch restart"} {
+		if got := stepNames(dep.Hosts[i]); got != want {
+			t.Errorf("%s: steps %q, want %q", r.hosts[i].Name, got, want)
+		}
+	}
+}
+
+// TestStepRelay: output before the marker goes to the first step, after it
+// to the second, also when the marker arrives in parts; output while no
+// step has taken it is held for the next.
+func TestStepRelay(t *testing.T) {
+	for _, cut := range []int{1, 2, 3, 7, 1000} {
+		s := newStepRelay(restartMarker)
+		var first, second strings.Builder
+		in := "early\nprev\n" + restartMarker + "restarting\npartial"
+		s.Write([]byte(in[:6])) // before any step
+		s.to(&first)
+		for i := 6; i < len(in); i += cut {
+			s.Write([]byte(in[i:min(i+cut, len(in))]))
+		}
+		select {
+		case <-s.C:
+		default:
+			t.Errorf("cut %d: marker not seen", cut)
+		}
+		s.to(&second)
+		s.flush()
+		if first.String() != "early\nprev\n" || second.String() != "restarting\npartial" {
+			t.Errorf("cut %d: first %q, second %q", cut, first.String(), second.String())
+		}
+	}
+	// Without a marker, a last line without "\n" still reaches the step.
+	s := newStepRelay(restartMarker)
+	var out strings.Builder
+	s.to(&out)
+	s.Write([]byte("release x is not complete"))
+	s.flush()
+	if out.String() != "release x is not complete" {
+		t.Errorf("got %q", out.String())
 	}
 }
