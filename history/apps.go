@@ -14,11 +14,11 @@ import (
 // hosts back (DEPLOY_ROLLBACK_ON_FAILURE=all); a host of a deployment that
 // failed later, on another host, counts when it kept the commit
 // (succeeded, not rolled back). Rollbacks do not count.
-func (s *SQLite) HostsDeployed(ctx context.Context, app, commit string) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT h.host FROM deployment_hosts h
+func (r *records) HostsDeployed(ctx context.Context, app, commit string) ([]string, error) {
+	rows, err := r.db.QueryContext(ctx, r.q(`SELECT DISTINCT h.host FROM deployment_hosts h
 		JOIN deployments d ON d.id = h.deployment_id
 		WHERE d.app = ? AND d.deployed_commit = ? AND d.action <> ? AND d.status NOT IN (?, ?) AND h.status = ?
-		ORDER BY h.host`,
+		ORDER BY h.host`),
 		app, commit, string(deploy.ActionRollback), string(deploy.StatusQueued), string(deploy.StatusRunning), string(deploy.StatusSucceeded))
 	if err != nil {
 		return nil, fmt.Errorf("hosts of app %s that deployed %s: %w", app, commit, err)
@@ -40,8 +40,8 @@ func (s *SQLite) HostsDeployed(ctx context.Context, app, commit string) ([]strin
 
 // Latest returns the newest deployment (by queued time, then id) of app,
 // without its hosts, whatever its status; false when app has none.
-func (s *SQLite) Latest(ctx context.Context, app string) (*deploy.Deployment, bool, error) {
-	list, err := s.Deployments(ctx, deploy.Filter{App: app, Limit: 1})
+func (r *records) Latest(ctx context.Context, app string) (*deploy.Deployment, bool, error) {
+	list, err := r.Deployments(ctx, deploy.Filter{App: app, Limit: 1})
 	if err != nil {
 		return nil, false, fmt.Errorf("latest deployment of app %s: %w", app, err)
 	}

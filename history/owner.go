@@ -98,38 +98,44 @@ func interruptedError(o Owner) string {
 
 // markInterrupted turns every queued or running deployment whose owner is
 // gone into an interrupted one, finished now; so are its running hosts and
-// steps (queued hosts become skipped). It returns how many.
-func (s *SQLite) markInterrupted(ctx context.Context) (int, error) {
-	var gone []ownedRow
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		unfinished, err := unfinishedOwners(ctx, tx)
+// steps (queued hosts become skipped). It returns how many. A deployment
+// that finished meanwhile (its owner was alive after all, or another
+// deployer starting at the same moment marked it first) is left as it is.
+func (r *records) markInterrupted(ctx context.Context) (int, error) {
+	n := 0
+	err := r.tx(ctx, func(tx *sql.Tx) error {
+		n = 0
+		unfinished, err := r.unfinishedOwners(ctx, tx)
 		if err != nil {
 			return err
 		}
-		for _, r := range unfinished {
-			if !s.opts.Alive(r.owner) {
-				gone = append(gone, r)
+		now := fmtTime(r.opts.Now())
+		for _, u := range unfinished {
+			if r.opts.Alive(u.owner) {
+				continue
 			}
-		}
-		now := fmtTime(s.opts.Now())
-		for _, r := range gone {
-			if _, err := tx.ExecContext(ctx, `UPDATE deployments SET status = 'interrupted', finished = ?, error = ?
-				WHERE id = ?`, now, interruptedError(r.owner), r.id); err != nil {
+			res, err := tx.ExecContext(ctx, r.q(`UPDATE deployments SET status = 'interrupted', finished = ?, error = ?
+				WHERE id = ? AND finished IS NULL AND status IN ('queued', 'running')`), now, interruptedError(u.owner), u.id)
+			if err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE deployment_hosts SET status = CASE status
+			if changed, err := res.RowsAffected(); err != nil || changed == 0 {
+				continue
+			}
+			n++
+			if _, err := tx.ExecContext(ctx, r.q(`UPDATE deployment_hosts SET status = CASE status
 				WHEN 'running' THEN 'interrupted' WHEN 'queued' THEN 'skipped' ELSE status END
-				WHERE deployment_id = ?`, r.id); err != nil {
+				WHERE deployment_id = ?`), u.id); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE steps SET status = 'interrupted'
-				WHERE deployment_id = ? AND status = 'running'`, r.id); err != nil {
+			if _, err := tx.ExecContext(ctx, r.q(`UPDATE steps SET status = 'interrupted'
+				WHERE deployment_id = ? AND status = 'running'`), u.id); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	return len(gone), err
+	return n, err
 }
 
 type ownedRow struct {
@@ -137,7 +143,7 @@ type ownedRow struct {
 	owner Owner
 }
 
-func unfinishedOwners(ctx context.Context, tx *sql.Tx) ([]ownedRow, error) {
+func (r *records) unfinishedOwners(ctx context.Context, tx *sql.Tx) ([]ownedRow, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT id, owner_pid, owner_host, owner_start FROM deployments
 		WHERE finished IS NULL AND status IN ('queued', 'running')`)
 	if err != nil {
@@ -146,11 +152,11 @@ func unfinishedOwners(ctx context.Context, tx *sql.Tx) ([]ownedRow, error) {
 	defer rows.Close()
 	var out []ownedRow
 	for rows.Next() {
-		var r ownedRow
-		if err := rows.Scan(&r.id, &r.owner.PID, &r.owner.Host, &r.owner.Start); err != nil {
+		var o ownedRow
+		if err := rows.Scan(&o.id, &o.owner.PID, &o.owner.Host, &o.owner.Start); err != nil {
 			return nil, err
 		}
-		out = append(out, r)
+		out = append(out, o)
 	}
 	return out, rows.Err()
 }

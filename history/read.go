@@ -18,7 +18,7 @@ const deploymentColumns = `id, app, action, triggered_by, provider, delivery_id,
 
 // Deployments returns the deployments f selects, newest first, without
 // their hosts.
-func (s *SQLite) Deployments(ctx context.Context, f deploy.Filter) ([]*deploy.Deployment, error) {
+func (r *records) Deployments(ctx context.Context, f deploy.Filter) ([]*deploy.Deployment, error) {
 	var where []string
 	var args []any
 	if f.App != "" {
@@ -46,7 +46,7 @@ func (s *SQLite) Deployments(ctx context.Context, f deploy.Filter) ([]*deploy.De
 		q += ` LIMIT ?`
 		args = append(args, f.Limit)
 	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := r.db.QueryContext(ctx, r.q(q), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list deployments: %w", err)
 	}
@@ -67,23 +67,23 @@ func (s *SQLite) Deployments(ctx context.Context, f deploy.Filter) ([]*deploy.De
 
 // Deployment returns one deployment with its hosts and their steps; false
 // when there is none with that id.
-func (s *SQLite) Deployment(ctx context.Context, id string) (*deploy.Deployment, bool, error) {
-	d, err := scanDeployment(s.db.QueryRowContext(ctx, `SELECT `+deploymentColumns+` FROM deployments WHERE id = ?`, id))
+func (r *records) Deployment(ctx context.Context, id string) (*deploy.Deployment, bool, error) {
+	d, err := scanDeployment(r.db.QueryRowContext(ctx, r.q(`SELECT `+deploymentColumns+` FROM deployments WHERE id = ?`), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("deployment %s: %w", id, err)
 	}
-	if err := s.readHosts(ctx, d); err != nil {
+	if err := r.readHosts(ctx, d); err != nil {
 		return nil, false, fmt.Errorf("deployment %s: %w", id, err)
 	}
 	return d, true, nil
 }
 
-func (s *SQLite) readHosts(ctx context.Context, d *deploy.Deployment) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT host, status, duration_s FROM deployment_hosts
-		WHERE deployment_id = ? ORDER BY idx`, d.ID)
+func (r *records) readHosts(ctx context.Context, d *deploy.Deployment) error {
+	rows, err := r.db.QueryContext(ctx, r.q(`SELECT host, status, duration_s FROM deployment_hosts
+		WHERE deployment_id = ? ORDER BY idx`), d.ID)
 	if err != nil {
 		return err
 	}
@@ -103,8 +103,8 @@ func (s *SQLite) readHosts(ctx context.Context, d *deploy.Deployment) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	rows, err = s.db.QueryContext(ctx, `SELECT host, step, status, started, duration_s, error, output_tail FROM steps
-		WHERE deployment_id = ? ORDER BY host, idx`, d.ID)
+	rows, err = r.db.QueryContext(ctx, r.q(`SELECT host, step, status, started, duration_s, error, output_tail FROM steps
+		WHERE deployment_id = ? ORDER BY host, idx`), d.ID)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,11 @@ import (
 // there have already run it.
 //
 // Column names avoid SQL keywords (trigger, commit, release), so that
-// sqlite3 users need no quoting.
+// sqlite3 and psql users need no quoting.
+//
+// PostgreSQL runs the same list (postgresMigrations), its REAL read as a
+// double: each step must be SQL both engines speak. Times are text (see
+// timeLayout) on both.
 var migrations = []string{
 	// 1: deployments and their steps.
 	`CREATE TABLE deployments (

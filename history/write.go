@@ -12,23 +12,23 @@ import (
 
 // Save writes a snapshot of dep, owned by o: the deployment's row, and its
 // hosts and steps as the snapshot has them (replacing what was there).
-func (s *SQLite) Save(ctx context.Context, dep *deploy.Deployment, o Owner) error {
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if err := upsertDeployment(ctx, tx, dep, o); err != nil {
+func (r *records) Save(ctx context.Context, dep *deploy.Deployment, o Owner) error {
+	err := r.tx(ctx, func(tx *sql.Tx) error {
+		if err := r.upsertDeployment(ctx, tx, dep, o); err != nil {
 			return err
 		}
 		for _, table := range []string{"deployment_hosts", "steps"} {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE deployment_id = ?`, dep.ID); err != nil {
+			if _, err := tx.ExecContext(ctx, r.q(`DELETE FROM `+table+` WHERE deployment_id = ?`), dep.ID); err != nil {
 				return err
 			}
 		}
 		for i, h := range dep.Hosts {
 			name := h.Host.String()
-			if err := upsertHost(ctx, tx, dep.ID, name, i, h.Status, h.Duration); err != nil {
+			if err := r.upsertHost(ctx, tx, dep.ID, name, i, h.Status, h.Duration); err != nil {
 				return err
 			}
 			for j, st := range h.Steps {
-				if err := upsertStep(ctx, tx, dep.ID, name, j, st); err != nil {
+				if err := r.upsertStep(ctx, tx, dep.ID, name, j, st); err != nil {
 					return err
 				}
 			}
@@ -41,13 +41,13 @@ func (s *SQLite) Save(ctx context.Context, dep *deploy.Deployment, o Owner) erro
 	return nil
 }
 
-func upsertDeployment(ctx context.Context, tx *sql.Tx, d *deploy.Deployment, o Owner) error {
+func (r *records) upsertDeployment(ctx context.Context, tx *sql.Tx, d *deploy.Deployment, o Owner) error {
 	errText := ""
 	if d.Err != nil {
 		errText = d.Err.Error()
 	}
-	r := d.Request
-	_, err := tx.ExecContext(ctx, `INSERT INTO deployments (id, app, action, triggered_by, provider, delivery_id, actor, branch,
+	req := d.Request
+	_, err := tx.ExecContext(ctx, r.q(`INSERT INTO deployments (id, app, action, triggered_by, provider, delivery_id, actor, branch,
 			requested_commit, requested_release, requested_hosts, payload_commit, deployed_commit, release_name,
 			status, queued, started, finished, error, owner_pid, owner_host, owner_start)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -58,9 +58,9 @@ func upsertDeployment(ctx context.Context, tx *sql.Tx, d *deploy.Deployment, o O
 			payload_commit = excluded.payload_commit, deployed_commit = excluded.deployed_commit,
 			release_name = excluded.release_name, status = excluded.status, queued = excluded.queued,
 			started = excluded.started, finished = excluded.finished, error = excluded.error,
-			owner_pid = excluded.owner_pid, owner_host = excluded.owner_host, owner_start = excluded.owner_start`,
-		d.ID, appOf(d), d.Action, r.Trigger, r.Provider, r.DeliveryID, r.Actor, r.Push.Branch,
-		r.Push.Commit, r.Release, strings.Join(r.Hosts, ","), r.PayloadCommit, d.Release.Commit, d.ReleaseName,
+			owner_pid = excluded.owner_pid, owner_host = excluded.owner_host, owner_start = excluded.owner_start`),
+		d.ID, appOf(d), string(d.Action), string(req.Trigger), req.Provider, req.DeliveryID, req.Actor, req.Push.Branch,
+		req.Push.Commit, req.Release, strings.Join(req.Hosts, ","), req.PayloadCommit, d.Release.Commit, d.ReleaseName,
 		string(d.Status), fmtTime(d.Queued), nullTime(d.Started), nullTime(d.Finished), errText,
 		o.PID, o.Host, o.Start)
 	return err
@@ -76,33 +76,33 @@ func appOf(d *deploy.Deployment) string {
 	return d.App
 }
 
-func upsertHost(ctx context.Context, tx *sql.Tx, id, host string, idx int, status deploy.Status, dur time.Duration) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO deployment_hosts (deployment_id, host, idx, status, duration_s)
+func (r *records) upsertHost(ctx context.Context, tx *sql.Tx, id, host string, idx int, status deploy.Status, dur time.Duration) error {
+	_, err := tx.ExecContext(ctx, r.q(`INSERT INTO deployment_hosts (deployment_id, host, idx, status, duration_s)
 		VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (deployment_id, host) DO UPDATE SET status = excluded.status,
-			duration_s = CASE WHEN excluded.duration_s > 0 THEN excluded.duration_s ELSE duration_s END`,
+			duration_s = CASE WHEN excluded.duration_s > 0 THEN excluded.duration_s ELSE deployment_hosts.duration_s END`),
 		id, host, idx, string(status), dur.Seconds())
 	return err
 }
 
-func upsertStep(ctx context.Context, tx *sql.Tx, id, host string, idx int, st deploy.StepResult) error {
+func (r *records) upsertStep(ctx context.Context, tx *sql.Tx, id, host string, idx int, st deploy.StepResult) error {
 	errText := ""
 	if st.Err != nil {
 		errText = st.Err.Error()
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO steps (deployment_id, host, idx, step, status, started, duration_s, error, output_tail)
+	_, err := tx.ExecContext(ctx, r.q(`INSERT INTO steps (deployment_id, host, idx, step, status, started, duration_s, error, output_tail)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (deployment_id, host, idx) DO UPDATE SET step = excluded.step, status = excluded.status,
-			started = COALESCE(excluded.started, started), duration_s = excluded.duration_s,
-			error = excluded.error, output_tail = CASE WHEN excluded.output_tail <> '' THEN excluded.output_tail ELSE output_tail END`,
+			started = COALESCE(excluded.started, steps.started), duration_s = excluded.duration_s,
+			error = excluded.error, output_tail = CASE WHEN excluded.output_tail <> '' THEN excluded.output_tail ELSE steps.output_tail END`),
 		id, host, idx, st.Name, string(st.Status), nullTime(st.Started), st.Duration.Seconds(), errText, st.Output)
 	return err
 }
 
 // SaveHost records a host's status in a deployment; idx is its place in
 // the deployment's host list.
-func (s *SQLite) SaveHost(ctx context.Context, id, host string, idx int, status deploy.Status) error {
-	err := s.tx(ctx, func(tx *sql.Tx) error { return upsertHost(ctx, tx, id, host, idx, status, 0) })
+func (r *records) SaveHost(ctx context.Context, id, host string, idx int, status deploy.Status) error {
+	err := r.tx(ctx, func(tx *sql.Tx) error { return r.upsertHost(ctx, tx, id, host, idx, status, 0) })
 	if err != nil {
 		return fmt.Errorf("save host %s of deployment %s: %w", host, id, err)
 	}
@@ -111,8 +111,8 @@ func (s *SQLite) SaveHost(ctx context.Context, id, host string, idx int, status 
 
 // SaveStep records step number idx of host in a deployment, as it starts
 // or ends.
-func (s *SQLite) SaveStep(ctx context.Context, id, host string, idx int, st deploy.StepResult) error {
-	err := s.tx(ctx, func(tx *sql.Tx) error { return upsertStep(ctx, tx, id, host, idx, st) })
+func (r *records) SaveStep(ctx context.Context, id, host string, idx int, st deploy.StepResult) error {
+	err := r.tx(ctx, func(tx *sql.Tx) error { return r.upsertStep(ctx, tx, id, host, idx, st) })
 	if err != nil {
 		return fmt.Errorf("save step %s on %s of deployment %s: %w", st.Name, host, id, err)
 	}

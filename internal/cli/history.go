@@ -173,12 +173,12 @@ func (c *common) historyApp(id string) (*slog.Logger, *config.App, error) {
 // there is none yet: it is never created here (no file means nothing was
 // recorded).
 func readHistory(ctx context.Context, cfg *config.Config, log *slog.Logger) (history.Store, func(), error) {
-	if _, err := os.Stat(filepath.Join(cfg.DataDir, history.FileName)); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, history.FileName)); cfg.DatabaseURL == "" && errors.Is(err, os.ErrNotExist) {
 		return nil, func() {}, nil
 	}
-	st, err := history.Open(ctx, cfg.DataDir, history.Options{Days: cfg.HistoryDays, Logger: log})
+	st, err := openStore(ctx, cfg, log)
 	if err != nil {
-		return nil, nil, fmt.Errorf("DEPLOY_DATA_DIR: %w", err)
+		return nil, nil, err
 	}
 	return st, func() { st.Close() }, nil
 }

@@ -181,22 +181,42 @@ type record struct {
 	rec   *history.Recorder
 }
 
-// openHistory opens the history database in DEPLOY_DATA_DIR (marking the
-// deployments of deployers that are gone as interrupted, and removing the
-// rows older than DEPLOY_HISTORY_DAYS) and starts its recorder. pruneEvery
-// > 0 prunes again that often, for a long-running serve.
+// openHistory opens the history (marking the deployments of deployers that
+// are gone as interrupted, and removing the rows older than
+// DEPLOY_HISTORY_DAYS) and starts its recorder. pruneEvery > 0 prunes again
+// that often, for a long-running serve.
 func openHistory(ctx context.Context, cfg *config.Config, log *slog.Logger, pruneEvery time.Duration) (*record, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("DEPLOY_DATA_DIR: %w", err)
+	if cfg.DatabaseURL == "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("DEPLOY_DATA_DIR: %w", err)
+		}
 	}
-	st, err := history.Open(ctx, cfg.DataDir, history.Options{Days: cfg.HistoryDays, Logger: log})
+	st, err := openStore(ctx, cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("DEPLOY_DATA_DIR: %w", err)
+		return nil, err
 	}
 	rec := history.NewRecorder(st, log)
 	rec.PruneEvery = pruneEvery
 	rec.Start()
 	return &record{store: st, rec: rec}, nil
+}
+
+// openStore opens the history in PostgreSQL when DEPLOY_DATABASE_URL is
+// set, else in DEPLOY_DATA_DIR's SQLite database (which must exist).
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (history.Store, error) {
+	opts := history.Options{Days: cfg.HistoryDays, Logger: log}
+	if cfg.DatabaseURL != "" {
+		st, err := history.OpenPostgres(ctx, cfg.DatabaseURL, opts)
+		if err != nil {
+			return nil, fmt.Errorf("DEPLOY_DATABASE_URL: %w", err)
+		}
+		return st, nil
+	}
+	st, err := history.Open(ctx, cfg.DataDir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("DEPLOY_DATA_DIR: %w", err)
+	}
+	return st, nil
 }
 
 // Close writes what the recorder still holds, then closes the database.
