@@ -169,9 +169,9 @@ func (c *common) historyApp(id string) (*slog.Logger, *config.App, error) {
 	return log, app, err
 }
 
-// readHistory opens the history in DEPLOY_DATA_DIR to read it; nil when
-// there is none yet: it is never created here (no file means nothing was
-// recorded).
+// readHistory opens the history (in DEPLOY_DATABASE_URL, else in
+// DEPLOY_DATA_DIR) to read it; nil when DEPLOY_DATA_DIR has none yet: it is
+// never created here (no file means nothing was recorded).
 func readHistory(ctx context.Context, cfg *config.Config, log *slog.Logger) (history.Store, func(), error) {
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, history.FileName)); cfg.DatabaseURL == "" && errors.Is(err, os.ErrNotExist) {
 		return nil, func() {}, nil
