@@ -15,6 +15,7 @@ import (
 // the app runs (a *BusyError naming it and its deployer, even when its
 // lease has ended: Expire ends it first) or none waits (ErrEmpty).
 func (q *Queue) Claim(ctx context.Context, app string) (*Claim, error) {
+	sent := time.Now()
 	// A read first: a deployer polling an idle or busy app takes no lock
 	// (on SQLite, a write transaction takes the whole database).
 	running, waiting, err := q.Pending(ctx, app)
@@ -61,7 +62,7 @@ func (q *Queue) Claim(ctx context.Context, app string) (*Claim, error) {
 		if _, err := tx.ExecContext(ctx, q.d.sql(`UPDATE queue_apps SET fence = ? WHERE app = ?`), j.Token, app); err != nil {
 			return fmt.Errorf("claim %s: %w", j.ID, err)
 		}
-		claim = &Claim{Job: *j}
+		claim = &Claim{Job: *j, renewed: sent}
 		return nil
 	})
 	var busy *BusyError
@@ -78,6 +79,7 @@ func (q *Queue) Claim(ctx context.Context, app string) (*Claim, error) {
 // updates c.Expires. ErrLost when the lease has already ended or the job
 // is no longer c's (another deployer expired it): stop working on it.
 func (q *Queue) Renew(ctx context.Context, c *Claim) error {
+	sent := time.Now()
 	var leaseEnd int64
 	err := q.db.QueryRowContext(ctx, q.d.sql(`UPDATE queue_jobs SET lease_until_ms = NOW_MS + ?
 		WHERE id = ? AND token = ? AND state = 'running' AND lease_until_ms >= NOW_MS
@@ -88,7 +90,7 @@ func (q *Queue) Renew(ctx context.Context, c *Claim) error {
 	if err != nil {
 		return fmt.Errorf("deployment %s: renew claim: %w", c.ID, err)
 	}
-	c.Expires = time.UnixMilli(leaseEnd).UTC()
+	c.Expires, c.renewed = time.UnixMilli(leaseEnd).UTC(), sent
 	return nil
 }
 

@@ -97,6 +97,45 @@ func TestPostgresNetworkCut(t *testing.T) {
 	finish(t, q2, c2)
 }
 
+// Hold ends its context, cause ErrLost, before the database's lease ends
+// when renewals stop getting through: the holder stops working before
+// another deployer can take over.
+func TestPostgresHoldNoticesFirst(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.New(t)
+	proxy := pgtest.Shared(t).Proxy(t)
+	o := opts("d1")
+	o.Lease = 2 * time.Second
+	q1 := postgresBackend(proxy.Via(t, url)).open(t, o)
+	q2 := postgresBackend(url).open(t, opts("d2"))
+	enqueue(t, q2, "web", "job-1", tip())
+	c := claim(t, q1, "web")
+	held, stop := q1.Hold(ctx, c)
+	defer stop()
+	ended := make(chan time.Time, 1)
+	context.AfterFunc(held, func() { ended <- time.Now() })
+	proxy.Cut()
+	var expired []*queue.Job
+	waitFor(t, "d2 to expire the claim", func() (bool, error) {
+		var err error
+		expired, err = q2.Expire(ctx)
+		return len(expired) > 0, err
+	})
+	select {
+	case at := <-ended:
+		// The database's clock is this machine's here.
+		if !at.Before(expired[0].Expires) {
+			t.Errorf("held ended at %s, after the lease ended at %s", at, expired[0].Expires)
+		}
+		if cause := context.Cause(held); !errors.Is(cause, queue.ErrLost) {
+			t.Errorf("held's cause: %v, want ErrLost", cause)
+		}
+	default:
+		t.Fatal("the claim was taken over while its holder still held it")
+	}
+	proxy.Restore()
+}
+
 // OpenPostgres's errors never show the URL's password.
 func TestPostgresOpenErrorsHideThePassword(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

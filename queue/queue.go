@@ -43,9 +43,13 @@
 // bound within which another deployer takes over. Row locks (FOR UPDATE)
 // are held only for the few statements of a claim or an enqueue.
 //
-// A deployer that finds its claim lost stops the deployment at its next
-// safe point; the host locks stay the second line of defence for the
-// moment between the lease ending and the holder noticing.
+// A deployer's loop is: Expire (record what it returns as interrupted),
+// Claim an app's next job, Hold it while the deployment runs, stop the
+// hold, Finish. Hold's context ends a tenth of a lease before the lease
+// can end, counted on the holder's own clock from when its last renewal
+// was sent, so a holder cut from the database learns first; it then stops
+// the deployment at its next safe point. The host locks stay the second
+// line of defence for a safe point that comes later than the lease's end.
 //
 // The methods of a Queue are safe for concurrent use, from any number of
 // processes sharing the database.
@@ -99,6 +103,11 @@ type Job struct {
 // Claim is a running job held by this Queue's Owner.
 type Claim struct {
 	Job
+	// renewed is when the request that last began or extended the lease
+	// was sent, by this machine's clock: the lease ends no earlier than
+	// renewed + Lease (the database started it later), whatever the
+	// database's clock says.
+	renewed time.Time
 }
 
 var (

@@ -21,9 +21,9 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 // backend is one database that several deployers (Queues) share.
 type backend struct {
 	// open opens a Queue on the database, as one more deployer would.
-	open func(t *testing.T, opts queue.Options) *queue.Queue
+	open func(t testing.TB, opts queue.Options) *queue.Queue
 	// raw is a plain connection to the database, to look behind the API.
-	raw func(t *testing.T) *sql.DB
+	raw func(t testing.TB) *sql.DB
 }
 
 // The conformance suite: every test runs against SQLite and PostgreSQL.
@@ -41,6 +41,7 @@ var suite = []struct {
 	{"RenewKeepsTheClaim", testRenewKeepsTheClaim},
 	{"FinishAfterLeaseEndedUnexpired", testFinishAfterLeaseEndedUnexpired},
 	{"Prune", testPrune},
+	{"HoldKeepsTheLease", testHoldKeepsTheLease},
 	{"ConcurrentDeployers", testConcurrentDeployers},
 	{"ConcurrentMigrations", testConcurrentMigrations},
 }
@@ -57,14 +58,14 @@ func TestPostgres(t *testing.T) {
 	}
 }
 
-func sqliteBackend(t *testing.T) backend {
+func sqliteBackend(t testing.TB) backend {
 	path := filepath.Join(t.TempDir(), "queue.db")
 	return backend{
-		open: func(t *testing.T, opts queue.Options) *queue.Queue {
+		open: func(t testing.TB, opts queue.Options) *queue.Queue {
 			t.Helper()
 			return openOrFail(t, func(ctx context.Context) (*queue.Queue, error) { return queue.OpenSQLite(ctx, path, opts) })
 		},
-		raw: func(t *testing.T) *sql.DB {
+		raw: func(t testing.TB) *sql.DB {
 			db, err := sql.Open("sqlite", "file:"+path)
 			if err != nil {
 				t.Fatal(err)
@@ -77,11 +78,11 @@ func sqliteBackend(t *testing.T) backend {
 
 func postgresBackend(url string) backend {
 	return backend{
-		open: func(t *testing.T, opts queue.Options) *queue.Queue {
+		open: func(t testing.TB, opts queue.Options) *queue.Queue {
 			t.Helper()
 			return openOrFail(t, func(ctx context.Context) (*queue.Queue, error) { return queue.OpenPostgres(ctx, url, opts) })
 		},
-		raw: func(t *testing.T) *sql.DB {
+		raw: func(t testing.TB) *sql.DB {
 			db, err := sql.Open("pgx", url)
 			if err != nil {
 				t.Fatal(err)
@@ -94,7 +95,7 @@ func postgresBackend(url string) backend {
 
 var _ = stdlib.GetDefaultDriver // registers "pgx" for raw
 
-func openOrFail(t *testing.T, open func(context.Context) (*queue.Queue, error)) *queue.Queue {
+func openOrFail(t testing.TB, open func(context.Context) (*queue.Queue, error)) *queue.Queue {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -442,4 +443,34 @@ func testPrune(t *testing.T, b backend) {
 	if _, ok, _ := q.Job(ctx, "job-2"); !ok {
 		t.Error("prune removed a waiting job")
 	}
+}
+
+func testHoldKeepsTheLease(t *testing.T, b backend) {
+	ctx := context.Background()
+	short := opts("d1")
+	short.Lease = 1500 * time.Millisecond
+	q1, q2 := b.open(t, short), b.open(t, opts("d2"))
+	enqueue(t, q1, "web", "job-1", tip())
+	c := claim(t, q1, "web")
+	first := c.Expires
+	held, stop := q1.Hold(ctx, c)
+	// Held for two leases and more: nobody can expire it.
+	waitFor(t, "the lease to be renewed past two leases", func() (bool, error) {
+		if exp, err := q2.Expire(ctx); err != nil || len(exp) > 0 {
+			return false, fmt.Errorf("expired a held claim: %v %v", exp, err)
+		}
+		if held.Err() != nil {
+			return false, fmt.Errorf("held ended: %v", context.Cause(held))
+		}
+		running, _, err := q2.Pending(ctx, "web")
+		if err != nil || running == nil {
+			return false, fmt.Errorf("running: %v %v", running, err)
+		}
+		return running.Expires.After(first.Add(2 * short.Lease)), nil
+	})
+	stop()
+	if held.Err() != nil {
+		t.Errorf("held ended before stop: %v", context.Cause(held))
+	}
+	finish(t, q1, c)
 }
