@@ -13,8 +13,34 @@ import (
 // Claim takes app's oldest waiting job for this Queue's Owner, with a
 // lease of Options.Lease and the app's next fencing token, unless a job of
 // the app runs (a *BusyError naming it and its deployer, even when its
-// lease has ended: Expire ends it first) or none waits (ErrEmpty).
+// lease has ended: Expire ends it first), the oldest waiting job is
+// reserved for another owner (a *BusyError with Waiting set: a command
+// line's deploy waits for its turn, see Wait), or none waits (ErrEmpty).
 func (q *Queue) Claim(ctx context.Context, app string) (*Claim, error) {
+	return q.claim(ctx, app, "")
+}
+
+// errNotYet: the job a Wait claims is not the oldest waiting one yet.
+var errNotYet = errors.New("not its turn yet")
+
+// next is what a claim of app may take, given the running job and the
+// oldest waiting one (nil when none): the head, or why not. only, when
+// set, is the one job the claimer takes.
+func (q *Queue) next(app string, running, head *Job, only string) (*Job, error) {
+	switch {
+	case running != nil:
+		return nil, &BusyError{App: app, ID: running.ID, Owner: running.Owner, Expires: running.Expires}
+	case head == nil:
+		return nil, ErrEmpty
+	case head.ReservedBy != "" && head.ReservedBy != q.owner:
+		return nil, &BusyError{App: app, ID: head.ID, Owner: head.ReservedBy, Expires: head.Expires, Waiting: true}
+	case only != "" && head.ID != only:
+		return nil, errNotYet
+	}
+	return head, nil
+}
+
+func (q *Queue) claim(ctx context.Context, app, only string) (*Claim, error) {
 	sent := time.Now()
 	// A read first: a deployer polling an idle or busy app takes no lock
 	// (on SQLite, a write transaction takes the whole database).
@@ -22,11 +48,8 @@ func (q *Queue) Claim(ctx context.Context, app string) (*Claim, error) {
 	if err != nil {
 		return nil, err
 	}
-	if running != nil {
-		return nil, &BusyError{App: app, ID: running.ID, Owner: running.Owner, Expires: running.Expires}
-	}
-	if len(waiting) == 0 {
-		return nil, ErrEmpty
+	if _, err := q.next(app, running, first(waiting), only); err != nil {
+		return nil, err
 	}
 	var claim *Claim
 	err = q.tx(ctx, func(tx *sql.Tx) error {
@@ -38,18 +61,14 @@ func (q *Queue) Claim(ctx context.Context, app string) (*Claim, error) {
 		if err != nil {
 			return err
 		}
-		if len(running) > 0 {
-			r := running[0]
-			return &BusyError{App: app, ID: r.ID, Owner: r.Owner, Expires: r.Expires}
-		}
-		next, err := q.jobs(ctx, tx, `WHERE app = ? AND state = 'waiting' ORDER BY seq LIMIT 1`, app)
+		head, err := q.jobs(ctx, tx, `WHERE app = ? AND state = 'waiting' ORDER BY seq LIMIT 1`, app)
 		if err != nil {
 			return err
 		}
-		if len(next) == 0 {
-			return ErrEmpty
+		j, err := q.next(app, first(running), first(head), only)
+		if err != nil {
+			return err
 		}
-		j := next[0]
 		j.State, j.Owner, j.Token = StateRunning, q.owner, fence+1
 		var leaseEnd int64
 		err = tx.QueryRowContext(ctx, q.d.sql(`UPDATE queue_jobs
@@ -66,13 +85,20 @@ func (q *Queue) Claim(ctx context.Context, app string) (*Claim, error) {
 		return nil
 	})
 	var busy *BusyError
-	if errors.Is(err, ErrEmpty) || errors.As(err, &busy) {
+	if errors.Is(err, ErrEmpty) || errors.Is(err, errNotYet) || errors.As(err, &busy) {
 		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("app %s: claim: %w", app, err)
 	}
 	return claim, nil
+}
+
+func first(jobs []*Job) *Job {
+	if len(jobs) == 0 {
+		return nil
+	}
+	return jobs[0]
 }
 
 // Renew extends c's lease by Options.Lease from now (database clock) and
@@ -118,13 +144,15 @@ func (q *Queue) Finish(ctx context.Context, c *Claim, outcome deploy.Status) err
 }
 
 // Expire marks every running job whose lease has ended (its deployer died,
-// or lost the database for longer than the lease) as interrupted, and
+// or lost the database for longer than the lease), and every reserved
+// waiting job whose owner stopped waiting for it (see Wait), as
+// interrupted, and
 // returns them, each to exactly one caller however many deployers expire
 // at once: that caller records the interruption (history, log). The apps'
 // next jobs can be claimed from then on.
 func (q *Queue) Expire(ctx context.Context) ([]*Job, error) {
 	rows, err := q.db.QueryContext(ctx, q.d.sql(`UPDATE queue_jobs SET state = 'interrupted', finished_ms = NOW_MS
-		WHERE state = 'running' AND lease_until_ms < NOW_MS
+		WHERE (state = 'running' OR (state = 'waiting' AND reserved_by <> '')) AND lease_until_ms < NOW_MS
 		RETURNING `+jobColumns))
 	if err != nil {
 		return nil, fmt.Errorf("expire claims: %w", err)
@@ -162,14 +190,14 @@ func (q *Queue) Job(ctx context.Context, id string) (j *Job, ok bool, err error)
 	return jobs[0], true, nil
 }
 
-// Prune deletes the finished and interrupted jobs and the delivery ids
+// Prune deletes the finished, interrupted and cancelled jobs and the delivery ids
 // older than age (database clock), and returns how many rows went. Keep
 // delivery ids longer than a forge redelivers (hours; a day is plenty).
 func (q *Queue) Prune(ctx context.Context, age time.Duration) (int64, error) {
 	var n int64
 	err := q.tx(ctx, func(tx *sql.Tx) error {
 		for _, stmt := range []string{
-			`DELETE FROM queue_jobs WHERE state IN ('finished', 'interrupted') AND finished_ms < NOW_MS - ?`,
+			`DELETE FROM queue_jobs WHERE state IN ('finished', 'interrupted', 'cancelled') AND finished_ms < NOW_MS - ?`,
 			`DELETE FROM queue_deliveries WHERE created_ms < NOW_MS - ?`,
 		} {
 			res, err := tx.ExecContext(ctx, q.d.sql(stmt), age.Milliseconds())

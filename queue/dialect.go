@@ -160,6 +160,8 @@ var migrations = []string{
 		PRIMARY KEY (app, provider, delivery_id)
 	);
 	CREATE INDEX queue_deliveries_created ON queue_deliveries (created_ms);`,
+	// 2: jobs that only one owner runs (a command line's deploy).
+	`ALTER TABLE queue_jobs ADD COLUMN reserved_by TEXT NOT NULL DEFAULT ''`,
 }
 
 // ErrNewerSchema is a database whose queue tables a newer pushdeploy wrote.

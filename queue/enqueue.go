@@ -111,14 +111,16 @@ func (q *Queue) waiting(ctx context.Context, tx querier, app string) ([]*Job, er
 
 // waitingFor is deploy.Worker's rule: the waiting job that would do
 // exactly what req asks (same push, same hosts), looking from the newest
-// back to the newest rollback. Rollbacks never coalesce.
+// back to the newest rollback. Rollbacks never coalesce. A job reserved
+// for a command line (Wait) is a barrier like a rollback: it runs its own
+// request, and nothing asked for after it may overtake it.
 func waitingFor(waiting []*Job, req deploy.Request) *Job {
 	if req.Action == deploy.ActionRollback {
 		return nil
 	}
 	for i := len(waiting) - 1; i >= 0; i-- {
 		j := waiting[i]
-		if j.Request.Action == deploy.ActionRollback {
+		if j.Request.Action == deploy.ActionRollback || j.ReservedBy != "" {
 			return nil
 		}
 		if r := j.Request; r.Push == req.Push && slices.Equal(r.Hosts, req.Hosts) {
@@ -160,7 +162,7 @@ type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-const jobColumns = `id, app, request, state, queued_ms, owner, token, lease_until_ms, outcome`
+const jobColumns = `id, app, request, state, queued_ms, owner, token, lease_until_ms, outcome, reserved_by`
 
 // jobs reads the jobs that where (a WHERE … ORDER BY clause) selects.
 func (q *Queue) jobs(ctx context.Context, db querier, where string, args ...any) ([]*Job, error) {
@@ -181,7 +183,7 @@ func scanJobs(rows *sql.Rows) ([]*Job, error) {
 			queued   int64
 			leaseEnd sql.NullInt64
 		)
-		if err := rows.Scan(&j.ID, &j.App, &body, &j.State, &queued, &j.Owner, &j.Token, &leaseEnd, &j.Outcome); err != nil {
+		if err := rows.Scan(&j.ID, &j.App, &body, &j.State, &queued, &j.Owner, &j.Token, &leaseEnd, &j.Outcome, &j.ReservedBy); err != nil {
 			return nil, fmt.Errorf("jobs: %w", err)
 		}
 		if err := json.Unmarshal([]byte(body), &j.Request); err != nil {

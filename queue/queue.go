@@ -72,7 +72,8 @@ const (
 	StateWaiting     State = "waiting"
 	StateRunning     State = "running"
 	StateFinished    State = "finished"
-	StateInterrupted State = "interrupted" // its claim expired before it finished
+	StateInterrupted State = "interrupted" // its claim (or reservation) expired before it finished
+	StateCancelled   State = "cancelled"   // withdrawn before it ran (see Wait)
 )
 
 // Ticket statuses, as deploy.Ticket has them.
@@ -98,6 +99,9 @@ type Job struct {
 	Expires time.Time
 	// Outcome is what Finish recorded (a deploy.Status), "" otherwise.
 	Outcome string
+	// ReservedBy is, for a job only one owner may run (a command line's
+	// deploy, see Wait), that owner; "" when any deployer may.
+	ReservedBy string
 }
 
 // Claim is a running job held by this Queue's Owner.
@@ -124,12 +128,21 @@ var (
 // BusyError is the answer to Claim while a job of the app runs.
 type BusyError struct {
 	App     string
-	ID      string    // the running job
-	Owner   string    // the deployer running it
+	ID      string    // the running job, or the reserved one that is next
+	Owner   string    // the deployer running it, or the one it is reserved for
 	Expires time.Time // its lease's end, database clock
+	// Waiting is set when the job is not running yet but reserved for
+	// its owner, whose turn it is.
+	Waiting bool
 }
 
 func (e *BusyError) Error() string {
+	switch {
+	case e.Waiting && e.Owner == "":
+		return fmt.Sprintf("app %s: deployment %s is waiting", e.App, e.ID)
+	case e.Waiting:
+		return fmt.Sprintf("app %s: deployment %s of %s is next", e.App, e.ID, e.Owner)
+	}
 	return fmt.Sprintf("app %s: deployment %s is running on %s", e.App, e.ID, e.Owner)
 }
 

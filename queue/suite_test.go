@@ -42,6 +42,10 @@ var suite = []struct {
 	{"FinishAfterLeaseEndedUnexpired", testFinishAfterLeaseEndedUnexpired},
 	{"Prune", testPrune},
 	{"HoldKeepsTheLease", testHoldKeepsTheLease},
+	{"WaitTakesItsTurn", testWaitTakesItsTurn},
+	{"WaitWithdrawn", testWaitWithdrawn},
+	{"WaitOfAGoneCommandLineExpires", testWaitOfAGoneCommandLineExpires},
+	{"ClaimNow", testClaimNow},
 	{"ConcurrentDeployers", testConcurrentDeployers},
 	{"ConcurrentMigrations", testConcurrentMigrations},
 }
