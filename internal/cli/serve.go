@@ -33,7 +33,14 @@ func newServeCommand(c *common) *cobra.Command {
 		Long: `Receive the forge's push webhooks (POST /webhook) and API calls, and deploy
 from one queue; serve /healthz, /metrics and the status page on
 DEPLOY_LISTEN. On SIGTERM or SIGINT, stop accepting, let the running step
-finish (at most --grace), and exit 0.`,
+finish (at most --grace), and exit 0.
+
+With DEPLOY_APPS_DIR, each app has its own queue (POST /webhook/APP): apps
+deploy at the same time, each app one deployment at a time. On SIGHUP
+(systemctl reload), re-read the apps folder: new apps start, changed ones
+take effect at their next deployment, removed ones go once their running
+deployment has ended; a file that does not validate keeps its app as it
+was, and is reported in the log and on /healthz.`,
 		Example: `  pushdeploy serve
   pushdeploy serve --env-file /etc/pushdeploy/deploy.env --grace 5m`,
 		Args: noArgs,
@@ -155,6 +162,9 @@ func reloadSetup(log *slog.Logger, reg *registry, setup *config.Setup) *config.S
 	}
 	log.Info("SIGHUP: reloading the apps", "dir", setup.Dir)
 	next, problems := setup.ReloadApps()
+	for _, w := range next.Warnings {
+		log.Warn("apps: reload: " + w)
+	}
 	return reg.reload(next, problems)
 }
 
