@@ -122,6 +122,9 @@ func (d *Deployer) Run(ctx context.Context, dep *Deployment, hosts []Host) error
 			dep.Hosts = append(dep.Hosts, &HostResult{Host: h, Status: StatusQueued})
 		}
 	})
+	if dep.Request.Push.Commit != "" {
+		d.lookUpTip(ctx, log, dep, dep.Request.Push.Branch)
+	}
 
 	rel, err := d.resolve(ctx, log, dep.Request.Push)
 	if err != nil {
@@ -129,6 +132,9 @@ func (d *Deployer) Run(ctx context.Context, dep *Deployment, hosts []Host) error
 	}
 	dep.update(func() {
 		dep.Release = rel
+		if dep.Request.Push.Commit == "" {
+			dep.BranchTip = rel.Commit // the tip is what ships
+		}
 		dep.ReleaseName = ReleaseName(start, rel.Commit)
 	})
 	log.Info("deploying", "branch", rel.Branch, "commit", rel.Commit, "release", dep.ReleaseName, "hosts", len(hosts), "trigger", dep.Request.Trigger)
@@ -208,7 +214,11 @@ func (d *Deployer) resolve(ctx context.Context, log *slog.Logger, p Push) (Relea
 
 func (d *Deployer) finish(log *slog.Logger, dep *Deployment, err error) error {
 	var dur time.Duration
+	tip := dep.awaitTip()
 	dep.update(func() {
+		if tip != "" {
+			dep.BranchTip = tip
+		}
 		dep.Finished = d.now()
 		if dep.Started.IsZero() {
 			dep.Started = dep.Finished

@@ -75,12 +75,17 @@ type Deployment struct {
 	Request     Request
 	Release     Release
 	ReleaseName string
-	Queued      time.Time
-	Started     time.Time
-	Finished    time.Time
-	Status      Status
-	Hosts       []*HostResult
-	Err         error
+	// BranchTip is the commit the release branch pointed to when the
+	// deployment started ("" when it could not be read): polling
+	// (DEPLOY_POLL_INTERVAL) deploys only another tip than this one of
+	// the app's last deployment or rollback, so it never undoes one.
+	BranchTip string
+	Queued    time.Time
+	Started   time.Time
+	Finished  time.Time
+	Status    Status
+	Hosts     []*HostResult
+	Err       error
 
 	mu       sync.Mutex
 	stopping bool
@@ -89,6 +94,9 @@ type Deployment struct {
 	emitMu   sync.Mutex
 	observer Observer
 	seen     observation
+	// tip is the look-up of BranchTip under way beside the deployment
+	// (see lookUpTip); nil when none.
+	tip *tipLookup
 }
 
 // NewDeployment returns a queued deployment for req with a fresh id.
@@ -110,7 +118,7 @@ func (d *Deployment) Snapshot() *Deployment {
 func (d *Deployment) snapshotLocked() *Deployment {
 	c := &Deployment{
 		ID: d.ID, App: d.App, Action: d.Action, Request: d.Request, Release: d.Release, ReleaseName: d.ReleaseName,
-		Queued: d.Queued, Started: d.Started, Finished: d.Finished, Status: d.Status, Err: d.Err,
+		BranchTip: d.BranchTip, Queued: d.Queued, Started: d.Started, Finished: d.Finished, Status: d.Status, Err: d.Err,
 	}
 	c.Request.Hosts = append([]string(nil), d.Request.Hosts...)
 	c.Release.GitHostKeys = append([]string(nil), d.Release.GitHostKeys...)

@@ -16,6 +16,9 @@ const (
 	TriggerCLI     Trigger = "cli"     // pushdeploy deploy or rollback
 	TriggerAPI     Trigger = "api"     // POST /api/deploy or /api/rollback
 	TriggerWebhook Trigger = "webhook" // a forge's push
+	// TriggerPoll: serve found a new tip on the branch itself
+	// (DEPLOY_POLL_INTERVAL), as when a push's webhook was lost.
+	TriggerPoll Trigger = "poll"
 )
 
 // Step names a step on a host, as its StepResult, the events, the progress

@@ -184,6 +184,7 @@ func (d *Deployer) Rollback(ctx context.Context, dep *Deployment, hosts []Host) 
 		}
 	})
 	log.Info("rolling back", "release", orPrevious(to), "hosts", len(hosts), "trigger", dep.Request.Trigger)
+	d.lookUpTip(ctx, log, dep, d.branch())
 
 	runs, closeAll, err := d.connectRuns(ctx, log, dep)
 	defer closeAll()
