@@ -75,6 +75,10 @@ var migrations = []string{
 	`ALTER TABLE deployments ADD COLUMN app TEXT NOT NULL DEFAULT 'default';
 	CREATE INDEX deployments_app_newest ON deployments (app, queued DESC, id DESC);
 	CREATE INDEX deployments_app_commit ON deployments (app, deployed_commit);`,
+	// 4: the commit the branch pointed to when each deployment started
+	// (polling, DEPLOY_POLL_INTERVAL, deploys only another one); empty
+	// for the rows of before, and when it could not be read.
+	`ALTER TABLE deployments ADD COLUMN branch_tip TEXT NOT NULL DEFAULT '';`,
 }
 
 // ErrNewerSchema is a database written by a newer pushdeploy.

@@ -48,6 +48,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"HostsDeployed", testHostsDeployed},
 		{"Latest", testLatest},
 		{"Refused", testRefused},
+		{"BranchTip", testBranchTip},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.test(t, s) })
 	}
