@@ -29,8 +29,9 @@ func TestLayers(t *testing.T) {
 		{mod + "/internal/cli", []string{"."}},                                                                                     // the command line: only main calls it
 		{mod + "/internal/testhosts", []string{"demo", "bench/webhook", "bench/deploy", "internal/deploytest", "internal/pgtest"}}, // and tests
 		{mod + "/internal/deploytest", nil},
-		{mod + "/internal/pgtest", nil}, // tests' only
-		{"github.com/chromedp/", nil},   // the browser test's only: see TestBrowserOnlyInTests
+		{mod + "/internal/pgtest", nil},     // tests' only
+		{mod + "/history/historytest", nil}, // the history's conformance suite: tests' only
+		{"github.com/chromedp/", nil},       // the browser test's only: see TestBrowserOnlyInTests
 	}
 	seen := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
