@@ -12,6 +12,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 
+	"github.com/pushdeploy/pushdeploy/deploy"
 	"github.com/pushdeploy/pushdeploy/history"
 	"github.com/pushdeploy/pushdeploy/history/historytest"
 	"github.com/pushdeploy/pushdeploy/internal/pgtest"
@@ -149,5 +150,52 @@ func TestRedactURL(t *testing.T) {
 		if got := history.RedactURL(tc.in); got != tc.want {
 			t.Errorf("RedactURL(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestPostgresDownDuringADeployment: the database crashes (an immediate
+// shutdown) and starts again while a deployment runs; the deployment goes
+// on, and once the database is back it is recorded as it ended, through
+// the same store (its pool reconnects).
+func TestPostgresDownDuringADeployment(t *testing.T) {
+	srv := pgtest.Start(t)
+	dbURL := srv.NewDatabase(t)
+	st, err := history.OpenPostgres(ctx, dbURL, history.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rec := history.NewRecorder(st, nil)
+	rec.RetryEvery = 50 * time.Millisecond
+	rec.Start()
+	evs, want := historytest.Script(-1)
+	half := len(evs) / 2
+	for _, ev := range evs[:half] {
+		rec.Observe(ev)
+	}
+	// The first half is in the database before it goes.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		d, ok, err := st.Deployment(ctx, want.ID)
+		if err == nil && ok && d.Status == deploy.StatusRunning && len(d.Hosts) > 0 && len(d.Hosts[0].Steps) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first half of the deployment never recorded: %v %v %v", d, ok, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	srv.Kill(t)
+	for _, ev := range evs[half:] {
+		rec.Observe(ev)
+	}
+	if err := st.Check(ctx); err == nil {
+		t.Error("Check passed with the database down")
+	}
+	srv.Start(t)
+	historytest.WaitRecorded(t, st, want)
+	rec.Close()
+	if err := st.Check(ctx); err != nil {
+		t.Errorf("Check after the database came back: %v", err)
 	}
 }

@@ -17,6 +17,13 @@ const writeTimeout = 30 * time.Second
 // queues the event (it runs on the deployment's goroutine); one writer
 // goroutine, started by Start and ended by Close, writes them in order. A
 // failed write is logged and never fails a deployment.
+//
+// A deployment whose write failed (the database down or unreachable) is
+// saved again whole, from its latest snapshot: every RetryEvery, before
+// any later event of it, and once more at Close. So a deployment that
+// ended while the database was away is recorded as it ended when the
+// database is back, and its rows are never older than what was written
+// before.
 type Recorder struct {
 	store Store
 	log   *slog.Logger
@@ -24,6 +31,9 @@ type Recorder struct {
 	// PruneEvery, when set before Start, runs Store.Prune that often
 	// (serve: daily).
 	PruneEvery time.Duration
+	// RetryEvery is how often a deployment whose write failed is saved
+	// again; 0 means every 5 seconds. Set it before Start.
+	RetryEvery time.Duration
 
 	mu      sync.Mutex
 	pending []deploy.Event
@@ -36,7 +46,13 @@ type Recorder struct {
 	// tracked follows the step list of each unfinished deployment, so that
 	// a step event finds its row (steps are numbered per host).
 	tracked map[string]*tracking
+	// unsaved holds, per deployment whose write failed, the snapshot to
+	// save again; owned by the writer, as tracked.
+	unsaved map[string]*deploy.Deployment
 }
+
+// defaultRetryEvery is RetryEvery's default.
+const defaultRetryEvery = 5 * time.Second
 
 var _ deploy.Observer = (*Recorder)(nil)
 
@@ -47,7 +63,8 @@ func NewRecorder(st Store, log *slog.Logger) *Recorder {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Recorder{store: st, log: log, owner: st.Owner(), wake: make(chan struct{}, 1),
-		done: make(chan struct{}), stop: make(chan struct{}), tracked: map[string]*tracking{}}
+		done: make(chan struct{}), stop: make(chan struct{}), tracked: map[string]*tracking{},
+		unsaved: map[string]*deploy.Deployment{}}
 }
 
 // Observe queues ev for the writer. Output lines are not recorded: a
@@ -95,6 +112,7 @@ func (r *Recorder) Close() {
 	if !started {
 		// Never started: write what was queued here.
 		r.drain()
+		r.retryUnsaved(true)
 		close(r.done)
 		return
 	}
@@ -110,9 +128,19 @@ func (r *Recorder) run() {
 		defer t.Stop()
 		prune = t.C
 	}
+	retryEvery := r.RetryEvery
+	if retryEvery <= 0 {
+		retryEvery = defaultRetryEvery
+	}
 	for {
 		r.drain()
+		var retry <-chan time.Time
+		if len(r.unsaved) > 0 {
+			retry = time.After(retryEvery)
+		}
 		select {
+		case <-retry:
+			r.retryUnsaved(false)
 		case <-r.wake:
 		case <-prune:
 			ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
@@ -123,6 +151,7 @@ func (r *Recorder) run() {
 		case <-r.stop:
 			// Closed is set: nothing more is queued after this drain.
 			r.drain()
+			r.retryUnsaved(true)
 			return
 		}
 	}
@@ -159,8 +188,16 @@ func (r *Recorder) write(ev deploy.Event) {
 		} else {
 			r.track(ev.DeploymentID).reset(ev.Deployment)
 		}
+		if err != nil {
+			r.unsaved[ev.DeploymentID] = ev.Deployment
+		} else {
+			delete(r.unsaved, ev.DeploymentID)
+		}
 	case deploy.EventHost:
 		idx := r.track(ev.DeploymentID).host(ev.Host).idx
+		if !r.saveUnsaved(ctx, ev.DeploymentID) {
+			return // the snapshot saved later holds this host too
+		}
 		err = r.store.SaveHost(ctx, ev.DeploymentID, ev.Host, idx, ev.Status)
 	case deploy.EventStep:
 		st := deploy.StepResult{Name: ev.Step, Status: ev.Status, Duration: ev.Duration}
@@ -172,10 +209,46 @@ func (r *Recorder) write(ev deploy.Event) {
 			st.Err = stepError(ev.Error)
 		}
 		idx := r.track(ev.DeploymentID).host(ev.Host).step(ev.Step, ev.Status)
+		if !r.saveUnsaved(ctx, ev.DeploymentID) {
+			return
+		}
 		err = r.store.SaveStep(ctx, ev.DeploymentID, ev.Host, idx, st)
 	}
 	if err != nil {
 		r.log.Error("history: write failed (the deployment goes on)", "deployment", ev.DeploymentID, "kind", string(ev.Kind), "error", err)
+	}
+}
+
+// saveUnsaved saves id's snapshot again when an earlier write of it
+// failed, and reports whether id's rows are as written so far (nothing
+// unsaved), so that a host or step event may go on top of them.
+func (r *Recorder) saveUnsaved(ctx context.Context, id string) bool {
+	snap, ok := r.unsaved[id]
+	if !ok {
+		return true
+	}
+	if err := r.store.Save(ctx, snap, r.owner); err != nil {
+		return false
+	}
+	delete(r.unsaved, id)
+	return true
+}
+
+// retryUnsaved saves again each deployment whose write failed. last: the
+// recorder is closing, and what still fails is logged as lost.
+func (r *Recorder) retryUnsaved(last bool) {
+	for id, snap := range r.unsaved {
+		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+		err := r.store.Save(ctx, snap, r.owner)
+		cancel()
+		switch {
+		case err == nil:
+			delete(r.unsaved, id)
+			r.log.Info("history: deployment recorded after a failed write", "deployment", id, "status", string(snap.Status))
+		case last:
+			r.log.Error("history: deployment not recorded as it stands (the recorder is closing)", "deployment", id,
+				"status", string(snap.Status), "error", err)
+		}
 	}
 }
 

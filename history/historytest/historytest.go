@@ -44,6 +44,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"ObserveDoesNotWaitForTheDatabase", testObserveDoesNotWaitForTheDatabase},
 		{"FailedWriteIsLogged", testFailedWriteIsLogged},
 		{"RecorderPrunesPeriodically", testRecorderPrunesPeriodically},
+		{"RecorderOutage", testRecorderOutage},
 		{"Apps", testApps},
 		{"HostsDeployed", testHostsDeployed},
 		{"Latest", testLatest},

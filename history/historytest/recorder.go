@@ -16,11 +16,11 @@ import (
 	"github.com/pushdeploy/pushdeploy/history"
 )
 
-// script plays the events of a two-host deployment, as the deploy package
+// Script plays the events of a two-host deployment, as the deploy package
 // tells them: step events before their host's, the deployment's snapshot
 // when its status, commit or release changes. It stops after n events
 // (all when n < 0), as a deployer killed midway would.
-func script(n int) ([]deploy.Event, *deploy.Deployment) {
+func Script(n int) ([]deploy.Event, *deploy.Deployment) {
 	dep := deploy.NewDeployment(deploy.Request{Trigger: "webhook", Provider: "github", DeliveryID: "g-1", Actor: "ada",
 		Push: deploy.Push{Branch: "release"}, PayloadCommit: Commit('a')}, T0)
 	dep.App = "staging" // as the app's worker stamps it
@@ -74,7 +74,7 @@ func testRecorderWritesTheWholeDeployment(t *testing.T, s suite) {
 	st := s.store(t, history.Options{})
 	rec := history.NewRecorder(st, nil)
 	rec.Start()
-	evs, want := script(-1)
+	evs, want := Script(-1)
 	for _, ev := range evs {
 		rec.Observe(ev)
 	}
@@ -92,7 +92,7 @@ func testRecorderWritesTheWholeDeployment(t *testing.T, s suite) {
 // what was heard is in the store, steps numbered as they ran (the same
 // step name twice gives two rows).
 func testRecorderMidway(t *testing.T, s suite) {
-	all, _ := script(-1)
+	all, _ := Script(-1)
 	for _, tc := range []struct {
 		name       string
 		n          int
@@ -108,7 +108,7 @@ func testRecorderMidway(t *testing.T, s suite) {
 			[]string{"clone:succeeded", "venv:succeeded", "restart:succeeded", "restart:succeeded"}, []string{"clone:running"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			evs, dep := script(tc.n)
+			evs, dep := Script(tc.n)
 			if len(evs) > len(all) {
 				t.Fatal("script too short")
 			}
@@ -176,7 +176,7 @@ func testFailedWriteIsLogged(t *testing.T, s suite) {
 	rec := history.NewRecorder(st, slog.New(slog.NewTextHandler(&logs, nil)))
 	rec.Start()
 	st.Close()
-	evs, _ := script(-1)
+	evs, _ := Script(-1)
 	for _, ev := range evs {
 		rec.Observe(ev)
 	}
