@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 	"unicode"
@@ -39,7 +40,7 @@ func (v *validator) several() {
 	}
 	if v.on("DEPLOY_DATABASE_URL") && c.DatabaseURL != "" {
 		if msg := databaseURLProblem(c.DatabaseURL); msg != "" {
-			v.add("DEPLOY_DATABASE_URL: %q %s", redactDatabaseURL(c.DatabaseURL), msg)
+			v.add("DEPLOY_DATABASE_URL: %q %s", RedactDatabaseURL(c.DatabaseURL), msg)
 		}
 	}
 	if v.on("DEPLOY_NODE_NAME") && c.NodeName != "" {
@@ -80,34 +81,57 @@ func databaseURLProblem(s string) string {
 	return ""
 }
 
-// redactDatabaseURL returns s with the password (in the user part or a
-// password= parameter) replaced by xxxxx, also when s is not a valid URL.
-func redactDatabaseURL(s string) string {
-	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		}
-		u.RawQuery = redactQuery(u.RawQuery)
-		return u.String()
-	}
-	// Not a URL: hide everything from the first ':' after the scheme up to
-	// the last '@' (a password may hold unencoded '@', '/' or '?'), and
-	// any query.
+// RedactDatabaseURL returns s (a DEPLOY_DATABASE_URL) with the password
+// replaced by xxxxx, in the user part or a password= parameter, whether s
+// is a valid URL or not: the form to show in logs and messages.
+// It errs on the side of hiding: a password may hold unencoded '@', '/',
+// '?' or '#', so everything up to the last '@' but the user name is
+// hidden, and so is a query that does not parse.
+func RedactDatabaseURL(s string) string {
+	// First every password= (and sslpassword=) parameter, up to the end:
+	// its value may hold a raw '@' or '&' that the rest would misread.
+	s = passwordParamRE.ReplaceAllString(s, "${1}xxxxx")
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
 		return "xxxxx"
 	}
-	rest, _, query := strings.Cut(rest, "?")
-	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
-		if colon := strings.IndexByte(rest[:at], ':'); colon >= 0 {
-			rest = rest[:colon] + ":xxxxx" + rest[at:]
+	var user string
+	at := strings.LastIndexByte(rest, '@')
+	if at >= 0 {
+		userinfo := rest[:at]
+		rest = rest[at+1:]
+		name, _, hasPassword := strings.Cut(userinfo, ":")
+		user = name + "@"
+		if hasPassword {
+			user = name + ":xxxxx@"
 		}
 	}
-	if query {
-		rest += "?xxxxx"
+	end := strings.IndexAny(rest, "?#")
+	if end < 0 {
+		end = len(rest)
 	}
-	return scheme + "://" + rest
+	authority, path, hasPath := strings.Cut(rest[:end], "/")
+	if host, port, ok := strings.Cut(authority, ":"); ok && at < 0 && strings.Trim(port, "0123456789") != "" && !strings.HasPrefix(authority, "[") {
+		// USER:PASSWORD without @HOST reads as a host and port.
+		authority = host + ":xxxxx"
+	}
+	out := scheme + "://" + user + authority
+	if hasPath {
+		out += "/" + path
+	}
+	switch tail := rest[end:]; {
+	case tail == "":
+	case tail[0] == '?' && !strings.Contains(tail, "#"):
+		out += "?" + redactQuery(tail[1:])
+	default:
+		out += tail[:1] + "xxxxx"
+	}
+	return out
 }
+
+// passwordParamRE matches a password parameter of a connection URL and
+// everything after it.
+var passwordParamRE = regexp.MustCompile(`(?is)(password=).*$`)
 
 // redactQuery hides the password= and sslpassword= parameters of a
 // connection URL's query.

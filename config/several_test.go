@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -100,19 +101,66 @@ func TestRedactDatabaseURL(t *testing.T) {
 		{"postgres://db/x?sslmode=require", "postgres://db/x?sslmode=require"},
 		{"postgres://u:s3c@ret@db/x", "postgres://u:xxxxx@db/x"},
 		{"postgres://u:s3/cret@db:5432/x", "postgres://u:xxxxx@db:5432/x"},
-		{"postgres://u:s3cret@db/x?password=s3cret2&sslpassword=s3cret3", "postgres://u:xxxxx@db/x?password=xxxxx&sslpassword=xxxxx"},
-		{"postgres://db/x?password=s3;cret", "postgres://db/x?xxxxx"},
+		{"postgres://u:s3cret@db/x?password=s3cret2&sslpassword=s3cret3", "postgres://u:xxxxx@db/x?password=xxxxx"},
+		{"postgres://db/x?password=s3;cret", "postgres://db/x?password=xxxxx"},
+		{"postgres://db/x?a=1;b=2", "postgres://db/x?xxxxx"},
+		{"postgres://u:@s3cret@db/x?sslpassword=@s3cret", "postgres://u:xxxxx@db/x?sslpassword=xxxxx"},
 		{"postgres://u:s3%zzcret@db/x", "postgres://u:xxxxx@db/x"},
 		{"postgres://u:s3cret@db/x?a=b%zz", "postgres://u:xxxxx@db/x?xxxxx"},
 		{"user=u password=s3cret", "xxxxx"},
+		{"postgres://u:s3cret@db/x#frag?password=s3cret", "postgres://u:xxxxx@db/x#xxxxx"},
+		{"postgres://0:s3cret@#/db?sslpassword=s3cret", "postgres://0:xxxxx@#xxxxx"},
+		{"postgres:///:s3cret@0/db", "postgres:///:xxxxx@0/db"},
+		{"postgres://u:s3?cret@db/x", "postgres://u:xxxxx@db/x"},
+		{"postgres://u:s3cret/db", "postgres://u:xxxxx/db"},
+		{"postgres://u:s3cret@[::1]:5432/db?sslmode=require", "postgres://u:xxxxx@[::1]:5432/db?sslmode=require"},
+		{"postgres:u:s3cret@db", "xxxxx"},
+		{"postgres://db:5432", "postgres://db:5432"},
 	}
 	for _, tt := range tests {
-		got := redactDatabaseURL(tt.in)
+		got := RedactDatabaseURL(tt.in)
 		if got != tt.want {
-			t.Errorf("redactDatabaseURL(%q) = %q, want %q", tt.in, got, tt.want)
+			t.Errorf("RedactDatabaseURL(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 		if strings.Contains(got, "s3") {
-			t.Errorf("redactDatabaseURL(%q) = %q shows the password", tt.in, got)
+			t.Errorf("RedactDatabaseURL(%q) = %q shows the password", tt.in, got)
 		}
 	}
+}
+
+// FuzzDatabaseURL: whatever DEPLOY_DATABASE_URL holds, the problem about
+// it never shows the password, written raw (with '@', '/', '?', '%' in
+// it), %-encoded, or in a password= parameter.
+func FuzzDatabaseURL(f *testing.F) {
+	for _, s := range [][3]string{
+		{"deployer", "s3cret", "db:5432"}, {"u", "p@ss/w?rd#x", "db"}, {"u", "pa%zzss", "db"}, {"", "s3cret", ""},
+		{"u:v", "s3cret", "[::1]:5432"}, {"u", "s3cret;x", "db:70000"}, {"u", "s3 cret", "db"},
+	} {
+		f.Add(s[0], s[1], s[2], 0)
+	}
+	f.Fuzz(func(t *testing.T, user, password, host string, form int) {
+		if len(password) < 4 {
+			return // too short to tell apart from the rest
+		}
+		var s string
+		switch form % 4 {
+		case 0:
+			s = "postgres://" + user + ":" + password + "@" + host + "/db"
+		case 1:
+			s = "postgresql://" + url.UserPassword(user, password).String() + "@" + host + "/db?sslmode=require"
+		case 2:
+			s = "postgres://" + host + "/db?password=" + url.QueryEscape(password)
+		default:
+			s = "postgres://" + user + ":" + password + "@" + host + "/db?sslpassword=" + password
+		}
+		shown := RedactDatabaseURL(s)
+		// What the rest of s holds (the user, the host) may show.
+		rest := "postgres://" + user + ":xxxxx@" + host + "/db?sslmode=require&password=xxxxx"
+		rest += url.QueryEscape(rest) + url.PathEscape(rest)
+		for _, secret := range []string{password, url.QueryEscape(password), url.PathEscape(password), url.UserPassword("", password).String()[1:]} {
+			if len(secret) >= 4 && strings.Contains(shown, secret) && !strings.Contains(rest, secret) {
+				t.Fatalf("RedactDatabaseURL(%q) = %q shows the password %q", s, shown, secret)
+			}
+		}
+	})
 }
