@@ -111,7 +111,11 @@ func (s *Server) named(h appHandler) echo.HandlerFunc {
 // appParam looks up the request's {app}: a 404 that names it when there
 // is no such app (only a valid name is repeated).
 func (s *Server) appParam(c echo.Context) (App, error) {
-	name := c.Param("app")
+	return s.appNamed(c.Param("app"))
+}
+
+// appNamed looks up app name, as appParam.
+func (s *Server) appNamed(name string) (App, error) {
 	if !validAppName(name) {
 		return App{}, fail(http.StatusNotFound, "not found: no such app (app names are lower-case letters, digits and -)")
 	}

@@ -128,6 +128,12 @@ func (s *Server) overviewEvents(c echo.Context) error {
 		return err
 	}
 	defer leave()
+	only := c.QueryParam("app") // an app's page follows its app only
+	if only != "" {
+		if _, err := s.appNamed(only); err != nil {
+			return err
+		}
+	}
 	ctx := c.Request().Context()
 	w := newSSE(c)
 	poll := time.NewTicker(overviewPoll)
@@ -137,7 +143,7 @@ func (s *Server) overviewEvents(c echo.Context) error {
 	var names string
 	sent := map[string][]byte{} // per app: the state last sent
 	for {
-		if err := s.overviewChanges(ctx, w, &names, sent); err != nil {
+		if err := s.overviewChanges(ctx, w, only, &names, sent); err != nil {
 			return nil // the client left, or the stream broke: nothing to answer
 		}
 		select {
@@ -153,8 +159,9 @@ func (s *Server) overviewEvents(c echo.Context) error {
 }
 
 // overviewChanges writes what changed since the last call: the app names
-// (names), and each app whose state differs from what sent holds.
-func (s *Server) overviewChanges(ctx context.Context, w *sse, names *string, sent map[string][]byte) error {
+// (names), and each app (only that one, when only is set) whose state
+// differs from what sent holds.
+func (s *Server) overviewChanges(ctx context.Context, w *sse, only string, names *string, sent map[string][]byte) error {
 	apps := s.apps.List()
 	list := make([]string, len(apps))
 	for i, a := range apps {
@@ -168,6 +175,9 @@ func (s *Server) overviewChanges(ctx context.Context, w *sse, names *string, sen
 		clear(sent) // forget removed apps
 	}
 	for _, a := range apps {
+		if only != "" && a.Name != only {
+			continue
+		}
 		raw, err := json.Marshal(s.overviewState(ctx, a))
 		if err != nil {
 			return err

@@ -114,7 +114,7 @@ func TestOverviewPage(t *testing.T) {
 	}
 
 	app := page("/apps/staging")
-	for _, want := range []string{`<h1>staging: deployments</h1>`, `data-url="/api/apps/staging/deploy"`, `data-url="/api/apps/staging/rollback"`,
+	for _, want := range []string{`<h1>staging: deployments</h1>`, `data-events="/overview/events?app=staging"`, `data-url="/api/apps/staging/deploy"`, `data-url="/api/apps/staging/rollback"`,
 		`data-src="/apps/staging/releases.json"`, `data-deployment="20261125-200000-00000a"`} {
 		if !strings.Contains(app, want) {
 			t.Errorf("staging's page lacks %s", want)
@@ -216,5 +216,27 @@ func TestOverviewStreamGuarded(t *testing.T) {
 	}
 	if resp, _ := r.get("/api/deployments/"+strings.ReplaceAll(overviewStreamKey, " ", "%20")+"/events", nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("a deployment stream named as the overview's key: %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestAppPageStream: an app's page follows its own app only.
+func TestAppPageStream(t *testing.T) {
+	ta := newTwoApps(t, nil)
+	srv := httptest.NewServer(ta.h)
+	t.Cleanup(srv.Close)
+	r := &streamRig{t: t, srv: srv}
+	if resp, _ := r.get("/overview/events?app=qa", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("?app=qa: %d, want 404", resp.StatusCode)
+	}
+	_, sse := r.get("/overview/events?app=staging", nil)
+	for _, want := range []string{"apps", "app"} {
+		if ev, ok := sse.next(); !ok || ev.kind != want || (want == "app" && ev.data["app"] != "staging") {
+			t.Fatalf("event %s %v, want %s (staging's)", ev.kind, ev.data, want)
+		}
+	}
+	ta.production.setHealth(deploy.Health{QueueLength: 3})
+	ta.staging.setHealth(deploy.Health{QueueLength: 1})
+	if ev, ok := sse.next(); !ok || ev.data["app"] != "staging" || ev.data["queue_length"] != 1.0 {
+		t.Fatalf("event %s %v, want staging's queue of 1 (production's change is not told)", ev.kind, ev.data)
 	}
 }

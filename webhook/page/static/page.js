@@ -344,4 +344,36 @@
       if (es.readyState !== EventSource.CLOSED) note.textContent = "Connection lost; reconnecting…";
     });
   }
+
+  // --- An app's page (several apps), live. --------------------------------
+  // The page lists the app's deployments: a deployment on it changes its
+  // status in place; a newer one than the page shows rebuilds the page.
+  const appLiveBox = $("#app-live");
+  if (appLiveBox) appLive(appLiveBox);
+
+  function appLive(box) {
+    let running = "";
+    const es = new EventSource(box.dataset.events);
+    es.addEventListener("app", (m) => {
+      const a = JSON.parse(m.data);
+      const rows = [...document.querySelectorAll("tr[data-deployment]")];
+      const newest = rows.length ? rows[0].dataset.deployment : "";
+      for (const d of [a.running, a.last]) {
+        if (!d) continue;
+        const row = rows.find((r) => r.dataset.deployment === d.id);
+        if (!row) {
+          // Ids begin with their queued time: a later id is newer.
+          if (d.id > newest) { es.close(); location.reload(); return; }
+          continue;
+        }
+        const b = $(".badge", row);
+        b.dataset.status = d.status;
+        b.textContent = d.status;
+      }
+      // A deployment ended: what the hosts run has changed.
+      if (running && !a.running && rel) loadReleases(rel);
+      running = a.running ? a.running.id : "";
+      box.dataset.live = "1";
+    });
+  }
 })();
