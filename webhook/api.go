@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,6 +93,9 @@ func (s *Server) apiDeploy(c echo.Context, app App) error {
 		if body.Commit != "" {
 			return fail(http.StatusBadRequest, "from and commit: give one of them (from deploys the commit that app's hosts run)")
 		}
+		if _, ok := s.apps.Get(body.From); !ok {
+			return fail(http.StatusBadRequest, "from: there is no app %s (GET /api/apps lists them)", body.From)
+		}
 	}
 	ticket, err := app.Deployments.Submit(c.Request().Context(), deploy.Request{
 		Trigger: deploy.TriggerAPI, Actor: "api", Push: deploy.Push{Branch: app.Branch, Commit: body.Commit}, Hosts: body.Hosts, From: body.From,
@@ -100,10 +104,23 @@ func (s *Server) apiDeploy(c echo.Context, app App) error {
 		return aerr
 	}
 	if err != nil {
-		return submitError(err)
+		return fromError(body.From, err)
 	}
 	s.log.Info("api deploy "+ticket.Status, s.appAttrs(c, app, "deployment", ticket.ID, "commit", ticket.Commit, "hosts", body.Hosts, "from", body.From)...)
 	return c.JSON(http.StatusAccepted, answer{Status: "queued", Deployment: ticket.ID, Commit: ticket.Commit})
+}
+
+// fromError answers a deploy request's error: as submitError, except
+// that with from, an error the worker did not type is the other app's
+// state (its hosts disagree, or one cannot be read): 409, as it is.
+func fromError(from string, err error) error {
+	var ce *deploy.CommitError
+	var re *deploy.RequestError
+	if from == "" || errors.As(err, &ce) || errors.As(err, &re) || errors.Is(err, deploy.ErrQueueFull) ||
+		errors.Is(err, deploy.ErrClosed) || errors.Is(err, context.Canceled) {
+		return submitError(err)
+	}
+	return fail(http.StatusConflict, "%v", err)
 }
 
 // rollbackBody is POST /api/rollback's optional body.

@@ -3,6 +3,7 @@ package webhook
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -140,6 +141,7 @@ func TestAppRoutes(t *testing.T) {
 		{name: "deploy staging", req: api("POST", "/api/apps/staging/deploy", `{"commit":"abc1234"}`), code: 202, to: "staging", branch: "main"},
 		{name: "promote staging to production", req: api("POST", "/api/apps/production/deploy", `{"from":"staging"}`), code: 202, to: "production", branch: "release"},
 		{name: "from not an app name", req: api("POST", "/api/apps/production/deploy", `{"from":"Staging!"}`), code: 400, says: "from:"},
+		{name: "from no such app", req: api("POST", "/api/apps/production/deploy", `{"from":"qa"}`), code: 400, says: "there is no app qa"},
 		{name: "from and commit", req: api("POST", "/api/apps/production/deploy", `{"from":"staging","commit":"abc1234"}`), code: 400, says: "give one"},
 		{name: "deploy no such app", req: api("POST", "/api/apps/qa/deploy", ""), code: 404, says: "no app qa"},
 		{name: "roll staging back", req: api("POST", "/api/apps/staging/rollback", ""), code: 202, to: "staging"},
@@ -378,5 +380,26 @@ func TestRefused(t *testing.T) {
 	if code != http.StatusConflict || out["status"] != "refused" || out["deployment"] != "prd-r" || out["reason"] != reason ||
 		!strings.Contains(out["error"].(string), reason) {
 		t.Errorf("API: %d %v, want 409 refused prd-r with the reason", code, out)
+	}
+}
+
+// TestFromErrors: with from, the worker's untyped error (the other app's
+// hosts disagree) is 409 as it is; a typed one keeps its status.
+func TestFromErrors(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code int
+	}{
+		{errors.New("from staging: its hosts run different commits (web1 aaaaaaa, web2 bbbbbbb): deploy one commit to all of them first"), http.StatusConflict},
+		{&deploy.RequestError{Msg: "from: production is this app; name the app to promote from"}, http.StatusBadRequest},
+		{&deploy.CommitError{}, http.StatusUnprocessableEntity},
+		{deploy.ErrQueueFull, http.StatusServiceUnavailable},
+	} {
+		ta := newTwoApps(t, nil)
+		ta.production.submit = func(deploy.Request) (deploy.Ticket, error) { return deploy.Ticket{}, tc.err }
+		code, out := serveJSON(ta.h, api("POST", "/api/apps/production/deploy", `{"from":"staging"}`))
+		if code != tc.code || strings.Contains(fmt.Sprint(out["error"]), "checking against the repository") {
+			t.Errorf("%T %v: %d %v, want %d", tc.err, tc.err, code, out, tc.code)
+		}
 	}
 }
