@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // appsRig is one serve with two apps from DEPLOY_APPS_DIR: staging (branch
@@ -451,4 +453,125 @@ func (r *appsRig) reload(done func(apps []string, health map[string]any) bool) {
 		h := r.health()
 		return done(names, h), fmt.Sprintf("apps %v, healthz %v\n%s", names, h, r.s.stderr)
 	})
+}
+
+// overviewState is what the test reads from the overview of several apps.
+type overviewState struct {
+	Mark int  `json:"mark"`
+	Live bool `json:"live"`
+	Apps []struct {
+		Name    string      `json:"name"`
+		Running string      `json:"running"`
+		Last    string      `json:"last"`
+		Hosts   [][3]string `json:"hosts"` // host, status, commit
+	} `json:"apps"`
+}
+
+const overviewProbe = `({
+	mark: window.pushdeployTestMark || 0,
+	live: document.querySelector("#apps").dataset.live === "1",
+	apps: Array.from(document.querySelectorAll("#apps section.app")).map(a => ({
+		name: a.dataset.app,
+		running: a.dataset.running || "",
+		last: a.querySelector("[data-role=last]").dataset.status || "",
+		hosts: Array.from(a.querySelectorAll("tr[data-host]")).map(r => [r.dataset.host, r.dataset.status || "", r.dataset.commit || ""]),
+	})),
+})`
+
+// TestEndToEndAppsStatusPage drives the overview of two apps in headless
+// Chromium: both apps with their hosts on one page; each app's Deploy
+// button starts that app's deployment, and the page follows both live on
+// one page load, hosts running then done, until each app's last
+// deployment is succeeded and its hosts show the new commit.
+func TestEndToEndAppsStatusPage(t *testing.T) {
+	needChromium(t)
+	r := newAppsRig(t)
+	a := r.commit("1.0", nil)
+	if err := r.env.PushBranch(context.Background(), a, "staging"); err != nil {
+		t.Fatal(err)
+	}
+	r.s = r.serve()
+	ctx := browser(t)
+	const wait = 30 * time.Second
+	_, err := step(ctx, wait, chromedp.Steps(
+		chromedp.Navigate(r.s.url+"/"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), r.s.token),
+		chromedp.Click(chromedp.ID("sign-in")),
+		chromedp.WaitVisible(chromedp.ID("app-staging")),
+		chromedp.WaitVisible(chromedp.ID("app-production")),
+		chromedp.WaitReady(chromedp.CSS(`#apps[data-live="1"]`)),
+	))
+	if err != nil {
+		t.Fatalf("sign in to the overview: %v\npage: %s\n%s", err, pageText(ctx), r.s.stderr)
+	}
+	if _, err := step(ctx, wait, chromedp.Evaluate[int](`window.pushdeployTestMark = 1`)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := step(ctx, wait, chromedp.Evaluate[overviewState](overviewProbe))
+	if err != nil || len(st.Apps) != 2 || len(st.Apps[0].Hosts) != 2 || len(st.Apps[1].Hosts) != 2 {
+		t.Fatalf("the overview shows %+v (%v), want two apps of two hosts each\n%s", st, err, pageText(ctx))
+	}
+	for _, app := range []string{"staging", "production"} {
+		if _, err := step(ctx, wait, chromedp.Click(chromedp.ID("deploy-"+app))); err != nil {
+			t.Fatalf("click deploy-%s: %v\n%s", app, err, pageText(ctx))
+		}
+	}
+
+	// Both apps change live on this page load.
+	seen := map[string][]string{} // app/host: statuses shown, in order
+	deadline := time.Now().Add(4 * time.Minute)
+	for {
+		st, err = step(ctx, wait, chromedp.Evaluate[overviewState](overviewProbe))
+		if err != nil {
+			t.Fatalf("read the overview: %v", err)
+		}
+		if st.Mark != 1 {
+			t.Fatal("the overview was reloaded: it must change live")
+		}
+		done := 0
+		for _, app := range st.Apps {
+			for _, h := range app.Hosts {
+				k := app.Name + "/" + h[0]
+				if l := seen[k]; h[1] != "" && (len(l) == 0 || l[len(l)-1] != h[1]) {
+					seen[k] = append(l, h[1])
+				}
+			}
+			committed := true
+			for _, h := range app.Hosts {
+				committed = committed && h[2] == a
+			}
+			if app.Running == "" && app.Last == "succeeded" && committed {
+				done++
+			}
+		}
+		if done == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the overview after 4 minutes: %+v; seen %v\n%s", st, seen, r.s.stderr)
+		}
+		time.Sleep(40 * time.Millisecond)
+	}
+	t.Logf("host states seen on the overview: %v", seen)
+	if len(seen) != 4 {
+		t.Errorf("the overview showed hosts %v running, want all 4 (2 per app)", seen)
+	}
+	for k, states := range seen {
+		if !slices.Contains(states, "running") {
+			t.Errorf("%s went through %v on the overview, want running (live)", k, states)
+		}
+	}
+	_, out := r.s.api(http.MethodGet, "/api/deployments")
+	list, _ := out["deployments"].([]any)
+	apps := map[string]int{}
+	for _, x := range list {
+		d := x.(map[string]any)
+		if d["trigger"] == "api" && d["status"] == "succeeded" {
+			apps[fmt.Sprint(d["app"])]++
+		}
+	}
+	if apps["staging"] != 1 || apps["production"] != 1 {
+		t.Errorf("deployments from the buttons: %v, want one succeeded per app", apps)
+	}
 }
