@@ -232,7 +232,7 @@ func testConcurrentMigrations(t *testing.T, b backend) {
 		return
 	}
 	var rows, version int
-	if err := b.raw(t).QueryRow(`SELECT count(*), max(version) FROM queue_schema`).Scan(&rows, &version); err != nil {
+	if err := b.raw(t).QueryRow(b.version).Scan(&rows, &version); err != nil {
 		t.Fatal(err)
 	}
 	if rows != 1 || version != 2 {

@@ -13,7 +13,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"github.com/pushdeploy/pushdeploy/history"
+	"modernc.org/sqlite" // also registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // dialect is what differs between SQLite and PostgreSQL. The statements are
@@ -25,15 +27,15 @@ type dialect struct {
 	dollar    bool // parameters are $1, $2 … (PostgreSQL)
 	nowMS     string
 	forUpdate string
-	// lock serialises migrations of one database; nil when the
-	// transaction itself does (SQLite's BEGIN IMMEDIATE).
-	lock string
+	// migrate brings the queue's tables up to date.
+	migrate func(ctx context.Context, db *sql.DB) error
 }
 
 var (
 	sqliteDialect = &dialect{
-		name:  "sqlite",
-		nowMS: `CAST(unixepoch('subsec') * 1000 AS INTEGER)`,
+		name:    "sqlite",
+		nowMS:   `CAST(unixepoch('subsec') * 1000 AS INTEGER)`,
+		migrate: migrateSQLite,
 	}
 	postgresDialect = &dialect{
 		name:   "postgres",
@@ -42,8 +44,11 @@ var (
 		// which may be long before the lock it waited for was granted.
 		nowMS:     `CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)`,
 		forUpdate: `FOR UPDATE`,
-		// Any constant the history store does not use; hashtext is stable.
-		lock: `SELECT pg_advisory_xact_lock(hashtext('pushdeploy queue schema'))`,
+		// One schema table and one migration lock for every component
+		// that keeps tables in the database.
+		migrate: func(ctx context.Context, db *sql.DB) error {
+			return history.MigratePostgres(ctx, db, "queue", migrations)
+		},
 	}
 )
 
@@ -97,27 +102,30 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*Queue, error) 
 	return qu, nil
 }
 
-// OpenPostgres connects to the PostgreSQL database at url
+// OpenPostgres connects to the PostgreSQL database at dbURL
 // (postgres://user:password@host/db?…) and brings the queue's schema up to
 // date; several deployers may open the same database at the same moment.
-// Errors do not repeat the URL (it holds the password).
-func OpenPostgres(ctx context.Context, url string, opts Options) (*Queue, error) {
-	cfg, err := pgx.ParseConfig(url)
+// The queue's tables (queue_*) live beside the history's, and its schema
+// version in the same table (history.SchemaTable, component "queue").
+// Errors name the database without its password.
+func OpenPostgres(ctx context.Context, dbURL string, opts Options) (*Queue, error) {
+	name := history.RedactURL(dbURL)
+	cfg, err := pgx.ParseConfig(dbURL)
 	if err != nil {
-		// pgx's parse errors quote the URL; say only what kind of mistake.
-		return nil, errors.New("queue database: the URL is not a valid PostgreSQL URL")
+		// pgx's parse errors may quote the URL: say only what is wrong.
+		return nil, fmt.Errorf("queue database %s: not a PostgreSQL URL (postgres://USER:PASSWORD@HOST:5432/DB)", name)
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 10 * time.Second
 	}
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(10)
+	db.SetMaxIdleConns(10)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("queue database: %w", err)
-	}
 	q, err := newQueue(ctx, db, postgresDialect, opts)
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("queue database: %w", err)
+		return nil, fmt.Errorf("queue database %s: %w", name, err)
 	}
 	return q, nil
 }
@@ -164,48 +172,64 @@ var migrations = []string{
 	`ALTER TABLE queue_jobs ADD COLUMN reserved_by TEXT NOT NULL DEFAULT ''`,
 }
 
-// ErrNewerSchema is a database whose queue tables a newer pushdeploy wrote.
-var ErrNewerSchema = errors.New("the queue's tables were written by a newer pushdeploy")
+// migrateSQLite runs the migrations not run yet, in one transaction:
+// SQLite's BEGIN IMMEDIATE (_txlock) holds the database, so processes that
+// open it at the same moment migrate one after another, each after the
+// first finding nothing to do. The version is in a table of the queue's
+// own (the history owns PRAGMA user_version when the file is shared).
+func migrateSQLite(ctx context.Context, db *sql.DB) error {
+	// A file several processes create at the same moment can answer
+	// SQLITE_BUSY at once, without waiting for busy_timeout, while one of
+	// them turns it to WAL mode: try again shortly, a bounded number of
+	// times.
+	var err error
+	for try := 0; try < 50; try++ {
+		if err = migrateSQLiteOnce(ctx, db); !isBusy(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return err
+}
 
-// migrate runs the migrations not run yet, in one transaction that first
-// takes a lock only one opener holds at a time: deployers starting
-// together migrate once, the others wait and find the schema done.
-func (q *Queue) migrate(ctx context.Context) error {
-	return q.tx(ctx, func(tx *sql.Tx) error {
-		if q.d.lock != "" {
-			if _, err := tx.ExecContext(ctx, q.d.lock); err != nil {
-				return fmt.Errorf("migrate: lock: %w", err)
-			}
+// isBusy is SQLite's "database is locked" (SQLITE_BUSY, and its extended
+// codes).
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
+}
+
+func migrateSQLiteOnce(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS queue_schema (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	var version int
+	err = tx.QueryRowContext(ctx, `SELECT version FROM queue_schema`).Scan(&version)
+	if errors.Is(err, sql.ErrNoRows) {
+		_, err = tx.ExecContext(ctx, `INSERT INTO queue_schema (version) VALUES (0)`)
+	}
+	if err != nil {
+		return fmt.Errorf("migrate: schema version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("%w: queue schema version %d, this one knows up to %d", history.ErrNewerSchema, version, len(migrations))
+	}
+	for v := version; v < len(migrations); v++ {
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("migrate queue to schema version %d: %w", v+1, err)
 		}
-		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS queue_schema (version BIGINT NOT NULL)`); err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-		var version int
-		err := tx.QueryRowContext(ctx, `SELECT version FROM queue_schema`).Scan(&version)
-		if errors.Is(err, sql.ErrNoRows) {
-			_, err = tx.ExecContext(ctx, `INSERT INTO queue_schema (version) VALUES (0)`)
-		}
-		if err != nil {
-			return fmt.Errorf("migrate: schema version: %w", err)
-		}
-		if version > len(migrations) {
-			return fmt.Errorf("%w: schema version %d, this one knows up to %d", ErrNewerSchema, version, len(migrations))
-		}
-		for v := version; v < len(migrations); v++ {
-			// One statement per Exec: PostgreSQL's extended protocol
-			// takes one at a time.
-			for _, stmt := range strings.Split(migrations[v], ";") {
-				if strings.TrimSpace(stmt) == "" {
-					continue
-				}
-				if _, err := tx.ExecContext(ctx, stmt); err != nil {
-					return fmt.Errorf("migrate to schema version %d: %w", v+1, err)
-				}
-			}
-		}
-		if _, err := tx.ExecContext(ctx, q.d.sql(`UPDATE queue_schema SET version = ?`), len(migrations)); err != nil {
-			return fmt.Errorf("migrate: set schema version: %w", err)
-		}
-		return nil
-	})
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE queue_schema SET version = ?`, len(migrations)); err != nil {
+		return fmt.Errorf("migrate: set schema version: %w", err)
+	}
+	return tx.Commit()
 }

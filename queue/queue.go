@@ -179,7 +179,7 @@ func newQueue(ctx context.Context, db *sql.DB, d *dialect, opts Options) (*Queue
 	if q.max <= 0 {
 		q.max = 20
 	}
-	if err := q.migrate(ctx); err != nil {
+	if err := d.migrate(ctx, db); err != nil {
 		return nil, err
 	}
 	return q, nil

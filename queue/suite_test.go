@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pushdeploy/pushdeploy/deploy"
+	"github.com/pushdeploy/pushdeploy/history"
 	"github.com/pushdeploy/pushdeploy/internal/pgtest"
 	"github.com/pushdeploy/pushdeploy/queue"
 )
@@ -20,10 +21,26 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 // backend is one database that several deployers (Queues) share.
 type backend struct {
-	// open opens a Queue on the database, as one more deployer would.
-	open func(t testing.TB, opts queue.Options) *queue.Queue
+	// connect opens a Queue on the database, as one more deployer would.
+	connect func(ctx context.Context, opts queue.Options) (*queue.Queue, error)
 	// raw is a plain connection to the database, to look behind the API.
 	raw func(t testing.TB) *sql.DB
+	// version reads the rows of the queue's schema version and the
+	// largest; setVersion sets it (%d).
+	version, setVersion string
+}
+
+// open opens a Queue, closed in t.Cleanup.
+func (b backend) open(t testing.TB, opts queue.Options) *queue.Queue {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	q, err := b.connect(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q
 }
 
 // The conformance suite: every test runs against SQLite and PostgreSQL.
@@ -48,6 +65,7 @@ var suite = []struct {
 	{"ClaimNow", testClaimNow},
 	{"ConcurrentDeployers", testConcurrentDeployers},
 	{"ConcurrentMigrations", testConcurrentMigrations},
+	{"NewerSchemaRefused", testNewerSchemaRefused},
 }
 
 func TestSQLite(t *testing.T) {
@@ -65,9 +83,8 @@ func TestPostgres(t *testing.T) {
 func sqliteBackend(t testing.TB) backend {
 	path := filepath.Join(t.TempDir(), "queue.db")
 	return backend{
-		open: func(t testing.TB, opts queue.Options) *queue.Queue {
-			t.Helper()
-			return openOrFail(t, func(ctx context.Context) (*queue.Queue, error) { return queue.OpenSQLite(ctx, path, opts) })
+		connect: func(ctx context.Context, opts queue.Options) (*queue.Queue, error) {
+			return queue.OpenSQLite(ctx, path, opts)
 		},
 		raw: func(t testing.TB) *sql.DB {
 			db, err := sql.Open("sqlite", "file:"+path)
@@ -77,14 +94,15 @@ func sqliteBackend(t testing.TB) backend {
 			t.Cleanup(func() { db.Close() })
 			return db
 		},
+		version:    `SELECT count(*), max(version) FROM queue_schema`,
+		setVersion: `UPDATE queue_schema SET version = %d`,
 	}
 }
 
 func postgresBackend(url string) backend {
 	return backend{
-		open: func(t testing.TB, opts queue.Options) *queue.Queue {
-			t.Helper()
-			return openOrFail(t, func(ctx context.Context) (*queue.Queue, error) { return queue.OpenPostgres(ctx, url, opts) })
+		connect: func(ctx context.Context, opts queue.Options) (*queue.Queue, error) {
+			return queue.OpenPostgres(ctx, url, opts)
 		},
 		raw: func(t testing.TB) *sql.DB {
 			db, err := sql.Open("pgx", url)
@@ -94,22 +112,12 @@ func postgresBackend(url string) backend {
 			t.Cleanup(func() { db.Close() })
 			return db
 		},
+		version:    `SELECT count(*), max(version) FROM ` + history.SchemaTable + ` WHERE component = 'queue'`,
+		setVersion: `UPDATE ` + history.SchemaTable + ` SET version = %d WHERE component = 'queue'`,
 	}
 }
 
 var _ = stdlib.GetDefaultDriver // registers "pgx" for raw
-
-func openOrFail(t testing.TB, open func(context.Context) (*queue.Queue, error)) *queue.Queue {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	q, err := open(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
-	return q
-}
 
 func opts(owner string) queue.Options { return queue.Options{Owner: owner, Lease: time.Minute} }
 
@@ -477,4 +485,14 @@ func testHoldKeepsTheLease(t *testing.T, b backend) {
 		t.Errorf("held ended before stop: %v", context.Cause(held))
 	}
 	finish(t, q1, c)
+}
+
+func testNewerSchemaRefused(t *testing.T, b backend) {
+	b.open(t, opts("d1")).Close()
+	if _, err := b.raw(t).Exec(fmt.Sprintf(b.setVersion, 99)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.connect(context.Background(), opts("d2")); !errors.Is(err, history.ErrNewerSchema) {
+		t.Errorf("open of a newer schema: %v, want ErrNewerSchema", err)
+	}
 }
