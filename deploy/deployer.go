@@ -71,6 +71,10 @@ type Deployer struct {
 	// host fetches into its own mirror of the repository.
 	Archiver Archiver
 
+	// Node names this deployer in the deployments it runs
+	// (Deployment.Node): DEPLOY_NODE_NAME, else HOSTNAME:PID.
+	Node string
+
 	// Observer, when set, hears every event of the deployments this
 	// Deployer runs (unless a deployment has an observer already).
 	Observer Observer
@@ -116,7 +120,7 @@ func (d *Deployer) Run(ctx context.Context, dep *Deployment, hosts []Host) error
 	start := d.now()
 	log := d.logger().With("deployment", dep.ID)
 	dep.update(func() {
-		dep.Started, dep.Status = start, StatusRunning
+		dep.Started, dep.Status, dep.Node = start, StatusRunning, d.Node
 		dep.Hosts = nil
 		for _, h := range hosts {
 			dep.Hosts = append(dep.Hosts, &HostResult{Host: h, Status: StatusQueued})

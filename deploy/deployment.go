@@ -87,6 +87,11 @@ type Deployment struct {
 	Hosts     []*HostResult
 	Err       error
 
+	// Node names the deployer that ran the deployment (Deployer.Node:
+	// DEPLOY_NODE_NAME, else HOSTNAME:PID), set as it starts: with
+	// several deployers on one database, which of them it was.
+	Node string
+
 	mu       sync.Mutex
 	stopping bool
 	// emitMu keeps events in order: held from a change until its events
@@ -119,6 +124,7 @@ func (d *Deployment) snapshotLocked() *Deployment {
 	c := &Deployment{
 		ID: d.ID, App: d.App, Action: d.Action, Request: d.Request, Release: d.Release, ReleaseName: d.ReleaseName,
 		BranchTip: d.BranchTip, Queued: d.Queued, Started: d.Started, Finished: d.Finished, Status: d.Status, Err: d.Err,
+		Node: d.Node,
 	}
 	c.Request.Hosts = append([]string(nil), d.Request.Hosts...)
 	c.Release.GitHostKeys = append([]string(nil), d.Release.GitHostKeys...)

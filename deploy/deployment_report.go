@@ -22,6 +22,7 @@ type DeploymentReport struct {
 	RequestedRel  string       `json:"requested_release,omitempty"`
 	PayloadCommit string       `json:"payload_commit,omitempty"`
 	Release       string       `json:"release,omitempty"`
+	Node          string       `json:"node,omitempty"` // the deployer that ran it (Deployment.Node)
 	Status        string       `json:"status"`
 	Queued        time.Time    `json:"queued"`
 	Started       *time.Time   `json:"started"`
@@ -69,7 +70,7 @@ func ReportDeployment(d *Deployment, hosts bool) DeploymentReport {
 		ID: d.ID, App: app, Action: string(action), Trigger: string(d.Request.Trigger), Provider: d.Request.Provider,
 		Delivery: d.Request.DeliveryID, Actor: d.Request.Actor, Branch: branch,
 		Commit: d.Release.Commit, Requested: d.Request.Push.Commit, RequestedRel: d.Request.Release, PayloadCommit: d.Request.PayloadCommit,
-		Release: d.ReleaseName, Status: string(d.Status), Queued: d.Queued,
+		Release: d.ReleaseName, Node: d.Node, Status: string(d.Status), Queued: d.Queued,
 		Started: timePtr(d.Started), Finished: timePtr(d.Finished),
 	}
 	if !d.Started.IsZero() && !d.Finished.IsZero() {

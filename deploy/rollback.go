@@ -176,7 +176,7 @@ func (d *Deployer) Rollback(ctx context.Context, dep *Deployment, hosts []Host) 
 		return d.finish(log, dep, err)
 	}
 	dep.update(func() {
-		dep.Action, dep.Started, dep.Status = ActionRollback, d.now(), StatusRunning
+		dep.Action, dep.Started, dep.Status, dep.Node = ActionRollback, d.now(), StatusRunning, d.Node
 		dep.Release, dep.ReleaseName = Release{Branch: d.branch()}, to
 		dep.Hosts = nil
 		for _, h := range hosts {

@@ -14,7 +14,7 @@ import (
 
 const deploymentColumns = `id, app, action, triggered_by, provider, delivery_id, actor, branch, requested_commit,
 	requested_release, requested_hosts, payload_commit, deployed_commit, release_name, status, queued, started,
-	finished, error, branch_tip`
+	finished, error, branch_tip, node`
 
 // Deployments returns the deployments f selects, newest first, without
 // their hosts.
@@ -147,7 +147,7 @@ func scanDeployment(row scanner) (*deploy.Deployment, error) {
 	r := &d.Request
 	err := row.Scan(&d.ID, &d.App, &d.Action, &r.Trigger, &r.Provider, &r.DeliveryID, &r.Actor, &r.Push.Branch,
 		&r.Push.Commit, &r.Release, &hosts, &r.PayloadCommit, &d.Release.Commit, &d.ReleaseName, &d.Status,
-		&queued, &started, &finished, &errText, &d.BranchTip)
+		&queued, &started, &finished, &errText, &d.BranchTip, &d.Node)
 	if err != nil {
 		return nil, err
 	}

@@ -79,6 +79,10 @@ var migrations = []string{
 	// (polling, DEPLOY_POLL_INTERVAL, deploys only another one); empty
 	// for the rows of before, and when it could not be read.
 	`ALTER TABLE deployments ADD COLUMN branch_tip TEXT NOT NULL DEFAULT '';`,
+	// 5: the deployer that ran each deployment (DEPLOY_NODE_NAME, else
+	// HOSTNAME:PID), for several deployers on one database; empty for
+	// the rows of before, and for a deployment that never started.
+	`ALTER TABLE deployments ADD COLUMN node TEXT NOT NULL DEFAULT '';`,
 }
 
 // ErrNewerSchema is a database written by a newer pushdeploy.

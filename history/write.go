@@ -49,8 +49,8 @@ func (r *records) upsertDeployment(ctx context.Context, tx *sql.Tx, d *deploy.De
 	req := d.Request
 	_, err := tx.ExecContext(ctx, r.q(`INSERT INTO deployments (id, app, action, triggered_by, provider, delivery_id, actor, branch,
 			requested_commit, requested_release, requested_hosts, payload_commit, deployed_commit, release_name,
-			status, queued, started, finished, error, owner_pid, owner_host, owner_start, branch_tip)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			status, queued, started, finished, error, owner_pid, owner_host, owner_start, branch_tip, node)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET app = excluded.app, action = excluded.action, triggered_by = excluded.triggered_by,
 			provider = excluded.provider, delivery_id = excluded.delivery_id, actor = excluded.actor,
 			branch = excluded.branch, requested_commit = excluded.requested_commit,
@@ -59,11 +59,11 @@ func (r *records) upsertDeployment(ctx context.Context, tx *sql.Tx, d *deploy.De
 			release_name = excluded.release_name, status = excluded.status, queued = excluded.queued,
 			started = excluded.started, finished = excluded.finished, error = excluded.error,
 			owner_pid = excluded.owner_pid, owner_host = excluded.owner_host, owner_start = excluded.owner_start,
-			branch_tip = excluded.branch_tip`),
+			branch_tip = excluded.branch_tip, node = excluded.node`),
 		d.ID, appOf(d), string(d.Action), string(req.Trigger), req.Provider, req.DeliveryID, req.Actor, req.Push.Branch,
 		req.Push.Commit, req.Release, strings.Join(req.Hosts, ","), req.PayloadCommit, d.Release.Commit, d.ReleaseName,
 		string(d.Status), fmtTime(d.Queued), nullTime(d.Started), nullTime(d.Finished), errText,
-		o.PID, o.Host, o.Start, d.BranchTip)
+		o.PID, o.Host, o.Start, d.BranchTip, d.Node)
 	return err
 }
 

@@ -154,6 +154,25 @@ func (c *Collector) BuildInfo(version, revision, goVersion string) {
 	c.reg.MustRegister(g)
 }
 
+// NodeInfo adds pushdeploy_node_info{node="..."}: always 1, naming this
+// deployer (DEPLOY_NODE_NAME, else HOSTNAME:PID), so that a dashboard of
+// several deployers on one database tells which is which. It also labels
+// pushdeploy_deployment_running with the node, so that the running
+// deployments show which deployer runs each: one node per Collector keeps
+// the series bounded. Call it once, before the first scrape.
+func (c *Collector) NodeInfo(node string) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "pushdeploy_node_info",
+		Help:        "This deployer (always 1): its name in the API and the history (DEPLOY_NODE_NAME, else HOSTNAME:PID).",
+		ConstLabels: prometheus.Labels{"node": node},
+	})
+	g.Set(1)
+	c.reg.MustRegister(g)
+	c.queues.mu.Lock()
+	c.queues.node = node
+	c.queues.mu.Unlock()
+}
+
 // WatchQueue adds app's pushdeploy_queue_length and
 // pushdeploy_deployment_running, read from q (the app's worker) at each
 // scrape, and makes the app's usual outcomes of pushdeploy_deployments_total
@@ -222,11 +241,12 @@ func (c *Collector) WebhookAnswered(provider, outcome string) {
 type queueCollector struct {
 	mu     sync.Mutex
 	queues map[string]Queue // by app
+	node   string           // the node label of the running gauge (NodeInfo)
 }
 
 var (
 	queueDesc   = prometheus.NewDesc("pushdeploy_queue_length", "Deployments of an app waiting, not counting the running one.", []string{"app"}, nil)
-	runningDesc = prometheus.NewDesc("pushdeploy_deployment_running", "1 while a deployment of the app runs.", []string{"app"}, nil)
+	runningDesc = prometheus.NewDesc("pushdeploy_deployment_running", "1 while a deployment of the app runs on this deployer (node: its DEPLOY_NODE_NAME).", []string{"app", "node"}, nil)
 )
 
 func (q *queueCollector) watch(app string, queue Queue) {
@@ -250,7 +270,7 @@ func (q *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	// Health takes each worker's own lock: not called under q.mu, so a
 	// busy worker never holds up WatchQueue.
 	q.mu.Lock()
-	queues := maps.Clone(q.queues)
+	queues, node := maps.Clone(q.queues), q.node
 	q.mu.Unlock()
 	for app, queue := range queues {
 		h := queue.Health()
@@ -259,6 +279,6 @@ func (q *queueCollector) Collect(ch chan<- prometheus.Metric) {
 			running = 1
 		}
 		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(h.QueueLength), app)
-		ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, running, app)
+		ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, running, app, node)
 	}
 }

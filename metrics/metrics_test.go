@@ -365,6 +365,7 @@ func endedOn(app string, status deploy.Status, commit string, hosts ...string) d
 // an app's series and no other's.
 func TestMetricsPerApp(t *testing.T) {
 	c := New()
+	c.NodeInfo("deploy1")
 	shaA, shaB := strings.Repeat("a", 40), strings.Repeat("b", 40)
 	c.WatchQueue("staging", fakeQueue{deploy.Health{QueueLength: 2}})
 	c.WatchQueue("production", fakeQueue{deploy.Health{Running: &deploy.Deployment{ID: "p"}}})
@@ -403,10 +404,10 @@ func TestMetricsPerApp(t *testing.T) {
 		t.Errorf("staging: hosts_known = %v, want 2", got)
 	}
 	want := `
-# HELP pushdeploy_deployment_running 1 while a deployment of the app runs.
+# HELP pushdeploy_deployment_running 1 while a deployment of the app runs on this deployer (node: its DEPLOY_NODE_NAME).
 # TYPE pushdeploy_deployment_running gauge
-pushdeploy_deployment_running{app="production"} 1
-pushdeploy_deployment_running{app="staging"} 0
+pushdeploy_deployment_running{app="production",node="deploy1"} 1
+pushdeploy_deployment_running{app="staging",node="deploy1"} 0
 # HELP pushdeploy_queue_length Deployments of an app waiting, not counting the running one.
 # TYPE pushdeploy_queue_length gauge
 pushdeploy_queue_length{app="production"} 0
@@ -432,6 +433,45 @@ pushdeploy_queue_length{app="staging"} 2
 			if labels(m)["app"] == "staging" {
 				t.Errorf("%s still has a staging series", f.GetName())
 			}
+		}
+	}
+}
+
+// TestNodeInfo: each deployer names itself in pushdeploy_node_info, and
+// its running deployments carry its node, so that the metrics of two
+// deployers on one database tell which runs what; one node per deployer,
+// whatever it runs.
+func TestNodeInfo(t *testing.T) {
+	one, two := New(), New()
+	one.NodeInfo("deploy1")
+	two.NodeInfo("deploy2.example:812")
+	one.WatchQueue("production", fakeQueue{deploy.Health{Running: &deploy.Deployment{ID: "p", Node: "deploy1"}}})
+	two.WatchQueue("production", fakeQueue{deploy.Health{QueueLength: 1}})
+	two.WatchQueue("staging", fakeQueue{deploy.Health{Running: &deploy.Deployment{ID: "s", Node: "deploy2.example:812"}}})
+	for _, tc := range []struct {
+		c    *Collector
+		want string
+	}{
+		{one, `
+# HELP pushdeploy_deployment_running 1 while a deployment of the app runs on this deployer (node: its DEPLOY_NODE_NAME).
+# TYPE pushdeploy_deployment_running gauge
+pushdeploy_deployment_running{app="production",node="deploy1"} 1
+# HELP pushdeploy_node_info This deployer (always 1): its name in the API and the history (DEPLOY_NODE_NAME, else HOSTNAME:PID).
+# TYPE pushdeploy_node_info gauge
+pushdeploy_node_info{node="deploy1"} 1
+`},
+		{two, `
+# HELP pushdeploy_deployment_running 1 while a deployment of the app runs on this deployer (node: its DEPLOY_NODE_NAME).
+# TYPE pushdeploy_deployment_running gauge
+pushdeploy_deployment_running{app="production",node="deploy2.example:812"} 0
+pushdeploy_deployment_running{app="staging",node="deploy2.example:812"} 1
+# HELP pushdeploy_node_info This deployer (always 1): its name in the API and the history (DEPLOY_NODE_NAME, else HOSTNAME:PID).
+# TYPE pushdeploy_node_info gauge
+pushdeploy_node_info{node="deploy2.example:812"} 1
+`},
+	} {
+		if err := testutil.GatherAndCompare(tc.c.Registry(), strings.NewReader(tc.want), "pushdeploy_deployment_running", "pushdeploy_node_info"); err != nil {
+			t.Error(err)
 		}
 	}
 }

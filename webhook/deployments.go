@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -271,36 +270,9 @@ func (s *Server) lookup(ctx context.Context, id string) (*deploy.Deployment, boo
 	return d, ok, nil
 }
 
-// historyCheckEvery bounds how often /healthz writes to the record.
+// historyCheckEvery bounds how often /healthz writes to the record (and
+// runs each of its checks).
 const historyCheckEvery = 5 * time.Second
-
-// checkedHistory remembers the History's last Check for a few seconds:
-// /healthz is public and polled, and each check is a write.
-type checkedHistory struct {
-	History
-	mu      sync.Mutex
-	checked time.Time
-	err     error
-}
-
-func (h *checkedHistory) Check(ctx context.Context) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if time.Since(h.checked) < historyCheckEvery {
-		return h.err
-	}
-	h.checked = time.Now()
-	h.err = h.History.Check(ctx)
-	return h.err
-}
-
-// historyHealth is /healthz's view of the record: nil without one.
-func (s *Server) historyHealth(ctx context.Context) error {
-	if s.cfg.History == nil {
-		return nil
-	}
-	return s.cfg.History.Check(ctx)
-}
 
 // lastFinished is app's newest finished deployment in the record, for
 // /healthz after a restart (the worker's memory is empty then). /healthz

@@ -27,6 +27,9 @@ type healthJSON struct {
 	Running        *healthDeploymentJSON `json:"running"`
 	LastDeployment *healthDeploymentJSON `json:"last_deployment"`
 	Apps           []healthAppJSON       `json:"apps"`
+	// Checks are the database and the other parts the deployer needs
+	// (Config.Checks); with the API token, each one's target and error.
+	Checks []checkJSON `json:"checks,omitempty"`
 	// Problems are the app files that failed the last reload: file,
 	// line and variable only (the rest of the message may quote a value).
 	Problems []string `json:"problems,omitempty"`
@@ -68,8 +71,8 @@ func toHealthJSON(d *deploy.Deployment) *healthDeploymentJSON {
 }
 
 // healthz answers 200 when the deployer can work, 503 (with the reason)
-// when its state folder or its history database cannot be written, or a
-// worker is stuck.
+// when its state folder cannot be written, a check fails (the database
+// cannot be reached, the history cannot be written), or a worker is stuck.
 func (s *Server) healthz(c echo.Context) error {
 	ctx := c.Request().Context()
 	apps := s.apps.List()
@@ -92,11 +95,15 @@ func (s *Server) healthz(c echo.Context) error {
 		}
 	}
 	out.Problems = problemsShown(s.apps.Problems())
+	var failed []string
+	out.Checks, failed = s.runChecks(ctx, s.validBearer(c)) // the details with the API token
 	status := http.StatusOK
 	if err := s.stateWritable(); err != nil {
 		out.Status, out.Reason, status = "unhealthy", err.Error(), http.StatusServiceUnavailable
-	} else if err := s.historyHealth(ctx); err != nil {
-		out.Status, out.Reason, status = "unhealthy", err.Error(), http.StatusServiceUnavailable
+	} else if len(failed) > 0 {
+		// Only the names: the errors (a database's host and user) are
+		// in checks, with the API token, and in the log.
+		out.Status, out.Reason, status = "unhealthy", strings.Join(failed, ", ")+" unavailable", http.StatusServiceUnavailable
 	} else if len(stuck) > 0 {
 		out.Status, out.Reason, status = "unhealthy", strings.Join(stuck, "; "), http.StatusServiceUnavailable
 	}

@@ -54,9 +54,13 @@ type Config struct {
 	// Version is shown by /healthz.
 	Version string
 	// History, when set, is the lasting record the API and the status
-	// page read deployments from (and /healthz checks); nil: the worker's
-	// memory only.
+	// page read deployments from (and /healthz checks unless Checks is
+	// set); nil: the worker's memory only.
 	History History
+	// Checks are what else /healthz checks (the database, the queue):
+	// each failing one makes it 503, naming the check. Nil with a History:
+	// the History, as "history database".
+	Checks []Check
 	// StateDir must be writable for /healthz to answer 200.
 	StateDir string
 	Logger   *slog.Logger
@@ -94,6 +98,8 @@ type Server struct {
 	ln   net.Listener
 	done chan error
 
+	checks []*checked // Config.Checks
+
 	stateMu      sync.Mutex
 	stateChecked time.Time
 	stateErr     error
@@ -127,10 +133,12 @@ func New(cfg Config, apps Apps) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.History != nil {
-		cfg.History = &checkedHistory{History: cfg.History}
+	checks := cfg.Checks
+	if checks == nil && cfg.History != nil {
+		checks = []Check{{Name: "history database", Checker: cfg.History}}
 	}
-	s := &Server{cfg: cfg, apps: apps, log: log, started: time.Now(), e: echo.New(), bodies: newBodyGate(cfg.Limits, cfg.BodyLimit)}
+	s := &Server{cfg: cfg, apps: apps, log: log, started: time.Now(), e: echo.New(), bodies: newBodyGate(cfg.Limits, cfg.BodyLimit),
+		checks: newChecks(checks)}
 	s.e.HideBanner, s.e.HidePort = true, true
 	// The peer address as seen on the socket: X-Forwarded-For is only
 	// read from the proxies of DEPLOY_TRUSTED_PROXIES.

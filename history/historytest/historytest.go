@@ -50,6 +50,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"Latest", testLatest},
 		{"Refused", testRefused},
 		{"BranchTip", testBranchTip},
+		{"Node", testNode},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.test(t, s) })
 	}
