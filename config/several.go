@@ -70,13 +70,41 @@ func databaseURLProblem(s string) string {
 		// makes the rest of it a "port"): say what to do instead.
 		return "is not a valid URL; write " + databaseURLForm
 	}
-	if u.Port() != "" {
-		if _, err := parsePort(u.Port()); err != nil {
-			return fmt.Sprintf("port %q is not a number from 1 to 65535", u.Port())
+	// HOST[:PORT], or several of them between commas (a standby after
+	// the primary): url.Parse reads only the last port.
+	for _, hp := range strings.Split(u.Host, ",") {
+		if msg := hostPortProblem(hp); msg != "" {
+			return msg
 		}
 	}
 	if u.Hostname() == "" && u.Query().Get("host") == "" {
 		return "names no host; write " + databaseURLForm + " (a Unix socket: postgres:///DB?host=/var/run/postgresql)"
+	}
+	return ""
+}
+
+// hostPortProblem says what is wrong with one HOST[:PORT] of a connection
+// URL, or "". It never quotes the host: a URL missing its @ has the
+// password there.
+func hostPortProblem(hp string) string {
+	host, port := hp, ""
+	if strings.HasPrefix(hp, "[") {
+		end := strings.IndexByte(hp, ']')
+		if end < 0 || end+1 < len(hp) && hp[end+1] != ':' {
+			return "names an IPv6 host without its closing ]; write e.g. postgres://USER:PASSWORD@[::1]:5432/DB"
+		}
+		host, port = hp[:end+1], strings.TrimPrefix(hp[end+1:], ":")
+	} else if i := strings.LastIndexByte(hp, ':'); i >= 0 {
+		host, port = hp[:i], hp[i+1:]
+	}
+	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+		return "names a host with more than one ':'; write " + databaseURLForm + " (an IPv6 address in brackets: [::1]:5432)"
+	}
+	if port == "" {
+		return ""
+	}
+	if _, err := parsePort(port); err != nil {
+		return fmt.Sprintf("port %q is not a number from 1 to 65535", port)
 	}
 	return ""
 }

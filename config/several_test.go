@@ -42,6 +42,17 @@ func TestValidateSeveral(t *testing.T) {
 		{"database url, password in the query", func(c *Config) { c.DatabaseURL = "postgres://db:0/x?user=u&password=s3cret" }, []string{
 			`DEPLOY_DATABASE_URL: "postgres://db:0/x?password=xxxxx&user=u" port "0" is not a number from 1 to 65535`,
 		}},
+		{"database url, two ports", func(c *Config) { c.DatabaseURL = "postgres://deployer:s3cret@db:5432:5432/x" }, []string{
+			`DEPLOY_DATABASE_URL: "postgres://deployer:xxxxx@db:5432:5432/x" names a host with more than one ':'; write postgres://USER:PASSWORD@HOST:5432/DB`,
+		}},
+		{"database url, no @ before the host", func(c *Config) { c.DatabaseURL = "postgres://deployer:s3cret:5432/x" }, []string{
+			`DEPLOY_DATABASE_URL: "postgres://deployer:xxxxx/x" names a host with more than one ':'`,
+		}},
+		{"database url, several hosts", func(c *Config) { c.DatabaseURL = "postgres://deployer:s3cret@db1:5432,db2:5433/x" }, nil},
+		{"database url, a bad port among several hosts", func(c *Config) { c.DatabaseURL = "postgres://deployer:s3cret@db1:99999,db2:5433/x" }, []string{
+			`DEPLOY_DATABASE_URL: "postgres://deployer:xxxxx@db1:99999,db2:5433/x" port "99999" is not a number from 1 to 65535`,
+		}},
+		{"database url, IPv6 host", func(c *Config) { c.DatabaseURL = "postgres://deployer:s3cret@[2001:db8::5]:5432/x" }, nil},
 		{"poll interval", func(c *Config) { c.PollInterval = time.Minute }, nil},
 		{"poll interval 1s", func(c *Config) { c.PollInterval = time.Second }, nil},
 		{"poll interval too short", func(c *Config) { c.PollInterval = 500 * time.Millisecond }, []string{

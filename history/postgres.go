@@ -3,6 +3,7 @@ package history
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -41,7 +42,7 @@ func OpenPostgres(ctx context.Context, dbURL string, opts Options) (*Postgres, e
 	cfg, err := pgx.ParseConfig(dbURL)
 	if err != nil {
 		// pgx's message may quote the URL: say what is wrong without it.
-		return nil, fmt.Errorf("history database %s: not a PostgreSQL URL (postgres://USER:PASSWORD@HOST:5432/DB)", name)
+		return nil, fmt.Errorf("history database %s: %w", name, ErrBadURL)
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 10 * time.Second
@@ -62,6 +63,10 @@ func OpenPostgres(ctx context.Context, dbURL string, opts Options) (*Postgres, e
 	}
 	return s, nil
 }
+
+// ErrBadURL is a database URL that PostgreSQL's driver cannot read: a
+// configuration error (the CLI's exit status 2), never worth trying again.
+var ErrBadURL = errors.New("not a PostgreSQL URL (postgres://USER:PASSWORD@HOST:5432/DB; parameters such as sslmode=verify-full)")
 
 // RedactURL returns a database URL fit for messages and logs: without the
 // password, in the user part or the query. What is not a URL is not shown.

@@ -151,7 +151,8 @@ func runHistory(ctx context.Context, c *common, f historyFlags, id string, stdou
 		}
 		return nil
 	}
-	printHistoryList(stdout, list)
+	// Several deployers share a database: which one ran each is told.
+	printHistoryList(stdout, list, cfg.DatabaseURL != "")
 	return nil
 }
 
@@ -183,18 +184,27 @@ func readHistory(ctx context.Context, cfg *config.Config, log *slog.Logger) (his
 	return st, func() { st.Close() }, nil
 }
 
-// printHistoryList prints one line per deployment, newest first.
-func printHistoryList(w io.Writer, list []*deploy.Deployment) {
+// printHistoryList prints one line per deployment, newest first; withNode
+// adds the deployer that ran each (NODE).
+func printHistoryList(w io.Writer, list []*deploy.Deployment, withNode bool) {
 	if len(list) == 0 {
 		fmt.Fprintln(w, "no deployments match")
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tACTION\tSTATUS\tTRIGGER\tBY\tCOMMIT\tRELEASE\tQUEUED\tTOOK")
+	head := "ID\tACTION\tSTATUS\tTRIGGER\tBY\tCOMMIT\tRELEASE\tQUEUED\tTOOK"
+	if withNode {
+		head += "\tNODE"
+	}
+	fmt.Fprintln(tw, head)
 	for _, d := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, orText(string(d.Action), string(deploy.ActionDeploy)), d.Status,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", d.ID, orText(string(d.Action), string(deploy.ActionDeploy)), d.Status,
 			d.Request.Trigger, orText(visible(d.Request.Actor, false), "-"), orText(short(commitOf(d)), "-"), orText(d.ReleaseName, "-"),
 			d.Queued.Local().Format("2006-01-02 15:04:05"), took(d))
+		if withNode {
+			fmt.Fprintf(tw, "\t%s", orText(visible(d.Node, false), "-"))
+		}
+		fmt.Fprintln(tw)
 	}
 	_ = tw.Flush()
 }
@@ -212,6 +222,9 @@ func printHistoryDetail(w io.Writer, d *deploy.Deployment) {
 	}
 	if d.ReleaseName != "" {
 		fmt.Fprintf(w, "release  %s\n", d.ReleaseName)
+	}
+	if d.Node != "" {
+		fmt.Fprintf(w, "node     %s\n", visible(d.Node, false))
 	}
 	fmt.Fprintf(w, "queued   %s", d.Queued.Local().Format(time.DateTime))
 	if !d.Started.IsZero() {

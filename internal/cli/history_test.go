@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/deploy"
 )
 
@@ -48,6 +51,56 @@ func TestValidID(t *testing.T) {
 	} {
 		if got := validID(id); got != want {
 			t.Errorf("validID(%q) = %v, want %v", id, got, want)
+		}
+	}
+}
+
+// TestHistoryShowsTheNode: with DEPLOY_DATABASE_URL (several deployers)
+// the list has a NODE column naming the deployer that ran each
+// deployment; one deployment's detail names it whenever it is known.
+func TestHistoryShowsTheNode(t *testing.T) {
+	ran := &deploy.Deployment{ID: "20261202-090000-000001", Action: deploy.ActionDeploy, Status: deploy.StatusSucceeded, Node: "deploy2:4242",
+		Request: deploy.Request{Trigger: deploy.TriggerWebhook}}
+	queued := &deploy.Deployment{ID: "20261202-090000-000002", Action: deploy.ActionDeploy, Status: deploy.StatusQueued,
+		Request: deploy.Request{Trigger: deploy.TriggerWebhook}}
+	for _, tc := range []struct {
+		withNode bool
+		want     []string // the header's last column, then each row's
+	}{
+		{false, []string{"TOOK", "-", "-"}},
+		{true, []string{"NODE", "deploy2:4242", "-"}},
+	} {
+		var b strings.Builder
+		printHistoryList(&b, []*deploy.Deployment{ran, queued}, tc.withNode)
+		lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+		var got []string
+		for _, l := range lines {
+			f := strings.Fields(l)
+			got = append(got, f[len(f)-1])
+		}
+		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("withNode %v: last columns %q, want %q\n%s", tc.withNode, got, tc.want, b.String())
+		}
+	}
+	var b strings.Builder
+	printHistoryDetail(&b, ran)
+	if !strings.Contains(b.String(), "\nnode     deploy2:4242\n") {
+		t.Errorf("detail does not name the node:\n%s", b.String())
+	}
+}
+
+// TestNodeName: a deployer is DEPLOY_NODE_NAME, else HOSTNAME:PID.
+func TestNodeName(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ set, want string }{
+		{"deploy1", "deploy1"},
+		{"", fmt.Sprintf("%s:%d", host, os.Getpid())},
+	} {
+		if got := nodeName(&config.Config{NodeName: tc.set}); got != tc.want {
+			t.Errorf("DEPLOY_NODE_NAME=%q: node %q, want %q", tc.set, got, tc.want)
 		}
 	}
 }

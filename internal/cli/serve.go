@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -75,7 +76,12 @@ func runServe(ctx context.Context, c *common, grace *time.Duration, stdout, stde
 	// The history is opened before the workers start and closed after they
 	// have stopped (deferred: runServe waits for them before it returns),
 	// so that the last deployments' ends are written.
-	hist, err := openHistory(ctx, cfg, log, 24*time.Hour)
+	// A database that cannot be reached is waited for.
+	hist, err := openServeHistory(ctx, cfg, log)
+	if errors.Is(err, errStoppedWaiting) {
+		log.Info("stopped before the database could be reached")
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -89,6 +95,7 @@ func runServe(ctx context.Context, c *common, grace *time.Duration, stdout, stde
 	bi, _ := debug.ReadBuildInfo()
 	v, rev := buildVersion(version, bi)
 	metered.BuildInfo(v, rev, runtime.Version())
+	metered.NodeInfo(nodeName(cfg))
 	shared := deploy.Observers{hub, hist.rec, metered}
 	reg := &registry{
 		log:     log,
@@ -116,7 +123,7 @@ func runServe(ctx context.Context, c *common, grace *time.Duration, stdout, stde
 		Insecure: cfg.WebhookInsecure,
 		APIToken: cfg.APIToken, BodyLimit: int64(cfg.WebhookMaxBody), Version: versionString(), StateDir: cfg.DataDir, Logger: log, Guard: serveGuard(cfg),
 		Live: hub, StatusPublic: cfg.StatusPublic,
-		History: hist.store,
+		History: hist.store, Checks: healthChecks(cfg, hist.store),
 		Metrics: metered,
 	}, reg)
 	if err != nil {
@@ -173,10 +180,10 @@ func logServing(log *slog.Logger, setup *config.Setup, addr string) {
 	cfg := setup.Server
 	if setup.Dir == "" {
 		app := setup.Apps[0]
-		log.Info("serving", "listen", addr, "branch", app.Branch, "hosts", len(app.Hosts), "api", cfg.APIToken != "")
+		log.Info("serving", "listen", addr, "branch", app.Branch, "hosts", len(app.Hosts), "api", cfg.APIToken != "", "node", nodeName(cfg))
 		return
 	}
-	log.Info("serving", "listen", addr, "apps", strings.Join(setup.Names(), ", "), "dir", setup.Dir, "api", cfg.APIToken != "")
+	log.Info("serving", "listen", addr, "apps", strings.Join(setup.Names(), ", "), "dir", setup.Dir, "api", cfg.APIToken != "", "node", nodeName(cfg))
 	for _, app := range setup.Apps {
 		log.Info("app", "app", app.Name, "file", app.File, "branch", app.Branch, "hosts", len(app.Hosts), "promote_from", app.PromoteFrom)
 	}

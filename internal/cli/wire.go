@@ -7,6 +7,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -103,6 +104,7 @@ func newDeployer(app *config.App, log *slog.Logger) (*deploy.Deployer, func(), e
 		Parallel:      cfg.Parallel,
 		RestartBatch:  batch,
 		VenvReuse:     cfg.VenvReuse,
+		Node:          nodeName(cfg),
 		Now:           deployerClock(),
 	}
 	if cfg.Fetch == "push" {
@@ -112,6 +114,30 @@ func newDeployer(app *config.App, log *slog.Logger) (*deploy.Deployer, func(), e
 		d.LendGitKey = false
 	}
 	return d, dialer.Close, nil
+}
+
+// nodeName is this process's name as a deployer, recorded with each
+// deployment it runs and shown by the API and the metrics:
+// DEPLOY_NODE_NAME, else HOSTNAME:PID.
+func nodeName(cfg *config.Config) string {
+	if cfg.NodeName != "" {
+		return cfg.NodeName
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return fmt.Sprintf("%s:%d", host, os.Getpid())
+}
+
+// healthChecks are what serve's /healthz checks besides its state folder:
+// the database of DEPLOY_DATABASE_URL (its URL, without the password,
+// shown only with the API token), else the SQLite history.
+func healthChecks(cfg *config.Config, st history.Store) []webhook.Check {
+	if cfg.DatabaseURL != "" {
+		return []webhook.Check{{Name: "database", Target: config.RedactDatabaseURL(cfg.DatabaseURL), Checker: st}}
+	}
+	return []webhook.Check{{Name: "history database", Target: filepath.Join(cfg.DataDir, history.FileName), Checker: st}}
 }
 
 // session is what a command that works on the hosts sets up: the
@@ -164,7 +190,11 @@ func observeCLI(ctx context.Context, c *common, cfg *config.Config, d *deploy.De
 	if err != nil {
 		return nil, nil, err
 	}
-	hist, closeHistory := recordCLI(ctx, cfg, d, log)
+	hist, closeHistory, err := recordCLI(ctx, cfg, d, log)
+	if err != nil {
+		waitNotified()
+		return nil, nil, err
+	}
 	w := newWatcher(log, c.stderr, c.verbose)
 	addObserver(d, w)
 	return func() {
@@ -207,6 +237,14 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (histo
 	opts := history.Options{Days: cfg.HistoryDays, Logger: log}
 	if cfg.DatabaseURL != "" {
 		st, err := history.OpenPostgres(ctx, cfg.DatabaseURL, opts)
+		if errors.Is(err, history.ErrBadURL) {
+			// What config.Validate lets through and the driver refuses
+			// (an sslmode it does not know): a configuration error too.
+			return nil, &config.Error{Problems: []string{fmt.Sprintf("DEPLOY_DATABASE_URL: %q is %v", config.RedactDatabaseURL(cfg.DatabaseURL), history.ErrBadURL)}}
+		}
+		if history.Unreachable(err) {
+			return nil, fmt.Errorf("DEPLOY_DATABASE_URL: %w (the database cannot be reached: is PostgreSQL running there, and are the host and port right?)", err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("DEPLOY_DATABASE_URL: %w", err)
 		}
@@ -217,6 +255,14 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (histo
 		return nil, fmt.Errorf("DEPLOY_DATA_DIR: %w", err)
 	}
 	return st, nil
+}
+
+// openServeHistory is openHistory for serve: a database it cannot reach
+// is waited for (awaitDatabase), and serve starts once it is back.
+func openServeHistory(ctx context.Context, cfg *config.Config, log *slog.Logger) (*record, error) {
+	return awaitDatabase(ctx, cfg, log, dbBackoff, func(ctx context.Context) (*record, error) {
+		return openHistory(ctx, cfg, log, 24*time.Hour)
+	})
 }
 
 // Close writes what the recorder still holds, then closes the database.
@@ -234,15 +280,21 @@ func (r *record) Close(log *slog.Logger) {
 // history cannot be opened, the deploy goes on with a warning: the
 // history is a record of deploys, and a full disk or a read-only data
 // folder must not keep anyone from shipping or rolling back a fix (each
-// host's revisions.log still records the switch).
-func recordCLI(ctx context.Context, cfg *config.Config, d *deploy.Deployer, log *slog.Logger) (hostsDeployed, func()) {
+// host's revisions.log still records the switch). A
+// DEPLOY_DATABASE_URL the driver cannot read is a configuration error
+// (exit 2), as a malformed one is.
+func recordCLI(ctx context.Context, cfg *config.Config, d *deploy.Deployer, log *slog.Logger) (hostsDeployed, func(), error) {
 	r, err := openHistory(ctx, cfg, log, 0)
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		return nil, nil, err
+	}
 	if err != nil {
 		log.Warn("this deployment is not recorded in the history", "error", err)
-		return nil, func() {}
+		return nil, func() {}, nil
 	}
 	addObserver(d, r.rec)
-	return r.store, func() { r.Close(log) }
+	return r.store, func() { r.Close(log) }, nil
 }
 
 // osUser names who ran a CLI deployment, for the record.
