@@ -100,7 +100,7 @@ type Config struct {
 	// PollInterval 0 means never.
 	PollInterval time.Duration `envconfig:"POLL_INTERVAL" default:"0" desc:"how often serve resolves the app's branch and deploys a tip it has not seen (a push whose webhook was lost); 0: never"`
 	// NodeName "" means hostname:pid, filled in by serve.
-	NodeName string `envconfig:"NODE_NAME" scope:"server" desc:"this deployer's name in the API and the history (several deployers on one database); empty: HOSTNAME:PID"`
+	NodeName string `envconfig:"NODE_NAME" scope:"server" desc:"this deployer's name, recorded with each deployment it runs (API, history, metrics; several deployers on one database); empty: HOSTNAME:PID"`
 
 	// Filled by Validate from the files above.
 
