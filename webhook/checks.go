@@ -61,26 +61,38 @@ func newChecks(list []Check) []*checked {
 }
 
 // run returns the check's result: its last one when that is recent.
-func (c *checked) run(ctx context.Context) (time.Duration, error) {
+// changed is set when this run turned it from passing to failing or
+// back (the first run counts as a change only when it fails).
+func (c *checked) run(ctx context.Context) (latency time.Duration, changed bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.at.IsZero() && time.Since(c.at) < historyCheckEvery {
-		return c.latency, c.err
+		return c.latency, false, c.err
 	}
-	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	// Not cut short by the client that asked going away: the result is
+	// kept for the next ones.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkTimeout)
 	defer cancel()
 	start := time.Now()
+	wasFailing := c.err != nil
 	c.err = c.Checker.Check(ctx)
 	c.at = time.Now()
 	c.latency = c.at.Sub(start)
-	return c.latency, c.err
+	return c.latency, (c.err != nil) != wasFailing, c.err
 }
 
 // runChecks runs every check of the configuration; detail adds each one's
-// target and error. failed names the checks that failed.
+// target and error. failed names the checks that failed. A check that
+// starts or stops failing is logged, with its error.
 func (s *Server) runChecks(ctx context.Context, detail bool) (out []checkJSON, failed []string) {
 	for _, c := range s.checks {
-		latency, err := c.run(ctx)
+		latency, changed, err := c.run(ctx)
+		switch {
+		case changed && err != nil:
+			s.log.Error("health: "+c.Name+" unavailable", "check", c.Name, "target", c.Target, "error", err)
+		case changed:
+			s.log.Info("health: "+c.Name+" available again", "check", c.Name, "target", c.Target, "latency", latency)
+		}
 		j := checkJSON{Name: c.Name, Status: "ok", Latency: float64(latency.Microseconds()) / 1000}
 		if detail {
 			j.Target = c.Target

@@ -207,6 +207,11 @@ func TestServeWaitsForTheDatabase(t *testing.T) {
 	}
 	srv.Start(t)
 	awaitHealth(t, addr, http.StatusOK)
+	down := awaitLog(t, stderr, done, "health: database unavailable", 1)[0]
+	awaitLog(t, stderr, done, "health: database available again", 1)
+	if down["level"] != "ERROR" || down["target"] != redacted || down["error"] == nil {
+		t.Errorf("the log line of the database going away: %v", down)
+	}
 
 	cancel()
 	select {
