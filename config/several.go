@@ -103,6 +103,11 @@ func hostPortProblem(hp string) string {
 	if port == "" {
 		return ""
 	}
+	if strings.Trim(port, "0123456789") != "" {
+		// Not quoted: "USER:PASSWORD," without its @ reads as a host and
+		// port.
+		return "names a port that is not a number; write " + databaseURLForm
+	}
 	if _, err := parsePort(port); err != nil {
 		return fmt.Sprintf("port %q is not a number from 1 to 65535", port)
 	}

@@ -52,6 +52,9 @@ func TestValidateSeveral(t *testing.T) {
 		{"database url, a bad port among several hosts", func(c *Config) { c.DatabaseURL = "postgres://deployer:s3cret@db1:99999,db2:5433/x" }, []string{
 			`DEPLOY_DATABASE_URL: "postgres://deployer:xxxxx@db1:99999,db2:5433/x" port "99999" is not a number from 1 to 65535`,
 		}},
+		{"database url, USER:PASSWORD without @ among several hosts", func(c *Config) { c.DatabaseURL = "postgres://deployer:s3cret,db2:5433/x" }, []string{
+			`DEPLOY_DATABASE_URL: "postgres://deployer:xxxxx/x" names a port that is not a number; write postgres://USER:PASSWORD@HOST:5432/DB`,
+		}},
 		{"database url, IPv6 host", func(c *Config) { c.DatabaseURL = "postgres://deployer:s3cret@[2001:db8::5]:5432/x" }, nil},
 		{"poll interval", func(c *Config) { c.PollInterval = time.Minute }, nil},
 		{"poll interval 1s", func(c *Config) { c.PollInterval = time.Second }, nil},
