@@ -170,6 +170,12 @@ var migrations = []string{
 	CREATE INDEX queue_deliveries_created ON queue_deliveries (created_ms);`,
 	// 2: jobs that only one owner runs (a command line's deploy).
 	`ALTER TABLE queue_jobs ADD COLUMN reserved_by TEXT NOT NULL DEFAULT ''`,
+	// 3: turns (TakeTurn): which deployer polls an app's branch.
+	`CREATE TABLE queue_turns (
+		turn     TEXT PRIMARY KEY,
+		owner    TEXT NOT NULL,
+		until_ms BIGINT NOT NULL
+	)`,
 }
 
 // migrateSQLite runs the migrations not run yet, in one transaction:

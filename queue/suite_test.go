@@ -66,6 +66,7 @@ var suite = []struct {
 	{"ConcurrentDeployers", testConcurrentDeployers},
 	{"ConcurrentMigrations", testConcurrentMigrations},
 	{"NewerSchemaRefused", testNewerSchemaRefused},
+	{"Turns", testTurns},
 }
 
 func TestSQLite(t *testing.T) {
