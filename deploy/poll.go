@@ -125,6 +125,11 @@ func (p *Poller) Run(ctx context.Context) error {
 			return nil
 		case <-after(wait):
 		}
+		if p.Worker.closing() {
+			// The app is being removed, or serve stops: the worker takes
+			// no more requests.
+			return nil
+		}
 		p.Round(ctx)
 		wait = p.nextWait()
 	}
@@ -172,20 +177,11 @@ func (p *Poller) Round(ctx context.Context) PollOutcome {
 }
 
 func (p *Poller) round(ctx context.Context, app string) (PollOutcome, error) {
-	if p.Worker.busy() {
-		return PollBusy, nil
+	if o, err := p.take(ctx, app); o != "" {
+		return o, err
 	}
-	turn := p.Turn
-	if turn == nil {
-		turn = SoleDeployer{}
-	}
-	if ok, err := turn.Take(ctx, app, p.Interval); err != nil {
-		return PollFailed, fmt.Errorf("take the poll of app %s: %w", app, err)
-	} else if !ok {
-		return PollNotOurs, nil
-	}
-	last, o, err := lastStarted(ctx, p.Record, app)
-	if err != nil || o != "" {
+	last, o, err := p.lastStarted(ctx, app)
+	if o != "" {
 		return o, err
 	}
 	if last == nil || last.tip == "" {
@@ -229,6 +225,47 @@ func (p *Poller) round(ctx context.Context, app string) (PollOutcome, error) {
 	return PollQueued, nil
 }
 
+// take takes this round's turn; "" when it is this deployer's and its
+// worker is idle, else why the round ends here.
+func (p *Poller) take(ctx context.Context, app string) (PollOutcome, error) {
+	turn := p.Turn
+	if turn == nil {
+		turn = SoleDeployer{}
+	}
+	// The turn first, also while this deployer is busy: so the deployer
+	// that polls keeps its turn through its own deployments.
+	if ok, err := turn.Take(ctx, app, p.Interval); err != nil {
+		return PollFailed, fmt.Errorf("take the poll of app %s: %w", app, err)
+	} else if !ok {
+		p.logger().Debug("poll: another deployer polls the app")
+		return PollNotOurs, nil
+	}
+	if p.Worker.busy() {
+		p.logger().Debug("poll: a deployment of the app is queued or running here")
+		return PollBusy, nil
+	}
+	return "", nil
+}
+
+// lastStarted is the app's last deployment that started, from the record
+// and from the worker's memory: the record is written behind the
+// deployments (history.Recorder), so what this worker ran last may not be
+// in it yet. The outcome is "" unless the round ends here.
+func (p *Poller) lastStarted(ctx context.Context, app string) (*started, PollOutcome, error) {
+	last, o, err := lastStarted(ctx, p.Record, app)
+	if o == PollBusy {
+		p.logger().Debug("poll: a deployment of the app is queued or running (the record says)")
+	}
+	if o != "" {
+		return nil, o, err
+	}
+	mem, busy := p.Worker.lastStarted()
+	if busy {
+		return nil, PollBusy, nil // submitted since take looked
+	}
+	return newer(last, mem), "", nil
+}
+
 // warnPaused tells once per deployment why polling deploys nothing.
 func (p *Poller) warnPaused(last *started) {
 	key := "no deployment"
@@ -251,7 +288,39 @@ func (p *Poller) warnPaused(last *started) {
 type started struct {
 	id     string
 	action Action
-	tip    string // "" unknown
+	at     time.Time // when it started
+	tip    string    // "" unknown
+}
+
+// startedOf is what polling needs of d, false when d does not count: it
+// never started (refused, cancelled), or it is a deploy of the tip that
+// never learnt its commit (it changed nothing). Call it for deployments
+// that are not queued or running.
+func startedOf(d *Deployment) (*started, bool) {
+	if d.Started.IsZero() {
+		return nil, false
+	}
+	s := &started{id: d.ID, action: d.Action, at: d.Started, tip: d.BranchTip}
+	if s.tip == "" && d.Action != ActionRollback && d.Request.Push.Commit == "" {
+		// A deploy of the tip: what it shipped was the tip (also for
+		// deployments recorded before branch tips were).
+		if s.tip = d.Release.Commit; s.tip == "" {
+			return nil, false
+		}
+	}
+	return s, true
+}
+
+// newer is the later of the last deployments the record and the worker's
+// memory know (mem, when both name the same one: it is the fresher copy).
+func newer(rec, mem *started) *started {
+	switch {
+	case mem == nil:
+		return rec
+	case rec == nil || mem.id == rec.id || mem.at.After(rec.at):
+		return mem
+	}
+	return rec
 }
 
 // recordPage and recordRows bound the walk back through the record (a
@@ -277,20 +346,9 @@ func lastStarted(ctx context.Context, rec Record, app string) (*started, PollOut
 			if d.Status == StatusQueued || d.Status == StatusRunning {
 				return nil, PollBusy, nil
 			}
-			if d.Started.IsZero() {
-				continue
+			if s, ok := startedOf(d); ok {
+				return s, "", nil
 			}
-			s := &started{id: d.ID, action: d.Action, tip: d.BranchTip}
-			if s.tip == "" && d.Action != ActionRollback && d.Request.Push.Commit == "" {
-				// A deploy of the tip: what it shipped was the tip
-				// (also for deployments recorded before branch tips
-				// were). One that never learnt its commit changed
-				// nothing: the one before it counts.
-				if s.tip = d.Release.Commit; s.tip == "" {
-					continue
-				}
-			}
-			return s, "", nil
 		}
 		if len(list) < recordPage {
 			return nil, "", nil
@@ -306,6 +364,29 @@ func (w *Worker) busy() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.running != nil || len(w.queue) > 0
+}
+
+// closing tells whether the worker takes no more requests (Close, or its
+// Run has ended).
+func (w *Worker) closing() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.closed
+}
+
+// lastStarted is the newest deployment of the worker's memory that
+// counts for polling (see startedOf), nil when none does; busy when one
+// is queued or running.
+func (w *Worker) lastStarted() (s *started, busy bool) {
+	for _, d := range w.List() {
+		if d.Status == StatusQueued || d.Status == StatusRunning {
+			return nil, true
+		}
+		if s, ok := startedOf(d); ok {
+			return s, false
+		}
+	}
+	return nil, false
 }
 
 // pollSetup is the Deployer and the promotion source a poll reads the

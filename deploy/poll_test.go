@@ -393,3 +393,74 @@ func TestPollRun(t *testing.T) {
 		t.Error("Run without Worker, Record and Interval did not fail")
 	}
 }
+
+func TestPollKeepsItsTurnWhileBusy(t *testing.T) {
+	// The deployer that polls takes its turn also while it deploys, so
+	// that the turn stays with it rather than passing to another deployer
+	// in the middle of its own deployment.
+	p, rec, res := newPollRig()
+	rec.add(recorded(1, ActionDeploy, StatusSucceeded, commitA, commitA))
+	res.set(commitB, nil)
+	tr := &turns{ok: true}
+	p.Turn = tr
+	if _, err := p.Worker.Submit(context.Background(), tip("d1", commitB)); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Round(context.Background()); got != PollBusy {
+		t.Fatalf("round while busy: %s, want %s", got, PollBusy)
+	}
+	if len(tr.asked) != 1 {
+		t.Errorf("Take asked %d times while busy, want once", len(tr.asked))
+	}
+}
+
+func TestPollSeesWhatTheRecordHasNotYet(t *testing.T) {
+	// The record is written behind the deployments: a rollback this
+	// worker has just finished, not recorded yet, still counts.
+	for _, tc := range []struct {
+		name string
+		mem  *Deployment // in the worker's memory, newest
+		tip  string
+		want PollOutcome
+	}{
+		{"a rollback not recorded yet stands", recorded(2, ActionRollback, StatusSucceeded, commitB, ""), commitB, PollCurrent},
+		{"a deploy not recorded yet is not repeated", recorded(2, ActionDeploy, StatusSucceeded, commitB, commitB), commitB, PollCurrent},
+		{"an older one in memory does not hide a newer record", recorded(0, ActionDeploy, StatusSucceeded, commitB, commitB), commitB, PollQueued},
+		{"the same deployment: the memory's copy", recorded(1, ActionRollback, StatusSucceeded, commitB, ""), commitB, PollCurrent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, rec, res := newPollRig()
+			// The record's copy of deployment 1 was written before its
+			// tip was known (the copy in memory has it).
+			rec.add(recorded(1, ActionDeploy, StatusSucceeded, commitA, commitA))
+			if tc.mem.ID == rec.deps[0].ID {
+				rec.deps[0] = recorded(1, ActionRollback, StatusSucceeded, "", "")
+			}
+			p.Worker.all = []*Deployment{tc.mem}
+			res.set(tc.tip, nil)
+			if got := p.Round(context.Background()); got != tc.want {
+				t.Fatalf("round: %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPollStopsWithItsWorker(t *testing.T) {
+	// A removed app's worker takes no more requests: its poller ends at
+	// its next round, without one.
+	p, rec, res := newPollRig()
+	rec.add(recorded(1, ActionDeploy, StatusSucceeded, commitA, commitA))
+	res.set(commitB, nil)
+	fire := make(chan time.Time, 1)
+	p.after = func(time.Duration) <-chan time.Time { return fire }
+	var rounds atomic.Int32
+	p.Polled = func(string, PollOutcome) { rounds.Add(1) }
+	p.Worker.Close()
+	fire <- time.Time{}
+	if err := p.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := rounds.Load(); n != 0 || res.n.Load() != 0 {
+		t.Errorf("%d rounds after the worker closed, want none", n)
+	}
+}
