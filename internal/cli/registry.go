@@ -66,6 +66,9 @@ type registry struct {
 	// background, when a worker starts; the returned func waits for it
 	// (it ends with ctx). nil: not read.
 	seed func(ctx context.Context, w *deploy.Worker, log *slog.Logger) (wait func())
+	// polls runs each app's poller beside its worker (poll.go); nil:
+	// none.
+	polls *polling
 	// insecure is DEPLOY_WEBHOOK_INSECURE: then an app needs no secret.
 	insecure bool
 	grace    time.Duration
@@ -170,10 +173,12 @@ func (r *registry) start() {
 func (r *registry) runLocked(run *appRun, after chan struct{}) {
 	ctx, cancel := context.WithCancel(r.ctx)
 	run.cancel = cancel
+	stopPolling := r.polls.start(ctx, run.worker, run.cfg)
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		defer close(run.done)
+		defer stopPolling()
 		if after != nil {
 			select {
 			case <-after:
@@ -359,6 +364,7 @@ func (r *registry) applyLocked(app *config.App) []string {
 			return []string{fmt.Sprintf("%s: %v", app.File, err)}
 		}
 		old.worker.Reconfigure(parts.deployer, app.Hosts, app.PromoteFrom)
+		r.polls.update(old.worker, app)
 		old.cfg = app
 		old.closers = append(old.closers, parts.close)
 		r.log.Info("app changed: its next deployment uses the new configuration", "app", app.Name, "file", app.File)

@@ -86,6 +86,11 @@ func runServe(ctx context.Context, c *common, grace *time.Duration, stdout, stde
 		return err
 	}
 	defer hist.Close(log)
+	turns, closeTurns, err := openTurns(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeTurns()
 
 	// Everything that follows deployments as they happen hears their
 	// events through one list: the history, the live status page, the
@@ -110,6 +115,7 @@ func runServe(ctx context.Context, c *common, grace *time.Duration, stdout, stde
 		seed: func(ctx context.Context, w *deploy.Worker, log *slog.Logger) func() {
 			return seedHostMetrics(ctx, metered, w, log)
 		},
+		polls:    newPolling(hist.store, turns),
 		insecure: cfg.WebhookInsecure,
 		grace:    *grace,
 	}
