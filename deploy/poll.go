@@ -180,7 +180,7 @@ func (p *Poller) round(ctx context.Context, app string) (PollOutcome, error) {
 	if o, err := p.take(ctx, app); o != "" {
 		return o, err
 	}
-	last, o, err := p.lastStarted(ctx, app)
+	last, ownTip, o, err := p.lastStarted(ctx, app)
 	if o != "" {
 		return o, err
 	}
@@ -195,7 +195,7 @@ func (p *Poller) round(ctx context.Context, app string) (PollOutcome, error) {
 		return PollFailed, err
 	}
 	log := p.logger().With("branch", branch, "commit", rel.Commit)
-	if rel.Commit == last.tip {
+	if rel.Commit == last.tip || rel.Commit == ownTip {
 		log.Debug("poll: the branch has not moved since the last deployment", "deployment", last.id)
 		return PollCurrent, nil
 	}
@@ -247,23 +247,34 @@ func (p *Poller) take(ctx context.Context, app string) (PollOutcome, error) {
 	return "", nil
 }
 
-// lastStarted is the app's last deployment that started, from the record
-// and from the worker's memory: the record is written behind the
-// deployments (history.Recorder), so what this worker ran last may not be
-// in it yet. The outcome is "" unless the round ends here.
-func (p *Poller) lastStarted(ctx context.Context, app string) (*started, PollOutcome, error) {
-	last, o, err := lastStarted(ctx, p.Record, app)
+// lastStarted is the app's last deployment that started, by the record,
+// and beside it the tip of this worker's own last one (ownTip, "" when it
+// is the record's last one or has no tip). The record is written behind
+// the deployments (history.Recorder), so the worker's memory can be ahead
+// of it: when the record has no deployment, or the same one as the
+// memory, the memory's copy is last. Otherwise the record decides, and
+// ownTip only holds a round back (a deploy or rollback just finished and
+// not recorded yet is not undone): times are not compared, as they come
+// from the clocks of different machines. The outcome is "" unless the
+// round ends here.
+func (p *Poller) lastStarted(ctx context.Context, app string) (last *started, ownTip string, o PollOutcome, err error) {
+	last, o, err = lastStarted(ctx, p.Record, app)
 	if o == PollBusy {
 		p.logger().Debug("poll: a deployment of the app is queued or running (the record says)")
 	}
 	if o != "" {
-		return nil, o, err
+		return nil, "", o, err
 	}
 	mem, busy := p.Worker.lastStarted()
-	if busy {
-		return nil, PollBusy, nil // submitted since take looked
+	switch {
+	case busy:
+		return nil, "", PollBusy, nil // submitted since take looked
+	case mem == nil:
+		return last, "", "", nil
+	case last == nil || mem.id == last.id:
+		return mem, "", "", nil
 	}
-	return newer(last, mem), "", nil
+	return last, mem.tip, "", nil
 }
 
 // warnPaused tells once per deployment why polling deploys nothing.
@@ -288,8 +299,7 @@ func (p *Poller) warnPaused(last *started) {
 type started struct {
 	id     string
 	action Action
-	at     time.Time // when it started
-	tip    string    // "" unknown
+	tip    string // "" unknown
 }
 
 // startedOf is what polling needs of d, false when d does not count: it
@@ -300,7 +310,7 @@ func startedOf(d *Deployment) (*started, bool) {
 	if d.Started.IsZero() {
 		return nil, false
 	}
-	s := &started{id: d.ID, action: d.Action, at: d.Started, tip: d.BranchTip}
+	s := &started{id: d.ID, action: d.Action, tip: d.BranchTip}
 	if s.tip == "" && d.Action != ActionRollback && d.Request.Push.Commit == "" {
 		// A deploy of the tip: what it shipped was the tip (also for
 		// deployments recorded before branch tips were).
@@ -309,18 +319,6 @@ func startedOf(d *Deployment) (*started, bool) {
 		}
 	}
 	return s, true
-}
-
-// newer is the later of the last deployments the record and the worker's
-// memory know (mem, when both name the same one: it is the fresher copy).
-func newer(rec, mem *started) *started {
-	switch {
-	case mem == nil:
-		return rec
-	case rec == nil || mem.id == rec.id || mem.at.After(rec.at):
-		return mem
-	}
-	return rec
 }
 
 // recordPage and recordRows bound the walk back through the record (a

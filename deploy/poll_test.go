@@ -425,7 +425,8 @@ func TestPollSeesWhatTheRecordHasNotYet(t *testing.T) {
 	}{
 		{"a rollback not recorded yet stands", recorded(2, ActionRollback, StatusSucceeded, commitB, ""), commitB, PollCurrent},
 		{"a deploy not recorded yet is not repeated", recorded(2, ActionDeploy, StatusSucceeded, commitB, commitB), commitB, PollCurrent},
-		{"an older one in memory does not hide a newer record", recorded(0, ActionDeploy, StatusSucceeded, commitB, commitB), commitB, PollQueued},
+		{"an older one in memory does not hide a newer record", recorded(0, ActionDeploy, StatusSucceeded, commitC, commitC), commitB, PollQueued},
+		{"the memory only holds back: its tip is not deployed again", recorded(0, ActionDeploy, StatusSucceeded, commitB, commitB), commitB, PollCurrent},
 		{"the same deployment: the memory's copy", recorded(1, ActionRollback, StatusSucceeded, commitB, ""), commitB, PollCurrent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
