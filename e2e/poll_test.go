@@ -85,8 +85,9 @@ func (e *e2e) wantRevision(sha, when string) {
 // trigger poll, by the deployer that holds the app's poll turn; the other
 // never polls while it holds it. A rollback from the command line then
 // stands through several poll rounds. When the deployer that polls stops,
-// the other takes the turn over: the rollback stands through its rounds
-// too (it knows it from the database only), and it deploys the next push.
+// it gives its turn up and the other takes it: the rollback stands
+// through that one's rounds too (it knows it from the database only), and
+// it deploys the next push.
 func TestEndToEndPoll(t *testing.T) {
 	e := newE2E(t, 2)
 	e.vars["DEPLOY_DATABASE_URL"] = pgtest.Start(t).NewDatabase(t)
@@ -147,8 +148,8 @@ func TestEndToEndPoll(t *testing.T) {
 		}
 	}
 
-	// The first deployer stops: the second takes the turn over once it
-	// has expired. It has no deployment of its own in memory: the
+	// The first deployer stops and gives its turn up: the second takes
+	// it over. It has no deployment of its own in memory: the
 	// rollback in the database stands through its rounds too. Then it
 	// deploys the next push.
 	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -165,6 +166,9 @@ func TestEndToEndPoll(t *testing.T) {
 	})
 	if exit != nil {
 		t.Errorf("the first deployer exited with %v\n%s", exit, a.stderr)
+	}
+	if !strings.Contains(a.stderr.String(), "poll: this deployer no longer polls the app's branch") {
+		t.Errorf("the first deployer did not give its turn up as it stopped:\n%s", a.stderr)
 	}
 	stopped := time.Now()
 	await(t, "the second deployer to take the turn over", time.Minute, func() (bool, any) {

@@ -49,10 +49,21 @@ func (q *Queue) TakeTurn(ctx context.Context, key string, ttl time.Duration) (ho
 	// hands (or expired) since; an expired one is still named.
 	err = q.db.QueryRowContext(ctx, q.d.sql(`SELECT owner FROM queue_turns WHERE turn = ?`), key).Scan(&holder)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", nil // removed meanwhile: nobody holds it
+		return "", nil // released meanwhile: nobody holds it
 	}
 	if err != nil {
 		return "", fmt.Errorf("turn %s: holder: %w", key, err)
 	}
 	return holder, nil
+}
+
+// ReleaseTurn gives up the turn called key if this Queue's Owner holds
+// it, so that another deployer can take it at once rather than after its
+// ttl (a deployer stopping). It is not an error when the Owner does not
+// hold it.
+func (q *Queue) ReleaseTurn(ctx context.Context, key string) error {
+	if _, err := q.db.ExecContext(ctx, q.d.sql(`DELETE FROM queue_turns WHERE turn = ? AND owner = ?`), key, q.owner); err != nil {
+		return fmt.Errorf("release turn %s: %w", key, err)
+	}
+	return nil
 }

@@ -22,7 +22,8 @@ func take(t *testing.T, q *queue.Queue, key string, ttl time.Duration) string {
 
 // testTurns: one holder per turn among the deployers; the holder keeps it
 // by taking it again; it is free once its ttl has passed, by the time the
-// database wrote; deployers racing for a free turn get it once.
+// database wrote, or once its holder released it; deployers racing for a
+// free turn get it once.
 func testTurns(t *testing.T, b backend) {
 	q1, q2 := b.open(t, opts("d1")), b.open(t, opts("d2"))
 	const key = "poll/web"
@@ -105,6 +106,30 @@ func testTurns(t *testing.T, b backend) {
 		waitFor(t, "the ttl d2 asked for to pass", func() (bool, error) { return time.Since(taken) > 10*time.Millisecond, nil })
 		if h := take(t, q1, key, time.Hour); h != "d2" {
 			t.Errorf("d1 after d2's ttl but before the end the database has: held by %q, want d2", h)
+		}
+	})
+
+	t.Run("release", func(t *testing.T) {
+		const key = "poll/release"
+		ctx := context.Background()
+		if h := take(t, q1, key, time.Hour); h != "d1" {
+			t.Fatalf("d1: held by %q", h)
+		}
+		// Only the holder's release frees the turn.
+		if err := q2.ReleaseTurn(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if h := take(t, q2, key, time.Hour); h != "d1" {
+			t.Errorf("d2 after its own release of d1's turn: held by %q, want d1", h)
+		}
+		if err := q1.ReleaseTurn(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if h := take(t, q2, key, time.Hour); h != "d2" {
+			t.Errorf("d2 after d1 released its turn: held by %q, want d2", h)
+		}
+		if err := q1.ReleaseTurn(ctx, "poll/none"); err != nil {
+			t.Errorf("release of a turn nobody holds: %v", err)
 		}
 	})
 

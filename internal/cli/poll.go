@@ -25,6 +25,8 @@ type turnTaker interface {
 	// TakeTurn takes or keeps the turn key for ttl, by the database's
 	// clock, and returns who holds it now (Owner when it was taken).
 	TakeTurn(ctx context.Context, key string, ttl time.Duration) (holder string, err error)
+	// ReleaseTurn gives the turn key up if this deployer holds it.
+	ReleaseTurn(ctx context.Context, key string) error
 	// Owner is this deployer's name in the turns.
 	Owner() string
 }
@@ -93,6 +95,26 @@ func (s *sharedTurn) Take(ctx context.Context, app string, round time.Duration) 
 		s.log.Info("poll: another deployer polls the app's branch", "deployer", self, "polled_by", holder)
 	}
 	return holder == self, nil
+}
+
+// release gives app's turn up when this deployer holds it (its poller
+// has ended): another deployer takes it at its next round rather than
+// after the turn's ttl.
+func (s *sharedTurn) release(app string) {
+	s.mu.Lock()
+	held := s.holder == s.turns.Owner()
+	s.holder = ""
+	s.mu.Unlock()
+	if !held {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.turns.ReleaseTurn(ctx, "poll/"+app); err != nil {
+		s.log.Warn("poll: the turn was not given up: another deployer takes it once it has expired", "error", err)
+		return
+	}
+	s.log.Info("poll: this deployer no longer polls the app's branch", "deployer", s.turns.Owner())
 }
 
 // polling starts and stops serve's pollers, one per app worker whose
@@ -174,16 +196,22 @@ func (p *polling) startLocked(run *pollRun, w *deploy.Worker) {
 		return
 	}
 	var turn deploy.PollTurn = deploy.SoleDeployer{}
+	var shared *sharedTurn
 	if p.turns != nil {
-		turn = &sharedTurn{turns: p.turns, log: w.Logger}
+		shared = &sharedTurn{turns: p.turns, log: w.Logger}
+		turn = shared
 	}
 	poller := &deploy.Poller{Worker: w, Record: p.record, Turn: turn, Interval: every, Logger: w.Logger}
 	ctx, cancel := context.WithCancel(run.ctx)
 	run.cancel = cancel
 	w.Logger.Info("polling the branch", "every", every.String(), "shared", p.turns != nil)
+	app := run.app.Name
 	run.wg.Go(func() {
 		if err := poller.Run(ctx); err != nil {
 			w.Logger.Error("polling stopped", "error", err)
+		}
+		if shared != nil {
+			shared.release(app)
 		}
 	})
 }

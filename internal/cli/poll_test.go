@@ -17,9 +17,15 @@ import (
 
 // scriptedTurns answers TakeTurn with the holders of a script, in turn.
 type scriptedTurns struct {
-	holders []string
-	err     error
-	asked   []string // "key ttl"
+	holders  []string
+	err      error
+	asked    []string // "key ttl"
+	released []string
+}
+
+func (s *scriptedTurns) ReleaseTurn(_ context.Context, key string) error {
+	s.released = append(s.released, key)
+	return s.err
 }
 
 func (s *scriptedTurns) TakeTurn(_ context.Context, key string, ttl time.Duration) (string, error) {
@@ -60,9 +66,19 @@ func TestSharedTurn(t *testing.T) {
 		!strings.Contains(lines[2], "this deployer polls") {
 		t.Errorf("logged:\n%s\nwant three changes of hands: deploy1, deploy2, deploy1", logs.String())
 	}
+	// Held when its poller ends: given up.
+	st.release("web")
+	if len(turns.released) != 1 || turns.released[0] != "poll/web" || !strings.Contains(logs.String(), "no longer polls") {
+		t.Errorf("released %q, logged:\n%s\nwant poll/web given up", turns.released, logs.String())
+	}
 	turns.err = errors.New("database down")
 	if ok, err := st.Take(context.Background(), "web", time.Minute); ok || err == nil {
 		t.Errorf("take with the database down: %v %v, want false and the error", ok, err)
+	}
+	// Not held: nothing to give up.
+	st.release("web")
+	if len(turns.released) != 1 {
+		t.Errorf("released %q, want nothing more: the turn was not this deployer's", turns.released)
 	}
 }
 
