@@ -88,7 +88,7 @@ func (s *sharedTurn) Take(ctx context.Context, app string, round time.Duration) 
 	s.holder = holder
 	s.mu.Unlock()
 	switch {
-	case !changed:
+	case !changed || holder == "": // "": given up just now; the next round takes it
 	case holder == self:
 		s.log.Info("poll: this deployer polls the app's branch now", "deployer", self)
 	default:
