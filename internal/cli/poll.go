@@ -10,7 +10,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -45,16 +44,6 @@ func openTurns(ctx context.Context, cfg *config.Config) (turnTaker, func(), erro
 		return nil, nil, fmt.Errorf("DEPLOY_DATABASE_URL: %w", err)
 	}
 	return q, func() { q.Close() }, nil
-}
-
-// nodeName is this deployer's name among those sharing a database:
-// DEPLOY_NODE_NAME, else HOSTNAME:PID.
-func nodeName(cfg *config.Config) string {
-	if cfg.NodeName != "" {
-		return cfg.NodeName
-	}
-	host, _ := os.Hostname()
-	return fmt.Sprintf("%s:%d", host, os.Getpid())
 }
 
 // turnTTL is how long a poll turn lasts after it was taken: two rounds
