@@ -182,9 +182,16 @@ func (e entry) event(h *Hub) deploy.Event {
 		return e.ev
 	}
 	ev := e.ev
-	ev.Line = fmt.Sprintf("[output truncated: %d earlier lines are not kept here; the live view keeps the newest %d lines and %d KiB of a deployment]",
-		e.dropped, h.outputLines(), h.outputBytes()>>10)
+	ev.Line = TruncatedLine(e.dropped, h.outputLines(), h.outputBytes())
 	return ev
+}
+
+// TruncatedLine is the output line that stands for dropped forgotten
+// lines, under bounds of lines and bytes (the event log, package
+// eventlog, writes the same line where the hub has it).
+func TruncatedLine(dropped, lines, bytes int) string {
+	return fmt.Sprintf("[output truncated: %d earlier lines are not kept here; the live view keeps the newest %d lines and %d KiB of a deployment]",
+		dropped, lines, bytes>>10)
 }
 
 // Subscribe follows deployment id from the event after sequence number
