@@ -23,8 +23,8 @@ func TestLayers(t *testing.T) {
 		{"github.com/go-git/", []string{"gitsrc"}},
 		{"golang.org/x/crypto/ssh", []string{"deploy/sshrun", "gitsrc", "internal/sshkeys"}},
 		{"github.com/kelseyhightower/envconfig", []string{"config"}},
-		{"modernc.org/sqlite", []string{"history", "queue"}},
-		{"github.com/jackc/pgx", []string{"history", "queue", "internal/pgtest"}},
+		{"modernc.org/sqlite", []string{"history", "queue", "eventlog"}},
+		{"github.com/jackc/pgx", []string{"history", "queue", "eventlog", "internal/pgtest"}},
 		{mod + "/config", []string{"internal/cli"}},
 		{mod + "/internal/cli", []string{"."}},                                                                                     // the command line: only main calls it
 		{mod + "/internal/testhosts", []string{"demo", "bench/webhook", "bench/deploy", "internal/deploytest", "internal/pgtest"}}, // and tests

@@ -70,6 +70,9 @@ type Config struct {
 	// Live, when set, streams running deployments' events
 	// (GET /api/deployments/{id}/events); nil: streams tell the record.
 	Live Live
+	// EventLog, when set, streams the deployments the hub does not hold
+	// from the log the deployers share (another deployer runs them).
+	EventLog EventLog
 	// StatusPublic shows the status page at / without the API token
 	// (its buttons still need it).
 	StatusPublic bool

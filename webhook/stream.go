@@ -27,6 +27,19 @@ type Live interface {
 	Subscribe(id string, after int) (events <-chan deploy.Event, cancel func(), ok bool)
 }
 
+// EventLog is what the event stream needs from the event log the
+// deployers of one database share (eventlog.Log): the events of a
+// deployment another deployer runs (or ran), for a deployment the hub
+// does not hold.
+type EventLog interface {
+	// Follow follows deployment id from the event after Seq after, as
+	// Live's Subscribe does; ok is false (err nil) when the log does not
+	// have the deployment; err when the log cannot be read. ctx bounds
+	// the first look only. cancel must be called when done. Safe for
+	// concurrent use.
+	Follow(ctx context.Context, id string, after int) (events <-chan deploy.Event, cancel func(), ok bool, err error)
+}
+
 // eventJSON is one deploy.Event on the wire (the data: line of an SSE
 // event).
 type eventJSON struct {
@@ -143,7 +156,7 @@ func (s *Server) apiEvents(c echo.Context) error {
 	if after < 0 {
 		after = 0
 	}
-	events, cancel, ok := s.subscribe(id, after)
+	events, cancel, ok := s.subscribe(ctx, id, after)
 	if !ok {
 		rec, found, err := s.getDeployment(ctx, id)
 		if err != nil {
@@ -221,15 +234,26 @@ func uncount(counts map[string]int, key string) {
 	}
 }
 
-func (s *Server) subscribe(id string, after int) (<-chan deploy.Event, func(), bool) {
-	if s.cfg.Live == nil {
-		return nil, nil, false
+// subscribe follows deployment id from the hub, or when the hub does not
+// hold it (another deployer runs it), from the event log. A log that
+// cannot be read is as one without the deployment: the record answers.
+func (s *Server) subscribe(ctx context.Context, id string, after int) (<-chan deploy.Event, func(), bool) {
+	if s.cfg.Live != nil {
+		if events, cancel, ok := s.cfg.Live.Subscribe(id, after); ok {
+			return events, cancel, true
+		}
 	}
-	return s.cfg.Live.Subscribe(id, after)
+	if s.cfg.EventLog != nil {
+		if events, cancel, ok, err := s.cfg.EventLog.Follow(ctx, id, after); err == nil && ok {
+			return events, cancel, true
+		}
+	}
+	return nil, nil, false
 }
 
 // waitStart waits, with heartbeats, until a queued deployment appears in
-// the hub or its record says it is over (it was cancelled).
+// the hub or the event log, or its record says it is over (it was
+// cancelled).
 func (s *Server) waitStart(ctx context.Context, w *sse, id string, after int) (<-chan deploy.Event, func(), bool, deploymentJSON, error) {
 	poll := time.NewTicker(waitPoll)
 	defer poll.Stop()
@@ -244,14 +268,14 @@ func (s *Server) waitStart(ctx context.Context, w *sse, id string, after int) (<
 				return nil, nil, false, deploymentJSON{}, err
 			}
 		case <-poll.C:
-			if events, cancel, ok := s.subscribe(id, after); ok {
+			if events, cancel, ok := s.subscribe(ctx, id, after); ok {
 				return events, cancel, true, deploymentJSON{}, nil
 			}
 			rec, found, err := s.getDeployment(ctx, id)
 			if err != nil {
 				return nil, nil, false, deploymentJSON{}, err
 			}
-			if !found || finished(rec.Status) || (s.cfg.Live == nil && rec.Status == string(deploy.StatusRunning)) {
+			if !found || finished(rec.Status) || (s.cfg.Live == nil && s.cfg.EventLog == nil && rec.Status == string(deploy.StatusRunning)) {
 				return nil, nil, false, rec, nil
 			}
 		}

@@ -101,7 +101,12 @@ func runServe(ctx context.Context, c *common, grace *time.Duration, stdout, stde
 	v, rev := buildVersion(version, bi)
 	metered.BuildInfo(v, rev, runtime.Version())
 	metered.NodeInfo(nodeName(cfg))
-	shared := deploy.Observers{hub, hist.rec, metered}
+	elog, err := openEventLog(ctx, cfg, log, hist.store) // the other deployers' live views
+	if err != nil {
+		return err
+	}
+	defer closeEventLog(elog, log) // after the workers (deferred below) have stopped
+	shared := deploy.Observers{hub, hist.rec, metered, elog}
 	reg := &registry{
 		log:     log,
 		history: hist.store,
@@ -128,7 +133,7 @@ func runServe(ctx context.Context, c *common, grace *time.Duration, stdout, stde
 	srv, err := webhook.New(webhook.Config{
 		Insecure: cfg.WebhookInsecure,
 		APIToken: cfg.APIToken, BodyLimit: int64(cfg.WebhookMaxBody), Version: versionString(), StateDir: cfg.DataDir, Logger: log, Guard: serveGuard(cfg),
-		Live: hub, StatusPublic: cfg.StatusPublic,
+		Live: hub, EventLog: elog, StatusPublic: cfg.StatusPublic,
 		History: hist.store, Checks: healthChecks(cfg, hist.store),
 		Metrics: metered,
 	}, reg)

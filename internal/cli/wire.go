@@ -294,7 +294,8 @@ func recordCLI(ctx context.Context, cfg *config.Config, d *deploy.Deployer, log 
 		return nil, func() {}, nil
 	}
 	addObserver(d, r.rec)
-	return r.store, func() { r.Close(log) }, nil
+	unshare := shareEvents(ctx, cfg, d, log, r.store)
+	return r.store, func() { unshare(); r.Close(log) }, nil
 }
 
 // osUser names who ran a CLI deployment, for the record.
