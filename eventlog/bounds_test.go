@@ -177,3 +177,47 @@ func TestDeployerDied(t *testing.T) {
 		})
 	}
 }
+
+// TestRunning: the overview of another deployer sees an app's running
+// deployment with each host's status and step; not once it has ended, nor
+// when the record says it is over.
+func TestRunning(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			db := e.db(t)
+			a := e.open(t, db, fast(Options{}))
+			evs := events("d1", 2, 2, true)
+			for _, ev := range evs[:8] { // web1 done, web2 in pip
+				a.Observe(ev)
+			}
+			waitWritten(t, a, "d1", 8)
+			b := e.open(t, db, fast(Options{Records: records{status: deploy.StatusRunning}}))
+			d, ok := b.Running(context.Background(), "web")
+			if !ok {
+				t.Fatal("no deployment running")
+			}
+			got := fmt.Sprintf("%s %s %s", d.ID, d.Status, d.ReleaseName)
+			for _, h := range d.Hosts {
+				got += fmt.Sprintf(" %s:%s:%s", h.Host.Name, h.Status, h.Steps[len(h.Steps)-1].Name)
+			}
+			if want := "d1 running 20261202100000-c0ffee0 web1:succeeded:pip web2::pip"; got != want {
+				t.Errorf("Running = %s\nwant      %s", got, want)
+			}
+			if _, ok := b.Running(context.Background(), "other"); ok {
+				t.Error("another app runs it too")
+			}
+			over := e.open(t, db, fast(Options{Records: records{status: deploy.StatusInterrupted}}))
+			if _, ok := over.Running(context.Background(), "web"); ok {
+				t.Error("running, while the record says it was interrupted")
+			}
+			for _, ev := range evs[8:] {
+				a.Observe(ev)
+			}
+			waitWritten(t, a, "d1", len(evs))
+			later := e.open(t, db, fast(Options{})) // b's answer is a second old
+			if d, ok := later.Running(context.Background(), "web"); ok {
+				t.Errorf("%s %s running after its end", d.ID, d.Status)
+			}
+		})
+	}
+}

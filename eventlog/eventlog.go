@@ -111,6 +111,9 @@ type Log struct {
 	w        writer
 	endGrace time.Duration // defaultEndGrace; shorter in tests
 
+	runMu   sync.Mutex
+	running map[string]runningEntry // per app: what Running said last
+
 	wakeMu sync.Mutex
 	wakers map[string]map[chan struct{}]struct{} // per deployment: its followers
 
@@ -187,7 +190,7 @@ func OpenPostgres(ctx context.Context, dbURL string, opts Options) (*Log, error)
 }
 
 func newLog(db *sql.DB, dollar bool, name string, opts Options) *Log {
-	l := &Log{db: db, dollar: dollar, name: name, opts: opts.withDefaults(), endGrace: defaultEndGrace, wakers: map[string]map[chan struct{}]struct{}{}}
+	l := &Log{db: db, dollar: dollar, name: name, opts: opts.withDefaults(), endGrace: defaultEndGrace, running: map[string]runningEntry{}, wakers: map[string]map[chan struct{}]struct{}{}}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.w.init()
 	return l

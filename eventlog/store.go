@@ -3,6 +3,7 @@ package eventlog
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -22,6 +23,7 @@ type batch struct {
 	rows    []row // new events, by Seq
 	lastSeq int
 	ended   bool
+	state   []byte // stateJSON
 }
 
 // row is one event as stored.
@@ -76,10 +78,11 @@ func (l *Log) writeOne(ctx context.Context, tx *sql.Tx, b batch, now time.Time) 
 	if b.ended {
 		ended = 1
 	}
-	if _, err := tx.ExecContext(ctx, l.sql(`INSERT INTO eventlog_deployments (deployment_id, app, last_seq, ended, updated_ms)
-		VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (deployment_id) DO UPDATE SET last_seq = excluded.last_seq, ended = excluded.ended, updated_ms = excluded.updated_ms`),
-		b.id, b.app, b.lastSeq, ended, now.UnixMilli()); err != nil {
+	if _, err := tx.ExecContext(ctx, l.sql(`INSERT INTO eventlog_deployments (deployment_id, app, last_seq, ended, updated_ms, state)
+		VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (deployment_id) DO UPDATE SET
+			last_seq = excluded.last_seq, ended = excluded.ended, updated_ms = excluded.updated_ms, state = excluded.state`),
+		b.id, b.app, b.lastSeq, ended, now.UnixMilli(), string(b.state)); err != nil {
 		return fmt.Errorf("deployment row: %w", err)
 	}
 	if l.dollar {
@@ -229,4 +232,57 @@ func (l *Log) forget(ctx context.Context, id string) error {
 		return fmt.Errorf("event log %s: prune %s: %w", l.name, id, err)
 	}
 	return nil
+}
+
+// runningEvery is how long Running's answer for an app is reused: every
+// overview stream asks several times a second.
+const runningEvery = time.Second
+
+type runningEntry struct {
+	at time.Time
+	d  *deploy.Deployment
+}
+
+// Running returns app's deployment that another deployer (or a
+// command-line deploy) runs, as its events tell: its status, release and
+// each host's status and step; false when none runs. A deployment the
+// record (Options.Records) says is over is not running (its deployer
+// died). The answer is at most a second old; one that cannot be read is
+// none.
+func (l *Log) Running(ctx context.Context, app string) (*deploy.Deployment, bool) {
+	l.runMu.Lock()
+	defer l.runMu.Unlock()
+	if e, ok := l.running[app]; ok && time.Since(e.at) < runningEvery {
+		return e.d, e.d != nil
+	}
+	d, err := l.readRunning(ctx, app)
+	if err != nil {
+		l.opts.Logger.Debug("event log: running", "app", app, "error", err)
+	}
+	if len(l.running) > 1000 {
+		clear(l.running) // apps come and go: bounded
+	}
+	l.running[app] = runningEntry{at: time.Now(), d: d}
+	return d, d != nil
+}
+
+func (l *Log) readRunning(ctx context.Context, app string) (*deploy.Deployment, error) {
+	var id, raw string
+	err := l.db.QueryRowContext(ctx, l.sql(`SELECT deployment_id, state FROM eventlog_deployments
+		WHERE app = ? AND ended = 0 AND updated_ms > ? ORDER BY updated_ms DESC LIMIT 1`),
+		app, time.Now().Add(-l.opts.Stale).UnixMilli()).Scan(&id, &raw)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("event log %s: app %s: %w", l.name, app, err)
+	}
+	var st stateJSON
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+		return nil, fmt.Errorf("event log %s: deployment %s: state: %w", l.name, id, err)
+	}
+	if l.isOver(ctx, id) {
+		return nil, nil
+	}
+	return st.deployment(), nil
 }

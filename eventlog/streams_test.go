@@ -71,23 +71,33 @@ type stream struct {
 
 func (d *deployer) events(t *testing.T, id string, lastEventID string) *stream {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, d.url+"/api/deployments/"+id+"/events", nil)
+	return d.open(t, "/api/deployments/"+id+"/events", lastEventID)
+}
+
+// open opens the event stream at path.
+func (d *deployer) open(t *testing.T, path string, lastEventID string) *stream {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, d.url+path, nil)
 	req.Header.Set("Authorization", "Bearer tok")
 	if lastEventID != "" {
 		req.Header.Set("Last-Event-ID", lastEventID)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := streamClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { resp.Body.Close() })
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET events of %s: %s", id, resp.Status)
+		t.Fatalf("GET %s: %s", path, resp.Status)
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(nil, 1<<20)
 	return &stream{t: t, sc: sc}
 }
+
+// streamClient fails a stream that hangs (the overview's never ends by
+// itself).
+var streamClient = &http.Client{Timeout: 2 * time.Minute}
 
 // next is the next event block; false at the end of the stream.
 func (s *stream) next() (string, bool) {
@@ -159,7 +169,7 @@ func (r tip) Resolve(context.Context, deploy.Push) (deploy.Release, error) {
 // same PostgreSQL database, streams it from its event log: event for
 // event what A's hub streams, replayed from the start and then live; and
 // a client that reconnects to B with the Last-Event-ID A gave it goes on
-// exactly where it was.
+// exactly where it was. B's overview shows the hosts as they go.
 func TestStreamsAcrossDeployers(t *testing.T) {
 	db := pgtest.New(t)
 	dir := t.TempDir()
@@ -217,10 +227,15 @@ func TestStreamsAcrossDeployers(t *testing.T) {
 		}
 		gotB = append(gotB, ev)
 	}
+	// B's overview shows the app's hosts where they are on A.
+	overview := b.open(t, "/overview/events", "")
+	overview.until(`event: app`, `"running":{"id":"`+ticket.ID+`"`, `{"host":"web2","status":"running","step":"lock"}`)
+
 	// … then follows it live, to its end.
 	release()
 	gotA = append(gotA, fromA.rest()...)
 	gotB = append(gotB, fromB.rest()...)
+	overview.until(`event: app`, `"running":null`, `"last":{"id":"`+ticket.ID+`"`, `"status":"succeeded"`)
 	if len(gotA) < 60 || !strings.Contains(gotA[len(gotA)-1], `"status":"succeeded"`) {
 		t.Fatalf("A streamed %d events, the last %q: want a deployment that succeeded", len(gotA), gotA[len(gotA)-1])
 	}

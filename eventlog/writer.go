@@ -2,6 +2,8 @@ package eventlog
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -33,6 +35,7 @@ type depState struct {
 	outputLines int
 	ended       bool
 	written     int // Seq of the last event written
+	state       stateJSON
 	trimTo      int // Seq up to which output was trimmed since the last write; 0: none
 }
 
@@ -84,6 +87,7 @@ func (l *Log) Observe(ev deploy.Event) {
 		}
 	}
 	s.ended = live.Ended(ev)
+	s.state.note(ev)
 	w.mu.Unlock()
 	select {
 	case w.kick <- struct{}{}:
@@ -153,6 +157,7 @@ type pending struct {
 	b       batch
 	markers []deploy.Event
 	events  []deploy.Event
+	state   stateJSON
 }
 
 // collect takes what is to be written; the events are copied, to be
@@ -167,7 +172,7 @@ func (l *Log) collect() []pending {
 		if !s.dirty() {
 			continue
 		}
-		p := pending{s: s, b: batch{id: s.id, app: s.app, trimTo: s.trimTo, lastSeq: s.lastSeq(), ended: s.ended}}
+		p := pending{s: s, b: batch{id: s.id, app: s.app, trimTo: s.trimTo, lastSeq: s.lastSeq(), ended: s.ended}, state: s.state.clone()}
 		for _, e := range s.entries {
 			switch {
 			case e.dropped > 0 && s.trimTo > 0:
@@ -197,6 +202,9 @@ func (l *Log) flush(ctx context.Context) (ended bool, err error) {
 		}
 		if b.rows, err = encodeRows(p.events, 0); err != nil {
 			return false, err
+		}
+		if b.state, err = json.Marshal(p.state); err != nil {
+			return false, fmt.Errorf("deployment %s: state: %w", b.id, err)
 		}
 		bs[i] = b
 		ended = ended || b.ended

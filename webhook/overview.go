@@ -69,13 +69,27 @@ func toOverview(d *deploy.Deployment, hosts bool) *overviewDeploymentJSON {
 
 // overviewState is app's state now: from its worker, and after a restart
 // (the worker has run nothing yet) its last deployment from the record.
+// With the event log, a deployment another deployer runs is the app's
+// running one (its hosts change state here too), and the record's last
+// deployment is shown when it is newer than the worker's.
 func (s *Server) overviewState(ctx context.Context, app App) overviewAppJSON {
 	h := app.Deployments.Health()
 	last := h.Last
 	if last == nil {
 		last = s.lastFinished(ctx, app.Name)
 	}
-	return overviewAppJSON{App: app.Name, QueueLength: h.QueueLength, Running: toOverview(h.Running, true), Last: toOverview(last, false)}
+	running := h.Running
+	if running == nil && s.cfg.EventLog != nil {
+		if d, ok := s.cfg.EventLog.Running(ctx, app.Name); ok {
+			if _, here := app.Deployments.Get(d.ID); !here { // this worker's own has ended: the log is behind
+				running = d
+			}
+		}
+		if rec := s.lastFinished(ctx, app.Name); rec != nil && (last == nil || rec.Finished.After(last.Finished)) {
+			last = rec
+		}
+	}
+	return overviewAppJSON{App: app.Name, QueueLength: h.QueueLength, Running: toOverview(running, true), Last: toOverview(last, false)}
 }
 
 // overviewCard is one app as the overview page renders it.

@@ -38,6 +38,11 @@ type EventLog interface {
 	// the first look only. cancel must be called when done. Safe for
 	// concurrent use.
 	Follow(ctx context.Context, id string, after int) (events <-chan deploy.Event, cancel func(), ok bool, err error)
+	// Running returns app's deployment that runs elsewhere (another
+	// deployer, a command-line deploy), with each host's status and its
+	// step as its only one; false when none does or the log cannot be
+	// read. The answer may be a second old. Safe for concurrent use.
+	Running(ctx context.Context, app string) (*deploy.Deployment, bool)
 }
 
 // eventJSON is one deploy.Event on the wire (the data: line of an SSE
