@@ -74,7 +74,10 @@ func ReportDeployment(d *Deployment, hosts bool) DeploymentReport {
 		Started: timePtr(d.Started), Finished: timePtr(d.Finished),
 	}
 	if !d.Started.IsZero() && !d.Finished.IsZero() {
-		s := d.Finished.Sub(d.Started).Seconds()
+		// By the wall clock (Round(0) drops the monotonic reading): the
+		// same figure whether d is a live snapshot or was read back from
+		// the record or the event log, which keep wall times only.
+		s := d.Finished.Round(0).Sub(d.Started.Round(0)).Seconds()
 		j.Duration = &s
 	}
 	if d.Err != nil {

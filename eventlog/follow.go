@@ -17,6 +17,11 @@ import (
 // died never writes its end, and its follower stops then.
 const defaultEndGrace = 5 * time.Second
 
+// lookTimeout bounds the reads a request waits for (Follow's first look,
+// Running): a database that does not answer must not hold up a page's
+// stream, whose heartbeats keep it open.
+const lookTimeout = 5 * time.Second
+
 // Follow follows deployment id from the event after Seq after (0: from
 // the start), as live.Hub's Subscribe does: ok is false (and err nil)
 // when the log does not have the deployment (not started yet, or
@@ -31,7 +36,9 @@ func (l *Log) Follow(ctx context.Context, id string, after int) (events <-chan d
 	if l.ctx.Err() != nil {
 		return nil, nil, false, nil // closed
 	}
-	known, err := l.known(ctx, id)
+	look, stop := context.WithTimeout(ctx, lookTimeout)
+	defer stop()
+	known, err := l.known(look, id)
 	if err != nil || !known {
 		return nil, nil, false, err
 	}
@@ -95,18 +102,19 @@ func (l *Log) feed(id string, after int, c chan<- deploy.Event, done <-chan stru
 	}
 }
 
-// isOver tells whether the record says deployment id has ended (or has
-// no record of it); false without a record to ask, or when it cannot be
-// read.
+// isOver tells whether the record says deployment id has ended; false
+// without a record to ask, when it cannot be read, or when it has no
+// record of the deployment (its deployer's recorder may not have written
+// it yet).
 func (l *Log) isOver(ctx context.Context, id string) bool {
 	if l.opts.Records == nil {
 		return false
 	}
 	d, found, err := l.opts.Records.Deployment(ctx, id)
-	if err != nil {
+	if err != nil || !found {
 		return false
 	}
-	return !found || (d.Status != deploy.StatusQueued && d.Status != deploy.StatusRunning)
+	return d.Status != deploy.StatusQueued && d.Status != deploy.StatusRunning
 }
 
 func (l *Log) addWaker(id string) chan struct{} {

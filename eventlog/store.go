@@ -255,6 +255,8 @@ func (l *Log) Running(ctx context.Context, app string) (*deploy.Deployment, bool
 	if e, ok := l.running[app]; ok && time.Since(e.at) < runningEvery {
 		return e.d, e.d != nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, lookTimeout)
+	defer cancel()
 	d, err := l.readRunning(ctx, app)
 	if err != nil {
 		l.opts.Logger.Debug("event log: running", "app", app, "error", err)
