@@ -21,15 +21,15 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 // are two deployers.
 type engine struct {
 	name string
-	db   func(t *testing.T) string // a new database
-	open func(t *testing.T, db string, opts Options) *Log
+	db   func(t testing.TB) string // a new database
+	open func(t testing.TB, db string, opts Options) *Log
 }
 
 var engines = []engine{
 	{
 		name: "sqlite",
-		db:   func(t *testing.T) string { return filepath.Join(t.TempDir(), "history.db") },
-		open: func(t *testing.T, db string, opts Options) *Log {
+		db:   func(t testing.TB) string { return filepath.Join(t.TempDir(), "history.db") },
+		open: func(t testing.TB, db string, opts Options) *Log {
 			l, err := OpenSQLite(context.Background(), db, opts)
 			if err != nil {
 				t.Fatal(err)
@@ -40,8 +40,8 @@ var engines = []engine{
 	},
 	{
 		name: "postgres",
-		db:   func(t *testing.T) string { return pgtest.New(t) },
-		open: func(t *testing.T, db string, opts Options) *Log {
+		db:   func(t testing.TB) string { return pgtest.New(t) },
+		open: func(t testing.TB, db string, opts Options) *Log {
 			l, err := OpenPostgres(context.Background(), db, opts)
 			if err != nil {
 				t.Fatal(err)
@@ -122,7 +122,7 @@ func follow(t *testing.T, l *Log, id string, after int) (<-chan deploy.Event, fu
 }
 
 // waitWritten waits until l's database has id up to Seq seq.
-func waitWritten(t *testing.T, l *Log, id string, seq int) {
+func waitWritten(t testing.TB, l *Log, id string, seq int) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
