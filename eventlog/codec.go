@@ -63,7 +63,7 @@ func fromReport(rep deploy.DeploymentReport) *deploy.Deployment {
 			Push: deploy.Push{Branch: rep.Branch, Commit: rep.Requested}, Release: rep.RequestedRel, PayloadCommit: rep.PayloadCommit,
 		},
 		Release:     deploy.Release{Branch: rep.Branch, Commit: rep.Commit},
-		ReleaseName: rep.Release, Status: deploy.Status(rep.Status), Queued: rep.Queued,
+		ReleaseName: rep.Release, Node: rep.Node, Status: deploy.Status(rep.Status), Queued: rep.Queued,
 	}
 	if rep.Started != nil {
 		d.Started = *rep.Started
