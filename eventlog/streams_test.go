@@ -189,7 +189,7 @@ func TestStreamsAcrossDeployers(t *testing.T) {
 	dep := &deploy.Deployer{
 		Dialer: hostFolders(dir), Resolver: tip{RepoURL: repo.Dir, Branch: "release", Commit: sha},
 		Root: "app", Python: deploytest.WriteFakePython(t, dir), Branch: "release",
-		LockTimeout: 2 * time.Minute, StepTimeout: time.Minute, KeepReleases: 5,
+		LockTimeout: 2 * time.Minute, StepTimeout: time.Minute, KeepReleases: 5, Node: "deployer-a",
 	}
 	workA := &deploy.Worker{Deployer: dep, App: deploy.DefaultApp, Hosts: hosts}
 	idleB := &deploy.Worker{Deployer: &deploy.Deployer{}, App: deploy.DefaultApp, Hosts: hosts} // never runs: B only streams
@@ -236,8 +236,8 @@ func TestStreamsAcrossDeployers(t *testing.T) {
 	gotA = append(gotA, fromA.rest()...)
 	gotB = append(gotB, fromB.rest()...)
 	overview.until(`event: app`, `"running":null`, `"last":{"id":"`+ticket.ID+`"`, `"status":"succeeded"`)
-	if len(gotA) < 60 || !strings.Contains(gotA[len(gotA)-1], `"status":"succeeded"`) {
-		t.Fatalf("A streamed %d events, the last %q: want a deployment that succeeded", len(gotA), gotA[len(gotA)-1])
+	if len(gotA) < 60 || !strings.Contains(gotA[len(gotA)-1], `"status":"succeeded"`) || !strings.Contains(gotB[len(gotB)-2], `"node":"deployer-a"`) {
+		t.Fatalf("A streamed %d events, the last %q: want a deployment of deployer-a that succeeded", len(gotA), gotA[len(gotA)-1])
 	}
 	if d := diffEvents(gotA, gotB); d != "" {
 		t.Fatalf("B's stream differs from A's: %s", d)
