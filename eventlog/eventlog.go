@@ -108,8 +108,12 @@ type Log struct {
 	name   string // the database, for errors (no password)
 	opts   Options
 
-	w        writer
-	endGrace time.Duration // defaultEndGrace; shorter in tests
+	w writer
+	// listenCfg is the PostgreSQL connection the listener opens (nil on
+	// SQLite), on the first Follow.
+	listenCfg *pgx.ConnConfig
+	listening sync.Once
+	endGrace  time.Duration // defaultEndGrace; shorter in tests
 
 	runMu   sync.Mutex
 	running map[string]runningEntry // per app: what Running said last
@@ -196,15 +200,23 @@ func newLog(db *sql.DB, dollar bool, name string, opts Options) *Log {
 	return l
 }
 
-// start runs the writer and, on PostgreSQL (listen not nil), the
-// listener.
+// start runs the writer; on PostgreSQL (listen not nil) the first Follow
+// starts the listener (a command-line deploy, which only writes, opens no
+// connection for it).
 func (l *Log) start(listen *pgx.ConnConfig) {
 	l.wg.Add(1)
 	go l.writeLoop()
-	if listen != nil {
-		l.wg.Add(1)
-		go l.listen(listen)
-	}
+	l.listenCfg = listen
+}
+
+// startListening runs the listener, once, on PostgreSQL.
+func (l *Log) startListening() {
+	l.listening.Do(func() {
+		if l.listenCfg != nil {
+			l.wg.Add(1)
+			go l.listen(l.listenCfg)
+		}
+	})
 }
 
 // Close writes the events still held (waiting at most 10 seconds for the

@@ -36,6 +36,7 @@ func (l *Log) Follow(ctx context.Context, id string, after int) (events <-chan d
 	if l.ctx.Err() != nil {
 		return nil, nil, false, nil // closed
 	}
+	l.startListening()
 	look, stop := context.WithTimeout(ctx, lookTimeout)
 	defer stop()
 	known, err := l.known(look, id)
