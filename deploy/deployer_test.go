@@ -219,7 +219,7 @@ func TestDeploySwitchesEveryHost(t *testing.T) {
 			t.Errorf("%s: revisions.log %q", h.Name, log)
 		}
 	}
-	if got, want := stepNames(dep.Hosts[0]), "connect lock prepare fetch checkout venv pip before-switch switch restart after-switch"; got != want {
+	if got, want := stepNames(dep.Hosts[0]), "connect prepare fetch lock checkout venv pip before-switch switch restart after-switch"; got != want {
 		t.Errorf("steps %q, want %q", got, want)
 	}
 }
@@ -249,8 +249,11 @@ func TestDeployFailureLeavesHostsAsTheyWere(t *testing.T) {
 			t.Errorf("%s: releases %v, want only the first one", h.Name, got)
 		}
 	}
-	if r.dialer.commandsOn("web2") != before2 || r.dialer.commandsOn("web3") != before3 {
-		t.Errorf("commands ran on the hosts after the failing one")
+	// The hosts after the failing one ran their prepare command only
+	// (started on every host at once), which stopped before their lock.
+	if r.dialer.commandsOn("web2") != before2+1 || r.dialer.commandsOn("web3") != before3+1 {
+		t.Errorf("commands ran on the hosts after the failing one: %d and %d, want their prepare command only",
+			r.dialer.commandsOn("web2")-before2, r.dialer.commandsOn("web3")-before3)
 	}
 }
 

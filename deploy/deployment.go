@@ -94,6 +94,7 @@ type Deployment struct {
 
 	mu       sync.Mutex
 	stopping bool
+	stopped  chan struct{} // closed by Stop; made by stopC
 	// emitMu keeps events in order: held from a change until its events
 	// are delivered. Taken before mu.
 	emitMu   sync.Mutex
@@ -159,8 +160,26 @@ func (d *Deployment) FailedAt() (host, step string) {
 // after any failure, and no further host is started.
 func (d *Deployment) Stop() {
 	d.mu.Lock()
-	d.stopping = true
+	if !d.stopping {
+		d.stopping = true
+		if d.stopped != nil {
+			close(d.stopped)
+		}
+	}
 	d.mu.Unlock()
+}
+
+// stopC is closed once Stop is called.
+func (d *Deployment) stopC() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopped == nil {
+		d.stopped = make(chan struct{})
+		if d.stopping {
+			close(d.stopped)
+		}
+	}
+	return d.stopped
 }
 
 func (d *Deployment) stopRequested() bool {

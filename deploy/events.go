@@ -208,38 +208,57 @@ const maxLine = 4 << 10
 // deployment's observers. A line cut by the end of a write waits for the
 // next write; flush tells what remains.
 type lineWriter struct {
-	dep  *Deployment
-	host string
-	step Step
-	mu   sync.Mutex
-	buf  []byte
+	dep   *Deployment
+	host  string
+	step  Step
+	lines lineSplitter
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			break
-		}
-		w.emit(w.buf[:i])
-		w.buf = w.buf[i+1:]
-	}
-	if len(w.buf) > maxLine {
-		w.emit(w.buf)
-		w.buf = w.buf[:0]
-	}
+	w.lines.write(p, func(l []byte) { w.emit(bytes.TrimSuffix(l, []byte("\n"))) }, func(b []byte) int {
+		w.emit(b)
+		return len(b)
+	})
 	return len(p), nil
 }
 
-func (w *lineWriter) flush() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.buf) > 0 {
-		w.emit(w.buf)
-		w.buf = nil
+func (w *lineWriter) flush() { w.lines.flush(w.emit) }
+
+// lineSplitter cuts a stream into lines for a writer: safe for concurrent
+// writes, holding at most about maxLine of a line that has not ended.
+type lineSplitter struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+// write adds p and calls line for each whole line (with its newline). Of
+// a rest longer than maxLine, long is given all and says how much of it
+// it took.
+func (s *lineSplitter) write(p []byte, line func([]byte), long func([]byte) int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf = append(s.buf, p...)
+	for {
+		i := bytes.IndexByte(s.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line(s.buf[:i+1])
+		s.buf = s.buf[i+1:]
+	}
+	if len(s.buf) > maxLine {
+		n := long(s.buf)
+		s.buf = append(s.buf[:0], s.buf[n:]...)
+	}
+}
+
+// flush gives line what remains, if anything.
+func (s *lineSplitter) flush(line func([]byte)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.buf) > 0 {
+		line(s.buf)
+		s.buf = nil
 	}
 }
 

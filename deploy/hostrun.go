@@ -30,8 +30,11 @@ type hostRun struct {
 	// prepared: the release folder exists (it is removed on failure);
 	// restarted: the restart command ran for the new release.
 	prepared, restarted bool
-	// unlock gives the host lock back; set while it is held.
+	// unlock gives the host lock back; set while it is held (rollback).
 	unlock func()
+	// phase is the host's prepare command (preparerun.go), which holds
+	// the host lock of a deployment once it has taken it.
+	phase *markedRun
 }
 
 func (r *hostRun) relDir() string { return r.releaseDir(r.dep.ReleaseName) }
@@ -55,6 +58,11 @@ func (r *hostRun) connect(ctx context.Context) error {
 // step runs fn as the named step: bounded by StepTimeout, timed, logged,
 // recorded, and its failure turned into a *StepError with the output tail.
 func (r *hostRun) step(ctx context.Context, name Step, fn func(context.Context, io.Writer) error) error {
+	return r.stepWith(ctx, name, beforeSwitch[name], fn)
+}
+
+// stepWith is step, which a stop asked for skips when stoppable.
+func (r *hostRun) stepWith(ctx context.Context, name Step, stoppable bool, fn func(context.Context, io.Writer) error) error {
 	start := r.d.now()
 	out := newTail(4 << 10)
 	var i int
@@ -63,7 +71,7 @@ func (r *hostRun) step(ctx context.Context, name Step, fn func(context.Context, 
 		r.res.Steps = append(r.res.Steps, StepResult{Name: name, Status: StatusRunning, Started: start})
 	})
 	var err error
-	if beforeSwitch[name] && r.dep.stopRequested() {
+	if stoppable && r.dep.stopRequested() {
 		err = ErrStopped
 	} else {
 		sctx, cancel := context.WithTimeout(ctx, r.d.StepTimeout)
@@ -149,17 +157,24 @@ func (r *hostRun) run(ctx context.Context, out io.Writer, cmd Command) error {
 // credential helper, and never a command line or a file), then the git
 // server's known_hosts lines.
 func hostGit(rel Release) (url string, stdin io.Reader) {
+	url, password, keys := hostGitInput(rel)
+	in := password + "\n"
+	if len(keys) > 0 {
+		in += strings.Join(keys, "\n") + "\n"
+	}
+	return url, strings.NewReader(in)
+}
+
+// hostGitInput is what hostGit gives, in parts: the URL, the password of
+// an http(s) URL ("" for none), the git server's known_hosts lines.
+func hostGitInput(rel Release) (url, password string, keys []string) {
 	// A URL ParseRepoURL refuses never gets this far (configuration
 	// checks it); should one, it goes without what looks like a password.
-	url, password := RedactPassword(rel.RepoURL, rel.RepoURL), ""
+	url = RedactPassword(rel.RepoURL, rel.RepoURL)
 	if u, err := ParseRepoURL(rel.RepoURL); err == nil {
 		url, password = u.WithoutPassword(), u.Password
 	}
-	in := password + "\n"
-	if len(rel.GitHostKeys) > 0 {
-		in += strings.Join(rel.GitHostKeys, "\n") + "\n"
-	}
-	return url, strings.NewReader(in)
+	return url, password, rel.GitHostKeys
 }
 
 // lsRemote asks, from a host, for the branch's tip (check, and the dry
@@ -172,11 +187,6 @@ func lsRemote(rel Release, lend bool) Command {
 		Stdin:        stdin,
 		ForwardAgent: lend,
 	}
-}
-
-// lock takes the host lock; the returned func releases it.
-func (r *hostRun) lock(ctx context.Context) (func(), error) {
-	return r.lockThen(ctx, r.d.lockWait(), "", nil)
 }
 
 // lockThen is lock waiting at most wait (whole seconds; 0: not at all) for

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -13,9 +14,12 @@ import (
 // nothing that serves traffic, and the pool is mixed for as short a time
 // as possible:
 //
-//  1. prepare: on every host (DEPLOY_PARALLEL at once) take the lock and
-//     build the release up to its before-switch hook. A failure anywhere
-//     removes every prepared release: no host has switched.
+//  1. prepare: one command per host (preparerun.go) that first, on every
+//     host at once, checks the host and fetches the commit into its
+//     mirror (nothing that serves changes), then (DEPLOY_PARALLEL at
+//     once, in order) takes the lock and builds the release up to its
+//     before-switch hook. A failure anywhere removes every prepared
+//     release: no host has switched.
 //  2. switch and activate: point current at the new release (a rename),
 //     restart, health-check and run the after-switch hook. Hosts are
 //     activated in batches of RestartBatch (one by default; never all of
@@ -104,33 +108,60 @@ func checkStop(ctx context.Context, dep *Deployment, where string) error {
 	return nil
 }
 
-// prepareAll prepares the hosts, up to Parallel at once, starting them in
-// order. After the first failure no further host is started; the ones
-// under way finish. It returns the first failure in host order.
+// prepareAll prepares the hosts. Every host's prepare command starts at
+// once (maxDials at a time) and fetches; the hosts then take their locks
+// and build, up to Parallel at once, starting in order. After the first
+// failure no further host is started; the ones under way finish. It
+// returns the first failure in host order.
 func (d *Deployer) prepareAll(ctx context.Context, runs []*hostRun) error {
 	n := d.Parallel
 	if n < 1 {
 		n = 1
 	}
+	var failed atomic.Bool
+	ready := make([]func() error, len(runs))
+	results := make([]chan error, len(runs))
+	for i := range runs {
+		results[i] = make(chan error, 1)
+		ready[i] = sync.OnceValue(func() error { return <-results[i] })
+	}
+	var started sync.WaitGroup
+	started.Go(func() {
+		forEachHost(runs, maxDials, func(i int, r *hostRun) {
+			if failed.Load() || ctx.Err() != nil {
+				results[i] <- errNotStarted
+				return
+			}
+			results[i] <- r.startPrepare(ctx)
+		})
+	})
+	defer started.Wait()
+	defer failed.Store(true) // hosts not started by now need not start
 	if n > 1 {
 		// The locks first, one host after another in hosts-file order, as
 		// one at a time does and rollback does: two deployers on the same
 		// hosts then queue at the first one, instead of each holding
 		// hosts the other waits for until both fail with ErrBusy.
-		for _, r := range runs {
+		for i, r := range runs {
+			if err := ready[i](); err != nil {
+				return err
+			}
 			if err := r.takeLock(ctx); err != nil {
 				return err
 			}
 		}
 	}
 	errs := make([]error, len(runs))
-	var failed atomic.Bool
 	forEachHost(runs, n, func(i int, r *hostRun) {
 		if failed.Load() {
 			errs[i] = errNotStarted
 			return
 		}
-		if err := r.prepareHost(ctx); err != nil {
+		err := ready[i]()
+		if err == nil {
+			err = r.prepareHost(ctx)
+		}
+		if err != nil {
 			errs[i] = err
 			failed.Store(true)
 		}

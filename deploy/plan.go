@@ -167,9 +167,11 @@ func (d *Deployer) gitAccess(ctx context.Context, c Conn, rel Release, pinned bo
 // recorded in its results (the hook steps always run; they do nothing when
 // the release has no hook).
 func (d *Deployer) deploySteps() []Step {
-	steps := []Step{StepLock, StepPrepare, StepFetch, StepCheckout, StepVenv, StepPip}
+	// prepare and fetch come before the lock: they run on every host at
+	// once (preparerun.go).
+	steps := []Step{StepPrepare, StepFetch, StepLock, StepCheckout, StepVenv, StepPip}
 	if d.Archiver != nil {
-		steps = []Step{StepLock, StepPrepare, StepUpload, StepVenv, StepPip}
+		steps = []Step{StepPrepare, StepLock, StepUpload, StepVenv, StepPip}
 	}
 	if len(d.SharedPaths) > 0 {
 		steps = append(steps, StepShared)

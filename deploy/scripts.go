@@ -13,8 +13,8 @@ import _ "embed" // the remote scripts, from scripts/
 var (
 	//go:embed scripts/lock.sh
 	lockScript string
-	//go:embed scripts/prepare.sh
-	prepareScript string
+	//go:embed scripts/phase.sh
+	phaseScript string
 	//go:embed scripts/git.sh
 	gitScript string
 	//go:embed scripts/mirror.sh

@@ -3,7 +3,6 @@ package deploy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -12,42 +11,6 @@ import (
 
 // The steps of shipping a release to one host, grouped by the phases of
 // phases.go.
-
-// prepareHost takes the host's lock and builds the release, up to and
-// including its before-switch hook. On failure the half-built release is
-// removed; the lock stays held until release.
-func (r *hostRun) prepareHost(ctx context.Context) error {
-	if err := r.takeLock(ctx); err != nil {
-		return err
-	}
-	if err := r.prepare(ctx); err != nil {
-		r.setStatus(StatusFailed)
-		return err
-	}
-	r.prepared = true
-	if err := r.build(ctx); err != nil {
-		r.remove(ctx)
-		r.prepared = false
-		r.setStatus(StatusFailed)
-		return err
-	}
-	return nil
-}
-
-// takeLock takes the host's lock, unless this run holds it already.
-func (r *hostRun) takeLock(ctx context.Context) error {
-	r.setStatus(StatusRunning)
-	if r.unlock != nil {
-		return nil
-	}
-	unlock, err := r.lock(ctx)
-	if err != nil {
-		r.setStatus(StatusFailed)
-		return err
-	}
-	r.unlock = unlock
-	return nil
-}
 
 // switchHost points current at the prepared release.
 func (r *hostRun) switchHost(ctx context.Context) error {
@@ -78,69 +41,14 @@ func (r *hostRun) activate(ctx context.Context) error {
 
 // release gives the host lock back.
 func (r *hostRun) release() {
+	if r.phase != nil {
+		r.phase.close()
+		r.phase = nil
+	}
 	if r.unlock != nil {
 		r.unlock()
 		r.unlock = nil
 	}
-}
-
-func (r *hostRun) prepare(ctx context.Context) error {
-	return r.step(ctx, StepPrepare, func(ctx context.Context, out io.Writer) error {
-		var stdout strings.Builder
-		err := r.run(ctx, out, Command{
-			Args:   script(prepareScript, r.d.Root, r.dep.ReleaseName, r.d.Python, r.d.hostTools()),
-			Stdout: io.MultiWriter(&stdout, out),
-		})
-		if err != nil {
-			return err
-		}
-		root := strings.TrimSpace(stdout.String())
-		if i := strings.LastIndexByte(root, '\n'); i >= 0 {
-			root = root[i+1:]
-		}
-		if !strings.HasPrefix(root, "/") || ValidPath(root) != nil {
-			return fmt.Errorf("host reported an unusable root folder %q", root)
-		}
-		r.root = root
-		return nil
-	})
-}
-
-// build makes the release: its files at the pinned commit (from the
-// host's mirror, or streamed by the deployer in push mode), its venv, the
-// shared links, and the before-switch hook.
-func (r *hostRun) build(ctx context.Context) error {
-	if err := r.files(ctx); err != nil {
-		return err
-	}
-	if err := r.venv(ctx); err != nil {
-		return err
-	}
-	if len(r.d.SharedPaths) > 0 {
-		if err := r.step(ctx, StepShared, func(ctx context.Context, out io.Writer) error {
-			return r.run(ctx, out, Command{Args: script(sharedScript, append([]string{r.root, r.dep.ReleaseName}, r.d.SharedPaths...)...)})
-		}); err != nil {
-			return err
-		}
-	}
-	return r.hook(ctx, StepBeforeSwitch)
-}
-
-// files puts the commit's files into the release folder.
-func (r *hostRun) files(ctx context.Context) error {
-	rel := r.dep.Release
-	if r.d.Archiver != nil {
-		return r.step(ctx, StepUpload, r.upload)
-	}
-	err := r.step(ctx, StepFetch, func(ctx context.Context, out io.Writer) error {
-		return r.run(ctx, out, fetchCommand(r.root, rel, r.d.LendGitKey))
-	})
-	if err != nil {
-		return err
-	}
-	return r.step(ctx, StepCheckout, func(ctx context.Context, out io.Writer) error {
-		return r.run(ctx, out, Command{Args: script(unpackScript, r.root, r.dep.ReleaseName, rel.Commit)})
-	})
 }
 
 // fetchCommand updates the host's mirror in root (mirror.sh, inside git.sh)
@@ -180,39 +88,6 @@ func (r *hostRun) upload(ctx context.Context, out io.Writer) error {
 		return errors.New("unpack.sh ended before reading the whole upload")
 	}
 	return nil
-}
-
-// venv gives the release its venv: a link to one built before for the same
-// requirements.txt and Python (VenvReuse), or a new one with pip run.
-func (r *hostRun) venv(ctx context.Context) error {
-	reuse := "no"
-	if r.d.VenvReuse {
-		reuse = "yes"
-	}
-	var path, mode string
-	err := r.step(ctx, StepVenv, func(ctx context.Context, out io.Writer) error {
-		var stdout strings.Builder
-		err := r.run(ctx, out, Command{
-			Dir:    r.relDir(),
-			Args:   script(venvScript, r.root, r.d.Python, reuse, unpackPipProgram),
-			Stdout: io.MultiWriter(&stdout, out),
-		})
-		if err != nil {
-			return err
-		}
-		lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-		mode, path, _ = strings.Cut(lines[len(lines)-1], " ")
-		if (mode != "reuse" && mode != "fresh" && mode != "shared") || !strings.HasPrefix(path, "/") {
-			return fmt.Errorf("unexpected answer from the venv step: %q", lines[len(lines)-1])
-		}
-		return nil
-	})
-	if err != nil || mode == "reuse" {
-		return err
-	}
-	return r.step(ctx, StepPip, func(ctx context.Context, out io.Writer) error {
-		return r.run(ctx, out, Command{Dir: r.relDir(), Args: script(pipScript, path, mode)})
-	})
 }
 
 // hook runs the release's .pushdeploy/<name> hook, if it has one, in the

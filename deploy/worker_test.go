@@ -332,17 +332,17 @@ func TestWorkerHealthStuck(t *testing.T) {
 		t.Errorf("stuck in connect for 2m30s: Stuck = %q, want %q", h.Stuck, want)
 	}
 
-	// Progress: connect ends, the lock step starts. At an instant past the
-	// threshold counted from connect's start but not from lock's start, the
+	// Progress: connect ends, the prepare step (the first remote one) starts. At an instant past the
+	// threshold counted from connect's start but not from prepare's start, the
 	// deployment is not stuck.
 	clock.Store(nil)
-	stepClock.Tick() // lock starts a second after connect did
+	stepClock.Tick() // prepare starts a second after connect did
 	close(sd.dialGate)
 	var lock StepResult
-	waitFor(t, "the lock step to run", func() bool {
+	waitFor(t, "the prepare step to run", func() bool {
 		d, _ := w.Get(first.ID)
 		for _, s := range d.Hosts[0].Steps {
-			if s.Name == "lock" && s.Status == StatusRunning {
+			if s.Name == "prepare" && s.Status == StatusRunning {
 				lock = s
 				return true
 			}
@@ -351,15 +351,15 @@ func TestWorkerHealthStuck(t *testing.T) {
 	})
 	half := lock.Started.Sub(connect.Started) / 2
 	if h := at(lock.Started.Add(threshold - half)); h.Stuck != "" {
-		t.Errorf("%s after connect started, %s after lock started: reported stuck although lock is progress: %s",
+		t.Errorf("%s after connect started, %s after prepare started: reported stuck although prepare is progress: %s",
 			threshold+half, threshold-half, h.Stuck)
 	}
 	h = at(lock.Started.Add(threshold + 5*time.Second))
-	if want := "has made no progress for 2m5s, in step lock on web1"; !strings.Contains(h.Stuck, want) {
-		t.Errorf("stuck in lock: Stuck = %q, want it to contain %q", h.Stuck, want)
+	if want := "has made no progress for 2m5s, in step prepare on web1"; !strings.Contains(h.Stuck, want) {
+		t.Errorf("stuck in prepare: Stuck = %q, want it to contain %q", h.Stuck, want)
 	}
 
-	// Both deployments fail at the lock; the last one is reported.
+	// Both deployments fail at their prepare step; the last one is reported.
 	clock.Store(nil)
 	close(sd.release)
 	waitFor(t, "both deployments to finish", func() bool {

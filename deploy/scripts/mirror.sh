@@ -3,11 +3,16 @@
 # commit: fetching only what is new makes a redeploy cheap, and a commit
 # the mirror has already needs no fetch at all. A mirror that cannot be
 # updated (damaged by a kill, say) is made anew once. Run inside git.sh,
-# which pins the git server's host key.
+# which pins the git server's host key. The mirror has a lock of its own,
+# root/.repo.lock: a deployment fetches before it takes the host lock
+# (phase.sh), so two deployers may fetch at once; unpack.sh reads the
+# mirror holding it shared.
 # $1 root, $2 url, $3 branch, $4 commit.
 set -e
 root=$1 url=$2 branch=$3 commit=$4
 cd -- "$root"
+exec 8>>.repo.lock
+flock 8
 # The URL is written into the mirror's config. It comes without its
 # password (deploy's hostGit), and replaces one written there before; the
 # config is rewritten only when the URL differs, so that a deploy that

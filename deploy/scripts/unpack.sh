@@ -67,7 +67,9 @@ fi
 # files cannot be: a pipeline's status is its last command's.
 fail=".pushdeploy-archive-failed-$2"
 rm -f -- "$fail"
-{ git -C .repo archive --format=tar "$3" || echo failed >"$fail"; } | tar -x -C "releases/$2"
+# The mirror's lock, shared: a fetch of another deployment (mirror.sh) may
+# be making the mirror anew.
+{ flock -s .repo.lock git -C .repo archive --format=tar "$3" || echo failed >"$fail"; } | tar -x -C "releases/$2"
 if [ -e "$fail" ]; then
 	rm -f -- "$fail"
 	echo "git archive of $3 failed" >&2

@@ -9,10 +9,15 @@
 #     reuse is off, or requirements.txt names local paths or other files
 #     (their content would not be part of the key).
 # $1 root, $2 python, $3 yes|no (reuse allowed), $4 the program of
-# unpack_pip.py.
+# unpack_pip.py, $5 a file the last line goes to as well (phase.sh reads
+# it there).
 set -e
 root=$1 reuse=$3
-unpackpip=$4
+unpackpip=$4 answerfile=$5
+answer() {
+	printf '%s %s\n' "$1" "$2"
+	printf '%s %s\n' "$1" "$2" >"$answerfile"
+}
 if [ "$reuse" = yes ] && [ -f requirements.txt ] &&
 	grep -Eq '^[[:space:]]*(-e|--editable|-r|--requirement|-c|--constraint|\.|/|file:)' requirements.txt; then
 	echo "requirements.txt names local paths or other files: this release gets its own venv"
@@ -45,7 +50,7 @@ mkvenv() {
 py=$2
 if [ "$reuse" != yes ]; then
 	mkvenv "$PWD/venv"
-	echo "fresh $PWD/venv"
+	answer fresh "$PWD/venv"
 	exit 0
 fi
 id=$("$2" -c 'import sys; print(sys.version); print(sys.executable); print(sys.platform)') || {
@@ -57,10 +62,10 @@ v="$1/venvs/$key"
 if [ -f "$v/.pushdeploy-complete" ]; then
 	ln -s "../../venvs/$key" venv
 	echo "same requirements.txt and Python as an earlier release: reusing its venv $v"
-	echo "reuse $v"
+	answer reuse "$v"
 	exit 0
 fi
 rm -rf -- "$v"
 mkdir -p -- "$1/venvs"
 mkvenv "$v"
-echo "shared $v"
+answer shared "$v"

@@ -1,0 +1,235 @@
+# phase.sh is a host's whole prepare phase in one command (deploy's
+# prepareRun), so that its steps cost no round trip each. It marks where
+# each step begins and ends on stdout (a line "\036pushdeploy NONCE begin
+# STEP", then the step's own output, then "... end STEP STATUS"), with a
+# nonce the deployer chose for this run and sends on stdin: no output of
+# the repository's code can forge a mark.
+#
+# At once, holding no lock (it touches no release folder and no current):
+#   prepare  creates the root folder, checks the tools and the python, and
+#            reports the absolute root ("root PATH");
+#   fetch    brings the host's mirror up to date (mirror.sh inside git.sh;
+#            the mirror has a lock of its own), when $11 is fetch.
+# Then it marks "wait" and waits for a line from the deployer, which sends
+# them in the order DEPLOY_PARALLEL gives:
+#   lock     takes the deployment lock (lock.sh's rules) and tidies what an
+#            interrupted deploy left (prepare.sh's rules), then waits again;
+#   build    takes the lock unless held, then checkout (unpack.sh; in push
+#            mode it marks "upload" and waits for a line while the
+#            deployer streams the files with a command of its own), venv,
+#            pip, shared and before-switch, and marks "built".
+# Every step of the build holds the active file shared, as every command of
+# a deployment does (Command.Hold), and runs under coreutils timeout.
+# Whatever happened, it then holds the deployment lock until its stdin
+# closes (the deployer is done, or its connection died). The end of its
+# stdin, or a line "stop", before a step stops it there: nothing more is
+# built, and the deployer removes what was.
+#
+# Its stdin: the nonce; git.sh's input (the password line, then a line with
+# the number of host-key lines, then those lines); then the deployer's
+# lines.
+# $1 root, $2 release name, $3 python, $4 the tools needed, $5 the step
+# timeout (seconds), $6 how long to wait for the lock (seconds), $7 and $8
+# who holds it (lock.sh's $3 and $4), $9 yes|no (venv reuse), $10 the
+# commit, $11 how its files come: fetch (fetched and checked out here),
+# mirror (checked out here, fetched by the deployer's own command: a lent
+# deploy key is lent to that command only) or push (uploaded by the
+# deployer), $12 the repository URL, $13 the branch, $14 the deployment
+# id, $15 and $16 APP_PROCESSES and APP_THREADS, $17-$24 the scripts
+# git.sh, mirror.sh, unpack.sh, venv.sh, unpack_pip.py, pip.sh, shared.sh
+# and hook.sh, then the shared paths.
+exec 2>&1
+root=$1 name=$2 py=$3 tools=$4 secs=$5 wait=$6 holder=$7 who=$8 reuse=$9
+commit=${10} files=${11} url=${12} branch=${13} id=${14} procs=${15} threads=${16}
+git_sh=${17} mirror_sh=${18} unpack_sh=${19} venv_sh=${20} unpackpip=${21} pip_sh=${22} shared_sh=${23} hook_sh=${24}
+shift 24
+
+IFS= read -r nonce || exit 1
+IFS= read -r password || exit 1
+IFS= read -r nkeys || exit 1
+case "$nkeys" in '' | *[!0-9]*) exit 1 ;; esac
+keys=
+while [ "$nkeys" -gt 0 ]; do
+	IFS= read -r k || exit 1
+	keys="$keys$k
+"
+	nkeys=$((nkeys - 1))
+done
+
+mark() {
+	printf '\036pushdeploy %s %s\n' "$nonce" "$*"
+}
+
+# The deployer's lines reach the main script through a fifo, from a reader
+# that notes a "stop" (and the end of the input) at once, even while a
+# step runs: the build looks at it between steps.
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/pushdeploy-phase.XXXXXXXXXX") || exit 1
+mkfifo "$tmp/ctl" || exit 1
+exec 4<>"$tmp/ctl" 3<&0 </dev/null
+{
+	while IFS= read -r l; do
+		case "$l" in
+		stop) : >"$tmp/stop" ;;
+		*) printf '%s\n' "$l" >&4 ;;
+		esac
+	done
+	: >"$tmp/stop"
+	: >"$tmp/eof"
+	echo eof >&4
+} <&3 >/dev/null 2>&1 &
+reader=$!
+exec 3<&-
+pid=
+trap 'rm -rf "$tmp"; kill "$reader" 2>/dev/null' EXIT
+trap '[ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null; exit 143' HUP INT TERM
+
+# run STEP DIR HOLD COMMAND...: COMMAND as the step, in DIR, under the step
+# timeout, holding the active file shared when HOLD is yes; the fetch gets
+# git.sh's input. Neither the lock nor the deployer's lines reach it.
+run() {
+	s=$1 dir=$2 hold=$3
+	shift 3
+	if [ "$hold" = yes ]; then
+		set -- flock -s -o "$root/.pushdeploy.active" "$@"
+	fi
+	mark begin "$s"
+	# shellcheck disable=SC2016 # the program of the inner sh, which expands it
+	if [ "$s" = fetch ]; then
+		printf '%s\n%s' "$password" "$keys" |
+			timeout -k 10 "$secs" sh -c 'cd -- "$1" && shift && exec "$@"' sh "$dir" "$@" 9>&- 4>&- &
+	else
+		timeout -k 10 "$secs" sh -c 'cd -- "$1" && shift && exec "$@"' sh "$dir" "$@" 9>&- 4>&- </dev/null &
+	fi
+	pid=$!
+	wait "$pid"
+	rc=$?
+	pid=
+	mark end "$s" "$rc"
+	return "$rc"
+}
+
+# hold keeps the deployment lock (when taken) until the deployer is done:
+# every way out of the script after the prepare step goes through it.
+hold() {
+	mark held
+	until [ -e "$tmp/eof" ]; do
+		IFS= read -r _ <&4
+	done
+	exit 0
+}
+
+# stopped STEP says whether the deployer asked to stop (or went away)
+# before STEP.
+stopped() {
+	[ -e "$tmp/stop" ] || return 1
+	mark stopped "$1"
+}
+
+# take_lock is the lock step: lock.sh's rules, then what prepare did under
+# the lock before: releases without REVISION that are not current are what
+# a killed deploy left behind (nobody builds them while we hold the lock),
+# and are removed, with temporary links of a killed switch.
+locked=no
+take_lock() {
+	[ "$locked" = no ] || return 0
+	mark begin lock
+	exec 9>>.pushdeploy.lock
+	if ! flock -w "$wait" 9; then
+		printf 'locked by %s\n' "$(cat .pushdeploy.lock)"
+		mark end lock 75
+		exit 75
+	fi
+	printf '%s since %s%s\n' "$holder" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$who" >.pushdeploy.lock
+	if ! flock -w "$wait" .pushdeploy.active true; then
+		echo "a command an earlier deployment started is still running on this host (it ends within that deployment's DEPLOY_STEP_TIMEOUT)"
+		mark end lock 75
+		exit 75
+	fi
+	locked=yes
+	cur=$(readlink current 2>/dev/null || true)
+	# The glob matches release folder names (deploy.ReleaseName); the
+	# scripts touch nothing else under releases/.
+	for r in releases/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]; do
+		[ -d "$r" ] || continue
+		[ "$r" = "$cur" ] && continue
+		[ -e "$r/REVISION" ] && continue
+		echo "removing incomplete release $r (left by an interrupted deploy)"
+		rm -rf -- "$r"
+	done
+	rm -f .current.tmp-*
+	if [ -e "releases/$name" ]; then
+		echo "release $name already exists on this host; deploy again in a second"
+		mark end lock 1
+		hold
+	fi
+	mark end lock 0
+}
+
+mark begin prepare
+rc=1
+if mkdir -p -- "$root" && cd -- "$root" && root=$(pwd -P) && mkdir -p releases; then
+	rc=0
+	for tool in $tools; do
+		command -v "$tool" >/dev/null 2>&1 && continue
+		echo "$tool is not installed on this host"
+		rc=1
+		break
+	done
+	if [ "$rc" = 0 ] && ! command -v -- "$py" >/dev/null 2>&1; then
+		echo "python interpreter $py (DEPLOY_PYTHON) not found on this host"
+		rc=1
+	fi
+fi
+[ "$rc" = 0 ] && mark root "$root"
+mark end prepare "$rc"
+[ "$rc" = 0 ] || exit 1
+if [ "$files" = fetch ]; then
+	run fetch "$root" no sh -c "$git_sh" sh sh -c "$mirror_sh" sh "$root" "$url" "$branch" "$commit" || exit 1
+fi
+
+mark wait
+while :; do
+	IFS= read -r l <&4
+	case "$l" in
+	lock)
+		take_lock
+		mark wait
+		;;
+	build) break ;;
+	*) hold ;;
+	esac
+done
+
+take_lock
+rel="$root/releases/$name"
+stopped checkout && hold
+if [ "$files" = push ]; then
+	mark upload
+	IFS= read -r l <&4
+	[ "$l" = uploaded ] || hold
+else
+	run checkout "$root" yes sh -c "$unpack_sh" sh "$root" "$name" "$commit" || hold
+fi
+stopped venv && hold
+run venv "$rel" yes sh -c "$venv_sh" sh "$root" "$py" "$reuse" "$unpackpip" "$tmp/venv" || hold
+IFS=' ' read -r mode vpath <"$tmp/venv" || mode=
+case "$mode" in
+reuse) ;;
+fresh | shared)
+	stopped pip && hold
+	run pip "$rel" yes sh -c "$pip_sh" sh "$vpath" "$mode" || hold
+	;;
+*)
+	echo "unexpected answer from the venv step: $mode $vpath"
+	hold
+	;;
+esac
+if [ "$#" -gt 0 ]; then
+	stopped shared && hold
+	run shared "$root" yes sh -c "$shared_sh" sh "$root" "$name" "$@" || hold
+fi
+stopped before-switch && hold
+run before-switch "$rel" yes env "RELEASE_DIR=$rel" "CURRENT_DIR=$root/current" "COMMIT=$commit" "BRANCH=$branch" \
+	"DEPLOYMENT_ID=$id" "APP_PROCESSES=$procs" "APP_THREADS=$threads" sh -c "$hook_sh" sh before-switch || hold
+mark built
+hold
