@@ -75,7 +75,6 @@ func TestRestartBatchSize(t *testing.T) {
 // start, so that the restarts of a batch surely overlap when the deployer
 // runs them at once; a deployer that ran them one by one shows no overlap.
 type overlaps struct {
-	restartCmd   string
 	batch, total int
 	mu           sync.Mutex
 	started      int
@@ -135,7 +134,9 @@ type overlapConn struct {
 }
 
 func (c overlapConn) Run(ctx context.Context, cmd Command) error {
-	if !slices.Equal(cmd.Args, []string{"sh", "-c", c.o.restartCmd}) {
+	// The restart runs in the activate command (with the health check's
+	// wait, the after-switch hook and retention).
+	if len(cmd.Args) < 3 || cmd.Args[2] != activateScript {
 		return c.Conn.Run(ctx, cmd)
 	}
 	c.o.wait(c.o.begin(c.host))
@@ -170,7 +171,7 @@ func TestBatchRestartsAtOnce(t *testing.T) {
 				r.d.HealthURL = "http://{host}:8000/health"
 				r.d.HTTPClient = &http.Client{Transport: healthByHost{}}
 			}
-			o := &overlaps{restartCmd: r.d.RestartCmd, batch: len(tc.want[0]), total: tc.hosts, running: map[string]bool{}, with: map[string]map[string]bool{}}
+			o := &overlaps{batch: len(tc.want[0]), total: tc.hosts, running: map[string]bool{}, with: map[string]map[string]bool{}}
 			for _, h := range r.hosts {
 				o.with[h.Name] = map[string]bool{}
 			}

@@ -21,7 +21,9 @@ import (
 //     before-switch hook. A failure anywhere removes every prepared
 //     release: no host has switched.
 //  2. switch and activate: point current at the new release (a rename),
-//     restart, health-check and run the after-switch hook. Hosts are
+//     restart, health-check, run the after-switch hook and retention (one
+//     command per host, activate.sh; retention keeps the release before,
+//     for a revert). Hosts are
 //     activated in batches of RestartBatch (one by default; never all of
 //     a pool of two or more, so one host always serves): the hosts of a
 //     batch at once, the batches one after another.
@@ -36,7 +38,6 @@ import (
 //     previous release); hosts after it that were switched but not yet
 //     restarted go back without a restart; with RollbackAll the hosts
 //     before it go back too.
-//  3. retention on every host.
 //
 // The host locks are held from phase 1 to the end.
 
@@ -92,7 +93,6 @@ func (d *Deployer) rollout(ctx context.Context, log *slog.Logger, dep *Deploymen
 		}
 	}
 	for _, r := range runs {
-		r.retain(ctx)
 		r.dep.update(func() { r.res.Status = StatusSucceeded })
 	}
 	return nil

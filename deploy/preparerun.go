@@ -48,7 +48,7 @@ func (r *hostRun) startPrepare(ctx context.Context) error {
 	args := []string{
 		r.d.Root, r.dep.ReleaseName, r.d.Python, r.d.hostTools(), seconds(r.d.StepTimeout), strconv.Itoa(int(r.d.lockWait().Seconds())),
 		holder, who, reuse, rel.Commit, files, url, rel.Branch, r.dep.ID, strconv.Itoa(r.d.AppProcesses), strconv.Itoa(r.d.AppThreads),
-		gitScript, mirrorScript, unpackScript, venvScript, unpackPipProgram, pipScript, sharedScript, hookScript,
+		gitScript, mirrorScript, unpackScript, venvScript, unpackPipProgram, pipScript, sharedScript, hookScript, stepsScript,
 	}
 	r.phase = r.startMarked(ctx, Command{Args: script(phaseScript, append(args, r.d.SharedPaths...)...)}, header)
 	err := r.phase.step(ctx, StepPrepare, func(ev markEvent) error {

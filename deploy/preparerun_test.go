@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// TestCombinedStepFailures: a step that fails inside the prepare command
-// is reported as its own step, with its duration and its own output, and
-// the host is left as it was.
+// TestCombinedStepFailures: a step that fails inside the prepare or the
+// activate command is reported as its own step, with its duration and its
+// own output, and the host is left as it was (or sent back).
 func TestCombinedStepFailures(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -33,6 +33,11 @@ func TestCombinedStepFailures(t *testing.T) {
 		{"pip", StepPip, "No matching distribution found for broken", func(r *rig) { r.commit("broken") }},
 		{"before-switch", StepBeforeSwitch, "migration 0042 failed", func(r *rig) {
 			r.commitFiles("flask", map[string]string{".pushdeploy/before-switch": "+x:#!/bin/sh\necho 'migration 0042 failed: column exists' >&2\nsleep 0.1\nexit 3\n"})
+		}},
+		// After the switch, in the activate command: the host goes back.
+		{"restart", StepRestart, "restart broke", func(r *rig) { r.d.RestartCmd = "echo 'restart broke' >&2; exit 5" }},
+		{"after-switch", StepAfterSwitch, "cache warm-up failed", func(r *rig) {
+			r.commitFiles("flask", map[string]string{".pushdeploy/after-switch": "+x:#!/bin/sh\necho 'cache warm-up failed' >&2\nexit 3\n"})
 		}},
 	}
 	for _, c := range cases {
@@ -231,29 +236,37 @@ func TestStopWhileBuilding(t *testing.T) {
 
 // TestCommandsPerHost counts the remote commands a code-only redeploy
 // (same requirements, venv reused; a restart command and retention) runs
-// on each host: connect is the login, the rest are commands.
+// on each host, besides the login: prepare phase, switch, activate
+// (restart, after-switch, retention); with a lent deploy key the fetch is
+// a command of its own too (the only one the key is lent to).
 func TestCommandsPerHost(t *testing.T) {
-	r := newRig(t, 2)
-	r.d.VenvReuse = true
-	r.d.KeepReleases = 3
-	r.commit("flask")
-	if _, err := r.deploy(); err != nil {
-		t.Fatal(err)
-	}
-	r.commitFiles("flask", map[string]string{"app.py": "# a code change\n"})
-	before := map[string]int{"web1": r.dialer.commandsOn("web1"), "web2": r.dialer.commandsOn("web2")}
-	dep, err := r.deploy()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range []string{"web1", "web2"} {
-		n := r.dialer.commandsOn(h) - before[h]
-		t.Logf("%s: %d remote commands plus the login, for the steps %s", h, n, stepNames(dep.Hosts[0]))
-		if n > wantCommandsPerHost {
-			t.Errorf("%s: %d remote commands for a code-only redeploy, want at most %d", h, n, wantCommandsPerHost)
-		}
+	for _, c := range []struct {
+		name string
+		lend bool
+		want int
+	}{{"hosts' own keys", false, 3}, {"lent key", true, 4}} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRig(t, 2)
+			r.d.VenvReuse = true
+			r.d.KeepReleases = 3
+			r.d.LendGitKey = c.lend
+			r.commit("flask")
+			if _, err := r.deploy(); err != nil {
+				t.Fatal(err)
+			}
+			r.commitFiles("flask", map[string]string{"app.py": "# a code change\n"})
+			before := map[string]int{"web1": r.dialer.commandsOn("web1"), "web2": r.dialer.commandsOn("web2")}
+			dep, err := r.deploy()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range []string{"web1", "web2"} {
+				n := r.dialer.commandsOn(h) - before[h]
+				t.Logf("%s: %d remote commands plus the login, for the steps %s", h, n, stepNames(dep.Hosts[0]))
+				if n != c.want {
+					t.Errorf("%s: %d remote commands for a code-only redeploy, want %d", h, n, c.want)
+				}
+			}
+		})
 	}
 }
-
-// wantCommandsPerHost: prepare, switch, restart, after-switch, retention.
-const wantCommandsPerHost = 5

@@ -24,14 +24,38 @@ func (r *hostRun) switchHost(ctx context.Context) error {
 }
 
 // activate restarts the app, checks its health and runs the release's
-// after-switch hook.
+// after-switch hook, then retention: one remote command (activate.sh),
+// which waits for the deployer's health check, each part its own step.
+// Retention failing is logged, not fatal: the new release is live and
+// healthy. Retention keeps the release before, so that a revert (a later
+// host failing, with RollbackAll) still has it.
 func (r *hostRun) activate(ctx context.Context) error {
-	err := r.restart(ctx)
-	if err == nil {
-		err = r.checkHealth(ctx)
+	health := "no"
+	if r.d.HealthURL != "" {
+		health = "yes"
 	}
-	if err == nil {
-		err = r.hook(ctx, StepAfterSwitch)
+	r.restarted = r.d.RestartCmd != ""
+	args := append([]string{
+		r.root, r.dep.ReleaseName, seconds(r.d.StepTimeout), r.d.RestartCmd, health, strconv.Itoa(max(r.d.KeepReleases, 0)),
+		strings.TrimPrefix(r.prev, "releases/"), hookScript, retentionScript, stepsScript,
+	}, r.restartEnv(r.relDir(), r.dep.Release.Commit)...)
+	m := r.startMarked(ctx, Command{Args: script(activateScript, args...)}, "")
+	defer m.close()
+	ev, err := m.follow(ctx, nil, "wait", "activated")
+	if err == nil && ev.kind == "wait" {
+		if err = r.checkHealth(ctx); err == nil {
+			if err = m.send("go"); err != nil {
+				err = m.failed(StepAfterSwitch, m.ended())
+			}
+		}
+		if err == nil {
+			_, err = m.follow(ctx, nil, "activated")
+		}
+	}
+	var se *StepError
+	if errors.As(err, &se) && se.Step == StepRetention {
+		r.log.Warn("old releases were not removed; the deploy itself succeeded", "error", err)
+		err = nil
 	}
 	if err != nil {
 		r.setStatus(StatusFailed)
@@ -90,33 +114,6 @@ func (r *hostRun) upload(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
-// hook runs the release's .pushdeploy/<name> hook, if it has one, in the
-// release folder with the restart command's environment.
-func (r *hostRun) hook(ctx context.Context, name Step) error {
-	return r.step(ctx, name, func(ctx context.Context, out io.Writer) error {
-		return r.run(ctx, out, Command{
-			Dir:  r.relDir(),
-			Env:  r.restartEnv(r.relDir(), r.dep.Release.Commit),
-			Args: script(hookScript, string(name)),
-		})
-	})
-}
-
-// retain removes releases beyond KeepReleases after a successful deploy.
-// A failure here is logged, not fatal: the new release is live and healthy.
-func (r *hostRun) retain(ctx context.Context) {
-	if r.d.KeepReleases <= 0 {
-		return
-	}
-	prev := strings.TrimPrefix(r.prev, "releases/")
-	err := r.step(ctx, StepRetention, func(ctx context.Context, out io.Writer) error {
-		return r.run(ctx, out, Command{Args: script(retentionScript, r.root, strconv.Itoa(r.d.KeepReleases), r.dep.ReleaseName, prev)})
-	})
-	if err != nil {
-		r.log.Warn("old releases were not removed; the deploy itself succeeded", "error", err)
-	}
-}
-
 // switchCurrent points current at the new release and returns what it
 // pointed at before ("" when there was nothing).
 func (r *hostRun) switchCurrent(ctx context.Context) (string, error) {
@@ -150,14 +147,6 @@ func (r *hostRun) restartEnv(relDir, commit string) []string {
 		"APP_PROCESSES=" + strconv.Itoa(r.d.AppProcesses),
 		"APP_THREADS=" + strconv.Itoa(r.d.AppThreads),
 	}
-}
-
-func (r *hostRun) restart(ctx context.Context) error {
-	if r.d.RestartCmd == "" {
-		return nil
-	}
-	r.restarted = true
-	return r.restartIn(ctx, StepRestart, r.relDir(), r.dep.Release.Commit)
 }
 
 // restartIn runs the restart command as step, in the release folder dir

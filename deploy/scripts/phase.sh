@@ -37,14 +37,18 @@
 # deployer), $12 the repository URL, $13 the branch, $14 the deployment
 # id, $15 and $16 APP_PROCESSES and APP_THREADS, $17-$24 the scripts
 # git.sh, mirror.sh, unpack.sh, venv.sh, unpack_pip.py, pip.sh, shared.sh
-# and hook.sh, then the shared paths.
+# and hook.sh, $25 steps.sh, then the shared paths.
 exec 2>&1
+# shellcheck disable=SC2034 # also read by steps.sh, which this script evals
 root=$1 name=$2 py=$3 tools=$4 secs=$5 wait=$6 holder=$7 who=$8 reuse=$9
 commit=${10} files=${11} url=${12} branch=${13} id=${14} procs=${15} threads=${16}
 git_sh=${17} mirror_sh=${18} unpack_sh=${19} venv_sh=${20} unpackpip=${21} pip_sh=${22} shared_sh=${23} hook_sh=${24}
-shift 24
+steps_sh=${25}
+shift 25
 
+# shellcheck disable=SC2034 # also read by steps.sh, which this script evals
 IFS= read -r nonce || exit 1
+# shellcheck disable=SC2034 # also read by steps.sh, which this script evals
 IFS= read -r password || exit 1
 IFS= read -r nkeys || exit 1
 case "$nkeys" in '' | *[!0-9]*) exit 1 ;; esac
@@ -56,20 +60,52 @@ while [ "$nkeys" -gt 0 ]; do
 	nkeys=$((nkeys - 1))
 done
 
-mark() {
-	printf '\036pushdeploy %s %s\n' "$nonce" "$*"
+eval "$steps_sh" # mark and run
+
+# take_lock takes the deployment lock (lock.sh's rules), its messages in
+# $tmp/lock; it fails with 75 when the lock stays busy. The reader runs it,
+# in the folder the script started in, where $root (as given) leads to the
+# root.
+take_lock() {
+	# A failing exec would end the reader: the file is tried first.
+	: 2>/dev/null >>"$root/.pushdeploy.lock" || return 1
+	exec 9>>"$root/.pushdeploy.lock"
+	if ! flock -w "$wait" 9; then
+		printf 'locked by %s\n' "$(cat "$root/.pushdeploy.lock")" >"$tmp/lock"
+		return 75
+	fi
+	printf '%s since %s%s\n' "$holder" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$who" >"$root/.pushdeploy.lock"
+	if ! flock -w "$wait" "$root/.pushdeploy.active" true; then
+		echo "a command an earlier deployment started is still running on this host (it ends within that deployment's DEPLOY_STEP_TIMEOUT)" >"$tmp/lock"
+		return 75
+	fi
 }
 
 # The deployer's lines reach the main script through a fifo, from a reader
 # that notes a "stop" (and the end of the input) at once, even while a
-# step runs: the build looks at it between steps.
+# step runs: the build looks at it between steps. The reader takes the
+# lock (on the first "lock" or "build") and holds it: the end of the input
+# (the deployer is done, or its connection died) frees it at once, even
+# while a step of the main script runs on (it holds the active file, for
+# which the next deployment's lock waits).
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/pushdeploy-phase.XXXXXXXXXX") || exit 1
 mkfifo "$tmp/ctl" || exit 1
 exec 4<>"$tmp/ctl" 3<&0 </dev/null
 {
+	locked=no
 	while IFS= read -r l; do
 		case "$l" in
 		stop) : >"$tmp/stop" ;;
+		lock | build)
+			if [ "$locked" = no ]; then
+				echo locking >&4
+				take_lock
+				rc=$?
+				[ "$rc" = 0 ] && locked=yes
+				echo "locked $rc" >&4
+			fi
+			printf '%s\n' "$l" >&4
+			;;
 		*) printf '%s\n' "$l" >&4 ;;
 		esac
 	done
@@ -79,34 +115,7 @@ exec 4<>"$tmp/ctl" 3<&0 </dev/null
 } <&3 >/dev/null 2>&1 &
 reader=$!
 exec 3<&-
-pid=
 trap 'rm -rf "$tmp"; kill "$reader" 2>/dev/null' EXIT
-trap '[ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null; exit 143' HUP INT TERM
-
-# run STEP DIR HOLD COMMAND...: COMMAND as the step, in DIR, under the step
-# timeout, holding the active file shared when HOLD is yes; the fetch gets
-# git.sh's input. Neither the lock nor the deployer's lines reach it.
-run() {
-	s=$1 dir=$2 hold=$3
-	shift 3
-	if [ "$hold" = yes ]; then
-		set -- flock -s -o "$root/.pushdeploy.active" "$@"
-	fi
-	mark begin "$s"
-	# shellcheck disable=SC2016 # the program of the inner sh, which expands it
-	if [ "$s" = fetch ]; then
-		printf '%s\n%s' "$password" "$keys" |
-			timeout -k 10 "$secs" sh -c 'cd -- "$1" && shift && exec "$@"' sh "$dir" "$@" 9>&- 4>&- &
-	else
-		timeout -k 10 "$secs" sh -c 'cd -- "$1" && shift && exec "$@"' sh "$dir" "$@" 9>&- 4>&- </dev/null &
-	fi
-	pid=$!
-	wait "$pid"
-	rc=$?
-	pid=
-	mark end "$s" "$rc"
-	return "$rc"
-}
 
 # hold keeps the deployment lock (when taken) until the deployer is done:
 # every way out of the script after the prepare step goes through it.
@@ -125,27 +134,19 @@ stopped() {
 	mark stopped "$1"
 }
 
-# take_lock is the lock step: lock.sh's rules, then what prepare did under
-# the lock before: releases without REVISION that are not current are what
-# a killed deploy left behind (nobody builds them while we hold the lock),
-# and are removed, with temporary links of a killed switch.
-locked=no
-take_lock() {
-	[ "$locked" = no ] || return 0
+# lock_step is the lock step, once the reader says it is trying: then
+# what prepare did under the lock before: releases without REVISION that
+# are not current are what a killed deploy left behind (nobody builds them
+# while the lock is held), and are removed, with temporary links of a
+# killed switch.
+lock_step() {
 	mark begin lock
-	exec 9>>.pushdeploy.lock
-	if ! flock -w "$wait" 9; then
-		printf 'locked by %s\n' "$(cat .pushdeploy.lock)"
-		mark end lock 75
-		exit 75
+	IFS=' ' read -r _ rc <&4
+	if [ "$rc" != 0 ]; then
+		cat "$tmp/lock" 2>/dev/null
+		mark end lock "$rc"
+		exit "$rc"
 	fi
-	printf '%s since %s%s\n' "$holder" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$who" >.pushdeploy.lock
-	if ! flock -w "$wait" .pushdeploy.active true; then
-		echo "a command an earlier deployment started is still running on this host (it ends within that deployment's DEPLOY_STEP_TIMEOUT)"
-		mark end lock 75
-		exit 75
-	fi
-	locked=yes
 	cur=$(readlink current 2>/dev/null || true)
 	# The glob matches release folder names (deploy.ReleaseName); the
 	# scripts touch nothing else under releases/.
@@ -191,16 +192,13 @@ mark wait
 while :; do
 	IFS= read -r l <&4
 	case "$l" in
-	lock)
-		take_lock
-		mark wait
-		;;
+	locking) lock_step ;;
+	lock) mark wait ;;
 	build) break ;;
 	*) hold ;;
 	esac
 done
 
-take_lock
 rel="$root/releases/$name"
 stopped checkout && hold
 if [ "$files" = push ]; then
