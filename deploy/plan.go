@@ -348,7 +348,7 @@ func (d *Deployer) applyReleases(hp *HostPlan, f hostFacts, name string) {
 	}
 }
 
-// incomplete applies prepareScript's rule to entries (sorted): folders
+// incomplete applies phase.sh's rule (its lock step) to entries (sorted): folders
 // without REVISION that current does not point at are removed. It returns
 // those and the entries left.
 func incomplete(entries []entry, current string) (removed []string, kept []entry) {

@@ -396,8 +396,9 @@ func smallRoot(t *testing.T, h *testhosts.Host) func(kib int64) {
 
 // crashLeftovers removes what a host that went down mid-step (its sshd
 // and every session killed) leaves in /tmp, after checking that it is
-// only that: the git server's host key file of a fetch (gitScript) and
-// sshd's forwarded agent folder. A real host's reboot clears them.
+// only that: the git server's host key file of a fetch (gitScript), the
+// prepare command's folder for its input (phaseScript: a fifo and flags)
+// and sshd's forwarded agent folder. A real host's reboot clears them.
 func (f *faults) crashLeftovers(t *testing.T, h *testhosts.Host) {
 	t.Helper()
 	uid := uidOf(t, h)
@@ -408,7 +409,7 @@ func (f *faults) crashLeftovers(t *testing.T, h *testhosts.Host) {
 		if err != nil || fi.Sys().(*syscall.Stat_t).Uid != uid || strings.Contains(f.outside[h.Name], "/tmp/"+e.Name()) {
 			continue
 		}
-		if !strings.HasPrefix(e.Name(), "pushdeploy-known_hosts.") && !strings.HasPrefix(e.Name(), "ssh-") {
+		if !strings.HasPrefix(e.Name(), "pushdeploy-known_hosts.") && !strings.HasPrefix(e.Name(), "pushdeploy-phase.") && !strings.HasPrefix(e.Name(), "ssh-") {
 			t.Errorf("%s: unexpected leftover %s", h.Name, p)
 			continue
 		}
@@ -539,7 +540,9 @@ func TestEndToEndFaults(t *testing.T) {
 		var pip int
 		waitFor(t, "pip on host 2", p, func() bool {
 			for pid, cmd := range procsOf(uid) {
-				if strings.Contains(cmd, "-m pip install") {
+				// pip itself: the host's prepare command carries
+				// pip.sh's text (lines of it) among its parameters.
+				if strings.Contains(cmd, "-m pip install") && !strings.Contains(cmd, "\n") {
 					pip = pid
 					return true
 				}

@@ -116,6 +116,9 @@ exec 4<>"$tmp/ctl" 3<&0 </dev/null
 reader=$!
 exec 3<&-
 trap 'rm -rf "$tmp"; kill "$reader" 2>/dev/null' EXIT
+# A mark written once the deployer has gone ends the script as a PIPE
+# would, but through the EXIT trap: nothing is left in /tmp.
+trap 'exit 141' PIPE
 
 # hold keeps the deployment lock (when taken) until the deployer is done:
 # every way out of the script after the prepare step goes through it.
