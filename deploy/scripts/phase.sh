@@ -12,18 +12,20 @@
 #            the mirror has a lock of its own), when $11 is fetch.
 # Then it marks "wait" and waits for a line from the deployer, which sends
 # them in the order DEPLOY_PARALLEL gives:
-#   lock     takes the deployment lock (lock.sh's rules) and tidies what an
-#            interrupted deploy left (prepare.sh's rules), then waits again;
+#   lock     takes the deployment lock (lock.sh's rules) and removes what
+#            an interrupted deploy left (half releases, temporary links),
+#            then waits again;
 #   build    takes the lock unless held, then checkout (unpack.sh; in push
 #            mode it marks "upload" and waits for a line while the
 #            deployer streams the files with a command of its own), venv,
 #            pip, shared and before-switch, and marks "built".
 # Every step of the build holds the active file shared, as every command of
-# a deployment does (Command.Hold), and runs under coreutils timeout.
-# Whatever happened, it then holds the deployment lock until its stdin
-# closes (the deployer is done, or its connection died). The end of its
-# stdin, or a line "stop", before a step stops it there: nothing more is
-# built, and the deployer removes what was.
+# a deployment does (Command.Hold), and runs under coreutils timeout. The
+# lock is held by the reader of its stdin, until the stdin closes (the
+# deployer is done, or its connection died), even while a step runs on.
+# Whatever happened, the script waits for that end ("held"). The end of
+# its stdin, or a line "stop", before a step stops it there: nothing more
+# is built, and the deployer removes what was.
 #
 # Its stdin: the nonce; git.sh's input (the password line, then a line with
 # the number of host-key lines, then those lines); then the deployer's
