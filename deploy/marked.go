@@ -126,8 +126,15 @@ func (m *markedRun) ended() error {
 // a step (prepare's "root").
 func (m *markedRun) follow(ctx context.Context, onMark func(markEvent) error, until ...string) (markEvent, error) {
 	for {
-		ev, ok, err := m.next(ctx)
+		// Between steps the script has nothing to wait for: a host that
+		// says nothing for longer than a step may take is gone.
+		wctx, cancel := context.WithTimeout(ctx, m.r.d.StepTimeout+markGrace)
+		ev, ok, err := m.next(wctx)
+		cancel()
 		switch {
+		case err != nil && ctx.Err() == nil:
+			m.cancel()
+			return ev, m.failed(m.last, fmt.Errorf("the host said nothing for %s", m.r.d.StepTimeout+markGrace))
 		case err != nil:
 			return ev, m.failed(m.last, err)
 		case !ok:
