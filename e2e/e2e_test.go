@@ -752,9 +752,11 @@ func TestEndToEndHostileInput(t *testing.T) {
 }
 
 // TestEndToEndBranchMovesDuringRollout pushes a new commit while the first
-// host runs its before-switch hook: the second host, preparing after it,
-// fetches a branch that has moved on, and still gets the commit resolved at
-// the start.
+// host runs its before-switch hook. The second host fetched at the start,
+// with every host (docs/deploy.md, "The phases"), and nothing else: its
+// mirror has the commit, it has no release and no hook ran there. It is
+// then built after the branch has moved on, and still gets the commit
+// resolved at the start.
 func TestEndToEndBranchMovesDuringRollout(t *testing.T) {
 	e := newE2E(t, 2)
 	goOn := filepath.Join(e.env.Dir, "go-on")
@@ -774,8 +776,14 @@ func TestEndToEndBranchMovesDuringRollout(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if _, err := os.Stat(second.Path("app/.repo")); err == nil {
-		t.Fatal("host 2 fetched before host 1 was prepared (DEPLOY_PARALLEL is 1)")
+	if got := e.onHost(second, "git", "-C", "app/.repo", "rev-parse", shaA+"^{commit}"); got != shaA {
+		t.Errorf("host 2's mirror lacks the commit while host 1 builds: %q", got)
+	}
+	if rels := releases(t, second); len(rels) != 0 || current(second) != "" {
+		t.Errorf("host 2 was changed before its turn (DEPLOY_PARALLEL is 1): releases %v, current %q", rels, current(second))
+	}
+	if _, err := os.Stat(second.Path("preparing")); err == nil {
+		t.Error("host 2's hook ran before its turn")
 	}
 	shaB := e.commit("1.0", map[string]string{"NEWS": "moved on\n"})
 	if err := os.WriteFile(goOn, nil, 0o644); err != nil {
@@ -785,8 +793,8 @@ func TestEndToEndBranchMovesDuringRollout(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("deploy: exit %d\n%s", r.code, r.stderr)
 	}
-	if tip := e.onHost(second, "git", "-C", "app/.repo", "rev-parse", "refs/heads/release"); tip != shaB {
-		t.Fatalf("the branch did not move before host 2 fetched (its mirror's tip %s, want %s)", tip, shaB)
+	if shaB == shaA {
+		t.Fatal("the branch did not move")
 	}
 	for _, h := range e.env.Hosts {
 		if rev := e.onHost(h, "cat", "app/current/REVISION"); rev != shaA {
