@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -95,6 +96,9 @@ type Deployment struct {
 	mu       sync.Mutex
 	stopping bool
 	stopped  chan struct{} // closed by Stop; made by stopC
+	// fence, when set (Fence), ends when the deployment's claim on its
+	// app is lost: no host is switched or restarted after that.
+	fence context.Context
 	// emitMu keeps events in order: held from a change until its events
 	// are delivered. Taken before mu.
 	emitMu   sync.Mutex

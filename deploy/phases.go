@@ -70,12 +70,18 @@ func (d *Deployer) rollout(ctx context.Context, log *slog.Logger, dep *Deploymen
 	first := 0 // index in runs of the batch's first host
 	for _, batch := range batches {
 		for _, r := range batch {
+			if err := fence(ctx, d, dep, runs); err != nil {
+				return err
+			}
 			if err := r.switchHost(ctx); err != nil {
 				d.undo(ctx, runs)
 				return err
 			}
 		}
 		if rolling {
+			if err := fence(ctx, d, dep, runs); err != nil {
+				return err
+			}
 			if err := activateBatch(ctx, batch); err != nil {
 				return failed(first, batch, err)
 			}
@@ -86,6 +92,9 @@ func (d *Deployer) rollout(ctx context.Context, log *slog.Logger, dep *Deploymen
 	if !rolling {
 		first = 0
 		for _, batch := range batches {
+			if err := fence(ctx, d, dep, runs); err != nil {
+				return err
+			}
 			if err := activateBatch(ctx, batch); err != nil {
 				return failed(first, batch, err)
 			}
@@ -96,6 +105,25 @@ func (d *Deployer) rollout(ctx context.Context, log *slog.Logger, dep *Deploymen
 		r.dep.update(func() { r.res.Status = StatusSucceeded })
 	}
 	return nil
+}
+
+// fence stops the rollout once dep's claim on its app is lost (see
+// Deployment.Fence): another deployer may be deploying the app, so no host
+// is switched or restarted from then on, not even back; only the releases
+// prepared on hosts not switched yet are removed.
+func fence(ctx context.Context, d *Deployer, dep *Deployment, runs []*hostRun) error {
+	err := dep.fenced()
+	if err == nil {
+		return nil
+	}
+	var unswitched []*hostRun
+	for _, r := range runs {
+		if !r.switched {
+			unswitched = append(unswitched, r)
+		}
+	}
+	d.undo(ctx, unswitched)
+	return fmt.Errorf("stopped before the next switch or restart: %w", err)
 }
 
 func checkStop(ctx context.Context, dep *Deployment, where string) error {

@@ -358,6 +358,9 @@ func (d *Deployer) moveAll(ctx context.Context, dep *Deployment, hs []*rollbackH
 		if dep.stopRequested() {
 			return fmt.Errorf("before host %s: %w", batch[0].res.Host, ErrStopped)
 		}
+		if err := dep.fenced(); err != nil {
+			return fmt.Errorf("rollback stopped before host %s: %w", batch[0].res.Host, err) // see Deployment.Fence
+		}
 		errs := make([]error, len(batch))
 		forEachHost(batch, len(batch), func(i int, h *rollbackHost) { errs[i] = h.move(ctx) })
 		i := slices.IndexFunc(errs, func(err error) bool { return err != nil })

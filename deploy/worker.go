@@ -42,6 +42,19 @@ type Worker struct {
 	// point after Run's context ends before its remote command is
 	// stopped (default 2m).
 	Grace time.Duration
+	// Backlog, when set, is the durable queue the worker shares with the
+	// deployers of its database: Submit commits each request there before
+	// it answers, and Run claims the app's deployments from it, one at a
+	// time across all deployers (see worker_backlog.go). Nil: the queue is
+	// in memory.
+	Backlog Backlog
+	// Record, with a Backlog, marks interrupted the deployments whose
+	// deployer stopped before they finished; nil: the Deployer's
+	// Observer records them.
+	Record Interrupter
+	// PollEvery, with a Backlog, is how often Run looks for deployments
+	// other deployers queued and for claims that expired (default 1s).
+	PollEvery time.Duration
 
 	mu         sync.Mutex
 	queue      []*Deployment // waiting, oldest first
@@ -151,6 +164,9 @@ func (w *Worker) Submit(ctx context.Context, req Request) (Ticket, error) {
 			return Ticket{}, err
 		}
 		req = adm.Request
+	}
+	if w.Backlog != nil {
+		return w.submitDurable(ctx, req, adm, hosts, key)
 	}
 
 	w.mu.Lock()
@@ -338,6 +354,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.init()
 	w.looping = true
 	w.mu.Unlock()
+	if w.Backlog != nil {
+		return w.runBacklog(ctx)
+	}
 	defer func() {
 		w.mu.Lock()
 		w.looping = false
@@ -365,17 +384,25 @@ func (w *Worker) Run(ctx context.Context) error {
 				continue
 			}
 		}
-		w.runOne(ctx, dep)
-		w.mu.Lock()
-		w.running = nil
-		w.applyPendingLocked()
-		w.trim()
-		w.mu.Unlock()
+		w.runOne(ctx, dep, nil)
+		w.ran()
 	}
 	return nil
 }
 
-func (w *Worker) runOne(ctx context.Context, dep *Deployment) {
+// ran ends the running deployment's turn: a Reconfigure waiting for it
+// takes effect.
+func (w *Worker) ran() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.running = nil
+	w.applyPendingLocked()
+	w.trim()
+}
+
+// runOne runs dep. The end of ctx, or of held when not nil (the claim on
+// dep is lost), stops it at its next safe point, and for good after Grace.
+func (w *Worker) runOne(ctx context.Context, dep *Deployment, held context.Context) {
 	hosts, err := w.runningHosts(dep.Request.Hosts)
 	if err != nil {
 		_ = w.Deployer.finish(w.logger(), dep, err)
@@ -385,16 +412,23 @@ func (w *Worker) runOne(ctx context.Context, dep *Deployment) {
 	// stop gently first, and only after Grace for good.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	stop := context.AfterFunc(ctx, func() {
-		dep.Stop()
-		grace := w.Grace
-		if grace <= 0 {
-			grace = 2 * time.Minute
-		}
-		t := time.AfterFunc(grace, cancel)
-		context.AfterFunc(runCtx, func() { t.Stop() })
-	})
+	var once sync.Once
+	stopping := func() {
+		once.Do(func() {
+			dep.Stop()
+			grace := w.Grace
+			if grace <= 0 {
+				grace = 2 * time.Minute
+			}
+			t := time.AfterFunc(grace, cancel)
+			context.AfterFunc(runCtx, func() { t.Stop() })
+		})
+	}
+	stop := context.AfterFunc(ctx, stopping)
 	defer stop()
+	if held != nil {
+		defer context.AfterFunc(held, stopping)()
+	}
 	// The outcome is recorded in dep and logged.
 	if dep.Action == ActionRollback {
 		_ = w.Deployer.Rollback(runCtx, dep, hosts)

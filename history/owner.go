@@ -114,28 +114,62 @@ func (r *records) markInterrupted(ctx context.Context) (int, error) {
 			if r.opts.Alive(u.owner) {
 				continue
 			}
-			res, err := tx.ExecContext(ctx, r.q(`UPDATE deployments SET status = 'interrupted', finished = ?, error = ?
-				WHERE id = ? AND finished IS NULL AND status IN ('queued', 'running')`), now, interruptedError(u.owner), u.id)
+			changed, err := r.interruptTx(ctx, tx, u.id, now, interruptedError(u.owner))
 			if err != nil {
 				return err
 			}
-			if changed, err := res.RowsAffected(); err != nil || changed == 0 {
-				continue
-			}
-			n++
-			if _, err := tx.ExecContext(ctx, r.q(`UPDATE deployment_hosts SET status = CASE status
-				WHEN 'running' THEN 'interrupted' WHEN 'queued' THEN 'skipped' ELSE status END
-				WHERE deployment_id = ?`), u.id); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, r.q(`UPDATE steps SET status = 'interrupted'
-				WHERE deployment_id = ? AND status = 'running'`), u.id); err != nil {
-				return err
+			if changed {
+				n++
 			}
 		}
 		return nil
 	})
 	return n, err
+}
+
+// interruptTx marks deployment id interrupted, finished at now with
+// reason as its error, when it is queued or running; so are its running
+// hosts and steps (queued hosts become skipped). changed is false when
+// the deployment is not unfinished (finished, or not there).
+func (r *records) interruptTx(ctx context.Context, tx *sql.Tx, id, now, reason string) (changed bool, err error) {
+	res, err := tx.ExecContext(ctx, r.q(`UPDATE deployments SET status = 'interrupted', finished = ?, error = ?
+		WHERE id = ? AND finished IS NULL AND status IN ('queued', 'running')`), now, reason, id)
+	if err != nil {
+		return false, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return false, err
+	}
+	if _, err := tx.ExecContext(ctx, r.q(`UPDATE deployment_hosts SET status = CASE status
+		WHEN 'running' THEN 'interrupted' WHEN 'queued' THEN 'skipped' ELSE status END
+		WHERE deployment_id = ?`), id); err != nil {
+		return false, err
+	}
+	if _, err := tx.ExecContext(ctx, r.q(`UPDATE steps SET status = 'interrupted'
+		WHERE deployment_id = ? AND status = 'running'`), id); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// Interrupt records deployment id as interrupted with reason as its error
+// (a deployer expired the claim of another that died: several deployers
+// on one database), when it is queued or running; a finished one is left
+// as it is. found is false when the record has no deployment id.
+func (r *records) Interrupt(ctx context.Context, id, reason string) (found bool, err error) {
+	err = r.tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, r.q(`SELECT COUNT(*) FROM deployments WHERE id = ?`), id).Scan(&n); err != nil {
+			return err
+		}
+		found = n > 0
+		_, err := r.interruptTx(ctx, tx, id, fmtTime(r.opts.Now()), reason)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("interrupt deployment %s: %w", id, err)
+	}
+	return found, nil
 }
 
 type ownedRow struct {

@@ -24,7 +24,8 @@ type Store interface {
 	// Save writes a snapshot of dep, owned by o: the deployment's row,
 	// and its hosts and steps as the snapshot has them (replacing what
 	// was there). A deployment without an App is recorded under
-	// deploy.DefaultApp.
+	// deploy.DefaultApp. A queued snapshot of a deployment that the
+	// record has as started (another deployer runs it) changes nothing.
 	Save(ctx context.Context, dep *deploy.Deployment, o Owner) error
 	// SaveHost records a host's status in a deployment; idx is its place
 	// in the deployment's host list.
@@ -32,6 +33,13 @@ type Store interface {
 	// SaveStep records step number idx of host in a deployment, as it
 	// starts or ends.
 	SaveStep(ctx context.Context, id, host string, idx int, st deploy.StepResult) error
+
+	// Interrupt records deployment id as interrupted, with reason as its
+	// error, when it is queued or running (with its running hosts and
+	// steps); a finished one is left as it is. found is false when there
+	// is no deployment id. Another deployer calls it for one that died
+	// (deploy.Interrupter).
+	Interrupt(ctx context.Context, id, reason string) (found bool, err error)
 
 	// Deployments returns the deployments f selects, newest first,
 	// without their hosts.

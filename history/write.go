@@ -14,7 +14,8 @@ import (
 // hosts and steps as the snapshot has them (replacing what was there).
 func (r *records) Save(ctx context.Context, dep *deploy.Deployment, o Owner) error {
 	err := r.tx(ctx, func(tx *sql.Tx) error {
-		if err := r.upsertDeployment(ctx, tx, dep, o); err != nil {
+		written, err := r.upsertDeployment(ctx, tx, dep, o)
+		if err != nil || !written {
 			return err
 		}
 		for _, table := range []string{"deployment_hosts", "steps"} {
@@ -41,13 +42,16 @@ func (r *records) Save(ctx context.Context, dep *deploy.Deployment, o Owner) err
 	return nil
 }
 
-func (r *records) upsertDeployment(ctx context.Context, tx *sql.Tx, d *deploy.Deployment, o Owner) error {
+// upsertDeployment writes d's row; written is false when the record has
+// d as started and d is a queued snapshot (the deployer that queued it
+// writes it after the one that runs it did): nothing goes back.
+func (r *records) upsertDeployment(ctx context.Context, tx *sql.Tx, d *deploy.Deployment, o Owner) (written bool, err error) {
 	errText := ""
 	if d.Err != nil {
 		errText = d.Err.Error()
 	}
 	req := d.Request
-	_, err := tx.ExecContext(ctx, r.q(`INSERT INTO deployments (id, app, action, triggered_by, provider, delivery_id, actor, branch,
+	res, err := tx.ExecContext(ctx, r.q(`INSERT INTO deployments (id, app, action, triggered_by, provider, delivery_id, actor, branch,
 			requested_commit, requested_release, requested_hosts, payload_commit, deployed_commit, release_name,
 			status, queued, started, finished, error, owner_pid, owner_host, owner_start, branch_tip, node)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -59,12 +63,17 @@ func (r *records) upsertDeployment(ctx context.Context, tx *sql.Tx, d *deploy.De
 			release_name = excluded.release_name, status = excluded.status, queued = excluded.queued,
 			started = excluded.started, finished = excluded.finished, error = excluded.error,
 			owner_pid = excluded.owner_pid, owner_host = excluded.owner_host, owner_start = excluded.owner_start,
-			branch_tip = excluded.branch_tip, node = excluded.node`),
+			branch_tip = excluded.branch_tip, node = excluded.node
+		WHERE excluded.status <> 'queued' OR deployments.status = 'queued'`),
 		d.ID, appOf(d), string(d.Action), string(req.Trigger), req.Provider, req.DeliveryID, req.Actor, req.Push.Branch,
 		req.Push.Commit, req.Release, strings.Join(req.Hosts, ","), req.PayloadCommit, d.Release.Commit, d.ReleaseName,
 		string(d.Status), fmtTime(d.Queued), nullTime(d.Started), nullTime(d.Finished), errText,
 		o.PID, o.Host, o.Start, d.BranchTip, d.Node)
-	return err
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
 }
 
 // appOf is the app a deployment is recorded under: a deployment made

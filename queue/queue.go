@@ -119,7 +119,8 @@ var (
 	ErrEmpty = errors.New("queue: no deployment waiting")
 	// ErrLost means the claim is no longer this holder's: its lease ended
 	// and another deployer may have taken the app over. Stop the work.
-	ErrLost = errors.New("queue: the claim was lost (its lease ended)")
+	// It is deploy.ErrClaimLost.
+	ErrLost = deploy.ErrClaimLost
 	// ErrQueueFull is deploy.ErrQueueFull: too many deployments of the
 	// app wait.
 	ErrQueueFull = deploy.ErrQueueFull

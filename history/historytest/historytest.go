@@ -38,6 +38,8 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"Prune", testPrune},
 		{"Check", testCheck},
 		{"Interrupted", testInterrupted},
+		{"Interrupt", testInterrupt},
+		{"QueuedNeverGoesBack", testQueuedNeverGoesBack},
 		{"OpenAtOnce", testOpenAtOnce},
 		{"RecorderWritesTheWholeDeployment", testRecorderWritesTheWholeDeployment},
 		{"RecorderMidway", testRecorderMidway},

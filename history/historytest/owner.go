@@ -119,3 +119,82 @@ func testOpenAtOnce(t *testing.T, s suite) {
 		}
 	}
 }
+
+// testInterrupt: a deployer marks one deployment interrupted whose
+// deployer died (its claim expired): an unfinished one becomes
+// interrupted with the reason, its running hosts and steps too; a
+// finished one is left alone; one the record does not have is not found.
+func testInterrupt(t *testing.T, s suite) {
+	ctx := context.Background()
+	st := s.store(t, history.Options{})
+	running := &deploy.Deployment{ID: "running", App: "web", Action: "deploy", Status: deploy.StatusRunning, Queued: T0, Started: T0,
+		Hosts: []*deploy.HostResult{
+			{Host: deploy.Host{Name: "web1"}, Status: deploy.StatusRunning, Steps: []deploy.StepResult{
+				{Name: "venv", Status: deploy.StatusRunning, Started: T0},
+			}},
+			{Host: deploy.Host{Name: "web2"}, Status: deploy.StatusQueued},
+		}}
+	done := &deploy.Deployment{ID: "done", App: "web", Action: "deploy", Status: deploy.StatusSucceeded, Queued: T0, Started: T0, Finished: T0.Add(time.Minute)}
+	save(t, st, running, done)
+	const reason = "interrupted: its deployer node-b stopped renewing its claim"
+	for _, tc := range []struct {
+		id        string
+		wantFound bool
+		want      deploy.Status
+	}{
+		{"running", true, deploy.StatusInterrupted},
+		{"done", true, deploy.StatusSucceeded},
+		{"unknown", false, ""},
+	} {
+		found, err := st.Interrupt(ctx, tc.id, reason)
+		if err != nil || found != tc.wantFound {
+			t.Fatalf("Interrupt(%s) = %v, %v; want found %v", tc.id, found, err, tc.wantFound)
+		}
+		if !found {
+			continue
+		}
+		got, _, err := st.Deployment(ctx, tc.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != tc.want {
+			t.Errorf("%s: status %q after Interrupt, want %q", tc.id, got.Status, tc.want)
+		}
+		if tc.want != deploy.StatusInterrupted {
+			continue
+		}
+		if got.Err == nil || got.Err.Error() != reason || got.Finished.IsZero() {
+			t.Errorf("%s: error %v, finished %v; want the reason and a finish time", tc.id, got.Err, got.Finished)
+		}
+		if h := got.Hosts; h[0].Status != deploy.StatusInterrupted || h[1].Status != deploy.StatusSkipped || h[0].Steps[0].Status != deploy.StatusInterrupted {
+			t.Errorf("%s: hosts %+v %+v, steps %+v", tc.id, h[0], h[1], h[0].Steps)
+		}
+	}
+}
+
+// testQueuedNeverGoesBack: the deployer that queued a deployment may write
+// its queued snapshot after the deployer that runs it wrote it running
+// (several deployers on one database): the record keeps the running one,
+// hosts and all. A queued snapshot still updates a queued row.
+func testQueuedNeverGoesBack(t *testing.T, s suite) {
+	ctx := context.Background()
+	st := s.store(t, history.Options{})
+	queued := &deploy.Deployment{ID: "d1", App: "web", Action: "deploy", Status: deploy.StatusQueued, Queued: T0,
+		Request: deploy.Request{PayloadCommit: Commit('a')}}
+	save(t, st, queued)
+	queued.Request.PayloadCommit = Commit('b')
+	save(t, st, queued)
+	if got, _, _ := st.Deployment(ctx, "d1"); got == nil || got.Request.PayloadCommit != Commit('b') {
+		t.Fatalf("a queued row takes a newer queued snapshot: got %+v", got)
+	}
+	running := &deploy.Deployment{ID: "d1", App: "web", Action: "deploy", Status: deploy.StatusRunning, Queued: T0, Started: T0,
+		Hosts: []*deploy.HostResult{{Host: deploy.Host{Name: "web1"}, Status: deploy.StatusRunning}}}
+	save(t, st, running, queued)
+	got, _, err := st.Deployment(ctx, "d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != deploy.StatusRunning || len(got.Hosts) != 1 {
+		t.Errorf("after a late queued snapshot: status %q, %d hosts; want running with its host", got.Status, len(got.Hosts))
+	}
+}
