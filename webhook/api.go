@@ -116,8 +116,9 @@ func (s *Server) apiDeploy(c echo.Context, app App) error {
 func fromError(from string, err error) error {
 	var ce *deploy.CommitError
 	var re *deploy.RequestError
+	var ue *deploy.UnavailableError
 	if from == "" || errors.As(err, &ce) || errors.As(err, &re) || errors.Is(err, deploy.ErrQueueFull) ||
-		errors.Is(err, deploy.ErrClosed) || errors.Is(err, context.Canceled) {
+		errors.Is(err, deploy.ErrClosed) || errors.Is(err, context.Canceled) || errors.As(err, &ue) {
 		return submitError(err)
 	}
 	return fail(http.StatusConflict, "%v", err)

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -124,7 +125,8 @@ func (s *Server) webhook(c echo.Context, app App) error {
 	}
 	if err != nil {
 		log.Error("webhook not queued", "decision", "rejected", "reason", "not queued", "error", err)
-		if errors.Is(err, deploy.ErrQueueFull) || errors.Is(err, deploy.ErrClosed) || errors.Is(err, context.Canceled) {
+		var ue *deploy.UnavailableError
+		if errors.Is(err, deploy.ErrQueueFull) || errors.Is(err, deploy.ErrClosed) || errors.Is(err, context.Canceled) || errors.As(err, &ue) {
 			outcome = outcomeUnavailable
 		}
 		return submitError(err)
@@ -217,12 +219,21 @@ func (s *Server) apiRefused(c echo.Context, app App, ticket deploy.Ticket, err e
 		answer: answer{Status: "refused", Deployment: refused.ID, Commit: ticket.Commit, Reason: refused.Reason}, Error: refused.Error()})
 }
 
+// unavailableRetry is the Retry-After (seconds) of a request answered 503
+// because the deployment queue's database cannot be reached.
+const unavailableRetry = "10"
+
 // submitError turns the worker's refusals into answers.
 func submitError(err error) error {
 	var ce *deploy.CommitError
 	var re *deploy.RequestError
 	var rf *deploy.RefusedError
+	var ue *deploy.UnavailableError
 	switch {
+	case errors.As(err, &ue):
+		// Nothing was stored: the forge (or the caller) tries again.
+		return &httpError{status: http.StatusServiceUnavailable, retryAfter: unavailableRetry,
+			msg: fmt.Sprintf("%v; nothing was queued, retry after %s s", ue, unavailableRetry)}
 	case errors.As(err, &rf):
 		return fail(http.StatusConflict, "%v", rf)
 	case errors.As(err, &ce):

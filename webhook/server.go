@@ -211,6 +211,8 @@ func (s *Server) Close(ctx context.Context) error {
 type httpError struct {
 	status int
 	msg    string
+	// retryAfter, when set, is the answer's Retry-After (seconds).
+	retryAfter string
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -230,6 +232,9 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	switch {
 	case errors.As(err, &he):
 		status, msg = he.status, he.msg
+		if he.retryAfter != "" {
+			c.Response().Header().Set("Retry-After", he.retryAfter)
+		}
 	case errors.As(err, &ee):
 		status, msg = ee.Code, fmt.Sprint(ee.Message)
 	default:

@@ -69,6 +69,12 @@ type registry struct {
 	// polls runs each app's poller beside its worker (poll.go); nil:
 	// none.
 	polls *polling
+	// backlog, when set, is the deployment queue every worker keeps its
+	// deployments in (serve: SQLite, or PostgreSQL shared with other
+	// deployers); record marks interrupted the deployments of deployers
+	// that died. nil: each worker's queue is in memory (tests).
+	backlog deploy.Backlog
+	record  deploy.Interrupter
 	// insecure is DEPLOY_WEBHOOK_INSECURE: then an app needs no secret.
 	insecure bool
 	grace    time.Duration
@@ -148,6 +154,8 @@ func (r *registry) newRun(app *config.App) (*appRun, error) {
 		Hosts:       app.Hosts,
 		Logger:      log,
 		Grace:       r.grace,
+		Backlog:     r.backlog,
+		Record:      r.record,
 	}
 	run := &appRun{cfg: app, worker: w, closers: []func(){parts.close}, unwatch: func() {}, done: make(chan struct{})}
 	if r.watch != nil {

@@ -91,6 +91,13 @@ func runServe(ctx context.Context, c *common, grace *time.Duration, stdout, stde
 		return err
 	}
 	defer closeTurns()
+	// The queue, like the history, outlives the workers: what they
+	// accepted and did not run waits there for the next start.
+	backlog, err := openQueue(ctx, cfg, nodeName(cfg))
+	if err != nil {
+		return err
+	}
+	defer backlog.Q.Close()
 
 	// Everything that follows deployments as they happen hears their
 	// events through one list: the history, the live status page, the
@@ -121,6 +128,8 @@ func runServe(ctx context.Context, c *common, grace *time.Duration, stdout, stde
 			return seedHostMetrics(ctx, metered, w, log)
 		},
 		polls:    newPolling(hist.store, turns),
+		backlog:  backlog,
+		record:   hist.store,
 		insecure: cfg.WebhookInsecure,
 		grace:    *grace,
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/pushdeploy/pushdeploy/history"
 	"github.com/pushdeploy/pushdeploy/metrics"
 	"github.com/pushdeploy/pushdeploy/notify"
+	"github.com/pushdeploy/pushdeploy/queue"
 	"github.com/pushdeploy/pushdeploy/webhook"
 )
 
@@ -445,4 +446,35 @@ func (d hostDialer) Dial(ctx context.Context, h deploy.Host) (deploy.Conn, error
 		return d.local.Dial(ctx, h)
 	}
 	return d.ssh.Dial(ctx, h)
+}
+
+// queueLease is how long serve's (and the command line's) claim on a
+// deployment lasts without a renewal: the bound within which another
+// deployer takes over the app's queue from one that died
+// (docs/high-availability.md). It is renewed every third of that.
+const queueLease = 30 * time.Second
+
+// queueFile is the SQLite database of the queue in DEPLOY_DATA_DIR, for
+// serve without DEPLOY_DATABASE_URL.
+const queueFile = "queue.db"
+
+// openQueue opens the deployment queue: in PostgreSQL with
+// DEPLOY_DATABASE_URL (shared by every deployer of that database), else
+// in SQLite in DEPLOY_DATA_DIR (one deployer; what it answered survives
+// its restart). Claims are made as owner.
+func openQueue(ctx context.Context, cfg *config.Config, owner string) (*queue.Backlog, error) {
+	opts := queue.Options{Owner: owner, Lease: queueLease}
+	if cfg.DatabaseURL != "" {
+		q, err := queue.OpenPostgres(ctx, cfg.DatabaseURL, opts)
+		if err != nil {
+			return nil, fmt.Errorf("DEPLOY_DATABASE_URL: %w", err)
+		}
+		return &queue.Backlog{Q: q, Database: history.RedactURL(cfg.DatabaseURL)}, nil
+	}
+	path := filepath.Join(cfg.DataDir, queueFile)
+	q, err := queue.OpenSQLite(ctx, path, opts)
+	if err != nil {
+		return nil, fmt.Errorf("DEPLOY_DATA_DIR: %w", err)
+	}
+	return &queue.Backlog{Q: q, Database: path}, nil
 }
