@@ -19,12 +19,13 @@ type deployFlags struct {
 	commit string
 	from   string
 	dryRun bool
+	noWait bool
 }
 
 func newDeployCommand(c *common) *cobra.Command {
 	var f deployFlags
 	cmd := &cobra.Command{
-		Use:   "deploy [--app NAME] [--commit SHA | --from APP] [--hosts H,H] [--dry-run]",
+		Use:   "deploy [--app NAME] [--commit SHA | --from APP] [--hosts H,H] [--dry-run] [--no-wait]",
 		Short: "deploy the branch tip (or a commit on the branch) now",
 		Long: `Deploy the tip of the release branch (or --commit, a commit on it) to every
 host, or to --hosts, in hosts-file order: log in everywhere, prepare each
@@ -34,7 +35,13 @@ restart. A failure while preparing changes nothing that serves traffic.
 With DEPLOY_APPS_DIR, --app names the app; --from deploys exactly the
 commit another app's hosts run now (it must be on this app's branch). An
 app with DEPLOY_PROMOTE_FROM deploys only commits its source app deployed
-to every one of its hosts: any other is refused, and recorded so.`,
+to every one of its hosts: any other is refused, and recorded so.
+
+With DEPLOY_DATABASE_URL the deploy takes its turn in the queue the
+deployers (serve) share: it waits for the deployment of the app that runs
+and those asked for before it, saying who holds the app; --no-wait
+starts at once or is refused (exit 1), naming the deployment that runs or
+waits and its deployer.`,
 		Example: `  pushdeploy deploy
   pushdeploy deploy --commit 1a2b3c4
   pushdeploy deploy --hosts web2,web3
@@ -52,6 +59,7 @@ to every one of its hosts: any other is refused, and recorded so.`,
 	c.addAppFlag(cmd)
 	c.addHostsFlag(cmd, "deploy only to")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "change nothing: log in, run the preflight checks and print what the deploy would do (exit 1 when it would fail)")
+	addNoWaitFlag(cmd, &f.noWait)
 	return cmd
 }
 
@@ -96,7 +104,12 @@ func runDeploy(ctx context.Context, c *common, f deployFlags, stdout io.Writer) 
 		}
 		dep := deploy.NewDeployment(req, time.Now())
 		dep.App = cfg.Name
-		err := d.Run(ctx, dep, hosts)
+		done, err := takeTurn(ctx, cfg.Config, s.log, c.stderr, dep, f.noWait)
+		if err != nil {
+			return err
+		}
+		err = d.Run(ctx, dep, hosts)
+		done()
 		printDeployment(stdout, dep, c.json)
 		if err != nil {
 			return fmt.Errorf("deploy failed: %w", err)

@@ -16,16 +16,19 @@ import (
 type rollbackFlags struct {
 	to     string
 	dryRun bool
+	noWait bool
 }
 
 func newRollbackCommand(c *common) *cobra.Command {
 	var f rollbackFlags
 	cmd := &cobra.Command{
-		Use:   "rollback [--to RELEASE] [--dry-run]",
+		Use:   "rollback [--to RELEASE] [--dry-run] [--no-wait]",
 		Short: "point current back on every host (default: the release before current)",
 		Long: `Point current back to the release before it on every host (or to --to, a
 folder name under releases/), restart, and record it in revisions.log.
-Every host is checked first: a host that lacks the target changes nothing.`,
+Every host is checked first: a host that lacks the target changes nothing.
+With DEPLOY_DATABASE_URL it takes its turn in the deployers' queue, as
+deploy does (--no-wait: at once or refused).`,
 		Example: `  pushdeploy rollback
   pushdeploy rollback --to 20261125183400-1a2b3c4
   pushdeploy rollback --dry-run
@@ -40,6 +43,7 @@ Every host is checked first: a host that lacks the target changes nothing.`,
 	fl.BoolVar(&f.dryRun, "dry-run", false, "log in, check the target on every host and print the plan; change nothing (not even the lock file)")
 	c.addAppFlag(cmd)
 	c.addHostsFlag(cmd, "roll back only")
+	addNoWaitFlag(cmd, &f.noWait)
 	return cmd
 }
 
@@ -70,6 +74,11 @@ func runRollback(ctx context.Context, c *common, f rollbackFlags, stdout io.Writ
 	dep := deploy.NewDeployment(deploy.Request{Action: deploy.ActionRollback, Trigger: deploy.TriggerCLI, Actor: osUser(), Release: *to}, time.Now())
 	dep.App = s.cfg.Name
 	err = s.record(ctx, c, func(ctx context.Context, _ hostsDeployed) error {
+		done, err := takeTurn(ctx, s.cfg.Config, s.log, c.stderr, dep, f.noWait)
+		if err != nil {
+			return err
+		}
+		defer done()
 		return d.Rollback(ctx, dep, hosts) // never gated by promotion
 	})
 	printRollback(stdout, dep, c.json)
