@@ -98,6 +98,13 @@ func runServe(ctx context.Context, c *common, grace *time.Duration, stdout, stde
 		return err
 	}
 	defer backlog.Q.Close()
+	pruneCtx, stopPruning := context.WithCancel(ctx)
+	pruned := make(chan struct{})
+	go func() {
+		defer close(pruned)
+		pruneQueue(pruneCtx, backlog.Q, log)
+	}()
+	defer func() { stopPruning(); <-pruned }()
 
 	// Everything that follows deployments as they happen hears their
 	// events through one list: the history, the live status page, the

@@ -478,3 +478,21 @@ func openQueue(ctx context.Context, cfg *config.Config, owner string) (*queue.Ba
 	}
 	return &queue.Backlog{Q: q, Database: path}, nil
 }
+
+// pruneQueue removes, every hour until ctx ends, the queue's finished jobs
+// and the delivery ids older than a day: the history keeps the
+// deployments, and a forge redelivers within hours.
+func pruneQueue(ctx context.Context, q *queue.Queue, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := q.Prune(ctx, 24*time.Hour); err != nil && ctx.Err() == nil {
+			log.Warn("deployment queue: prune failed (tried again in an hour)", "error", err)
+		}
+	}
+}
