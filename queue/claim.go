@@ -151,8 +151,23 @@ func (q *Queue) Finish(ctx context.Context, c *Claim, outcome deploy.Status) err
 // at once: that caller records the interruption (history, log). The apps'
 // next jobs can be claimed from then on.
 func (q *Queue) Expire(ctx context.Context) ([]*Job, error) {
+	return q.expire(ctx, `lease_until_ms < NOW_MS`)
+}
+
+// ExpireAll is Expire whatever the leases, for a process that knows no
+// other process uses the queue (serve's SQLite queue in its own data
+// folder, at start): every running job, and every reserved waiting one,
+// is then a process's that died, and waiting out its lease would only hold
+// up the app.
+func (q *Queue) ExpireAll(ctx context.Context) ([]*Job, error) {
+	return q.expire(ctx, `1 = 1`)
+}
+
+// expire marks interrupted the running and reserved jobs that also meet
+// cond (SQL).
+func (q *Queue) expire(ctx context.Context, cond string) ([]*Job, error) {
 	rows, err := q.db.QueryContext(ctx, q.d.sql(`UPDATE queue_jobs SET state = 'interrupted', finished_ms = NOW_MS
-		WHERE (state = 'running' OR (state = 'waiting' AND reserved_by <> '')) AND lease_until_ms < NOW_MS
+		WHERE (state = 'running' OR (state = 'waiting' AND reserved_by <> '')) AND `+cond+`
 		RETURNING `+jobColumns))
 	if err != nil {
 		return nil, fmt.Errorf("expire claims: %w", err)

@@ -55,6 +55,7 @@ var suite = []struct {
 	{"QueueFull", testQueueFull},
 	{"DurableAccept", testDurableAccept},
 	{"ExpireAndFencing", testExpireAndFencing},
+	{"ExpireAll", testExpireAll},
 	{"RenewKeepsTheClaim", testRenewKeepsTheClaim},
 	{"FinishAfterLeaseEndedUnexpired", testFinishAfterLeaseEndedUnexpired},
 	{"Prune", testPrune},
@@ -344,6 +345,27 @@ func testDurableAccept(t *testing.T, b backend) {
 	wantTicket(t, enqueue(t, q2, "web", "job-2", delivery(tip(), "github", "g1", "c1")), tk.ID, queue.Duplicate)
 	if c := claim(t, q2, "web"); c.ID != tk.ID || c.Request.PayloadCommit != "c1" {
 		t.Errorf("after the first deployer closed: claimed %s (payload %q), want %s (c1)", c.ID, c.Request.PayloadCommit, tk.ID)
+	}
+}
+
+// testExpireAll: a deployer alone with its queue, started again after it
+// died, ends its dead claim at once, lease or not; waiting jobs stay.
+func testExpireAll(t *testing.T, b backend) {
+	ctx := context.Background()
+	dead := b.open(t, opts("d1"))
+	enqueue(t, dead, "web", "job-1", pinned("a1"))
+	enqueue(t, dead, "web", "job-2", pinned("a2"))
+	c1 := claim(t, dead, "web")
+	again := b.open(t, opts("d1-again"))
+	expired, err := again.ExpireAll(ctx)
+	if err != nil || len(expired) != 1 || expired[0].ID != "job-1" || expired[0].State != queue.StateInterrupted {
+		t.Fatalf("ExpireAll: %+v, %v; want job-1 interrupted", expired, err)
+	}
+	if c := claim(t, again, "web"); c.ID != "job-2" {
+		t.Errorf("then claimed %s, want job-2", c.ID)
+	}
+	if err := dead.Renew(ctx, c1); !errors.Is(err, queue.ErrLost) {
+		t.Errorf("the dead claim renewed: %v, want ErrLost", err)
 	}
 }
 

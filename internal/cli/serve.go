@@ -98,6 +98,9 @@ func runServe(ctx context.Context, c *common, grace *time.Duration, stdout, stde
 		return err
 	}
 	defer backlog.Q.Close()
+	if err := recoverQueue(ctx, cfg, backlog, hist.store, log); err != nil {
+		return err
+	}
 	pruneCtx, stopPruning := context.WithCancel(ctx)
 	pruned := make(chan struct{})
 	go func() {

@@ -479,6 +479,30 @@ func openQueue(ctx context.Context, cfg *config.Config, owner string) (*queue.Ba
 	return &queue.Backlog{Q: q, Database: path}, nil
 }
 
+// recoverQueue ends, at serve's start, the claims its SQLite queue still
+// has: only this serve uses it, so they are a dead serve's (killed,
+// crashed), and the app's queue goes on at once instead of after a lease.
+// Their deployments are recorded interrupted (the history's start has
+// done so already when they ran on this machine). With a database shared
+// by several deployers, claims end only with their leases.
+func recoverQueue(ctx context.Context, cfg *config.Config, b *queue.Backlog, rec deploy.Interrupter, log *slog.Logger) error {
+	if cfg.DatabaseURL != "" {
+		return nil
+	}
+	jobs, err := b.Q.ExpireAll(ctx)
+	if err != nil {
+		return fmt.Errorf("DEPLOY_DATA_DIR: deployment queue: %w", err)
+	}
+	for _, j := range jobs {
+		reason := fmt.Sprintf("interrupted: the deployer (%s) stopped before the deployment finished", j.Owner)
+		if _, err := rec.Interrupt(ctx, j.ID, reason); err != nil {
+			return fmt.Errorf("DEPLOY_DATA_DIR: %w", err)
+		}
+		log.Warn("deployment interrupted: its deployer stopped before it finished", "deployment", j.ID, "app", j.App, "deployer", j.Owner)
+	}
+	return nil
+}
+
 // pruneQueue removes, every hour until ctx ends, the queue's finished jobs
 // and the delivery ids older than a day: the history keeps the
 // deployments, and a forge redelivers within hours.
