@@ -11,8 +11,17 @@ import (
 // one on the old Deployer and pool; requests from then on are checked
 // against the new pool, and the next deployment runs with the new
 // Deployer. Run with -race: the fields change beside Submit and Health.
+// The same with the queue in a Backlog (serve's SIGHUP).
 func TestWorkerReconfigure(t *testing.T) {
+	t.Run("in memory", func(t *testing.T) { testWorkerReconfigure(t, nil) })
+	t.Run("backlog", func(t *testing.T) { testWorkerReconfigure(t, newFakeBacklog()) })
+}
+
+func testWorkerReconfigure(t *testing.T, b Backlog) {
 	w, g1, _ := newTestWorker()
+	if b != nil {
+		w.Backlog, w.PollEvery = b, 10*time.Millisecond
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- w.Run(ctx) }()
