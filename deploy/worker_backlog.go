@@ -159,7 +159,9 @@ func (w *Worker) runLease(ctx context.Context, lease Lease) {
 	// deployment reaches a safe point.
 	held, stop := lease.Hold(context.WithoutCancel(ctx))
 	dep.Fence(held)
+	unmirror := w.mirrorWhile(ctx)
 	w.runOne(ctx, dep, held)
+	unmirror()
 	stop()
 	if err := dep.fenced(); err != nil {
 		dep.update(func() {
@@ -250,6 +252,30 @@ func (w *Worker) recordInterrupted(ctx context.Context, j BacklogJob, reason str
 	d := w.Deployer
 	w.mu.Unlock()
 	d.observe(dep)
+}
+
+// mirrorWhile mirrors the Backlog every PollEvery, until the returned func
+// is called, while a deployment runs: what other deployers queue for the
+// app meanwhile is listed too.
+func (w *Worker) mirrorWhile(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(w.pollEvery())
+		defer t.Stop()
+		for ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+				w.mirror(ctx)
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // mirror copies the app's waiting deployments from the Backlog into

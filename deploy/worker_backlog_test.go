@@ -314,3 +314,24 @@ func TestBacklogFencing(t *testing.T) {
 		}
 	}
 }
+
+// TestBacklogMirrorsWhileRunning: while the worker runs a deployment, one
+// another deployer queues for the app is listed too.
+func TestBacklogMirrorsWhileRunning(t *testing.T) {
+	b := newFakeBacklog()
+	w, g, _ := newTestWorker()
+	w.Backlog, w.PollEvery = b, 10*time.Millisecond
+	startWorker(t, w)
+	defer close(g.gate)
+	if _, err := w.Submit(context.Background(), tip("d1", "p1")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the deployment to run", func() bool { return g.dials.Load() > 0 })
+	if _, err := b.Enqueue(context.Background(), DefaultApp, "queued-elsewhere", Request{Trigger: TriggerAPI, Push: Push{Branch: "release", Commit: "abcd"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the other deployer's deployment in the list", func() bool {
+		d, ok := w.Get("queued-elsewhere")
+		return ok && d.Status == StatusQueued && w.Health().QueueLength == 1 && w.Health().Running != nil
+	})
+}
