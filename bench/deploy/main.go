@@ -83,6 +83,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pushdeploy/pushdeploy/deploy"
 	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
 
@@ -120,6 +121,13 @@ type options struct {
 	// delays are the one-way delays of the latency mode; nil: no
 	// proxies, the tools talk to the test hosts directly.
 	delays []time.Duration
+	// restartBatch is DEPLOY_RESTART_BATCH for the scale test's
+	// redeploys ("": pushdeploy's default, and no bound checked);
+	// scaleOnly runs the scale test alone, scaleRuns times per
+	// DEPLOY_PARALLEL.
+	restartBatch string
+	scaleOnly    bool
+	scaleRuns    int
 }
 
 // latency says whether the benchmark runs in latency mode (-delay).
@@ -132,6 +140,9 @@ func main() {
 	flag.IntVar(&o.scale, "scale", 50, "hosts for the scale test")
 	parallel := flag.String("parallel", "1,4,16", "DEPLOY_PARALLEL values for the scale test, comma list")
 	flag.BoolVar(&o.skipScale, "skip-scale", false, "skip the scale test")
+	flag.BoolVar(&o.scaleOnly, "scale-only", false, "run the scale test alone (no -hosts sequences), e.g. -scale-only -restart-batch 10% -parallel 1")
+	flag.IntVar(&o.scaleRuns, "scale-runs", 1, "code-only redeploys per DEPLOY_PARALLEL in the scale test; its tables show medians")
+	flag.StringVar(&o.restartBatch, "restart-batch", "", "DEPLOY_RESTART_BATCH (`N or N%`) for the scale test's redeploys; then it also redeploys one host alone before each and checks the bound 2 × (restarts in batches + one host's prepare)")
 	flag.IntVar(&o.port, "port", 8000, "port of the app servers (each host has its own address)")
 	tools := flag.String("tools", toolOriginal+","+toolPushdeploy, "tools to measure, comma list")
 	flag.Func("pd-env", "`KEY=VALUE` set for pushdeploy only (repeatable), e.g. -pd-env DEPLOY_FETCH=push", func(s string) error {
@@ -162,8 +173,16 @@ func main() {
 	if o.hosts, err = intList(*hosts); err == nil {
 		o.parallel, err = intList(*parallel)
 	}
-	if err == nil && (o.runs < 1 || o.scale < 1) {
-		err = errors.New("-runs and -scale must be positive")
+	if err == nil && (o.runs < 1 || o.scale < 1 || o.scaleRuns < 1) {
+		err = errors.New("-runs, -scale and -scale-runs must be positive")
+	}
+	if err == nil && o.restartBatch != "" {
+		if _, perr := deploy.ParseRestartBatch(o.restartBatch); perr != nil {
+			err = fmt.Errorf("-restart-batch: %w", perr)
+		}
+	}
+	if err == nil && o.scaleOnly && (o.skipScale || o.latency()) {
+		err = errors.New("-scale-only goes with neither -skip-scale nor -delay")
 	}
 	for _, t := range strings.Split(*tools, ",") {
 		if t != toolOriginal && t != toolPushdeploy {
@@ -241,6 +260,8 @@ type bench struct {
 	// OpenSSH login's time without a proxy (latency mode).
 	checks      []selfCheck
 	directLogin time.Duration
+	// batch is the scale test's redeploys with -restart-batch.
+	batch []batchRow
 }
 
 func run(ctx context.Context, o options) error {
@@ -293,7 +314,11 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 
-	for r := 1; r <= o.runs; r++ {
+	runs := o.runs
+	if o.scaleOnly {
+		runs = 0
+	}
+	for r := 1; r <= runs; r++ {
 		for _, d := range delays {
 			for _, n := range o.hosts {
 				tools := slices.Clone(o.tools)
@@ -484,6 +509,11 @@ func sameSecond() { time.Sleep(1100 * time.Millisecond) }
 
 // op runs one deploy or rollback with tool and measures it.
 func (b *bench) op(ctx context.Context, tool, action string, env *testhosts.Env, vars map[string]string, extra []string) (sample, error) {
+	return b.opWith(ctx, tool, action, env, vars, extra, nil)
+}
+
+// opWith is op that also hands the tool's stdout to result, when not nil.
+func (b *bench) opWith(ctx context.Context, tool, action string, env *testhosts.Env, vars map[string]string, extra []string, result func(stdout string)) (sample, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.o.opTimeout)
 	defer cancel()
 	name, args := "bash", []string{b.script, action}
@@ -550,6 +580,9 @@ func (b *bench) op(ctx context.Context, tool, action string, env *testhosts.Env,
 		parseScriptLog(stderr.String(), len(env.Hosts), &s)
 	}
 	s.mtimeWindow = currentMtimeWindow(env)
+	if result != nil {
+		result(stdout.String())
+	}
 	return s, nil
 }
 
@@ -828,7 +861,9 @@ func (b *bench) scaleTest(ctx context.Context) ([]scaleRow, error) {
 	if _, err := env.Commit(ctx, env.AppFiles("1.0"), "app with pdtestdep 1.0"); err != nil {
 		return nil, err
 	}
-	pmax := slices.Max(b.o.parallel)
+	// The first deploy builds a venv on every host: as many at once as
+	// helps on this machine, whatever -parallel measures.
+	pmax := max(slices.Max(b.o.parallel), 16)
 	s, err := b.op(ctx, toolPushdeploy, "deploy", env, vars, []string{"DEPLOY_PARALLEL=" + strconv.Itoa(pmax)})
 	if err != nil {
 		return nil, fmt.Errorf("first deploy: %w", err)
@@ -837,8 +872,16 @@ func (b *bench) scaleTest(ctx context.Context) ([]scaleRow, error) {
 		return nil, fmt.Errorf("first deploy: %w", err)
 	}
 	note("  first deploy, DEPLOY_PARALLEL=%d: %.2fs (not in the table)", pmax, s.wall.Seconds())
+	if b.o.restartBatch != "" {
+		b.batch, err = b.batchTest(ctx, env, vars)
+		return nil, err
+	}
 	var rows []scaleRow
-	for i, p := range b.o.parallel {
+	var parallel []int
+	for range b.o.scaleRuns {
+		parallel = append(parallel, b.o.parallel...)
+	}
+	for i, p := range parallel {
 		marker := fmt.Sprintf("# scale change %d at %s", i, time.Now().Format(time.RFC3339Nano))
 		files := env.AppFiles("1.0")
 		files["app.py"] += "\n" + marker + "\n"
@@ -931,7 +974,9 @@ func (b *bench) report(w io.Writer, tree string, load0, load1 string, took time.
 	p("\n## Deploy speed: original script vs pushdeploy\n\n")
 	p("- pushdeploy: %s\n", tree)
 	p("- machine: %d cores, %s, %s; load average %s at the start, %s at the end\n", runtime.NumCPU(), kernel(), runtime.Version(), load0, load1)
-	p("- %d run(s) per tool and host count, each on fresh test hosts; medians, (min–max) of the runs\n", o.runs)
+	if !o.scaleOnly {
+		p("- %d run(s) per tool and host count, each on fresh test hosts; medians, (min–max) of the runs\n", o.runs)
+	}
 	if len(o.pdEnv) > 0 {
 		p("- pushdeploy settings: %s\n", strings.Join(o.pdEnv, " "))
 	}
@@ -950,17 +995,28 @@ func (b *bench) report(w io.Writer, tree string, load0, load1 string, took time.
 		delays = o.delays
 	}
 	for _, d := range delays {
+		if o.scaleOnly {
+			break
+		}
 		b.tables(p, d)
 		b.stepTable(p, nGoal, d)
 	}
 
-	if o.latency() {
+	switch {
+	case o.latency():
 		b.latencySummary(p, nGoal)
 		b.tripsTable(p, nGoal)
 		b.latencyGoals(p, nGoal)
-	} else {
+	case o.restartBatch != "":
+		b.batchTable(p, b.batch)
+		if !o.scaleOnly {
+			b.goals(p, nGoal)
+		}
+	default:
 		b.scaleTable(p, sc)
-		b.goals(p, nGoal)
+		if !o.scaleOnly {
+			b.goals(p, nGoal)
+		}
 	}
 	if len(b.fails) > 0 {
 		p("\n### Failed measurements\n\n")
@@ -1038,6 +1094,9 @@ func (b *bench) scaleTable(p func(string, ...any), sc []scaleRow) {
 	p("\n### Scale: code-only redeploy by number of hosts (pushdeploy)\n\n")
 	p("| hosts | DEPLOY_PARALLEL | wall s | s per host | mixed window s | RSS MB |\n|---:|---:|---:|---:|---:|---:|\n")
 	for _, n := range o.hosts {
+		if o.scaleOnly {
+			break
+		}
 		pd := b.results[key{toolPushdeploy, n, scCode, 0}]
 		m := median(values(pd, wallOf))
 		p("| %d | default | %s | %s | %s | %s |\n", n, fmtSec(m), fmtSec(m/float64(n)),
@@ -1055,7 +1114,7 @@ func (b *bench) scaleTable(p func(string, ...any), sc []scaleRow) {
 	if ignored {
 		p("\nThis pushdeploy warned that it does not use DEPLOY_PARALLEL yet: the rows differ only by noise.\n")
 	}
-	p("\nThe %d-host rows are single runs on one set of hosts, after one first deploy.\n", o.scale)
+	p("\nThe %d-host rows are single runs on one set of hosts, after one first deploy (with -scale-runs, one row per run).\n", o.scale)
 }
 
 // goalHosts is the host count the issue's goals are stated for: 8, or the
