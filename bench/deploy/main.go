@@ -35,7 +35,14 @@
 // the restart command's own time, and pushdeploy's time per step.
 //
 // Then (unless -skip-scale) it deploys to -scale hosts once and times a
-// code-only redeploy for each DEPLOY_PARALLEL of -parallel.
+// code-only redeploy for each DEPLOY_PARALLEL of -parallel (-scale-runs
+// times each). With -restart-batch (e.g. 10%) those redeploys run with
+// that DEPLOY_RESTART_BATCH, each after a code-only redeploy of the first
+// host alone, which gives one host's prepare phase and restart step in the
+// same run; the report checks the bound 2 × (batches × one host's restart
+// + one host's prepare) (batch.go). -scale-only runs the scale test alone:
+//
+//	go run ./bench/deploy -scale-only -scale 50 -restart-batch 10% -parallel 1 -scale-runs 3
 //
 // With -delay (latency mode, e.g. -delay 0,25ms -hosts 8; no scale test
 // then), every SSH connection goes through a TCP proxy of this program
