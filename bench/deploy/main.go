@@ -135,6 +135,10 @@ type options struct {
 	restartBatch string
 	scaleOnly    bool
 	scaleRuns    int
+	// quiet is the share of the CPUs (0 to 1) the machine may use before
+	// an operation starts, for at most quietMax; 0: do not wait.
+	quiet    float64
+	quietMax time.Duration
 }
 
 // latency says whether the benchmark runs in latency mode (-delay).
@@ -162,6 +166,11 @@ func main() {
 	flag.BoolVar(&o.verbose, "v", false, "print every command's output on stderr")
 	flag.StringVar(&o.bin, "bin", "", "measure this pushdeploy `binary` (default: build the working tree), e.g. one built from an older commit")
 	flag.DurationVar(&o.opTimeout, "op-timeout", 15*time.Minute, "bound of one deploy or rollback")
+	flag.Func("quiet", "before each operation, wait until the machine's CPUs are at most `SHARE` busy (e.g. 50%: one of 2 cores), measured over 2 s, for at most -quiet-max", func(s string) (err error) {
+		o.quiet, err = parsePercent(s)
+		return err
+	})
+	flag.DurationVar(&o.quietMax, "quiet-max", 5*time.Minute, "with -quiet, the longest an operation waits for the machine to be quiet")
 	flag.Func("delay", "latency mode: put a proxy that delays every byte by `D` each way (round trip 2×D) in front of every host's sshd and the git server; a comma list (0,25ms) measures each; 0 still goes through the proxy; no scale test", func(s string) error {
 		for _, f := range strings.Split(s, ",") {
 			d, err := time.ParseDuration(strings.TrimSpace(f))
@@ -245,6 +254,9 @@ type sample struct {
 	parallelIgnored bool
 	// trips is what the operation did over SSH (latency mode only).
 	trips *trips
+	// load is the 1-minute load average when the operation started, and
+	// busy the machine's CPU share just before (-quiet; else -1).
+	load, busy float64
 }
 
 // key names one cell of results.
@@ -269,6 +281,8 @@ type bench struct {
 	directLogin time.Duration
 	// batch is the scale test's redeploys with -restart-batch.
 	batch []batchRow
+	// loads are the 1-minute load averages every operation started at.
+	loads []float64
 }
 
 func run(ctx context.Context, o options) error {
@@ -467,7 +481,7 @@ func (b *bench) sequence(ctx context.Context, tool string, n, runNo int, delay t
 		if err := verify(ctx, env, b.o.port, wantVersion, marker); err != nil {
 			return fmt.Errorf("%s: after %s: %w", sc, tool, err)
 		}
-		note("  %-20s %7.2fs  window %s  restart %.2fs  rss %.1f MB%s", sc, s.wall.Seconds(), fmtSec(s.window), s.restart, mb(s.rssKiB), s.trips.note())
+		note("  %-20s %7.2fs  window %s  restart %.2fs  rss %.1f MB%s  (load %.2f%s)", sc, s.wall.Seconds(), fmtSec(s.window), s.restart, mb(s.rssKiB), s.trips.note(), s.load, busyNote(s.busy))
 		k := key{tool, n, sc, delay}
 		b.results[k] = append(b.results[k], s)
 		return nil
@@ -521,6 +535,12 @@ func (b *bench) op(ctx context.Context, tool, action string, env *testhosts.Env,
 
 // opWith is op that also hands the tool's stdout to result, when not nil.
 func (b *bench) opWith(ctx context.Context, tool, action string, env *testhosts.Env, vars map[string]string, extra []string, result func(stdout string)) (sample, error) {
+	busy, err := b.o.waitQuiet(ctx)
+	if err != nil {
+		return sample{}, err
+	}
+	load := load1()
+	b.loads = append(b.loads, load)
 	ctx, cancel := context.WithTimeout(ctx, b.o.opTimeout)
 	defer cancel()
 	name, args := "bash", []string{b.script, action}
@@ -567,8 +587,8 @@ func (b *bench) opWith(ctx context.Context, tool, action string, env *testhosts.
 		hwm = make(chan int64, 1)
 		go pollHWM(cmd.Process.Pid, hwm)
 	}
-	err := cmd.Wait()
-	s := sample{wall: time.Since(start), window: math.NaN(), mtimeWindow: math.NaN(), connectMax: math.NaN()}
+	err = cmd.Wait()
+	s := sample{wall: time.Since(start), window: math.NaN(), mtimeWindow: math.NaN(), connectMax: math.NaN(), load: load, busy: busy}
 	if err != nil {
 		return s, fmt.Errorf("%s %s: %v\nstdout (tail):\n%s\nstderr (tail):\n%s", tool, action, err, tail(stdout.String()), tail(stderr.String()))
 	}
@@ -981,6 +1001,13 @@ func (b *bench) report(w io.Writer, tree string, load0, load1 string, took time.
 	p("\n## Deploy speed: original script vs pushdeploy\n\n")
 	p("- pushdeploy: %s\n", tree)
 	p("- machine: %d cores, %s, %s; load average %s at the start, %s at the end\n", runtime.NumCPU(), kernel(), runtime.Version(), load0, load1)
+	if len(b.loads) > 0 {
+		p("- 1-minute load average as each operation started: %.2f–%.2f (median %.2f)", slices.Min(b.loads), slices.Max(b.loads), median(b.loads))
+		if o.quiet > 0 {
+			p("; each waited (at most %s) until the CPUs were at most %.0f%% busy over 2 s", o.quietMax, 100*o.quiet)
+		}
+		p("\n")
+	}
 	if !o.scaleOnly {
 		p("- %d run(s) per tool and host count, each on fresh test hosts; medians, (min–max) of the runs\n", o.runs)
 	}
@@ -1251,6 +1278,27 @@ func treeVersion(ctx context.Context) string {
 		return "built from the working tree (git describe failed)"
 	}
 	return "built from the working tree at " + strings.TrimSpace(string(out))
+}
+
+// load1 is the 1-minute load average (NaN: unknown).
+func load1() float64 {
+	f := strings.Fields(loadAvg())
+	if len(f) == 0 {
+		return math.NaN()
+	}
+	x, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return math.NaN()
+	}
+	return x
+}
+
+// busyNote is ", CPUs 23% busy before" when -quiet measured it.
+func busyNote(busy float64) string {
+	if busy < 0 {
+		return ""
+	}
+	return fmt.Sprintf(", CPUs %.0f%% busy before", 100*busy)
 }
 
 func loadAvg() string {
