@@ -257,7 +257,7 @@ func (b *bench) batchTable(p func(string, ...any), rows []batchRow) {
 	p("Before each redeploy of the pool, the first host alone was redeployed (a code-only change, its own hosts file and DEPLOY_DATA_DIR), ")
 	p("for one host's prepare phase (from its first prepare step's start to its last's end: lock to before-switch) and its restart step, as the deployer times them. ")
 	p("Logins and remote commands per host are counted in the hosts' sshd logs.\n\n")
-	p("| DEPLOY_PARALLEL | wall s | prepare phase, all hosts s | a host's prepare s | restarts, first start to last end s | a host's restart s | most restarts at once | logins per host | remote commands per host |\n")
+	p("| DEPLOY_PARALLEL | wall s | prepare phase, all hosts s | a host's prepare steps, first start to last end (waits for its turn included) s | restarts, first start to last end s | a host's restart s | most restarts at once | logins per host | remote commands per host |\n")
 	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, par := range o.parallel {
 		rs := rowsOf(rows, par)
