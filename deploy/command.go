@@ -28,13 +28,38 @@ type Command struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	// ForwardAgent lends the deploy key to this one command through SSH
-	// agent forwarding. Only the clone sets it.
+	// agent forwarding. Only the fetch sets it.
 	ForwardAgent bool
+	// LendUntil, with ForwardAgent, ends the loan before the command
+	// ends: once it is closed the key signs nothing more for the host.
+	// The prepare command fetches first and runs repository code (pip,
+	// hooks) later in the same command: the loan ends with the fetch.
+	// nil: lent for the whole command.
+	LendUntil <-chan struct{}
 	// Hold, when set, is a lock file on the host that the command holds
 	// shared (flock -s) for as long as it runs. A command outlives a
 	// deployer that is killed or cut off; the next deployment's lock
 	// step waits for it (lockScript) instead of working beside it.
 	Hold string
+}
+
+// AfterLend calls end when c's loan of the deploy key ends early
+// (LendUntil is closed) and returns what stops that watch: a runner calls
+// it once the command has ended, and ends the loan then too (end must be
+// safe to call twice).
+func (c Command) AfterLend(end func()) (stop func()) {
+	if c.LendUntil == nil {
+		return func() {}
+	}
+	ended := make(chan struct{})
+	go func() {
+		select {
+		case <-c.LendUntil:
+			end()
+		case <-ended:
+		}
+	}()
+	return func() { close(ended) }
 }
 
 // String renders the command as one line for a POSIX shell.

@@ -22,16 +22,18 @@ import (
 
 // startPrepare starts the host's prepare command and follows it until it
 // waits for the lock: prepare and fetch are done. With a lent deploy key
-// the fetch is a command of its own, the only one the key is lent to.
+// the key is lent to the command only until then (Command.LendUntil): the
+// fetch is the one step that may use it; what runs repository code (pip,
+// the hooks) comes later, after the deployer's "build", and finds it
+// refused (phase.sh also unsets SSH_AUTH_SOCK after the fetch).
 func (r *hostRun) startPrepare(ctx context.Context) error {
 	rel := r.dep.Release
 	files := "fetch"
-	switch {
-	case r.d.Archiver != nil:
+	if r.d.Archiver != nil {
 		files = "push"
-	case r.d.LendGitKey:
-		files = "mirror"
 	}
+	lent := make(chan struct{})
+	defer close(lent)
 	url, password, keys := hostGitInput(rel)
 	header := password + "\n" + strconv.Itoa(len(keys)) + "\n"
 	for _, k := range keys {
@@ -50,7 +52,11 @@ func (r *hostRun) startPrepare(ctx context.Context) error {
 		holder, who, reuse, rel.Commit, files, url, rel.Branch, r.dep.ID, strconv.Itoa(r.d.AppProcesses), strconv.Itoa(r.d.AppThreads),
 		gitScript, mirrorScript, unpackScript, venvScript, unpackPipProgram, pipScript, sharedScript, hookScript, stepsScript,
 	}
-	r.phase = r.startMarked(ctx, Command{Args: script(phaseScript, append(args, r.d.SharedPaths...)...)}, header)
+	cmd := Command{Args: script(phaseScript, append(args, r.d.SharedPaths...)...)}
+	if r.d.LendGitKey && files == "fetch" {
+		cmd.ForwardAgent, cmd.LendUntil = true, lent
+	}
+	r.phase = r.startMarked(ctx, cmd, header)
 	err := r.phase.step(ctx, StepPrepare, func(ev markEvent) error {
 		if ev.kind != "root" {
 			return nil
@@ -66,11 +72,6 @@ func (r *hostRun) startPrepare(ctx context.Context) error {
 	}
 	if err == nil && r.root == "" {
 		err = r.phase.failed(StepPrepare, fmt.Errorf("host reported no root folder"))
-	}
-	if err == nil && files == "mirror" {
-		err = r.step(ctx, StepFetch, func(ctx context.Context, out io.Writer) error {
-			return r.run(ctx, out, fetchCommand(r.root, rel, true))
-		})
 	}
 	if err != nil {
 		r.setStatus(StatusFailed)

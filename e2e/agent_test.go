@@ -11,6 +11,11 @@ import (
 // keys it offers.
 const agentProbe = `{ echo "SOCK=${SSH_AUTH_SOCK-unset}"; ssh-add -l; echo "exit=$?"; } >> "$HOME/%s" 2>&1`
 
+// socketProbe also asks every agent socket sshd made for the host user
+// (the hook runs in the same command as the fetch, after it, and a hook
+// that looks for the socket finds it): none may offer a key any more.
+const socketProbe = `for s in /tmp/ssh-*/agent.*; do [ -S "$s" ] || continue; { echo "found $s"; SSH_AUTH_SOCK=$s ssh-add -l; echo "exit=$?"; } >> "$HOME/%s" 2>&1; done`
+
 func keyFingerprint(t *testing.T, pub string) string {
 	t.Helper()
 	out, err := exec.Command("ssh-keygen", "-lf", pub).Output()
@@ -32,7 +37,7 @@ func TestEndToEndAgentLentOnlyForFetch(t *testing.T) {
 	e.onHost(h, "sh", "-c", `printf '%s\n' "$1" > agent-probe.sh && printf '%s\n' 'Match exec "sh $HOME/agent-probe.sh; true"' > .ssh/config && chmod 600 .ssh/config`,
 		"sh", strings.ReplaceAll(agentProbe, "%s", "agent-fetch.txt"))
 	e.vars["DEPLOY_RESTART_CMD"] = strings.ReplaceAll(agentProbe, "%s", "agent-restart.txt")
-	hook := "#!/bin/sh\n" + strings.ReplaceAll(agentProbe, "%s", "agent-hook.txt") + "\n"
+	hook := "#!/bin/sh\n" + strings.ReplaceAll(agentProbe, "%s", "agent-hook.txt") + "\n" + strings.ReplaceAll(socketProbe, "%s", "agent-hook.txt") + "\n"
 	e.commit("1.0", map[string]string{".pushdeploy/before-switch": hook})
 	e.mustDeploy()
 

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/user"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -176,7 +177,10 @@ func (c *conn) Run(ctx context.Context, cmd deploy.Command) error {
 		if err != nil {
 			return fmt.Errorf("lend the deploy key: %w", err)
 		}
-		defer stop()
+		var once sync.Once
+		unlend := func() { once.Do(stop) }
+		defer unlend()
+		defer cmd.AfterLend(unlend)()
 		if c.as != nil {
 			if err := c.as.own(sock); err != nil {
 				return fmt.Errorf("lend the deploy key: %w", err)

@@ -303,3 +303,36 @@ func TestRunFailsWhenStdinFails(t *testing.T) {
 		t.Fatalf("the cut archive alone: %v (stderr %q); tar should take it", err, stderr)
 	}
 }
+
+// TestLendUntilEndsTheLoanEarly: a command whose LendUntil closes while it
+// runs has its loan ended then, not when it exits (the prepare command
+// fetches first and runs repository code later).
+func TestLendUntilEndsTheLoanEarly(t *testing.T) {
+	stopped := make(chan struct{}, 2)
+	r := &Runner{Dir: t.TempDir(), Lend: func(ctx context.Context, dir string) (string, func(), error) {
+		return filepath.Join(dir, "agent.sock"), func() { stopped <- struct{}{} }, nil
+	}}
+	c := dial(t, r)
+	until := make(chan struct{})
+	in, feed := io.Pipe()
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := run(t, c, deploy.Command{ForwardAgent: true, LendUntil: until, Stdin: in, Args: []string{"sh", "-c", "read -r line"}})
+		errc <- err
+	}()
+	close(until)
+	select {
+	case <-stopped:
+	case err := <-errc:
+		t.Fatalf("the command ended (%v) before its loan did", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the loan did not end when LendUntil closed")
+	}
+	feed.Write([]byte("done\n"))
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if len(stopped) != 0 {
+		t.Errorf("the loan was ended %d more times", len(stopped))
+	}
+}

@@ -33,10 +33,9 @@
 # $1 root, $2 release name, $3 python, $4 the tools needed, $5 the step
 # timeout (seconds), $6 how long to wait for the lock (seconds), $7 and $8
 # who holds it (lock.sh's $3 and $4), $9 yes|no (venv reuse), $10 the
-# commit, $11 how its files come: fetch (fetched and checked out here),
-# mirror (checked out here, fetched by the deployer's own command: a lent
-# deploy key is lent to that command only) or push (uploaded by the
-# deployer), $12 the repository URL, $13 the branch, $14 the deployment
+# commit, $11 how its files come: fetch (fetched and checked out here;
+# a lent deploy key is lent until the fetch has ended, and SSH_AUTH_SOCK
+# is unset after it) or push (uploaded by the deployer), $12 the repository URL, $13 the branch, $14 the deployment
 # id, $15 and $16 APP_PROCESSES and APP_THREADS, $17-$24 the scripts
 # git.sh, mirror.sh, unpack.sh, venv.sh, unpack_pip.py, pip.sh, shared.sh
 # and hook.sh, $25 steps.sh, then the shared paths.
@@ -192,6 +191,10 @@ mark end prepare "$rc"
 if [ "$files" = fetch ]; then
 	run fetch "$root" no sh -c "$git_sh" sh sh -c "$mirror_sh" sh "$root" "$url" "$branch" "$commit" || exit 1
 fi
+# Nothing after the fetch needs an agent: the deployer stops lending the
+# deploy key once it has seen the fetch end, and repository code (pip,
+# the hooks) does not even learn where the socket is.
+unset SSH_AUTH_SOCK
 
 mark wait
 while :; do

@@ -285,7 +285,10 @@ func (c *conn) Run(ctx context.Context, cmd deploy.Command) error {
 		if err := c.lend(sess); err != nil {
 			return err
 		}
-		defer c.lending.Add(-1)
+		var once sync.Once
+		unlend := func() { once.Do(func() { c.lending.Add(-1) }) }
+		defer unlend()
+		defer cmd.AfterLend(unlend)()
 	}
 	sess.Stdout = orDiscard(cmd.Stdout)
 	sess.Stderr = orDiscard(cmd.Stderr)
