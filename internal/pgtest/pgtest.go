@@ -62,6 +62,9 @@ type Server struct {
 	password string
 	bin      string // folder of initdb and postgres
 	cred     *syscall.Credential
+	// durable: fsync and full_page_writes stay on, as in production
+	// (StartServer's ServerOptions.Durable); off for tests.
+	durable bool
 
 	mu   sync.Mutex
 	proc *process // nil when stopped
@@ -141,7 +144,7 @@ func sharedServer(t testing.TB) *Server {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		shared.srv, shared.err = start(ctx)
+		shared.srv, shared.err = start(ctx, false)
 		if shared.err != nil {
 			t.Fatalf("pgtest: shared server: %v", shared.err)
 		}
@@ -158,7 +161,7 @@ func Start(t testing.TB) *Server {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srv, err := start(ctx)
+	srv, err := start(ctx, false)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
@@ -212,13 +215,14 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// start initialises a data folder and starts postgres on it.
-func start(ctx context.Context) (*Server, error) {
+// start initialises a data folder and starts postgres on it, durable:
+// with fsync on.
+func start(ctx context.Context, durable bool) (*Server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{bin: bin, password: randomHex(16)}
+	s := &Server{bin: bin, password: randomHex(16), durable: durable}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup(osUser)
 		if err != nil {
@@ -290,15 +294,17 @@ func (s *Server) startProcess(ctx context.Context) error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(filepath.Join(s.bin, "postgres"),
-		"-D", filepath.Join(s.dir, "data"),
+	args := []string{"-D", filepath.Join(s.dir, "data"),
 		"-h", "127.0.0.1", "-p", strconv.Itoa(s.port), "-k", s.dir,
+		"-c", "max_connections=200", "-c", "log_min_messages=warning"}
+	if !s.durable {
 		// Speed over durability against a machine crash (never fsync), while a
 		// commit still reaches the kernel before it returns (synchronous_commit
 		// stays on): a killed server keeps what it committed, as tests of
 		// durable accepts need.
-		"-c", "fsync=off", "-c", "full_page_writes=off",
-		"-c", "max_connections=200", "-c", "log_min_messages=warning")
+		args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off")
+	}
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), args...)
 	cmd.Dir = s.dir
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "LC_ALL=C.UTF-8"}
 	cmd.Stdout, cmd.Stderr = logf, logf
