@@ -125,7 +125,7 @@ func (r *rig) runAttack(ctx context.Context, o options, name string) (attackResu
 	vars := r.vars(s, addr, filepath.Join(r.tmp, name+"-data"))
 	vars["DEPLOY_RATE_LIMIT"] = "0"
 	logPath := filepath.Join(r.tmp, name+".log")
-	proc, err := r.startServe(ctx, s, vars, logPath)
+	proc, err := r.startServe(ctx, s, vars, "deploy.env", logPath)
 	if err != nil {
 		return res, err
 	}

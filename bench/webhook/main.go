@@ -55,6 +55,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -72,7 +73,16 @@ type options struct {
 	bin          string
 	attack       string
 	maxRSS       int
+	// The several-deployers mode (several.go).
+	db        string
+	deployers int
+	redeliver float64
+	pgFsync   bool
+	sources   int
 }
+
+// requests is how many requests the load sends.
+func (o options) requests() int { return int(float64(o.rate) * o.duration.Seconds()) }
 
 func main() {
 	var o options
@@ -80,28 +90,56 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long to send")
 	flag.IntVar(&o.hosts, "hosts", 2, "number of test hosts")
 	flag.IntVar(&o.workers, "workers", 128, "sending goroutines (the most requests in flight)")
-	flag.DurationVar(&o.restartSleep, "restart-sleep", 0, "how long the deploy's restart command sleeps on each host (0: duration/2 + 3s, so the deploy outlasts the load; with -start-step restart, duration + 5s)")
+	flag.DurationVar(&o.restartSleep, "restart-sleep", 0, "how long the deploy's restart command sleeps on each host (0: duration/2 + 3s, so the deploy outlasts the load; with -start-step restart, duration + 5s; with -db, duration + 45s)")
 	flag.StringVar(&o.startStep, "start-step", "", "start the load when the deploy reaches this `step` on the first host (e.g. venv; restart: the deploy only sleeps, a quiet baseline); default: as soon as it runs")
 	flag.StringVar(&o.logPath, "log", "", "keep serve's JSON log in `FILE` (default: a temporary file, removed)")
 	flag.StringVar(&o.bin, "bin", "", "run this pushdeploy `binary` (default: build this checkout), e.g. one built from an older commit")
 	flag.StringVar(&o.attack, "attack", "", "instead of the load, the hostile benchmark (hostile.go): `body`, `slow-body`, `delivery`, `output` or all (comma list)")
 	flag.IntVar(&o.maxRSS, "max-rss", 6<<10, "hostile benchmark: stop an attack once serve's RSS passes this many `MiB` (the machine's safety)")
+	flag.StringVar(&o.db, "db", "", "the several-deployers benchmark (several.go) on this `engine`: postgres (DEPLOY_DATABASE_URL, a PostgreSQL of the benchmark's own) or sqlite (one deployer's DEPLOY_DATA_DIR); then the load goes round-robin over -deployers, some requests are redeliveries, and the database is checked: every 202 recorded once")
+	flag.IntVar(&o.deployers, "deployers", 1, "with -db postgres: how many `serve` processes share the database (sqlite: 1)")
+	flag.Float64Var(&o.redeliver, "redeliver", 0.01, "with -db: the `share` of requests that repeat an earlier release push's delivery id, sent to another deployer")
+	flag.BoolVar(&o.pgFsync, "pg-fsync", true, "with -db postgres: fsync each commit as a production server does (false: fsync=off, as the tests' servers)")
+	flag.IntVar(&o.sources, "sources", 0, "send from this many client `addresses` (127.0.1.1 on), as a forge sends from several: serve reads at most 4 bodies at a time per client, answering 429 beyond (0: 1, and 32 with -db)")
 	flag.Parse()
-	if o.rate <= 0 || o.duration <= 0 || o.hosts <= 0 || o.workers <= 0 {
-		fmt.Fprintln(os.Stderr, "bench/webhook: -rate, -duration, -hosts and -workers must be positive")
+	if o.sources == 0 {
+		o.sources = 1
+		if o.db != "" {
+			o.sources = 32
+		}
+	}
+	if o.sources > 254 {
+		fmt.Fprintln(os.Stderr, "bench/webhook: -sources: at most 254")
+		os.Exit(2)
+	}
+	if o.rate <= 0 || o.duration <= 0 || o.hosts <= 0 || o.workers <= 0 || o.deployers <= 0 {
+		fmt.Fprintln(os.Stderr, "bench/webhook: -rate, -duration, -hosts, -workers and -deployers must be positive")
+		os.Exit(2)
+	}
+	if msg := o.severalProblem(); msg != "" {
+		fmt.Fprintln(os.Stderr, "bench/webhook:", msg)
 		os.Exit(2)
 	}
 	if o.restartSleep == 0 {
 		o.restartSleep = o.duration/2 + 3*time.Second
-		if o.startStep == "restart" {
+		switch {
+		case o.startStep == "restart":
 			o.restartSleep = o.duration + 5*time.Second
+		case o.db != "":
+			// Saturated deployers (a database commit per webhook) take
+			// longer than the load to answer it: up to the client's 30 s
+			// timeout more.
+			o.restartSleep = o.duration + 45*time.Second
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	var err error
-	if o.attack != "" {
+	switch {
+	case o.attack != "":
 		err = runHostile(ctx, o)
-	} else {
+	case o.db != "":
+		err = runSeveral(ctx, o)
+	default:
 		err = run(ctx, o)
 	}
 	stop()
@@ -138,7 +176,7 @@ func run(ctx context.Context, o options) error {
 	if logPath == "" {
 		logPath = filepath.Join(r.tmp, "serve.log")
 	}
-	proc, err := r.startServe(ctx, s, vars, logPath)
+	proc, err := r.startServe(ctx, s, vars, "deploy.env", logPath)
 	if err != nil {
 		return err
 	}
@@ -170,32 +208,11 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 
-	// Connections are opened before the clock starts, with pushes to
-	// another branch (ignored: they deploy nothing).
-	client := &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{
-			Proxy:               nil,
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:        o.workers * 2,
-			MaxIdleConnsPerHost: o.workers * 2,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-		},
-	}
-	warm := min(o.workers, 32)
-	var wg sync.WaitGroup
-	for i := 0; i < warm; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, _, _ = s.webhook(client, "warm-"+newUUID(), otherBody, true)
-		}()
-	}
-	wg.Wait()
+	client := loadClient(o)
+	warmUp(client, []*server{s}, min(o.workers, 32), otherBody)
 
 	sampler := startSampler(s, running, env.HostsFile, pid)
-	memBefore, cpuBefore := readMem(pid), readCPU(pid)
+	memBefore, cpuBefore := readMem(pid), procCPU(pid, false)
 	logBefore := fileSize(logPath)
 	busyBefore, totalBefore := machineCPU()
 	loadBefore := loadavg()
@@ -203,11 +220,11 @@ func run(ctx context.Context, o options) error {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &selfBefore)
 
 	note("sending %d webhooks/s for %v with %d workers", o.rate, o.duration, o.workers)
-	res := load(ctx, client, s, o, releaseBody, otherBody)
+	res := load(ctx, client, []*server{s}, o, plan(o.requests(), 1, o.rate, 0), releaseBody, otherBody)
 
 	var selfAfter syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &selfAfter)
-	memAfter, cpuAfter := readMem(pid), readCPU(pid)
+	memAfter, cpuAfter := readMem(pid), procCPU(pid, false)
 	busyAfter, totalAfter := machineCPU()
 	loadAfter := loadavg()
 	logAfter := fileSize(logPath)
@@ -229,6 +246,54 @@ func run(ctx context.Context, o options) error {
 		machineBusy: busyAfter - busyBefore, machineTotal: totalAfter - totalBefore, load: [2]string{loadBefore, loadAfter},
 	})
 	return nil
+}
+
+// loadClient is the load's HTTP client: keep-alive connections for every
+// worker, to each deployer.
+func loadClient(o options) *http.Client {
+	dial := (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	if o.sources > 1 {
+		// Each new connection from the next source address.
+		var next atomic.Uint32
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			n := next.Add(1) % uint32(o.sources)
+			d := net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+n))}}
+			return d.DialContext(ctx, network, addr)
+		}
+	}
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         dial,
+			MaxIdleConns:        o.workers * 2 * o.deployers,
+			MaxIdleConnsPerHost: o.workers * 2,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		},
+	}
+}
+
+// warmUp opens n connections to each target before the clock starts, with
+// signed pushes of body (another branch: ignored, they deploy nothing; the
+// release branch: they also open the deployers' database connections). It
+// returns their delivery ids.
+func warmUp(client *http.Client, targets []*server, n int, body []byte) []string {
+	var wg sync.WaitGroup
+	var ids []string
+	for _, s := range targets {
+		for i := 0; i < n; i++ {
+			id := "warm-" + newUUID()
+			ids = append(ids, id)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _, _ = s.webhook(client, id, body, true)
+			}()
+		}
+	}
+	wg.Wait()
+	return ids
 }
 
 // server is the running `pushdeploy serve`.
@@ -420,110 +485,6 @@ func (s *server) waitStep(ctx context.Context, id, step, hostsFile string, limit
 	}
 }
 
-// Request kinds in the mix.
-const (
-	kindRelease  = "signed push to release (expect 202)"
-	kindUnsigned = "unsigned push (expect 401)"
-	kindOther    = "signed push to another branch (expect 200 ignored)"
-)
-
-var kinds = []string{kindRelease, kindUnsigned, kindOther}
-
-// kindOf spreads the mix evenly: 1 in 20 unsigned, 1 in 20 other branch.
-func kindOf(i int) string {
-	switch i % 20 {
-	case 7:
-		return kindUnsigned
-	case 17:
-		return kindOther
-	default:
-		return kindRelease
-	}
-}
-
-type sample struct {
-	kind      string
-	due       time.Time // when the request should have been sent
-	queued    time.Time // when the generator handed it to the workers
-	sent      time.Time // when it was handed to the HTTP client
-	done      time.Time
-	code      int
-	errKind   string // "" when the answer was the expected one
-	errDetail string
-	deploy    string
-}
-
-type loadResult struct {
-	start   time.Time
-	samples []sample
-}
-
-// load sends o.rate requests a second for o.duration, open loop: request i
-// is due at start + i/rate whatever happened to the earlier ones.
-func load(ctx context.Context, client *http.Client, s *server, o options, releaseBody, otherBody []byte) loadResult {
-	n := int(float64(o.rate) * o.duration.Seconds())
-	interval := time.Second / time.Duration(o.rate)
-	releaseSig, otherSig := s.sign(releaseBody), s.sign(otherBody)
-	uuids := make([]string, n)
-	for i := range uuids {
-		uuids[i] = newUUID()
-	}
-	samples := make([]sample, n)
-	jobs := make(chan int, n)
-	var wg sync.WaitGroup
-	for w := 0; w < o.workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				sm := &samples[i]
-				var req *http.Request
-				switch sm.kind {
-				case kindRelease:
-					req = s.webhookRequest(uuids[i], releaseBody, releaseSig)
-				case kindUnsigned:
-					req = s.webhookRequest(uuids[i], releaseBody, "")
-				default:
-					req = s.webhookRequest(uuids[i], otherBody, otherSig)
-				}
-				sm.sent = time.Now()
-				code, a, err := do(client, req)
-				sm.done = time.Now()
-				sm.code = code
-				sm.deploy = a.Deployment
-				switch {
-				case err != nil && code == 0:
-					sm.errKind, sm.errDetail = "transport error", err.Error()
-				case err != nil:
-					sm.errKind, sm.errDetail = fmt.Sprintf("%d, unreadable answer", code), err.Error()
-				case sm.kind == kindRelease && (code != http.StatusAccepted || a.Status != "queued"):
-					sm.errKind, sm.errDetail = fmt.Sprintf("%d %s", code, a.Status), a.Error
-				case sm.kind == kindUnsigned && code != http.StatusUnauthorized:
-					sm.errKind, sm.errDetail = fmt.Sprintf("%d %s", code, a.Status), a.Error
-				case sm.kind == kindOther && (code != http.StatusOK || a.Status != "ignored"):
-					sm.errKind, sm.errDetail = fmt.Sprintf("%d %s", code, a.Status), a.Error
-				}
-			}
-		}()
-	}
-	start := time.Now().Add(10 * time.Millisecond)
-	for i := 0; i < n; i++ {
-		due := start.Add(time.Duration(i) * interval)
-		if d := time.Until(due); d > 0 {
-			time.Sleep(d)
-		}
-		if ctx.Err() != nil {
-			samples = samples[:i]
-			break
-		}
-		samples[i].kind, samples[i].due, samples[i].queued = kindOf(i), due, time.Now()
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	return loadResult{start: start, samples: samples}
-}
-
 // stepSample is what the running deployment was doing at one moment.
 type stepSample struct {
 	at    time.Time
@@ -630,23 +591,6 @@ func readMem(pid int) mem {
 		}
 	}
 	return m
-}
-
-// readCPU is the user+system CPU time of pid (clock ticks of 10 ms, which
-// is USER_HZ on Linux).
-func readCPU(pid int) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(raw)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.Atoi(f[11])
-	st, _ := strconv.Atoi(f[12])
-	return time.Duration(u+st) * 10 * time.Millisecond
 }
 
 // machineCPU is the busy and total CPU time of all cores, from /proc/stat.
@@ -806,6 +750,9 @@ func report(w io.Writer, in reportInput) {
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
 	for _, k := range kinds {
 		st := percentiles(byKind[k])
+		if st.n == 0 {
+			continue
+		}
 		bad := 0
 		for e, v := range errs {
 			if strings.HasPrefix(e, k+": ") {
@@ -822,14 +769,7 @@ func report(w io.Writer, in reportInput) {
 	if nerr > 0 {
 		fmt.Fprintln(w, "Unexpected answers:")
 		fmt.Fprintln(w)
-		keys := make([]string, 0, len(errs))
-		for k := range errs {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			fmt.Fprintf(w, "- %d × %s (e.g. %q)\n", errs[k], k, errExample[k])
-		}
+		listErrors(w, errs, errExample)
 		fmt.Fprintln(w)
 	}
 
@@ -866,19 +806,24 @@ func report(w io.Writer, in reportInput) {
 	}
 	fmt.Fprintf(w, "SIGTERM to serve: %s after %.1fs.\n\n", shut, in.shutdown.took.Seconds())
 
-	// The timeline, per second of the load.
+	timeline(w, in.o, in.res, in.steps, "serve RSS MiB (max)", nil)
+}
+
+// timeline prints the load per second (by when requests were due) next to
+// the steps the deploy was in, of the samples keep keeps (nil: all).
+func timeline(w io.Writer, o options, res loadResult, steps []stepSample, rssLabel string, keep func(sample) bool) {
 	fmt.Fprintln(w, "Per second (by when requests were due), next to the step the deploy was in:")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| second | requests | p50 ms | p99 ms | max ms | unexpected | serve RSS MiB (max) | deploy step (sampled every 100 ms) |")
+	fmt.Fprintf(w, "| second | requests | p50 ms | p99 ms | max ms | unexpected | %s | deploy step (sampled every 100 ms) |\n", rssLabel)
 	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---|")
-	secs := int(in.o.duration/time.Second) + 1
+	secs := int(o.duration/time.Second) + 1
 	buckets := make([][]time.Duration, secs)
 	bad := make([]int, secs)
-	for _, s := range ss {
-		if s.done.IsZero() {
+	for _, s := range res.samples {
+		if s.done.IsZero() || keep != nil && !keep(s) {
 			continue
 		}
-		b := min(int(s.due.Sub(in.res.start)/time.Second), secs-1)
+		b := min(int(s.due.Sub(res.start)/time.Second), secs-1)
 		buckets[b] = append(buckets[b], s.done.Sub(s.sent))
 		if s.errKind != "" {
 			bad[b]++
@@ -888,10 +833,10 @@ func report(w io.Writer, in reportInput) {
 		if len(buckets[b]) == 0 {
 			continue
 		}
-		from, to := in.res.start.Add(time.Duration(b)*time.Second), in.res.start.Add(time.Duration(b+1)*time.Second)
+		from, to := res.start.Add(time.Duration(b)*time.Second), res.start.Add(time.Duration(b+1)*time.Second)
 		var seen []string
 		rss := 0
-		for _, st := range in.steps {
+		for _, st := range steps {
 			if !st.at.Before(from) && st.at.Before(to) {
 				rss = max(rss, st.rssKB)
 				if !slices.Contains(seen, st.step) {
@@ -906,6 +851,19 @@ func report(w io.Writer, in reportInput) {
 }
 
 // Small helpers.
+
+// listErrors prints one line per kind of unexpected answer, sorted: how
+// many, and an example's detail.
+func listErrors(w io.Writer, errs map[string]int, example map[string]string) {
+	keys := make([]string, 0, len(errs))
+	for k := range errs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "- %d × %s (e.g. %q)\n", errs[k], k, example[k])
+	}
+}
 
 func freeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -93,11 +93,11 @@ type serveProc struct {
 	log    *os.File
 }
 
-// startServe writes vars to an env file in r's hosts folder and starts
-// serve with it, logging (JSON) to logPath, then waits until it answers
-// /healthz.
-func (r *rig) startServe(ctx context.Context, s *server, vars map[string]string, logPath string) (*serveProc, error) {
-	envFile := filepath.Join(r.env.Dir, "deploy.env")
+// startServe writes vars to the env file envName in r's hosts folder and
+// starts serve with it, logging (JSON) to logPath, then waits until it
+// answers /healthz.
+func (r *rig) startServe(ctx context.Context, s *server, vars map[string]string, envName, logPath string) (*serveProc, error) {
+	envFile := filepath.Join(r.env.Dir, envName)
 	if err := writeEnvFile(envFile, vars); err != nil {
 		return nil, err
 	}
