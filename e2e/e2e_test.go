@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/pushdeploy/pushdeploy/history"
+	"github.com/pushdeploy/pushdeploy/internal/pgtest"
 	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
 
@@ -38,7 +39,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	code := m.Run()
+	// pgtest.Run: the tests of several deployers share one PostgreSQL
+	// server, started on first use and stopped after the tests.
+	code := pgtest.Run(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
