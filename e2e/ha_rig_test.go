@@ -58,6 +58,8 @@ func (e *e2e) haNode(name, dbURL string) *haNode {
 	e.vars["DEPLOY_NODE_NAME"] = name
 	e.vars["DEPLOY_DATA_DIR"] = e.t.TempDir()
 	e.vars["DEPLOY_RESTART_CMD"] = haRestart
+	// Every host at once, so that a deployment held in pip is held on all.
+	e.vars["DEPLOY_PARALLEL"] = strconv.Itoa(len(e.env.Hosts))
 	e.vars["PUSHDEPLOY_E2E_CLOCK_OFFSET"] = "0s" // the last of a duplicate key wins
 	s.start(e, io.Discard, "serve", "--json", "--grace", "20s")
 	return &haNode{server: s, name: name}
