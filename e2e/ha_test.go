@@ -284,8 +284,8 @@ func TestEndToEndHAThreeDeployers(t *testing.T) {
 	}
 	// A redelivery of c3 to another deployer than the one it went to.
 	code, out := others[0].push(p3.delivery, p3.commit)
-	if code != http.StatusOK || out["deployment"] != p3.id || (out["status"] != nil && out["status"] != "duplicate") {
-		t.Errorf("redelivery of %s to %s: %d %v, want 200 duplicate naming %s", p3.delivery, others[0].name, code, out, p3.id)
+	if code != http.StatusOK || out["deployment"] != p3.id || out["reason"] != "duplicate delivery" {
+		t.Errorf("redelivery of %s to %s: %d %v, want 200 ignored (duplicate delivery) naming %s", p3.delivery, others[0].name, code, out, p3.id)
 	}
 
 	// SIGKILL the deployer in the middle of pip; the orphaned pip runs
