@@ -48,16 +48,37 @@ func awaitPipStarted(t *testing.T, e *e2e, g *pipGate, tag string, n *haNode, id
 	})
 }
 
+// notFoundFor is how long a deployer may answer 404 for a deployment that
+// another deployer accepted: the deployers read each other's queue every
+// second (deploy.Worker.PollEvery).
+const notFoundFor = 10 * time.Second
+
 // awaitEnd waits until deployment id has ended (neither queued nor
 // running), as n sees it.
 func (n *haNode) awaitEnd(id string, within time.Duration) map[string]any {
 	n.t.Helper()
 	var d map[string]any
+	start := time.Now()
+	var found time.Duration
 	await(n.t, fmt.Sprintf("deployment %s to end, seen from %s", id, n.name), within, func() (bool, any) {
-		d = n.deployment(id)
+		code, got := n.api(http.MethodGet, "/api/deployments/"+id)
+		switch {
+		case code == http.StatusNotFound && time.Since(start) < notFoundFor:
+			// Not known here yet: another deployer accepted it.
+			return false, got
+		case code != http.StatusOK:
+			n.t.Fatalf("%s: GET deployment %s: %d %v (for %v)", n.name, id, code, got, time.Since(start).Round(time.Millisecond))
+		}
+		if d == nil && time.Since(start) > 100*time.Millisecond {
+			found = time.Since(start)
+		}
+		d = got
 		st := d["status"]
 		return st != "queued" && st != "running", fmt.Sprintf("%v\nlog of %s:\n%s", d, n.name, tail(n.stderr.String(), 4000))
 	})
+	if found > 0 {
+		n.t.Logf("%s found deployment %s %v after it was first asked", n.name, id, found.Round(time.Millisecond))
+	}
 	return d
 }
 
