@@ -517,6 +517,13 @@ func TestEndToEndHANetworkCut(t *testing.T) {
 	}
 	checkNoOverlap(t, list)
 	checkComplete(t, e, p3.commit)
+	if t.Failed() {
+		for _, line := range strings.Split(cut.stderr.String(), "\n") {
+			if strings.Contains(line, p1.id) {
+				t.Logf("cut: %s", line)
+			}
+		}
+	}
 }
 
 // pushRaw sends a signed push of commit to n and returns the status and
