@@ -519,7 +519,7 @@ func TestEndToEndHANetworkCut(t *testing.T) {
 	checkComplete(t, e, p3.commit)
 	if t.Failed() {
 		for _, line := range strings.Split(cut.stderr.String(), "\n") {
-			if strings.Contains(line, p1.id) {
+			if strings.Contains(line, p1.id) && !strings.Contains(line, `"msg":"http"`) {
 				t.Logf("cut: %s", line)
 			}
 		}
