@@ -496,8 +496,12 @@ func TestEndToEndHANetworkCut(t *testing.T) {
 		}
 	}
 
+	// The record of the interruption, as the deployer that took over
+	// made it (the cut one cannot reach the database yet).
+	interrupted := direct.deployment(p1.id)
+
 	// The network returns: the cut deployer works again, and its late
-	// outcome of p1 is refused (p1 stays interrupted).
+	// outcome of p1 is refused: the record stays the other deployer's.
 	proxy.Restore()
 	await(t, "the cut deployer to reach the database again", 2*time.Minute, func() (bool, any) {
 		code, body := cut.healthz()
@@ -511,11 +515,20 @@ func TestEndToEndHANetworkCut(t *testing.T) {
 	deps := byID(t, list)
 	if d := deps[p1.id]; d == nil || d["status"] != "interrupted" {
 		t.Errorf("deployment %s after the cut deployer came back: %v, want still interrupted", p1.id, d)
+	} else {
+		for _, key := range []string{"finished", "error"} {
+			if d[key] != interrupted[key] {
+				t.Errorf("deployment %s: %s %q after the cut deployer came back, was %q as the deployer that took over recorded it: the cut deployer wrote over the record after it lost its claim", p1.id, key, d[key], interrupted[key])
+			}
+		}
 	}
 	if len(list) != 3 {
 		t.Errorf("%d deployments in the history, want 3", len(list))
 	}
-	checkNoOverlap(t, list)
+	// The cut deployer's deployment ran on (its pip) after the other
+	// took the app over, until it stopped at its next safe point; the
+	// host locks kept the two apart on the hosts.
+	checkHostsSequential(t, e, g, map[string]string{"c1": p1.id, "c2": p2.id, "c3": p3.id})
 	checkComplete(t, e, p3.commit)
 	if t.Failed() {
 		for _, line := range strings.Split(cut.stderr.String(), "\n") {
