@@ -88,18 +88,6 @@ func (n *haNode) deployment(id string) map[string]any {
 	return d
 }
 
-// awaitStatus waits until deployment id has one of the statuses on n.
-func (n *haNode) awaitStatus(id string, within time.Duration, statuses ...string) map[string]any {
-	n.t.Helper()
-	var d map[string]any
-	await(n.t, fmt.Sprintf("deployment %s to be %v on %s", id, statuses, n.name), within, func() (bool, any) {
-		d = n.deployment(id)
-		st, _ := d["status"].(string)
-		return slices.Contains(statuses, st), fmt.Sprintf("%v\nlog of %s:\n%s", d, n.name, tail(n.stderr.String(), 4000))
-	})
-	return d
-}
-
 // deployments is every deployment in the shared history, as n lists them.
 func (n *haNode) deployments() []map[string]any {
 	n.t.Helper()

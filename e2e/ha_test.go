@@ -321,6 +321,9 @@ func TestEndToEndHAThreeDeployers(t *testing.T) {
 	if d1["status"] != "interrupted" {
 		t.Fatalf("deployment %s after its deployer %s was killed: %v, want interrupted", p1.id, runnerName, d1)
 	}
+	if msg, _ := d1["error"].(string); !strings.Contains(msg, runnerName) {
+		t.Errorf("deployment %s is interrupted with error %q, which does not name its deployer %s", p1.id, msg, runnerName)
+	}
 	t.Logf("%s was killed at %s; %s recorded interrupted %v later (finished %v)", runnerName, killed.Format("15:04:05.000"), p1.id, time.Since(killed).Round(time.Millisecond), d1["finished"])
 	d2 := others[1].awaitEnd(p2.id, 4*time.Minute)
 	if d2["status"] != "succeeded" || d2["commit"] != p4.commit {
@@ -434,6 +437,7 @@ func TestEndToEndHADatabaseRestart(t *testing.T) {
 		}
 	}
 	checkNoOverlap(t, list)
+	checkHostsSequential(t, e, g, map[string]string{"c1": p1.id, "c2": p2})
 	checkComplete(t, e, sha2)
 }
 
