@@ -136,6 +136,20 @@ func checkPushesDeployed(t *testing.T, pushes []haPush, deps map[string]map[stri
 			t.Errorf("push %s: deployment %s was interrupted and no later deployment deployed a later push", p.tag, p.id)
 		}
 	}
+	// And never back: in the order they started, the deployments that
+	// succeeded deployed ever later pushes.
+	var ok []map[string]any
+	for _, d := range deps {
+		if _, s := succeeded(d); s {
+			ok = append(ok, d)
+		}
+	}
+	sort.Slice(ok, func(i, j int) bool { return timeOf(t, ok[i], "started").Before(timeOf(t, ok[j], "started")) })
+	for i := 1; i < len(ok); i++ {
+		if a, b := order[ok[i-1]["commit"].(string)], order[ok[i]["commit"].(string)]; b <= a {
+			t.Errorf("deployment %s deployed %s after %s had deployed the later %s", ok[i]["id"], pushes[b].tag, ok[i-1]["id"], pushes[a].tag)
+		}
+	}
 }
 
 // checkNoOverlap checks from the history that no two deployments of the app
