@@ -375,8 +375,9 @@ func TestEndToEndHAThreeDeployers(t *testing.T) {
 
 // TestEndToEndHADatabaseRestart stops the database while a deployment runs
 // (pip held on the hosts) and starts it again: webhooks during the outage
-// get 503 and /healthz 503 naming the database; the deployment goes on and
-// is recorded once when the database is back; a push then is 202 again.
+// get 503 and /healthz 503 naming the database; the deployment goes on (the
+// hosts switch) and ends while the database is down, and is recorded once
+// when the database is back; a push then is 202 again.
 func TestEndToEndHADatabaseRestart(t *testing.T) {
 	e := newE2E(t, 2)
 	srv := pgtest.Start(t)
@@ -421,6 +422,18 @@ func TestEndToEndHADatabaseRestart(t *testing.T) {
 			}
 		}
 		return n == len(e.env.Hosts), fmt.Sprintf("%d hosts switched; log of d1:\n%s\nlog of d2:\n%s", n, tail(nodes[0].stderr.String(), 3000), tail(nodes[1].stderr.String(), 3000))
+	})
+	// It has ended, and its deployer tries to record the end, which waits
+	// for the database.
+	await(t, "the deployer to try to record the end of "+p1.id+" while the database is down", 2*time.Minute, func() (bool, any) {
+		for _, n := range nodes {
+			for _, line := range strings.Split(n.stderr.String(), "\n") {
+				if strings.Contains(line, p1.id) && strings.Contains(line, "cannot record the end") {
+					return true, nil
+				}
+			}
+		}
+		return false, fmt.Sprintf("log of d1:\n%s\nlog of d2:\n%s", tail(nodes[0].stderr.String(), 3000), tail(nodes[1].stderr.String(), 3000))
 	})
 	srv.Start(t)
 	t.Logf("the database was down for %v", time.Since(stopped).Round(time.Millisecond))
