@@ -130,10 +130,15 @@ func (r *records) markInterrupted(ctx context.Context) (int, error) {
 // interruptTx marks deployment id interrupted, finished at now with
 // reason as its error, when it is queued or running; so are its running
 // hosts and steps (queued hosts become skipped). changed is false when
-// the deployment is not unfinished (finished, or not there).
+// the deployment is not unfinished (finished, or not there). The row
+// becomes this store's (its owner): the deployer that lost the
+// deployment, should it come back, cannot write over the interruption
+// (Save leaves a row another owner finished as it is).
 func (r *records) interruptTx(ctx context.Context, tx *sql.Tx, id, now, reason string) (changed bool, err error) {
-	res, err := tx.ExecContext(ctx, r.q(`UPDATE deployments SET status = 'interrupted', finished = ?, error = ?
-		WHERE id = ? AND finished IS NULL AND status IN ('queued', 'running')`), now, reason, id)
+	self := r.opts.Self
+	res, err := tx.ExecContext(ctx, r.q(`UPDATE deployments SET status = 'interrupted', finished = ?, error = ?,
+			owner_pid = ?, owner_host = ?, owner_start = ?
+		WHERE id = ? AND finished IS NULL AND status IN ('queued', 'running')`), now, reason, self.PID, self.Host, self.Start, id)
 	if err != nil {
 		return false, err
 	}

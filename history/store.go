@@ -25,10 +25,14 @@ type Store interface {
 	// and its hosts and steps as the snapshot has them (replacing what
 	// was there). A deployment without an App is recorded under
 	// deploy.DefaultApp. A queued snapshot of a deployment that the
-	// record has as started (another deployer runs it) changes nothing.
+	// record has as started (another deployer runs it) changes nothing;
+	// nor does any snapshot of a deployment the record has finished by
+	// another owner than o (the deployer that took over from o, which
+	// lost its claim, recorded it interrupted).
 	Save(ctx context.Context, dep *deploy.Deployment, o Owner) error
 	// SaveHost records a host's status in a deployment; idx is its place
-	// in the deployment's host list.
+	// in the deployment's host list. SaveHost and SaveStep leave a
+	// deployment another owner than Owner() finished as it is.
 	SaveHost(ctx context.Context, id, host string, idx int, status deploy.Status) error
 	// SaveStep records step number idx of host in a deployment, as it
 	// starts or ends.
@@ -38,7 +42,7 @@ type Store interface {
 	// error, when it is queued or running (with its running hosts and
 	// steps); a finished one is left as it is. found is false when there
 	// is no deployment id. Another deployer calls it for one that died
-	// (deploy.Interrupter).
+	// (deploy.Interrupter); the row is then Owner()'s.
 	Interrupt(ctx context.Context, id, reason string) (found bool, err error)
 
 	// Deployments returns the deployments f selects, newest first,

@@ -42,9 +42,12 @@ func (r *records) Save(ctx context.Context, dep *deploy.Deployment, o Owner) err
 	return nil
 }
 
-// upsertDeployment writes d's row; written is false when the record has
-// d as started and d is a queued snapshot (the deployer that queued it
-// writes it after the one that runs it did): nothing goes back.
+// upsertDeployment writes d's row; written is false when nothing may go
+// back: the record has d as started and d is a queued snapshot (the
+// deployer that queued it writes it after the one that runs it did), or
+// the record has d finished by another owner (another deployer took over
+// from o, which lost its claim, and recorded the interruption: o's late
+// write, once the database is back, must not replace that outcome).
 func (r *records) upsertDeployment(ctx context.Context, tx *sql.Tx, d *deploy.Deployment, o Owner) (written bool, err error) {
 	errText := ""
 	if d.Err != nil {
@@ -64,7 +67,9 @@ func (r *records) upsertDeployment(ctx context.Context, tx *sql.Tx, d *deploy.De
 			started = excluded.started, finished = excluded.finished, error = excluded.error,
 			owner_pid = excluded.owner_pid, owner_host = excluded.owner_host, owner_start = excluded.owner_start,
 			branch_tip = excluded.branch_tip, node = excluded.node
-		WHERE excluded.status <> 'queued' OR deployments.status = 'queued'`),
+		WHERE (excluded.status <> 'queued' OR deployments.status = 'queued')
+			AND (deployments.finished IS NULL OR (deployments.owner_pid = excluded.owner_pid
+				AND deployments.owner_host = excluded.owner_host AND deployments.owner_start = excluded.owner_start))`),
 		d.ID, appOf(d), string(d.Action), string(req.Trigger), req.Provider, req.DeliveryID, req.Actor, req.Push.Branch,
 		req.Push.Commit, req.Release, strings.Join(req.Hosts, ","), req.PayloadCommit, d.Release.Commit, d.ReleaseName,
 		string(d.Status), fmtTime(d.Queued), nullTime(d.Started), nullTime(d.Finished), errText,
@@ -111,8 +116,15 @@ func (r *records) upsertStep(ctx context.Context, tx *sql.Tx, id, host string, i
 
 // SaveHost records a host's status in a deployment; idx is its place in
 // the deployment's host list.
+// A deployment another owner finished is left as it is (see
+// upsertDeployment).
 func (r *records) SaveHost(ctx context.Context, id, host string, idx int, status deploy.Status) error {
-	err := r.tx(ctx, func(tx *sql.Tx) error { return r.upsertHost(ctx, tx, id, host, idx, status, 0) })
+	err := r.tx(ctx, func(tx *sql.Tx) error {
+		if other, err := r.finishedByOther(ctx, tx, id); err != nil || other {
+			return err
+		}
+		return r.upsertHost(ctx, tx, id, host, idx, status, 0)
+	})
 	if err != nil {
 		return fmt.Errorf("save host %s of deployment %s: %w", host, id, err)
 	}
@@ -120,11 +132,27 @@ func (r *records) SaveHost(ctx context.Context, id, host string, idx int, status
 }
 
 // SaveStep records step number idx of host in a deployment, as it starts
-// or ends.
+// or ends. A deployment another owner finished is left as it is.
 func (r *records) SaveStep(ctx context.Context, id, host string, idx int, st deploy.StepResult) error {
-	err := r.tx(ctx, func(tx *sql.Tx) error { return r.upsertStep(ctx, tx, id, host, idx, st) })
+	err := r.tx(ctx, func(tx *sql.Tx) error {
+		if other, err := r.finishedByOther(ctx, tx, id); err != nil || other {
+			return err
+		}
+		return r.upsertStep(ctx, tx, id, host, idx, st)
+	})
 	if err != nil {
 		return fmt.Errorf("save step %s on %s of deployment %s: %w", st.Name, host, id, err)
 	}
 	return nil
+}
+
+// finishedByOther reports whether the record has deployment id finished
+// by an owner other than this store's (a deployer that took over from
+// this one, which lost its claim).
+func (r *records) finishedByOther(ctx context.Context, tx *sql.Tx, id string) (bool, error) {
+	self := r.opts.Self
+	var n int
+	err := tx.QueryRowContext(ctx, r.q(`SELECT COUNT(*) FROM deployments WHERE id = ? AND finished IS NOT NULL
+		AND NOT (owner_pid = ? AND owner_host = ? AND owner_start = ?)`), id, self.PID, self.Host, self.Start).Scan(&n)
+	return n > 0, err
 }

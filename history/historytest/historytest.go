@@ -40,6 +40,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 		{"Interrupted", testInterrupted},
 		{"Interrupt", testInterrupt},
 		{"QueuedNeverGoesBack", testQueuedNeverGoesBack},
+		{"TakenOverStays", testTakenOverStays},
 		{"OpenAtOnce", testOpenAtOnce},
 		{"RecorderWritesTheWholeDeployment", testRecorderWritesTheWholeDeployment},
 		{"RecorderMidway", testRecorderMidway},

@@ -2,11 +2,14 @@ package historytest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/pushdeploy/pushdeploy/deploy"
 	"github.com/pushdeploy/pushdeploy/history"
@@ -196,5 +199,61 @@ func testQueuedNeverGoesBack(t *testing.T, s suite) {
 	}
 	if got.Status != deploy.StatusRunning || len(got.Hosts) != 1 {
 		t.Errorf("after a late queued snapshot: status %q, %d hosts; want running with its host", got.Status, len(got.Hosts))
+	}
+}
+
+// testTakenOverStays: a deployer (a) lost its claim while cut from the
+// database, and another (b) recorded its deployment interrupted. When a's
+// network returns, its late writes (the final snapshot, a host, a step)
+// leave the record as b made it. A deployment a finished itself, a still
+// rewrites (its final snapshot after a first one).
+func testTakenOverStays(t *testing.T, s suite) {
+	ctx := context.Background()
+	db := s.newDB(t)
+	alive := func(history.Owner) bool { return true }
+	a := open(t, db, history.Options{Self: history.Owner{PID: 101, Host: "node-a", Start: "boot:1"}, Alive: alive})
+	b := open(t, db, history.Options{Self: history.Owner{PID: 202, Host: "node-b", Start: "boot:2"}, Alive: alive})
+	running := func(id string) *deploy.Deployment {
+		return &deploy.Deployment{ID: id, App: "web", Action: "deploy", Status: deploy.StatusRunning, Queued: T0, Started: T0,
+			Hosts: []*deploy.HostResult{{Host: deploy.Host{Name: "web1"}, Status: deploy.StatusRunning, Steps: []deploy.StepResult{
+				{Name: "pip", Status: deploy.StatusRunning, Started: T0},
+			}}}}
+	}
+	save(t, a, running("lost"), running("own"))
+	const reason = "interrupted: its deployer node-a stopped renewing its claim"
+	if found, err := b.Interrupt(ctx, "lost", reason); err != nil || !found {
+		t.Fatalf("Interrupt = %v, %v", found, err)
+	}
+	want, _, err := b.Deployment(ctx, "lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	late := running("lost")
+	late.Status, late.Finished = deploy.StatusInterrupted, T0.Add(time.Hour)
+	late.Err = errors.New("interrupted: this deployer lost its claim on the deployment before it finished")
+	late.Hosts[0].Status, late.Hosts[0].Steps[0].Status = deploy.StatusFailed, deploy.StatusFailed
+	save(t, a, late)
+	if err := a.SaveHost(ctx, "lost", "web1", 0, deploy.StatusFailed); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SaveStep(ctx, "lost", "web1", 0, deploy.StepResult{Name: "pip", Status: deploy.StatusFailed, Err: errors.New("stopped")}); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := a.Deployment(ctx, "lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got, SameDeployment); diff != "" {
+		t.Errorf("the late writes of the deployer that lost the claim changed the record (-interrupted +got):\n%s", diff)
+	}
+
+	own := running("own")
+	own.Status, own.Finished, own.Err = deploy.StatusFailed, T0.Add(time.Minute), errors.New("pip failed")
+	save(t, a, own)
+	own.Status, own.Err = deploy.StatusInterrupted, errors.New("interrupted: this deployer lost its claim")
+	save(t, a, own)
+	if got, _, err := a.Deployment(ctx, "own"); err != nil || got.Status != deploy.StatusInterrupted || got.Err == nil || got.Err.Error() != own.Err.Error() {
+		t.Errorf("a deployer rewriting the deployment it finished itself: got %+v, %v; want its last snapshot", got, err)
 	}
 }
