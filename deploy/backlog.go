@@ -85,6 +85,58 @@ var (
 	ErrClaimLost = errors.New("the claim on the deployment was lost (its lease ended): another deployer may take the app over")
 )
 
+// LapsedError is the cause of a claim lost because no renewal reached
+// the database for most of its lease (a Lease's Hold ends with it): the
+// database could not be reached For that long. It is ErrClaimLost.
+type LapsedError struct {
+	For time.Duration
+}
+
+func (e *LapsedError) Error() string {
+	return fmt.Sprintf("the claim on the deployment was lost: the database could not be reached for %s", e.For.Round(time.Second))
+}
+
+// Is makes a LapsedError ErrClaimLost.
+func (e *LapsedError) Is(target error) bool { return target == ErrClaimLost }
+
+// claimLostWhy says, for the deployment's messages, why its claim was
+// lost (cause: the end of its Hold).
+func claimLostWhy(cause error) string {
+	if lapsed, ok := errors.AsType[*LapsedError](cause); ok {
+		return fmt.Sprintf("the database could not be reached for %s", lapsed.For.Round(time.Second))
+	}
+	return "its lease ended"
+}
+
+// claimLostStop is the stop of a deployment whose claim was lost (cause:
+// the end of its Hold): its skipped steps say so, not that the deployer
+// is shutting down.
+func claimLostStop(cause error) error {
+	return &reasonError{
+		text: fmt.Sprintf("stopped: this deployer lost its claim on the app (%s); another deployer may take it over", claimLostWhy(cause)),
+		errs: []error{ErrStopped, cause},
+	}
+}
+
+// claimLostEnd is the error of a deployment whose claim was lost (cause:
+// fenced) before it finished.
+func claimLostEnd(cause error) error {
+	return &reasonError{
+		text: fmt.Sprintf("interrupted: this deployer lost its claim on the app (%s) before the deployment finished; another deployer may take it over", claimLostWhy(cause)),
+		errs: []error{cause},
+	}
+}
+
+// reasonError is an error with a text of its own that wraps errs (for
+// errors.Is and errors.As) without repeating their texts.
+type reasonError struct {
+	text string
+	errs []error
+}
+
+func (e *reasonError) Error() string   { return e.text }
+func (e *reasonError) Unwrap() []error { return e.errs }
+
 // UnavailableError is a Backlog that cannot be reached: nothing was
 // committed, and the requester should try again later (the webhook
 // answers 503 with Retry-After).

@@ -95,6 +95,7 @@ type Deployment struct {
 
 	mu       sync.Mutex
 	stopping bool
+	stopErr  error         // why it stops: the steps it skips fail with it
 	stopped  chan struct{} // closed by Stop; made by stopC
 	// fence, when set (Fence), ends when the deployment's claim on its
 	// app is lost: no host is switched or restarted after that.
@@ -162,10 +163,15 @@ func (d *Deployment) FailedAt() (host, step string) {
 // Stop asks a running deployment to stop before its next step: the step
 // that runs now finishes (within its timeout), the host is cleaned up as
 // after any failure, and no further host is started.
-func (d *Deployment) Stop() {
+func (d *Deployment) Stop() { d.stopWith(ErrStopped) }
+
+// stopWith is Stop, whose skipped steps fail with err (which wraps
+// ErrStopped): why the deployment stops, when it is not the deployer
+// shutting down. The first reason given stays.
+func (d *Deployment) stopWith(err error) {
 	d.mu.Lock()
 	if !d.stopping {
-		d.stopping = true
+		d.stopping, d.stopErr = true, err
 		if d.stopped != nil {
 			close(d.stopped)
 		}
@@ -190,6 +196,17 @@ func (d *Deployment) stopRequested() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.stopping
+}
+
+// stopError is the error of a step a stop skips: ErrStopped, or why the
+// deployment stops (stopWith).
+func (d *Deployment) stopError() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopErr == nil {
+		return ErrStopped
+	}
+	return d.stopErr
 }
 
 // update runs f with the deployment locked: every change the Deployer makes
@@ -225,7 +242,8 @@ type StepResult struct {
 }
 
 // ErrStopped is the error of a deployment stopped by Stop (the deployer is
-// shutting down).
+// shutting down). A deployment stopped for another reason (its deployer
+// lost its claim on the app) fails with an error that wraps it.
 var ErrStopped = errors.New("stopped: the deployer is shutting down")
 
 // StepError is a step that failed on a host. Its message names the host,

@@ -72,7 +72,7 @@ func (r *hostRun) stepWith(ctx context.Context, name Step, stoppable bool, fn fu
 	})
 	var err error
 	if stoppable && r.dep.stopRequested() {
-		err = ErrStopped
+		err = r.dep.stopError()
 	} else {
 		sctx, cancel := context.WithTimeout(ctx, r.d.StepTimeout)
 		var w io.Writer = out

@@ -154,7 +154,7 @@ func (m *markedRun) follow(ctx context.Context, onMark func(markEvent) error, un
 				return ev, err
 			}
 		case "stopped":
-			return ev, m.r.step(ctx, Step(ev.text), func(context.Context, io.Writer) error { return ErrStopped })
+			return ev, m.r.step(ctx, Step(ev.text), func(context.Context, io.Writer) error { return m.r.dep.stopError() })
 		case "held":
 			return ev, m.failed(m.last, errors.New(orDefault(strings.TrimSpace(m.stray.String()), "the host's script stopped")))
 		}

@@ -131,7 +131,7 @@ func checkStop(ctx context.Context, dep *Deployment, where string) error {
 		return fmt.Errorf("deployment stopped %s: %w", where, err)
 	}
 	if dep.stopRequested() {
-		return fmt.Errorf("%s: %w", where, ErrStopped)
+		return fmt.Errorf("%s: %w", where, dep.stopError())
 	}
 	return nil
 }

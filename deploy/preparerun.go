@@ -126,7 +126,7 @@ func (r *hostRun) build(ctx context.Context) error {
 		if !r.phase.passed[StepLock] {
 			next = StepLock
 		}
-		return r.step(ctx, next, func(context.Context, io.Writer) error { return ErrStopped })
+		return r.step(ctx, next, func(context.Context, io.Writer) error { return r.dep.stopError() })
 	}
 	if err := r.phase.send("build"); err != nil {
 		return r.phase.failed(StepLock, r.phase.ended())

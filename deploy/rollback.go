@@ -356,7 +356,7 @@ func (d *Deployer) moveAll(ctx context.Context, dep *Deployment, hs []*rollbackH
 			return fmt.Errorf("rollback stopped before host %s: %w", batch[0].res.Host, err)
 		}
 		if dep.stopRequested() {
-			return fmt.Errorf("before host %s: %w", batch[0].res.Host, ErrStopped)
+			return fmt.Errorf("before host %s: %w", batch[0].res.Host, dep.stopError())
 		}
 		if err := dep.fenced(); err != nil {
 			return fmt.Errorf("rollback stopped before host %s: %w", batch[0].res.Host, err) // see Deployment.Fence

@@ -413,9 +413,9 @@ func (w *Worker) runOne(ctx context.Context, dep *Deployment, held context.Conte
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	var once sync.Once
-	stopping := func() {
+	stopping := func(why error) {
 		once.Do(func() {
-			dep.Stop()
+			dep.stopWith(why)
 			grace := w.Grace
 			if grace <= 0 {
 				grace = 2 * time.Minute
@@ -424,10 +424,10 @@ func (w *Worker) runOne(ctx context.Context, dep *Deployment, held context.Conte
 			context.AfterFunc(runCtx, func() { t.Stop() })
 		})
 	}
-	stop := context.AfterFunc(ctx, stopping)
+	stop := context.AfterFunc(ctx, func() { stopping(ErrStopped) })
 	defer stop()
 	if held != nil {
-		defer context.AfterFunc(held, stopping)()
+		defer context.AfterFunc(held, func() { stopping(claimLostStop(context.Cause(held))) })()
 	}
 	// The outcome is recorded in dep and logged.
 	if dep.Action == ActionRollback {

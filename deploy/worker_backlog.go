@@ -166,14 +166,14 @@ func (w *Worker) runLease(ctx context.Context, lease Lease) {
 	if err := dep.fenced(); err != nil {
 		dep.update(func() {
 			dep.Status = StatusInterrupted
-			dep.Err = fmt.Errorf("interrupted: this deployer lost its claim on the deployment before it finished (%w)", err)
+			dep.Err = claimLostEnd(err)
 			for _, h := range dep.Hosts {
 				if h.Status == StatusRunning {
 					h.Status = StatusInterrupted
 				}
 			}
 		})
-		w.logger().Error("deployment interrupted: the claim on it was lost", "deployment", dep.ID, "app", w.appName())
+		w.logger().Error("deployment interrupted: the claim on it was lost", "deployment", dep.ID, "app", w.appName(), "error", err)
 	}
 	w.finishLease(ctx, lease, dep)
 	w.ran()

@@ -99,13 +99,13 @@ func (b *fakeBacklog) Pending(_ context.Context, app string) (*BacklogJob, []Bac
 	return running, waiting, nil
 }
 
-// cut makes job id's claim lost, as a lease that ended would.
-func (b *fakeBacklog) cut(id string) {
+// cut makes job id's claim lost, as a lease that ended would, with cause.
+func (b *fakeBacklog) cut(id string, cause error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, j := range b.jobs {
 		if j.ID == id && j.lose != nil {
-			j.lose(ErrClaimLost)
+			j.lose(cause)
 		}
 	}
 }
@@ -270,7 +270,8 @@ func TestBacklogExpiredAreInterrupted(t *testing.T) {
 
 // TestBacklogFencing: a worker whose claim is lost after the first host
 // switched switches no other host, and records the deployment as
-// interrupted.
+// interrupted; its error says the claim was lost and for how long the
+// database was away.
 func TestBacklogFencing(t *testing.T) {
 	r := newRig(t, 3)
 	r.commit("flask")
@@ -285,7 +286,7 @@ func TestBacklogFencing(t *testing.T) {
 	var id string
 	r.d.Observer = ObserverFunc(func(ev Event) {
 		if ev.Kind == EventStep && ev.Host == "web1" && ev.Step == StepSwitch && ev.Status == StatusSucceeded {
-			b.cut(id) // the lease ends right after web1's switch
+			b.cut(id, &LapsedError{For: 27 * time.Second}) // the lease ends right after web1's switch
 		}
 	})
 	tk, err := w.Submit(context.Background(), Request{Trigger: "api", Push: Push{Branch: "release"}})
@@ -302,6 +303,10 @@ func TestBacklogFencing(t *testing.T) {
 	if dep.Status != StatusInterrupted || !errors.Is(dep.Err, ErrClaimLost) {
 		t.Errorf("deployment %s: %v, want interrupted by the lost claim", dep.Status, dep.Err)
 	}
+	const why = "lost its claim on the app (the database could not be reached for 27s)"
+	if dep.Err == nil || !strings.Contains(dep.Err.Error(), why) {
+		t.Errorf("deployment error %q, want it to say %q", dep.Err, why)
+	}
 	if got := r.current("web1"); got != "releases/"+dep.ReleaseName {
 		t.Errorf("web1 (switched before the claim was lost): current %q, want the new release", got)
 	}
@@ -312,6 +317,47 @@ func TestBacklogFencing(t *testing.T) {
 		if rels := r.releases(h); len(rels) != 1 {
 			t.Errorf("%s keeps releases %v, want only the first (the prepared one removed)", h, rels)
 		}
+	}
+}
+
+// TestBacklogLostClaimStops: the steps a lost claim's stop skips say the
+// claim was lost (not that the deployer is shutting down).
+func TestBacklogLostClaimStops(t *testing.T) {
+	r := newRig(t, 1)
+	r.commit("flask")
+	b := newFakeBacklog()
+	w := &Worker{Deployer: r.d, Hosts: r.hosts, Backlog: b, PollEvery: 10 * time.Millisecond, Grace: time.Minute}
+	var id string
+	r.d.Observer = ObserverFunc(func(ev Event) {
+		if ev.Kind == EventStep && ev.Step == StepVenv && ev.Status == StatusSucceeded {
+			b.cut(id, &LapsedError{For: 27 * time.Second})
+			// The stop follows the cut on its own goroutine: pip, next,
+			// must find it asked for.
+			waitFor(t, "the stop", func() bool {
+				w.mu.Lock()
+				d := w.running
+				w.mu.Unlock()
+				return d != nil && d.stopRequested()
+			})
+		}
+	})
+	tk, err := w.Submit(context.Background(), Request{Trigger: "api", Push: Push{Branch: "release"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id = tk.ID
+	startWorker(t, w)
+	waitFor(t, "the deployment to finish", func() bool { _, ok := b.outcome(id); return ok })
+	dep, _ := w.Get(id)
+	var pip *StepResult
+	for i, st := range dep.Hosts[0].Steps {
+		if st.Name == StepPip {
+			pip = &dep.Hosts[0].Steps[i]
+		}
+	}
+	const want = "stopped: this deployer lost its claim on the app (the database could not be reached for 27s); another deployer may take it over"
+	if pip == nil || !errors.Is(pip.Err, ErrStopped) || !errors.Is(pip.Err, ErrClaimLost) || pip.Err.Error() != want {
+		t.Fatalf("pip after the claim was lost: %+v; want it skipped with %q", pip, want)
 	}
 }
 

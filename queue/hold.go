@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/pushdeploy/pushdeploy/deploy"
 )
 
 // Hold keeps c's lease alive while the job runs: it renews every third of
 // the lease until stop is called or ctx ends. The context it returns ends,
-// with cause ErrLost, as soon as the claim may no longer be this holder's:
-// Renew answered ErrLost, or no renewal has succeeded for most of a lease
+// with a cause that is ErrLost, as soon as the claim may no longer be this
+// holder's: Renew answered ErrLost, or (deploy.LapsedError, which says
+// how long) no renewal has succeeded for most of a lease
 // (nine tenths), counted on this machine's clock from when the last
 // successful renewal was sent. That is before the database's lease can
 // end, since the database started its lease no earlier than the request
@@ -22,7 +25,7 @@ func (q *Queue) Hold(ctx context.Context, c *Claim) (held context.Context, stop 
 	loop, end := context.WithCancel(held)
 	done := make(chan struct{})
 	deadline := func() time.Time { return c.renewed.Add(q.lease * 9 / 10) }
-	timer := time.AfterFunc(time.Until(deadline()), func() { lose(ErrLost) })
+	timer := time.AfterFunc(time.Until(deadline()), func() { lose(&deploy.LapsedError{For: time.Since(c.renewed)}) })
 	go func() {
 		defer close(done)
 		defer timer.Stop()

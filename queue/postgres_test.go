@@ -97,7 +97,8 @@ func TestPostgresNetworkCut(t *testing.T) {
 	finish(t, q2, c2)
 }
 
-// Hold ends its context, cause ErrLost, before the database's lease ends
+// Hold ends its context, cause ErrLost (a deploy.LapsedError that says
+// how long no renewal got through), before the database's lease ends
 // when renewals stop getting through: the holder stops working before
 // another deployer can take over.
 func TestPostgresHoldNoticesFirst(t *testing.T) {
@@ -127,8 +128,10 @@ func TestPostgresHoldNoticesFirst(t *testing.T) {
 		if !at.Before(expired[0].Expires) {
 			t.Errorf("held ended at %s, after the lease ended at %s", at, expired[0].Expires)
 		}
-		if cause := context.Cause(held); !errors.Is(cause, queue.ErrLost) {
-			t.Errorf("held's cause: %v, want ErrLost", cause)
+		cause := context.Cause(held)
+		lapsed, ok := errors.AsType[*deploy.LapsedError](cause)
+		if !errors.Is(cause, queue.ErrLost) || !ok || lapsed.For < o.Lease*8/10 || lapsed.For > o.Lease {
+			t.Errorf("held's cause: %v, want ErrLost, a *deploy.LapsedError of about nine tenths of the %s lease", cause, o.Lease)
 		}
 	default:
 		t.Fatal("the claim was taken over while its holder still held it")
