@@ -289,11 +289,7 @@ func TestBacklogFencing(t *testing.T) {
 			b.cut(id, &LapsedError{For: 27 * time.Second}) // the lease ends right after web1's switch
 		}
 	})
-	tk, err := w.Submit(context.Background(), Request{Trigger: "api", Push: Push{Branch: "release"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id = tk.ID
+	id = submitAPI(t, w)
 	startWorker(t, w)
 	waitFor(t, "the deployment to finish", func() bool { _, ok := b.outcome(id); return ok })
 	if s, _ := b.outcome(id); s != StatusInterrupted {
@@ -320,6 +316,17 @@ func TestBacklogFencing(t *testing.T) {
 	}
 }
 
+// submitAPI submits a deployment of the release branch to w, and returns
+// its id.
+func submitAPI(t *testing.T, w *Worker) string {
+	t.Helper()
+	tk, err := w.Submit(context.Background(), Request{Trigger: "api", Push: Push{Branch: "release"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tk.ID
+}
+
 // TestBacklogLostClaimStops: the steps a lost claim's stop skips say the
 // claim was lost (not that the deployer is shutting down).
 func TestBacklogLostClaimStops(t *testing.T) {
@@ -341,11 +348,7 @@ func TestBacklogLostClaimStops(t *testing.T) {
 			})
 		}
 	})
-	tk, err := w.Submit(context.Background(), Request{Trigger: "api", Push: Push{Branch: "release"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id = tk.ID
+	id = submitAPI(t, w)
 	startWorker(t, w)
 	waitFor(t, "the deployment to finish", func() bool { _, ok := b.outcome(id); return ok })
 	dep, _ := w.Get(id)
