@@ -336,10 +336,10 @@ func TestBacklogLostClaimStops(t *testing.T) {
 	w := &Worker{Deployer: r.d, Hosts: r.hosts, Backlog: b, PollEvery: 10 * time.Millisecond, Grace: time.Minute}
 	var id string
 	r.d.Observer = ObserverFunc(func(ev Event) {
-		if ev.Kind == EventStep && ev.Step == StepVenv && ev.Status == StatusSucceeded {
+		if ev.Kind == EventStep && ev.Step == StepConnect && ev.Status == StatusSucceeded {
 			b.cut(id, &LapsedError{For: 27 * time.Second})
-			// The stop follows the cut on its own goroutine: pip, next,
-			// must find it asked for.
+			// The stop follows the cut on its own goroutine: the steps
+			// that follow must find it asked for.
 			waitFor(t, "the stop", func() bool {
 				w.mu.Lock()
 				d := w.running
@@ -352,15 +352,15 @@ func TestBacklogLostClaimStops(t *testing.T) {
 	startWorker(t, w)
 	waitFor(t, "the deployment to finish", func() bool { _, ok := b.outcome(id); return ok })
 	dep, _ := w.Get(id)
-	var pip *StepResult
+	var stopped *StepResult
 	for i, st := range dep.Hosts[0].Steps {
-		if st.Name == StepPip {
-			pip = &dep.Hosts[0].Steps[i]
+		if errors.Is(st.Err, ErrStopped) {
+			stopped = &dep.Hosts[0].Steps[i]
 		}
 	}
 	const want = "stopped: this deployer lost its claim on the app (the database could not be reached for 27s); another deployer may take it over"
-	if pip == nil || !errors.Is(pip.Err, ErrStopped) || !errors.Is(pip.Err, ErrClaimLost) || pip.Err.Error() != want {
-		t.Fatalf("pip after the claim was lost: %+v; want it skipped with %q", pip, want)
+	if stopped == nil || !errors.Is(stopped.Err, ErrClaimLost) || stopped.Err.Error() != want {
+		t.Fatalf("after the claim was lost: steps %+v; want one skipped with %q", dep.Hosts[0].Steps, want)
 	}
 }
 
