@@ -37,6 +37,12 @@ import (
 var haRestart string
 
 // haNode is one deployer: a serve named by DEPLOY_NODE_NAME.
+// haLease is the lease of the HA tests' deployers' claims (a release
+// build's is 30 s): another deployer takes over from one killed or cut
+// from the database within seconds. Renewed every 2 s, it still leaves a
+// loaded machine 5 s to get a renewal through.
+const haLease = 6 * time.Second
+
 type haNode struct {
 	*server
 	name string
@@ -45,7 +51,8 @@ type haNode struct {
 // haNode starts a serve named name on dbURL with e's hosts. Each has a data
 // folder of its own (its git mirror), as on a machine of its own. All run
 // on the real clock (no PUSHDEPLOY_E2E_CLOCK_OFFSET), so that the times in
-// the shared history, the hosts' logs and the test compare.
+// the shared history, the hosts' logs and the test compare. Their claims
+// last haLease (PUSHDEPLOY_E2E_QUEUE_LEASE) unless the test set another.
 func (e *e2e) haNode(name, dbURL string) *haNode {
 	e.t.Helper()
 	addr := freePort(e.t)
@@ -61,6 +68,9 @@ func (e *e2e) haNode(name, dbURL string) *haNode {
 	// Every host at once, so that a deployment held in pip is held on all.
 	e.vars["DEPLOY_PARALLEL"] = strconv.Itoa(len(e.env.Hosts))
 	e.vars["PUSHDEPLOY_E2E_CLOCK_OFFSET"] = "0s" // the last of a duplicate key wins
+	if _, set := e.vars["PUSHDEPLOY_E2E_QUEUE_LEASE"]; !set {
+		e.vars["PUSHDEPLOY_E2E_QUEUE_LEASE"] = haLease.String()
+	}
 	s.start(e, io.Discard, "serve", "--json", "--grace", "20s")
 	return &haNode{server: s, name: name}
 }

@@ -383,6 +383,9 @@ func TestEndToEndHADatabaseRestart(t *testing.T) {
 	srv := pgtest.Start(t)
 	db := srv.NewDatabase(t)
 	g := newPipGate(t, e.env)
+	// The outage (the checks below while the database is down) must stay
+	// within the lease: a release build's, not haLease.
+	e.vars["PUSHDEPLOY_E2E_QUEUE_LEASE"] = "30s"
 	nodes := []*haNode{e.haNode("d1", db), e.haNode("d2", db)}
 
 	g.hold("c1")

@@ -41,7 +41,7 @@ func takeTurn(ctx context.Context, cfg *config.Config, log *slog.Logger, stderr 
 	if cfg.DatabaseURL == "" {
 		return func() {}, nil
 	}
-	q, err := queue.OpenPostgres(ctx, cfg.DatabaseURL, queue.Options{Owner: cliOwner(), Lease: queueLease})
+	q, err := queue.OpenPostgres(ctx, cfg.DatabaseURL, queue.Options{Owner: cliOwner(), Lease: queueLeaseFor()})
 	if err != nil {
 		return nil, fmt.Errorf("DEPLOY_DATABASE_URL: %w", err)
 	}

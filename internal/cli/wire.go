@@ -451,7 +451,9 @@ func (d hostDialer) Dial(ctx context.Context, h deploy.Host) (deploy.Conn, error
 // queueLease is how long serve's (and the command line's) claim on a
 // deployment lasts without a renewal: the bound within which another
 // deployer takes over the app's queue from one that died
-// (docs/high-availability.md). It is renewed every third of that.
+// (docs/high-availability.md). It is renewed every third of that. The
+// binary the end-to-end tests build may have another (queueLeaseFor,
+// lease_e2e.go).
 const queueLease = 30 * time.Second
 
 // queueFile is the SQLite database of the queue in DEPLOY_DATA_DIR, for
@@ -463,7 +465,7 @@ const queueFile = "queue.db"
 // in SQLite in DEPLOY_DATA_DIR (one deployer; what it answered survives
 // its restart). Claims are made as owner.
 func openQueue(ctx context.Context, cfg *config.Config, owner string) (*queue.Backlog, error) {
-	opts := queue.Options{Owner: owner, Lease: queueLease}
+	opts := queue.Options{Owner: owner, Lease: queueLeaseFor()}
 	if cfg.DatabaseURL != "" {
 		q, err := queue.OpenPostgres(ctx, cfg.DatabaseURL, opts)
 		if err != nil {
