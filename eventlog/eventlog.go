@@ -28,10 +28,8 @@ import (
 	"context"
 	"database/sql"
 	_ "embed"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -39,7 +37,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/pushdeploy/pushdeploy/deploy"
@@ -149,12 +146,8 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("event log: %w", err)
 	}
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(NORMAL)") // a live view: losing the last batch to a power cut is fine
-	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+q.Encode())
+	// NORMAL: a live view; losing the last batch to a power cut is fine.
+	db, err := sql.Open("sqlite", history.SQLiteDSN(path, "NORMAL", 10*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("event log %s: %w", path, err)
 	}
@@ -173,17 +166,10 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*Log, error) {
 // Errors name the database without its password.
 func OpenPostgres(ctx context.Context, dbURL string, opts Options) (*Log, error) {
 	name := history.RedactURL(dbURL)
-	cfg, err := pgx.ParseConfig(dbURL)
+	db, cfg, err := history.PostgresDB(dbURL, 4)
 	if err != nil {
-		return nil, fmt.Errorf("event log %s: not a PostgreSQL URL (postgres://USER:PASSWORD@HOST:5432/DB)", name)
+		return nil, fmt.Errorf("event log %s: %w", name, err)
 	}
-	if cfg.ConnectTimeout == 0 {
-		cfg.ConnectTimeout = 10 * time.Second
-	}
-	db := stdlib.OpenDB(*cfg.Copy())
-	db.SetMaxOpenConns(4)
-	db.SetMaxIdleConns(4)
-	db.SetConnMaxIdleTime(5 * time.Minute)
 	l := newLog(db, true, name, opts)
 	if err := history.MigratePostgres(ctx, db, "eventlog", migrations); err != nil {
 		db.Close()
@@ -246,38 +232,8 @@ func (l *Log) sql(s string) string {
 	return b.String()
 }
 
-// migrateSQLite runs the migrations the file has not run, in one
-// immediate transaction (processes opening it at once take turns). The
-// version is in a table of the log's own: the history owns the file's
-// user_version.
+// migrateSQLite brings the log's tables in a SQLite file up to date
+// (their version in eventlog_schema).
 func migrateSQLite(ctx context.Context, db *sql.DB) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS eventlog_schema (version INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	version := 0
-	switch err := tx.QueryRowContext(ctx, `SELECT version FROM eventlog_schema`).Scan(&version); {
-	case errors.Is(err, sql.ErrNoRows):
-		if _, err := tx.ExecContext(ctx, `INSERT INTO eventlog_schema (version) VALUES (0)`); err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-	case err != nil:
-		return fmt.Errorf("migrate: schema version: %w", err)
-	}
-	if version > len(migrations) {
-		return fmt.Errorf("%w: eventlog schema version %d, this one knows up to %d", history.ErrNewerSchema, version, len(migrations))
-	}
-	for _, step := range migrations[version:] {
-		if _, err := tx.ExecContext(ctx, step); err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE eventlog_schema SET version = ?`, len(migrations)); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	return tx.Commit()
+	return history.MigrateSQLite(ctx, db, "eventlog", migrations)
 }

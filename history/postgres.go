@@ -39,18 +39,10 @@ const postgresPool = 8
 // its password.
 func OpenPostgres(ctx context.Context, dbURL string, opts Options) (*Postgres, error) {
 	name := RedactURL(dbURL)
-	cfg, err := pgx.ParseConfig(dbURL)
+	db, _, err := PostgresDB(dbURL, postgresPool)
 	if err != nil {
-		// pgx's message may quote the URL: say what is wrong without it.
-		return nil, fmt.Errorf("history database %s: %w", name, ErrBadURL)
+		return nil, fmt.Errorf("history database %s: %w", name, err)
 	}
-	if cfg.ConnectTimeout == 0 {
-		cfg.ConnectTimeout = 10 * time.Second
-	}
-	db := stdlib.OpenDB(*cfg)
-	db.SetMaxOpenConns(postgresPool)
-	db.SetMaxIdleConns(postgresPool)
-	db.SetConnMaxIdleTime(5 * time.Minute)
 	opts, log := opts.withDefaults()
 	s := &Postgres{records: &records{db: db, name: name, dollar: true, opts: opts, log: log}}
 	if err := migratePostgres(ctx, db, postgresMigrations); err != nil {
@@ -67,6 +59,28 @@ func OpenPostgres(ctx context.Context, dbURL string, opts Options) (*Postgres, e
 // ErrBadURL is a database URL that PostgreSQL's driver cannot read: a
 // configuration error (the CLI's exit status 2), never worth trying again.
 var ErrBadURL = errors.New("not a PostgreSQL URL (postgres://USER:PASSWORD@HOST:5432/DB; parameters such as sslmode=verify-full)")
+
+// PostgresDB opens a pool of at most conns connections on the PostgreSQL
+// database at dbURL, as every component that keeps tables there (the
+// history, the queue, the event log) opens it: a 10 s connect timeout
+// unless the URL sets one. It returns the parsed configuration too (for a
+// LISTEN connection of its own). The only error is one wrapping
+// ErrBadURL: pgx's message may quote the URL, password and all, so it is
+// not passed on.
+func PostgresDB(dbURL string, conns int) (*sql.DB, *pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(dbURL)
+	if err != nil {
+		return nil, nil, ErrBadURL
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	db := stdlib.OpenDB(*cfg.Copy())
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return db, cfg, nil
+}
 
 // RedactURL returns a database URL fit for messages and logs: without the
 // password, in the user part or the query. What is not a URL is not shown.

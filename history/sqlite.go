@@ -62,15 +62,20 @@ func Open(ctx context.Context, dir string, opts Options) (*SQLite, error) {
 	return s, nil
 }
 
-// dsn asks for WAL (readers do not wait for the writer), a busy timeout
-// (writers of two processes take turns), and write transactions that take
-// the write lock when they begin, so that two of them never deadlock
-// upgrading a read lock.
-func dsn(path string) string {
+func dsn(path string) string { return SQLiteDSN(path, "NORMAL", busyTimeout) }
+
+// SQLiteDSN is how every component that keeps tables in a SQLite file (the
+// history, the queue, the event log) opens it with database/sql's "sqlite"
+// driver: WAL (readers do not wait for the writer), a busy timeout
+// (writers of two processes take turns), write transactions that take the
+// write lock when they begin, so that two of them never deadlock upgrading
+// a read lock; the given synchronous mode (NORMAL, or FULL where a commit
+// must survive a power cut) and how long a statement waits for the lock.
+func SQLiteDSN(path, synchronous string, busy time.Duration) string {
 	q := url.Values{}
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
 	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "synchronous("+synchronous+")")
 	q.Set("_txlock", "immediate")
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }

@@ -3,19 +3,14 @@ package queue
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pushdeploy/pushdeploy/history"
-	"modernc.org/sqlite" // also registers the "sqlite" driver
-	sqlite3 "modernc.org/sqlite/lib"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
 // dialect is what differs between SQLite and PostgreSQL. The statements are
@@ -83,14 +78,9 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*Queue, error) 
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("queue database: %w", err)
 	}
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "journal_mode(WAL)")
 	// FULL: a commit survives the machine losing power, as the 202 that
 	// follows promises (NORMAL could lose the last transactions).
-	q.Add("_pragma", "synchronous(FULL)")
-	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+q.Encode())
+	db, err := sql.Open("sqlite", history.SQLiteDSN(path, "FULL", 10*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("queue database %s: %w", path, err)
 	}
@@ -110,18 +100,10 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*Queue, error) 
 // Errors name the database without its password.
 func OpenPostgres(ctx context.Context, dbURL string, opts Options) (*Queue, error) {
 	name := history.RedactURL(dbURL)
-	cfg, err := pgx.ParseConfig(dbURL)
+	db, _, err := history.PostgresDB(dbURL, 10)
 	if err != nil {
-		// pgx's parse errors may quote the URL: say only what is wrong.
-		return nil, fmt.Errorf("queue database %s: not a PostgreSQL URL (postgres://USER:PASSWORD@HOST:5432/DB)", name)
+		return nil, fmt.Errorf("queue database %s: %w", name, err)
 	}
-	if cfg.ConnectTimeout == 0 {
-		cfg.ConnectTimeout = 10 * time.Second
-	}
-	db := stdlib.OpenDB(*cfg)
-	db.SetMaxOpenConns(10)
-	db.SetMaxIdleConns(10)
-	db.SetConnMaxIdleTime(5 * time.Minute)
 	q, err := newQueue(ctx, db, postgresDialect, opts)
 	if err != nil {
 		db.Close()
@@ -178,64 +160,8 @@ var migrations = []string{
 	)`,
 }
 
-// migrateSQLite runs the migrations not run yet, in one transaction:
-// SQLite's BEGIN IMMEDIATE (_txlock) holds the database, so processes that
-// open it at the same moment migrate one after another, each after the
-// first finding nothing to do. The version is in a table of the queue's
-// own (the history owns PRAGMA user_version when the file is shared).
+// migrateSQLite brings the queue's tables in a SQLite file up to date
+// (their version in queue_schema).
 func migrateSQLite(ctx context.Context, db *sql.DB) error {
-	// A file several processes create at the same moment can answer
-	// SQLITE_BUSY at once, without waiting for busy_timeout, while one of
-	// them turns it to WAL mode: try again shortly, a bounded number of
-	// times.
-	var err error
-	for try := 0; try < 50; try++ {
-		if err = migrateSQLiteOnce(ctx, db); !isBusy(err) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return err
-}
-
-// isBusy is SQLite's "database is locked" (SQLITE_BUSY, and its extended
-// codes).
-func isBusy(err error) bool {
-	var se *sqlite.Error
-	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
-}
-
-func migrateSQLiteOnce(ctx context.Context, db *sql.DB) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS queue_schema (version INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	var version int
-	err = tx.QueryRowContext(ctx, `SELECT version FROM queue_schema`).Scan(&version)
-	if errors.Is(err, sql.ErrNoRows) {
-		_, err = tx.ExecContext(ctx, `INSERT INTO queue_schema (version) VALUES (0)`)
-	}
-	if err != nil {
-		return fmt.Errorf("migrate: schema version: %w", err)
-	}
-	if version > len(migrations) {
-		return fmt.Errorf("%w: queue schema version %d, this one knows up to %d", history.ErrNewerSchema, version, len(migrations))
-	}
-	for v := version; v < len(migrations); v++ {
-		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-			return fmt.Errorf("migrate queue to schema version %d: %w", v+1, err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE queue_schema SET version = ?`, len(migrations)); err != nil {
-		return fmt.Errorf("migrate: set schema version: %w", err)
-	}
-	return tx.Commit()
+	return history.MigrateSQLite(ctx, db, "queue", migrations)
 }
