@@ -31,8 +31,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -219,17 +217,7 @@ func (l *Log) sql(s string) string {
 	if !l.dollar {
 		return s
 	}
-	var b strings.Builder
-	n := 0
-	for _, r := range s {
-		if r == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
+	return history.Dollars(s)
 }
 
 // migrateSQLite brings the log's tables in a SQLite file up to date

@@ -53,7 +53,18 @@ func (r *records) Owner() Owner { return r.opts.Self }
 
 // q returns query, written with ? placeholders, in the engine's.
 func (r *records) q(query string) string {
-	if !r.dollar || !strings.Contains(query, "?") {
+	if !r.dollar {
+		return query
+	}
+	return Dollars(query)
+}
+
+// Dollars rewrites the ? placeholders of a statement written for SQLite as
+// PostgreSQL's $1, $2 … : every component that keeps tables in both
+// engines (the history, the queue, the event log) writes its SQL once so.
+// The statements are constants of theirs, with no ? inside a literal.
+func Dollars(query string) string {
+	if !strings.Contains(query, "?") {
 		return query
 	}
 	var b strings.Builder

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -54,17 +53,7 @@ func (d *dialect) sql(s string) string {
 	if !d.dollar {
 		return s
 	}
-	var b strings.Builder
-	n := 0
-	for _, r := range s {
-		if r == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
+	return history.Dollars(s)
 }
 
 // OpenSQLite opens (creating it, mode 0600, when needed) the queue in the
