@@ -32,9 +32,12 @@ func (q *Queue) TakeTurn(ctx context.Context, key string, ttl time.Duration) (ho
 	if key == "" || ttl < time.Millisecond {
 		return "", fmt.Errorf("turn %q: a name and a ttl of at least 1ms are required", key)
 	}
+	// Strictly past its end: the end is the database's millisecond, rounded
+	// down, plus ttl, so "at or past" could free a turn up to a millisecond
+	// before ttl had passed.
 	res, err := q.db.ExecContext(ctx, q.d.sql(`INSERT INTO queue_turns (turn, owner, until_ms) VALUES (?, ?, NOW_MS + ?)
 		ON CONFLICT (turn) DO UPDATE SET owner = excluded.owner, until_ms = excluded.until_ms
-		WHERE queue_turns.owner = excluded.owner OR queue_turns.until_ms <= NOW_MS`), key, q.owner, ttl.Milliseconds())
+		WHERE queue_turns.owner = excluded.owner OR queue_turns.until_ms < NOW_MS`), key, q.owner, ttl.Milliseconds())
 	if err != nil {
 		return "", fmt.Errorf("take turn %s: %w", key, err)
 	}

@@ -93,7 +93,7 @@ func testTurns(t *testing.T, b backend) {
 		if end := time.UnixMilli(until); end.Before(before.Add(time.Hour-time.Second)) || end.After(time.Now().Add(time.Hour+time.Second)) {
 			t.Errorf("turn ends %s, want an hour after it was taken (%s)", end, before)
 		}
-		if _, err := raw.ExecContext(ctx, `UPDATE queue_turns SET until_ms = until_ms - 3600000 WHERE turn = 'poll/clock'`); err != nil {
+		if _, err := raw.ExecContext(ctx, `UPDATE queue_turns SET until_ms = until_ms - 3601000 WHERE turn = 'poll/clock'`); err != nil {
 			t.Fatal(err)
 		}
 		taken := time.Now()
