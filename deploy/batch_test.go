@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"os"
@@ -134,14 +135,45 @@ type overlapConn struct {
 }
 
 func (c overlapConn) Run(ctx context.Context, cmd Command) error {
-	// The restart runs in the activate command (with the health check's
-	// wait, the after-switch hook and retention).
-	if len(cmd.Args) < 3 || cmd.Args[2] != activateScript {
+	// The restart runs in the host's deployment command (phase.sh), from
+	// the deployer's line "activate" to the mark "activated" (with the
+	// health check's wait, the after-switch hook and retention).
+	if len(cmd.Args) < 3 || cmd.Args[2] != phaseScript {
 		return c.Conn.Run(ctx, cmd)
 	}
-	c.o.wait(c.o.begin(c.host))
-	defer c.o.end(c.host)
+	cmd.Stdin = &activateReader{r: cmd.Stdin, begin: func() { c.o.wait(c.o.begin(c.host)) }}
+	cmd.Stdout = &activatedWriter{w: cmd.Stdout, end: func() { c.o.end(c.host) }}
 	return c.Conn.Run(ctx, cmd)
+}
+
+// activateReader calls begin before it passes on the line "activate" (the
+// deployer's lines come one per read, as each is one write to a pipe).
+type activateReader struct {
+	r     io.Reader
+	begin func()
+}
+
+func (a *activateReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if strings.Contains(string(p[:n]), "\nactivate\n") || strings.HasPrefix(string(p[:n]), "activate\n") {
+		a.begin()
+	}
+	return n, err
+}
+
+// activatedWriter calls end once the mark "activated" has passed.
+type activatedWriter struct {
+	w    io.Writer
+	end  func()
+	once sync.Once
+}
+
+func (a *activatedWriter) Write(p []byte) (int, error) {
+	n, err := a.w.Write(p)
+	if strings.Contains(string(p), " activated\n") {
+		a.once.Do(a.end)
+	}
+	return n, err
 }
 
 // TestBatchRestartsAtOnce: the hosts of a batch restart at the same time,

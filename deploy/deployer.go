@@ -130,7 +130,28 @@ func (d *Deployer) Run(ctx context.Context, dep *Deployment, hosts []Host) error
 		d.lookUpTip(ctx, log, dep, dep.Request.Push.Branch)
 	}
 
+	// Log in everywhere while the commit is resolved: the two wait on
+	// different servers, and a login changes nothing on a host. An
+	// unknown host key or a dead host still stops the deployment before
+	// any host has changed; so does a commit that cannot be resolved,
+	// before any command runs.
+	// The logins' context ends with the deployment (a jump host's
+	// connection may live in it), or at once when the commit is not
+	// resolved: a host that does not answer need not be waited for.
+	lctx, stopLogins := context.WithCancel(ctx)
+	defer stopLogins()
+	logins := make(chan connected, 1)
+	go func() {
+		var c connected
+		c.runs, c.closeAll, c.err = d.connectRuns(lctx, log, dep)
+		logins <- c
+	}()
 	rel, err := d.resolve(ctx, log, dep.Request.Push)
+	if err != nil {
+		stopLogins()
+	}
+	c := <-logins
+	defer c.closeAll()
 	if err != nil {
 		return d.finish(log, dep, err)
 	}
@@ -143,12 +164,9 @@ func (d *Deployer) Run(ctx context.Context, dep *Deployment, hosts []Host) error
 	})
 	log.Info("deploying", "branch", rel.Branch, "commit", rel.Commit, "release", dep.ReleaseName, "hosts", len(hosts), "trigger", dep.Request.Trigger)
 
-	// Log in everywhere first: an unknown host key or a dead host stops
-	// the deployment before any host has changed.
-	runs, closeAll, err := d.connectRuns(ctx, log, dep)
-	defer closeAll()
-	if err != nil {
-		return d.finish(log, dep, err)
+	runs := c.runs
+	if c.err != nil {
+		return d.finish(log, dep, c.err)
 	}
 	defer func() {
 		for _, r := range runs {
@@ -156,6 +174,13 @@ func (d *Deployer) Run(ctx context.Context, dep *Deployment, hosts []Host) error
 		}
 	}()
 	return d.finish(log, dep, d.rollout(ctx, log, dep, runs))
+}
+
+// connected is what connectRuns returned.
+type connected struct {
+	runs     []*hostRun
+	closeAll func()
+	err      error
 }
 
 // connectRuns makes a hostRun per host of dep and logs in to every host.

@@ -341,20 +341,28 @@ func TestPrepareRemovesLeftoversOfAnInterruptedDeploy(t *testing.T) {
 	}
 }
 
-func TestResolveFailureTouchesNoHost(t *testing.T) {
+func TestResolveFailureRunsNothing(t *testing.T) {
 	r := newRig(t, 2)
 	r.d.Resolver = fakeResolver{err: errors.New("branch release not found")}
 	dep, err := deployNow(r.d, r.hosts, Push{Branch: "release"})
 	if err == nil || !strings.Contains(err.Error(), "branch release not found") || dep.Status != StatusFailed {
 		t.Fatalf("got %v", err)
 	}
-	if len(r.dialer.dialed) != 0 {
-		t.Errorf("dialed %v", r.dialer.dialed)
+	// The hosts are logged into while the commit is resolved (a login
+	// changes nothing), but no command runs on any.
+	ran := func() (n int) {
+		for _, h := range r.hosts {
+			n += r.dialer.commandsOn(h.Name)
+		}
+		return n
+	}
+	if n := ran(); n != 0 {
+		t.Errorf("%d commands ran on the hosts", n)
 	}
 	// A resolver that returns something that is not a hash is not believed.
 	r.d.Resolver = fakeResolver{rel: Release{RepoURL: r.repo, Branch: "release", Commit: "$(touch /tmp/x)"}}
-	if _, err := deployNow(r.d, r.hosts, Push{Branch: "release"}); err == nil || len(r.dialer.dialed) != 0 {
-		t.Fatalf("bad commit from resolver: err %v, dialed %v", err, r.dialer.dialed)
+	if _, err := deployNow(r.d, r.hosts, Push{Branch: "release"}); err == nil || ran() != 0 {
+		t.Fatalf("bad commit from resolver: err %v, %d commands ran", err, ran())
 	}
 }
 

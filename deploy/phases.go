@@ -21,15 +21,16 @@ import (
 //     before-switch hook. A failure anywhere removes every prepared
 //     release: no host has switched.
 //  2. switch and activate: point current at the new release (a rename),
-//     restart, health-check, run the after-switch hook and retention (one
-//     command per host, activate.sh; retention keeps the release before,
-//     for a revert). Hosts are
+//     restart, health-check, run the after-switch hook and retention
+//     (retention keeps the release before, for a revert). Both are lines
+//     to the host's prepare command, which holds the lock: a round trip
+//     each, no command of their own. Hosts are
 //     activated in batches of RestartBatch (one by default; never all of
 //     a pool of two or more, so one host always serves): the hosts of a
 //     batch at once, the batches one after another.
 //     Without a health check there is nothing to wait for between hosts:
-//     every host switches, one after another within moments, then each
-//     batch is activated in order.
+//     every host switches at once (the pool is mixed for about one round
+//     trip), then each batch is activated in order.
 //     With a health check (DEPLOY_HEALTH_URL) each batch is switched and
 //     activated before the next one switches, so a release that fails its
 //     check reaches one batch only and the rollout stops there: the hosts
@@ -68,15 +69,17 @@ func (d *Deployer) rollout(ctx context.Context, log *slog.Logger, dep *Deploymen
 	batches := d.batches(runs)
 	start := time.Now()
 	first := 0 // index in runs of the batch's first host
-	for _, batch := range batches {
-		for _, r := range batch {
-			if err := fence(ctx, d, dep, runs); err != nil {
-				return err
-			}
-			if err := r.switchHost(ctx); err != nil {
-				d.undo(ctx, runs)
-				return err
-			}
+	switching := batches
+	if !rolling {
+		switching = [][]*hostRun{runs} // all at once
+	}
+	for _, batch := range switching {
+		if err := fence(ctx, d, dep, runs); err != nil {
+			return err
+		}
+		if err := switchBatch(ctx, batch); err != nil {
+			d.undo(ctx, runs)
+			return err
 		}
 		if rolling {
 			if err := fence(ctx, d, dep, runs); err != nil {
@@ -103,6 +106,20 @@ func (d *Deployer) rollout(ctx context.Context, log *slog.Logger, dep *Deploymen
 	}
 	for _, r := range runs {
 		r.dep.update(func() { r.res.Status = StatusSucceeded })
+	}
+	return nil
+}
+
+// switchBatch switches the batch's hosts at once and waits for all of
+// them, so that every host that switched is known when one failed. It
+// returns the first failure in host order.
+func switchBatch(ctx context.Context, batch []*hostRun) error {
+	errs := make([]error, len(batch))
+	forEachHost(batch, len(batch), func(i int, r *hostRun) { errs[i] = r.switchHost(ctx) })
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

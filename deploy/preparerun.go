@@ -10,8 +10,9 @@ import (
 	"time"
 )
 
-// A host's prepare phase is one remote command, phase.sh, marked as in
-// marked.go. It starts on every host at once, right after the logins, and
+// A host's deployment is one remote command, phase.sh, marked as in
+// marked.go: the prepare phase, then the switch and the activation, each
+// moved on by a line from the deployer (steps.go). It starts on every host at once, right after the logins, and
 // runs the steps that change no release folder and no current: prepare
 // (the root) and the fetch into the host's mirror. Then it waits: the
 // deployer sends "lock" and "build" in the order DEPLOY_PARALLEL gives,
@@ -47,10 +48,15 @@ func (r *hostRun) startPrepare(ctx context.Context) error {
 	if r.d.VenvReuse {
 		reuse = "yes"
 	}
+	health := "no"
+	if r.d.HealthURL != "" {
+		health = "yes"
+	}
 	args := []string{
 		r.d.Root, r.dep.ReleaseName, r.d.Python, r.d.hostTools(), seconds(r.d.StepTimeout), strconv.Itoa(int(r.d.lockWait().Seconds())),
 		holder, who, reuse, rel.Commit, files, url, rel.Branch, r.dep.ID, strconv.Itoa(r.d.AppProcesses), strconv.Itoa(r.d.AppThreads),
 		gitScript, mirrorScript, unpackScript, venvScript, unpackPipProgram, pipScript, sharedScript, hookScript, stepsScript,
+		switchScript, retentionScript, r.d.RestartCmd, health, strconv.Itoa(max(r.d.KeepReleases, 0)),
 	}
 	cmd := Command{Args: script(phaseScript, append(args, r.d.SharedPaths...)...)}
 	if r.d.LendGitKey && files == "fetch" {

@@ -15,8 +15,6 @@ var (
 	lockScript string
 	//go:embed scripts/phase.sh
 	phaseScript string
-	//go:embed scripts/activate.sh
-	activateScript string
 	//go:embed scripts/steps.sh
 	stepsScript string
 	//go:embed scripts/git.sh

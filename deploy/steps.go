@@ -12,36 +12,42 @@ import (
 // The steps of shipping a release to one host, grouped by the phases of
 // phases.go.
 
-// switchHost points current at the prepared release.
+// switchHost points current at the prepared release: the host's
+// deployment command (phase.sh, which holds the host lock) switches on
+// the deployer's line, so a switch costs one round trip.
 func (r *hostRun) switchHost(ctx context.Context) error {
-	prev, err := r.switchCurrent(ctx)
+	err := r.phase.send("switch")
+	var ev markEvent
+	if err == nil {
+		ev, err = r.phase.follow(ctx, nil, "switched")
+	} else {
+		err = r.phase.failed(StepSwitch, r.phase.ended())
+	}
 	if err != nil {
 		r.setStatus(StatusFailed)
 		return err
 	}
-	r.prev, r.switched = prev, true
+	r.prev, r.switched = strings.TrimSpace(ev.text), true
 	return nil
 }
 
 // activate restarts the app, checks its health and runs the release's
-// after-switch hook, then retention: one remote command (activate.sh),
-// which waits for the deployer's health check, each part its own step.
-// Retention failing is logged, not fatal: the new release is live and
-// healthy. Retention keeps the release before, so that a revert (a later
-// host failing, with RollbackAll) still has it.
+// after-switch hook, then retention, on the deployer's line to the host's
+// deployment command (phase.sh), each part its own step; the command
+// waits for the deployer's health check between the restart and the
+// hook. Retention failing is logged, not fatal: the new release is live
+// and healthy. Retention keeps the release before, so that a revert (a
+// later host failing, with RollbackAll) still has it.
 func (r *hostRun) activate(ctx context.Context) error {
-	health := "no"
-	if r.d.HealthURL != "" {
-		health = "yes"
-	}
 	r.restarted = r.d.RestartCmd != ""
-	args := append([]string{
-		r.root, r.dep.ReleaseName, seconds(r.d.StepTimeout), r.d.RestartCmd, health, strconv.Itoa(max(r.d.KeepReleases, 0)),
-		strings.TrimPrefix(r.prev, "releases/"), hookScript, retentionScript, stepsScript,
-	}, r.restartEnv(r.relDir(), r.dep.Release.Commit)...)
-	m := r.startMarked(ctx, Command{Args: script(activateScript, args...)}, "")
-	defer m.close()
-	ev, err := m.follow(ctx, nil, "wait", "activated")
+	m := r.phase
+	err := m.send("activate")
+	var ev markEvent
+	if err == nil {
+		ev, err = m.follow(ctx, nil, "wait", "activated")
+	} else {
+		err = m.failed(StepRestart, m.ended())
+	}
 	if err == nil && ev.kind == "wait" {
 		if err = r.checkHealth(ctx); err == nil {
 			if err = m.send("go"); err != nil {
@@ -55,7 +61,8 @@ func (r *hostRun) activate(ctx context.Context) error {
 	var se *StepError
 	if errors.As(err, &se) && se.Step == StepRetention {
 		r.log.Warn("old releases were not removed; the deploy itself succeeded", "error", err)
-		err = nil
+		// The script goes on to its "activated" mark.
+		_, err = m.follow(ctx, nil, "activated")
 	}
 	if err != nil {
 		r.setStatus(StatusFailed)
@@ -112,22 +119,6 @@ func (r *hostRun) upload(ctx context.Context, out io.Writer) error {
 		return errors.New("unpack.sh ended before reading the whole upload")
 	}
 	return nil
-}
-
-// switchCurrent points current at the new release and returns what it
-// pointed at before ("" when there was nothing).
-func (r *hostRun) switchCurrent(ctx context.Context) (string, error) {
-	var prev string
-	err := r.step(ctx, StepSwitch, func(ctx context.Context, out io.Writer) error {
-		var stdout strings.Builder
-		err := r.run(ctx, out, Command{
-			Args:   r.switchArgs(switchDeploy, r.dep.ReleaseName, r.dep.Release.Commit, ""),
-			Stdout: io.MultiWriter(&stdout, out),
-		})
-		prev = strings.TrimSpace(stdout.String())
-		return err
-	})
-	return prev, err
 }
 
 // switchArgs runs switch.sh, which moves current for every action: to

@@ -381,9 +381,10 @@ func TestRedeployOfAFetchedCommitSkipsTheFetch(t *testing.T) {
 	}
 }
 
-// TestSwitchOrder: without a health check every host switches before the
-// first restart (the pool is mixed for moments only); with one, each host
-// is switched, restarted and checked before the next one switches.
+// TestSwitchOrder: without a health check every host switches, all at
+// once, before the first restart (the pool is mixed for moments only);
+// with one, each host is switched, restarted and checked before the next
+// one switches. The restarts go in hosts-file order.
 func TestSwitchOrder(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -409,6 +410,10 @@ func TestSwitchOrder(t *testing.T) {
 				if ev.Kind == EventStep && ev.Status == StatusRunning && slices.Contains([]Step{StepSwitch, StepRestart, StepHealth}, ev.Step) {
 					got = append(got, ev.Host+" "+string(ev.Step))
 				}
+			}
+			if tc.healthURL == "" && len(got) >= 3 {
+				// At once: in whatever order they began.
+				slices.Sort(got[:3])
 			}
 			if s := strings.Join(got, ", "); s != tc.want {
 				t.Errorf("steps started in the order\n%s\nwant\n%s", s, tc.want)

@@ -268,51 +268,81 @@ func TestBacklogExpiredAreInterrupted(t *testing.T) {
 	}
 }
 
-// TestBacklogFencing: a worker whose claim is lost after the first host
-// switched switches no other host, and records the deployment as
-// interrupted; its error says the claim was lost and for how long the
-// database was away.
+// TestBacklogFencing: a worker whose claim is lost before the switch
+// switches no host (the prepared releases are removed); lost once the
+// hosts switched (they switch at once), it restarts none. Either way it
+// records the deployment as interrupted, and its error says the claim was
+// lost and for how long the database was away.
 func TestBacklogFencing(t *testing.T) {
-	r := newRig(t, 3)
-	r.commit("flask")
-	first, err := r.deploy()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.commit("flask==2")
-	r.clock.Tick()
-	b := newFakeBacklog()
-	w := &Worker{Deployer: r.d, Hosts: r.hosts, Backlog: b, PollEvery: 10 * time.Millisecond, Grace: time.Minute}
-	var id string
-	r.d.Observer = ObserverFunc(func(ev Event) {
-		if ev.Kind == EventStep && ev.Host == "web1" && ev.Step == StepSwitch && ev.Status == StatusSucceeded {
-			b.cut(id, &LapsedError{For: 27 * time.Second}) // the lease ends right after web1's switch
-		}
-	})
-	id = submitAPI(t, w)
-	startWorker(t, w)
-	waitFor(t, "the deployment to finish", func() bool { _, ok := b.outcome(id); return ok })
-	if s, _ := b.outcome(id); s != StatusInterrupted {
-		t.Errorf("finished as %q, want interrupted", s)
-	}
-	dep, _ := w.Get(id)
-	if dep.Status != StatusInterrupted || !errors.Is(dep.Err, ErrClaimLost) {
-		t.Errorf("deployment %s: %v, want interrupted by the lost claim", dep.Status, dep.Err)
-	}
-	const why = "lost its claim on the app (the database could not be reached for 27s)"
-	if dep.Err == nil || !strings.Contains(dep.Err.Error(), why) {
-		t.Errorf("deployment error %q, want it to say %q", dep.Err, why)
-	}
-	if got := r.current("web1"); got != "releases/"+dep.ReleaseName {
-		t.Errorf("web1 (switched before the claim was lost): current %q, want the new release", got)
-	}
-	for _, h := range []string{"web2", "web3"} {
-		if got, want := r.current(h), "releases/"+first.ReleaseName; got != want {
-			t.Errorf("%s switched after the claim was lost: current %q, want %q", h, got, want)
-		}
-		if rels := r.releases(h); len(rels) != 1 {
-			t.Errorf("%s keeps releases %v, want only the first (the prepared one removed)", h, rels)
-		}
+	for _, tc := range []struct {
+		name string
+		// the claim is cut when host's step succeeds
+		host     string
+		step     Step
+		switched bool
+	}{
+		{"before the switch", "web3", StepBeforeSwitch, false},
+		{"after the switch", "web1", StepSwitch, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, 3)
+			r.commit("flask")
+			first, err := r.deploy()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.commit("flask==2")
+			r.clock.Tick()
+			b := newFakeBacklog()
+			w := &Worker{Deployer: r.d, Hosts: r.hosts, Backlog: b, PollEvery: 10 * time.Millisecond, Grace: time.Minute}
+			var id string
+			var mu sync.Mutex
+			var restarted []string
+			r.d.Observer = ObserverFunc(func(ev Event) {
+				if ev.Kind != EventStep || ev.Status != StatusSucceeded {
+					return
+				}
+				if ev.Host == tc.host && ev.Step == tc.step {
+					b.cut(id, &LapsedError{For: 27 * time.Second}) // the lease ends right then
+				}
+				if ev.Step == StepRestart {
+					mu.Lock()
+					restarted = append(restarted, ev.Host)
+					mu.Unlock()
+				}
+			})
+			id = submitAPI(t, w)
+			startWorker(t, w)
+			waitFor(t, "the deployment to finish", func() bool { _, ok := b.outcome(id); return ok })
+			if s, _ := b.outcome(id); s != StatusInterrupted {
+				t.Errorf("finished as %q, want interrupted", s)
+			}
+			dep, _ := w.Get(id)
+			if dep.Status != StatusInterrupted || !errors.Is(dep.Err, ErrClaimLost) {
+				t.Errorf("deployment %s: %v, want interrupted by the lost claim", dep.Status, dep.Err)
+			}
+			const why = "lost its claim on the app (the database could not be reached for 27s)"
+			if dep.Err == nil || !strings.Contains(dep.Err.Error(), why) {
+				t.Errorf("deployment error %q, want it to say %q", dep.Err, why)
+			}
+			mu.Lock()
+			if len(restarted) > 0 {
+				t.Errorf("restarted after the claim was lost: %v", restarted)
+			}
+			mu.Unlock()
+			for _, h := range []string{"web1", "web2", "web3"} {
+				want, releases := "releases/"+first.ReleaseName, 1
+				if tc.switched {
+					want, releases = "releases/"+dep.ReleaseName, 2
+				}
+				if got := r.current(h); got != want {
+					t.Errorf("%s: current %q, want %q", h, got, want)
+				}
+				if rels := r.releases(h); len(rels) != releases {
+					t.Errorf("%s keeps releases %v, want %d", h, rels, releases)
+				}
+			}
+		})
 	}
 }
 

@@ -19,6 +19,19 @@
 #            mode it marks "upload" and waits for a line while the
 #            deployer streams the files with a command of its own), venv,
 #            pip, shared and before-switch, and marks "built".
+# Once built, it waits again, for the deployer's lines of the switch and
+# activate phases (a round trip each, not a command each):
+#   switch   points current at the new release (switch.sh), as step
+#            switch, then marks "switched PREV": what current pointed at
+#            before ("" on a first deploy);
+#   activate the restart command (step restart, when set), then, with a
+#            health check, marks "wait" and waits for "go" (the deployer
+#            checks the health itself, over HTTP), then the release's
+#            after-switch hook and retention (steps after-switch and
+#            retention; a failed retention does not stop it), and marks
+#            "activated".
+# A failed step ends these too: the deployer puts the host back with
+# commands of its own, while this script holds the lock.
 # Every step of the build holds the active file shared, as every command of
 # a deployment does (Command.Hold), and runs under coreutils timeout. The
 # lock is held by the reader of its stdin, until the stdin closes (the
@@ -38,14 +51,17 @@
 # is unset after it) or push (uploaded by the deployer), $12 the repository URL, $13 the branch, $14 the deployment
 # id, $15 and $16 APP_PROCESSES and APP_THREADS, $17-$24 the scripts
 # git.sh, mirror.sh, unpack.sh, venv.sh, unpack_pip.py, pip.sh, shared.sh
-# and hook.sh, $25 steps.sh, then the shared paths.
+# and hook.sh, $25 steps.sh, $26 switch.sh, $27 retention.sh, $28 the
+# restart command ("": none), $29 yes|no (a health check between the
+# restart and the after-switch hook), $30 how many releases to keep (0:
+# all), then the shared paths.
 exec 2>&1
 # shellcheck disable=SC2034 # also read by steps.sh, which this script evals
 root=$1 name=$2 py=$3 tools=$4 secs=$5 wait=$6 holder=$7 who=$8 reuse=$9
 commit=${10} files=${11} url=${12} branch=${13} id=${14} procs=${15} threads=${16}
 git_sh=${17} mirror_sh=${18} unpack_sh=${19} venv_sh=${20} unpackpip=${21} pip_sh=${22} shared_sh=${23} hook_sh=${24}
-steps_sh=${25}
-shift 25
+steps_sh=${25} switch_sh=${26} retention_sh=${27} restart=${28} health=${29} keep=${30}
+shift 30
 
 # shellcheck disable=SC2034 # also read by steps.sh, which this script evals
 IFS= read -r nonce || exit 1
@@ -235,7 +251,38 @@ if [ "$#" -gt 0 ]; then
 	run shared "$root" yes sh -c "$shared_sh" sh "$root" "$name" "$@" || hold
 fi
 stopped before-switch && hold
-run before-switch "$rel" yes env "RELEASE_DIR=$rel" "CURRENT_DIR=$root/current" "COMMIT=$commit" "BRANCH=$branch" \
-	"DEPLOYMENT_ID=$id" "APP_PROCESSES=$procs" "APP_THREADS=$threads" sh -c "$hook_sh" sh before-switch || hold
+# The environment of the hooks and of the restart command (deploy's
+# restartEnv).
+set -- "RELEASE_DIR=$rel" "CURRENT_DIR=$root/current" "COMMIT=$commit" "BRANCH=$branch" \
+	"DEPLOYMENT_ID=$id" "APP_PROCESSES=$procs" "APP_THREADS=$threads"
+run before-switch "$rel" yes env "$@" sh -c "$hook_sh" sh before-switch || hold
 mark built
-hold
+
+prev=
+while :; do
+	IFS= read -r l <&4
+	case "$l" in
+	switch)
+		# The lock is held: nothing else moves current meanwhile.
+		prev=$(readlink current 2>/dev/null || true)
+		run switch "$root" yes sh -c "$switch_sh" sh "$root" deploy "$name" "$commit" "$id" "" || hold
+		mark switched "$prev"
+		;;
+	activate)
+		if [ -n "$restart" ]; then
+			run restart "$rel" yes env "$@" sh -c "$restart" || hold
+		fi
+		if [ "$health" = yes ]; then
+			mark wait
+			IFS= read -r l <&4
+			[ "$l" = go ] || hold
+		fi
+		run after-switch "$rel" yes env "$@" sh -c "$hook_sh" sh after-switch || hold
+		if [ "$keep" -gt 0 ]; then
+			run retention "$root" yes sh -c "$retention_sh" sh "$root" "$keep" "$name" "${prev#releases/}"
+		fi
+		mark activated
+		;;
+	*) hold ;;
+	esac
+done

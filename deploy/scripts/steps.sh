@@ -1,6 +1,6 @@
 # shellcheck disable=SC2154 # nonce, secs, root, password and keys are set by the script that evals this one
-# steps.sh is what phase.sh and activate.sh share; each evals it (it comes
-# as one of their parameters, a constant like every script): mark, which
+# steps.sh is phase.sh's marking and running of steps; phase.sh evals it
+# (it comes as one of its parameters, a constant like every script): mark, which
 # writes a mark with the run's nonce (deploy's markedRun), and run, which
 # runs a step. Set before: nonce, secs (the step timeout), root, and for a
 # fetch step git.sh's input in password and keys.
