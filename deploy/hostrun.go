@@ -37,8 +37,6 @@ type hostRun struct {
 	phase *markedRun
 }
 
-func (r *hostRun) relDir() string { return r.releaseDir(r.dep.ReleaseName) }
-
 // releaseDir is the folder of the release named name on the host.
 func (r *hostRun) releaseDir(name string) string { return r.root + "/releases/" + name }
 

@@ -1,4 +1,4 @@
-# phase.sh is a host's whole prepare phase in one command (deploy's
+# phase.sh is a host's whole deployment in one command (deploy's
 # prepareRun), so that its steps cost no round trip each. It marks where
 # each step begins and ends on stdout (a line "\036pushdeploy NONCE begin
 # STEP", then the step's own output, then "... end STEP STATUS"), with a
