@@ -96,7 +96,7 @@ def stamp(python, path):
 
 if os.path.isdir(copy):
     if prepare:
-        print("the copy of pip for this Python is ready: " + copy)
+        print("found the copy of pip for this Python: " + copy)
 else:
     start = time.monotonic()
     build()
