@@ -219,7 +219,7 @@ func TestDeploySwitchesEveryHost(t *testing.T) {
 			t.Errorf("%s: revisions.log %q", h.Name, log)
 		}
 	}
-	if got, want := stepNames(dep.Hosts[0]), "connect prepare fetch lock checkout venv pip before-switch switch restart after-switch"; got != want {
+	if got, want := stepNames(dep.Hosts[0]), "connect prepare fetch pip-copy lock checkout venv pip before-switch switch restart after-switch"; got != want {
 		t.Errorf("steps %q, want %q", got, want)
 	}
 }

@@ -127,7 +127,7 @@ func noHook(step Step) string { return "no .pushdeploy/" + string(step) + " in t
 // the switch, stopping leaves the host as it was. Once current has moved,
 // the restart (or the revert) always runs.
 var beforeSwitch = map[Step]bool{
-	StepConnect: true, StepLock: true, StepPrepare: true, StepFetch: true, StepUpload: true, StepCheckout: true, StepVenv: true, StepPip: true,
+	StepConnect: true, StepLock: true, StepPrepare: true, StepFetch: true, StepPipCopy: true, StepUpload: true, StepCheckout: true, StepVenv: true, StepPip: true,
 	StepShared: true, StepBeforeSwitch: true,
 }
 

@@ -30,8 +30,9 @@ const (
 	StepConnect      Step = "connect"
 	StepLock         Step = "lock"
 	StepPrepare      Step = "prepare"
-	StepFetch        Step = "fetch"  // DEPLOY_FETCH=clone
-	StepUpload       Step = "upload" // DEPLOY_FETCH=push
+	StepFetch        Step = "fetch"    // DEPLOY_FETCH=clone
+	StepUpload       Step = "upload"   // DEPLOY_FETCH=push
+	StepPipCopy      Step = "pip-copy" // the host's compiled copy of pip, before the lock
 	StepCheckout     Step = "checkout"
 	StepVenv         Step = "venv"
 	StepPip          Step = "pip"

@@ -167,11 +167,11 @@ func (d *Deployer) gitAccess(ctx context.Context, c Conn, rel Release, pinned bo
 // recorded in its results (the hook steps always run; they do nothing when
 // the release has no hook).
 func (d *Deployer) deploySteps() []Step {
-	// prepare and fetch come before the lock: they run on every host at
-	// once (preparerun.go).
-	steps := []Step{StepPrepare, StepFetch, StepLock, StepCheckout, StepVenv, StepPip}
+	// prepare, fetch and pip-copy come before the lock: they run on every
+	// host at once (preparerun.go).
+	steps := []Step{StepPrepare, StepFetch, StepPipCopy, StepLock, StepCheckout, StepVenv, StepPip}
 	if d.Archiver != nil {
-		steps = []Step{StepPrepare, StepLock, StepUpload, StepVenv, StepPip}
+		steps = []Step{StepPrepare, StepPipCopy, StepLock, StepUpload, StepVenv, StepPip}
 	}
 	if len(d.SharedPaths) > 0 {
 		steps = append(steps, StepShared)
@@ -198,6 +198,8 @@ func (d *Deployer) plannedSteps() []string {
 		switch {
 		case s == StepBeforeSwitch || s == StepAfterSwitch:
 			text += " (if the release has .pushdeploy/" + string(s) + ")"
+		case s == StepPipCopy:
+			text += " (makes the host's compiled copy of pip, once per Python)"
 		case s == StepPip && d.VenvReuse:
 			text += " (skipped when an earlier release has the same requirements.txt: its venv is reused)"
 		}

@@ -155,7 +155,7 @@ func TestPlanStepsAreTheDeploysSteps(t *testing.T) {
 		t.Errorf("the plan's steps differ from the deploy's (-plan +deploy):\n%s", diff)
 	}
 	r.d.SharedPaths, r.d.KeepReleases, r.d.HealthURL, r.d.RestartCmd = nil, 0, "", ""
-	want := []string{"prepare", "fetch", "lock", "checkout", "venv", "pip",
+	want := []string{"prepare", "fetch", "pip-copy (makes the host's compiled copy of pip, once per Python)", "lock", "checkout", "venv", "pip",
 		"before-switch (if the release has .pushdeploy/before-switch)", "switch",
 		"after-switch (if the release has .pushdeploy/after-switch)"}
 	if diff := cmp.Diff(want, r.d.plannedSteps()); diff != "" {

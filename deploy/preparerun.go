@@ -14,7 +14,8 @@ import (
 // marked.go: the prepare phase, then the switch and the activation, each
 // moved on by a line from the deployer (steps.go). It starts on every host at once, right after the logins, and
 // runs the steps that change no release folder and no current: prepare
-// (the root) and the fetch into the host's mirror. Then it waits: the
+// (the root), the fetch into the host's mirror and pip-copy (the host's
+// compiled copy of pip, for the venvs). Then it waits: the
 // deployer sends "lock" and "build" in the order DEPLOY_PARALLEL gives,
 // so the host lock is taken, and the release built (checkout, venv, pip,
 // shared, before-switch), in the same order as when every step was a
@@ -56,7 +57,7 @@ func (r *hostRun) startPrepare(ctx context.Context) error {
 		r.d.Root, r.dep.ReleaseName, r.d.Python, r.d.hostTools(), seconds(r.d.StepTimeout), strconv.Itoa(int(r.d.lockWait().Seconds())),
 		holder, who, reuse, rel.Commit, files, url, rel.Branch, r.dep.ID, strconv.Itoa(r.d.AppProcesses), strconv.Itoa(r.d.AppThreads),
 		gitScript, mirrorScript, unpackScript, venvScript, unpackPipProgram, pipScript, sharedScript, hookScript, stepsScript,
-		switchScript, retentionScript, r.d.RestartCmd, health, strconv.Itoa(max(r.d.KeepReleases, 0)),
+		switchScript, retentionScript, r.d.RestartCmd, health, strconv.Itoa(max(r.d.KeepReleases, 0)), pipCopyScript,
 	}
 	cmd := Command{Args: script(phaseScript, append(args, r.d.SharedPaths...)...)}
 	if r.d.LendGitKey && files == "fetch" {

@@ -27,6 +27,8 @@ var (
 	venvScript string
 	//go:embed scripts/unpack_pip.py
 	unpackPipProgram string
+	//go:embed scripts/pipcopy.sh
+	pipCopyScript string
 	//go:embed scripts/pip.sh
 	pipScript string
 	//go:embed scripts/shared.sh

@@ -6,16 +6,25 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pushdeploy/pushdeploy/internal/testhosts"
 )
 
-// pipCopies returns the host's compiled copies of pip (<root>/pip/<key>).
+// pipCopies returns the host's compiled copies of pip (<root>/pip/<key>):
+// not the stamp, the lock file or temporary folders, whose names begin
+// with a dot.
 func pipCopies(t *testing.T, h *testhosts.Host) []string {
 	t.Helper()
-	copies, err := filepath.Glob(h.Path("app/pip/*"))
+	entries, err := os.ReadDir(h.Path("app/pip"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	var copies []string
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			copies = append(copies, h.Path("app/pip/"+e.Name()))
+		}
 	}
 	return copies
 }
@@ -214,4 +223,124 @@ func otherPython(t *testing.T, e *e2e) string {
 		t.Fatalf("the other Python's base prefix is %q, want %s", v, dir)
 	}
 	return bin
+}
+
+// TestEndToEndPipCopyBeforeTheLock: the pip-copy step makes a host's copy
+// of pip in the part of the prepare that runs on every host at once, and
+// the deploys after it cope with whatever became of the copy. The first
+// host's before-switch hook waits for the second host's copy (its stamp):
+// with DEPLOY_PARALLEL=1 the second host's lock and build wait for the
+// first host's build, so only a copy made before the lock can end that
+// wait. Then, each time with a new requirements.txt (a new venv), the
+// step's answer when the copy and its stamp are as they were (the shell
+// alone says so), when the stamp is stale, when the copy is missing, and
+// when it is damaged (the venv falls back to python -m venv and sets the
+// copy aside; the next pip-copy builds it again); every venv has a pip
+// that runs.
+func TestEndToEndPipCopyBeforeTheLock(t *testing.T) {
+	e := newE2E(t, 2)
+	e.vars["DEPLOY_PARALLEL"] = "1"
+	second := e.env.Hosts[1]
+	stamp := func(h *testhosts.Host) string { return h.Path("app/pip/.pushdeploy-ready") }
+	hook := "#!/bin/sh\n# the other host's copy of pip, made while this host holds its lock\n" +
+		"i=0\nuntil [ -e '" + stamp(second) + "' ]; do\n" +
+		"\ti=$((i + 1))\n\t[ \"$i\" -lt 600 ] || { echo 'no copy of pip on the second host after 60 s'; exit 1; }\n\tsleep 0.1\ndone\n"
+	e.commit("1.0", map[string]string{".pushdeploy/before-switch": hook})
+	first := e.mustDeploy()
+	s1, s2 := stepsOf(first.Hosts[0]), stepsOf(first.Hosts[1])
+	end := func(s stepJSON) time.Time { return s.Started.Add(time.Duration(s.Seconds * float64(time.Second))) }
+	if !end(s2["pip-copy"]).Before(end(s1["before-switch"])) || !s2["lock"].Started.After(end(s1["before-switch"])) {
+		t.Errorf("second host's pip-copy %v–%v, lock from %v; first host's before-switch ended %v: want the copy made while the first host built",
+			s2["pip-copy"].Started, end(s2["pip-copy"]), s2["lock"].Started, end(s1["before-switch"]))
+	}
+	for i, h := range e.env.Hosts {
+		s := stepsOf(first.Hosts[i])
+		t.Logf("%s: first deploy: pip-copy %.2fs, venv %.2fs, pip %.2fs", h.Name, s["pip-copy"].Seconds, s["venv"].Seconds, s["pip"].Seconds)
+		if !strings.Contains(s["pip-copy"].Output, "built the copy of pip for this Python") || len(pipCopies(t, h)) != 1 {
+			t.Errorf("%s: pip-copy said %q, copies %v; want one built", h.Name, s["pip-copy"].Output, pipCopies(t, h))
+		}
+	}
+
+	copyOf := func(h *testhosts.Host) string { return mustGlob1(t, h.Path("app/pip/[0-9a-f]*")) }
+	steps := []struct {
+		name  string
+		do    func(h *testhosts.Host)
+		said  string // pip-copy's output
+		venv  string // in the venv step's output, when not ""
+		again bool   // the copy is a new one
+	}{
+		{"as it was", func(*testhosts.Host) {}, "the copy of pip for this Python is ready: ", "", false},
+		{"stamp names another python", func(h *testhosts.Host) {
+			b, err := os.ReadFile(stamp(h))
+			if err == nil {
+				lines := strings.SplitN(string(b), "\n", 3)
+				err = os.WriteFile(stamp(h), []byte(lines[0]+"\n1 2 3 /usr/bin/python0\n"+lines[2]), 0o644)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}, "found the copy of pip for this Python: ", "", false},
+		{"copy missing", func(h *testhosts.Host) {
+			if err := os.RemoveAll(copyOf(h)); err != nil {
+				t.Fatal(err)
+			}
+		}, "built the copy of pip for this Python", "", true},
+		{"copy damaged: pip/__init__.py gone", func(h *testhosts.Host) {
+			if err := os.Remove(filepath.Join(copyOf(h), "pip/__init__.py")); err != nil {
+				t.Fatal(err)
+			}
+		}, "the copy of pip for this Python is ready: ", "gave no working pip: set aside, to be built again", false},
+		{"after the first damaged copy", func(*testhosts.Host) {}, "built the copy of pip for this Python", "", true},
+		{"copy damaged: pip/__init__.py does not compile", func(h *testhosts.Host) {
+			// A new file, not written into the old one: the venvs have
+			// hard links to it.
+			p := filepath.Join(copyOf(h), "pip/__init__.py")
+			err := os.Remove(p)
+			if err == nil {
+				err = os.WriteFile(p, []byte("this is not python\n"), 0o644)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}, "the copy of pip for this Python is ready: ", "gave no working pip: set aside, to be built again", false},
+		{"after the second damaged copy", func(*testhosts.Host) {}, "built the copy of pip for this Python", "", true},
+	}
+	for i, st := range steps {
+		before := map[string]uint64{}
+		for _, h := range e.env.Hosts {
+			st.do(h)
+			if c := pipCopies(t, h); len(c) == 1 {
+				before[h.Name], _ = inodeOf(t, c[0])
+			}
+		}
+		e.commit("1.0", map[string]string{"requirements.txt": e.env.AppFiles("1.0")["requirements.txt"] + "# " + st.name + "\n"})
+		dep := e.mustDeploy()
+		for j, h := range e.env.Hosts {
+			s := stepsOf(dep.Hosts[j])
+			t.Logf("%s: %s: pip-copy %.3fs, venv %.2fs", h.Name, st.name, s["pip-copy"].Seconds, s["venv"].Seconds)
+			if !strings.Contains(s["pip-copy"].Output, st.said) {
+				t.Errorf("%d %s: %s: pip-copy said %q, want %q", i, st.name, h.Name, s["pip-copy"].Output, st.said)
+			}
+			if !strings.Contains(s["venv"].Output, st.venv) {
+				t.Errorf("%d %s: %s: venv said %q, want %q", i, st.name, h.Name, s["venv"].Output, st.venv)
+			}
+			// A damaged copy is set aside (and removed by retention):
+			// none is left until the next pip-copy step.
+			if c := pipCopies(t, h); st.venv != "" && len(c) != 0 {
+				t.Errorf("%d %s: %s: pip copies %v, want the damaged one set aside", i, st.name, h.Name, c)
+			} else if st.venv == "" && len(c) != 1 {
+				t.Errorf("%d %s: %s: pip copies %v, want 1", i, st.name, h.Name, c)
+			} else if len(c) == 1 {
+				if ino, _ := inodeOf(t, c[0]); (ino != before[h.Name]) != st.again {
+					t.Errorf("%d %s: %s: copy rebuilt: %v, want %v", i, st.name, h.Name, ino != before[h.Name], st.again)
+				}
+			}
+			if v := e.onHost(h, "app/current/venv/bin/pip", "--version"); !strings.HasPrefix(v, "pip ") {
+				t.Errorf("%d %s: %s: venv/bin/pip --version says %q", i, st.name, h.Name, v)
+			}
+			if v := e.onHost(h, "app/current/venv/bin/python", "-c", "import pdtestdep; print(pdtestdep.VERSION)"); v != "1.0" {
+				t.Errorf("%d %s: %s: the venv imports pdtestdep %q", i, st.name, h.Name, v)
+			}
+		}
+	}
 }

@@ -17,7 +17,7 @@ import (
 // shared paths and default retention. The hooks are steps even when the
 // release has none (they then only say so).
 var deploySteps = []string{
-	"connect", "prepare", "fetch", "lock", "checkout", "venv", "pip",
+	"connect", "prepare", "fetch", "pip-copy", "lock", "checkout", "venv", "pip",
 	"before-switch", "switch", "restart", "after-switch", "retention",
 }
 

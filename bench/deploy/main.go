@@ -1174,7 +1174,7 @@ func (b *bench) stepTable(p func(string, ...any), n int, d time.Duration) {
 	}
 	// Steps in the order they first appear in a deploy's log would need
 	// the log; a fixed order for the known ones, then the rest by name.
-	known := []string{"resolve", "connect", "lock", "prepare", "fetch", "clone", "checkout", "push", "venv", "pip", "shared", "before-switch", "switch", "restart", "health", "after-switch", "retention", "verify"}
+	known := []string{"resolve", "connect", "lock", "prepare", "fetch", "pip-copy", "clone", "checkout", "push", "venv", "pip", "shared", "before-switch", "switch", "restart", "health", "after-switch", "retention", "verify"}
 	var order []string
 	for _, s := range known {
 		if steps[s] {

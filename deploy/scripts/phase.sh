@@ -9,7 +9,9 @@
 #   prepare  creates the root folder, checks the tools and the python, and
 #            reports the absolute root ("root PATH");
 #   fetch    brings the host's mirror up to date (mirror.sh inside git.sh;
-#            the mirror has a lock of its own), when $11 is fetch.
+#            the mirror has a lock of its own), when $11 is fetch;
+#   pip-copy makes the host's compiled copy of pip for the venvs, when
+#            missing (pipcopy.sh).
 # Then it marks "wait" and waits for a line from the deployer, which sends
 # them in the order DEPLOY_PARALLEL gives:
 #   lock     takes the deployment lock (lock.sh's rules) and removes what
@@ -54,14 +56,14 @@
 # and hook.sh, $25 steps.sh, $26 switch.sh, $27 retention.sh, $28 the
 # restart command ("": none), $29 yes|no (a health check between the
 # restart and the after-switch hook), $30 how many releases to keep (0:
-# all), then the shared paths.
+# all), $31 pipcopy.sh, then the shared paths.
 exec 2>&1
 # shellcheck disable=SC2034 # also read by steps.sh, which this script evals
 root=$1 name=$2 py=$3 tools=$4 secs=$5 wait=$6 holder=$7 who=$8 reuse=$9
 commit=${10} files=${11} url=${12} branch=${13} id=${14} procs=${15} threads=${16}
 git_sh=${17} mirror_sh=${18} unpack_sh=${19} venv_sh=${20} unpackpip=${21} pip_sh=${22} shared_sh=${23} hook_sh=${24}
-steps_sh=${25} switch_sh=${26} retention_sh=${27} restart=${28} health=${29} keep=${30}
-shift 30
+steps_sh=${25} switch_sh=${26} retention_sh=${27} restart=${28} health=${29} keep=${30} pipcopy_sh=${31}
+shift 31
 
 # shellcheck disable=SC2034 # also read by steps.sh, which this script evals
 IFS= read -r nonce || exit 1
@@ -211,6 +213,10 @@ fi
 # deploy key once it has seen the fetch end, and repository code (pip,
 # the hooks) does not even learn where the socket is.
 unset SSH_AUTH_SOCK
+# pip-copy (pipcopy.sh): the host's compiled copy of pip, when missing, at
+# once too (it runs no code of the repository and touches no release); it
+# only reports what goes wrong, the venv step copes.
+run pip-copy "$root" no sh -c "$pipcopy_sh" sh "$root" "$py" "$unpackpip" || exit 1
 
 mark wait
 while :; do

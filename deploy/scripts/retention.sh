@@ -34,13 +34,25 @@ for v in venvs/*; do
 	rm -rf -- "$v"
 done
 # the copies of pip in pip/ (unpack_pip.py) that no kept venv was made
-# from go too (after a Python upgrade, once its last venv has gone), and
-# the temporary folders of builds that never finished (this runs under the
-# host lock: no build is under way)
+# from go too (after a Python upgrade, once its last venv has gone), but
+# not the one the stamp names (the copy for the Python the last pip-copy
+# step found: the next venv's), and the temporary folders of builds that
+# never finished. The venv step builds only under the host lock, which
+# this runs under; the pip-copy step of another deployment builds without
+# it, holding pip/.lock shared: while it does, pip/ is left as it is.
 [ -d pip ] || exit 0
+exec 8>>pip/.lock || exit 0
+if ! flock -n -x 8; then
+	echo "not cleaning pip/: another deployment is building a copy of pip there"
+	exit 0
+fi
 from=$(cat venvs/*/.pushdeploy-pip releases/*/venv/.pushdeploy-pip 2>/dev/null || true)
+stamp=$(head -n 1 pip/.pushdeploy-ready 2>/dev/null || true)
 for c in pip/* pip/.tmp-*; do
 	[ -d "$c" ] || continue
+	if [ -n "$stamp" ] && [ "${c#pip/}" = "$stamp" ]; then
+		continue
+	fi
 	if printf '%s\n' "$from" | grep -qxF "${c#pip/}"; then
 		continue
 	fi

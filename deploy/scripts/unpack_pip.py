@@ -13,7 +13,14 @@
 # into it, so venvs never change each other's (or the copy's) files. The
 # venv's .pushdeploy-pip names the copy it came from (retention.sh keeps
 # the copies some venv came from).
-import compileall, configparser, ensurepip, glob, hashlib, os, re, shutil, sys, sysconfig, tempfile, warnings, zipfile
+# With argv[2] and argv[3] (pipcopy.sh, the pip-copy step, run by the
+# Python itself, on every host at once before the lock) it only makes the
+# copy, when missing, and writes argv[3], the stamp: the key, then a line
+# "INODE SIZE MTIME PATH" (as stat -L -c '%i %s %Y %n' prints it) for each
+# file the key is made of: argv[2] (the python, as the shell found it),
+# the wheels' folder and the wheels. While those are unchanged, pipcopy.sh
+# knows the copy is the one this code would choose without starting Python.
+import compileall, configparser, ensurepip, glob, hashlib, os, re, shutil, sys, sysconfig, tempfile, time, warnings, zipfile
 def ver(p): return [int(x) for x in re.findall(r"\d+", os.path.basename(p).split("-")[1])]
 d = getattr(ensurepip, "_WHEEL_PKG_DIR", None)
 if not (d and glob.glob(os.path.join(d, "pip-*.whl"))):
@@ -28,6 +35,7 @@ for w in wheels:
 key = h.hexdigest()[:16]
 copies = sys.argv[1]
 copy = os.path.join(copies, key)
+prepare = len(sys.argv) > 3
 
 def build():
     os.makedirs(copies, exist_ok=True)
@@ -73,8 +81,31 @@ def link(src, dst):
     except OSError:
         shutil.copy2(src, dst)
 
-if not os.path.isdir(copy):
+def stamp(python, path):
+    files = [python, d] + wheels
+    if any("\n" in f for f in files):
+        return  # not a line each: pipcopy.sh starts Python every time
+    lines = [key]
+    for f in files:
+        st = os.stat(f)
+        lines.append("%d %d %d %s" % (st.st_ino, st.st_size, st.st_mtime_ns // 10**9, f))
+    tmp = path + ".tmp-%d" % os.getpid()
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+if os.path.isdir(copy):
+    if prepare:
+        print("found the copy of pip for this Python: " + copy)
+else:
+    start = time.monotonic()
     build()
+    if prepare:
+        print("built the copy of pip for this Python in %.1f s: %s (from %s)" % (
+            time.monotonic() - start, copy, ", ".join(os.path.basename(w) for w in wheels)))
+if prepare:
+    stamp(sys.argv[2], sys.argv[3])
+    sys.exit(0)
 site = sysconfig.get_paths()["purelib"]
 shutil.copytree(copy, site, copy_function=link, dirs_exist_ok=True)
 with open(os.path.join(sys.prefix, ".pushdeploy-pip"), "w") as f:

@@ -27,19 +27,31 @@ fi
 # then pip (and setuptools, where ensurepip installs it) linked in from a
 # copy unpacked and byte-compiled once per host and Python in $root/pip,
 # from the very wheels ensurepip would use, with pip's console scripts
-# (unpack_pip.py). Both are pure-Python wheels, so installing them is
+# (unpack_pip.py; the pip-copy step, pipcopy.sh, has made the copy before
+# the lock, unless something went wrong there: then it is made here). Both are pure-Python wheels, so installing them is
 # unzipping; ensurepip instead runs pip to install them and byte-compiles
 # every file in every venv, which is 3-6 s of the 4-7 s "python -m venv"
 # takes. Anything unexpected (another wheel layout, a Python without the
-# wheels): the plain "python -m venv". When that fails too, what the fast
+# wheels, a pip that does not import: without its __init__.py, pip would
+# import as a namespace package, without __version__): the plain
+# "python -m venv". When that fails too, what the fast
 # path said is shown: "python -m venv" keeps
 # ensurepip's own output (e.g. "No space left on device") to itself.
 mkvenv() {
 	if fast=$({ "$py" -m venv --without-pip "$1" &&
 		"$1/bin/python" -c "$unpackpip" "$root/pip" &&
-		"$1/bin/python" -c "import pip"; } 2>&1); then
+		"$1/bin/python" -c "import pip; pip.__version__"; } 2>&1); then
 		return 0
 	fi
+	# A copy of pip the venv got but that gave it no working pip (damaged
+	# on the host) is set aside, to be built again by the next pip-copy
+	# step (retention removes what is set aside).
+	k=$(cat "$1/.pushdeploy-pip" 2>/dev/null) || k=
+	case "$k" in
+	'' | *[!0-9a-f]*) ;;
+	*) mv -- "$root/pip/$k" "$root/pip/.tmp-unusable-$k-$$" 2>/dev/null &&
+		echo "the copy of pip $root/pip/$k gave no working pip: set aside, to be built again" ;;
+	esac
 	rm -rf -- "$1"
 	"$py" -m venv "$1" && return 0
 	echo "python -m venv failed; the quick venv bootstrap before it said:" >&2
