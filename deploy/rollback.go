@@ -154,12 +154,15 @@ func (d *Deployer) RollbackSteps() []Step {
 // and picks the host's target. It changes nothing before every host has a
 // target: when any host lacks a complete one, nothing is switched anywhere
 // and the error is a *TargetError naming each such host. Then the hosts
-// move in the batches of RestartBatch, in hosts-file order: the hosts of a
-// batch at once, each with one command that switches (logged as
-// "rollback" in revisions.log) and restarts, then the health checks. When
-// a host of a batch fails its switch, restart or health check, every host
-// of the batch that moved is put back where it was and restarted there
-// (with RollbackAll so are the hosts before it), and the rollback stops.
+// move (rollback_move.go), each with one more command that switches
+// (logged as "rollback" in revisions.log) and restarts: without a health
+// check every host switches at once and then the hosts restart in the
+// batches of RestartBatch, in hosts-file order; with one, each batch
+// switches, restarts and is checked before the next. A failed switch puts
+// every host that moved back; a failed restart or health check puts back
+// its batch (restarted there), the hosts after it that switched (without a
+// restart) and with RollbackAll the hosts before it; then the rollback
+// stops.
 // A lock held by another deployment past LockTimeout is ErrBusy, with the
 // holder in the message. The locks are held from the check to the end.
 // dep records everything as in Run.
@@ -223,8 +226,9 @@ type rollbackHost struct {
 	// nil when the host stays where it is (or has not been checked).
 	a *armed
 	// moved: current was switched to the target (or may have been: a
-	// failed switch step), and has not been put back.
-	moved bool
+	// failed switch step), and has not been put back; restarted: the
+	// restart on the target began (and may have ended).
+	moved, restarted bool
 }
 
 // free ends the host's waiting command and gives its lock back.
@@ -343,80 +347,4 @@ func recordTargets(dep *Deployment, targets []RollbackTarget) {
 		}
 	}
 	dep.update(func() { dep.ReleaseName, dep.Release.Commit = first.Name, first.Commit })
-}
-
-// moveAll moves the hosts batch after batch and stops at the first batch
-// that fails: its hosts that moved go back (with RollbackAll, every host
-// that moved).
-func (d *Deployer) moveAll(ctx context.Context, dep *Deployment, hs []*rollbackHost) error {
-	size := d.RestartBatch.Size(len(hs))
-	for first := 0; first < len(hs); first += size {
-		batch := hs[first:min(first+size, len(hs))]
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("rollback stopped before host %s: %w", batch[0].res.Host, err)
-		}
-		if dep.stopRequested() {
-			return fmt.Errorf("before host %s: %w", batch[0].res.Host, dep.stopError())
-		}
-		if err := dep.fenced(); err != nil {
-			return fmt.Errorf("rollback stopped before host %s: %w", batch[0].res.Host, err) // see Deployment.Fence
-		}
-		errs := make([]error, len(batch))
-		forEachHost(batch, len(batch), func(i int, h *rollbackHost) { errs[i] = h.move(ctx) })
-		i := slices.IndexFunc(errs, func(err error) bool { return err != nil })
-		if i < 0 {
-			continue
-		}
-		// The batch goes back as a whole: its hosts restarted together.
-		back := batch
-		if d.RollbackAll {
-			back = hs[:first+len(batch)]
-		}
-		for j := len(back) - 1; j >= 0; j-- {
-			if h := back[j]; h.moved && h.putBack(ctx) {
-				h.setStatus(StatusRolledBack) // a failed host stays failed
-			}
-		}
-		return errs[i]
-	}
-	return nil
-}
-
-// move switches the host to its target and restarts it there (one
-// command), then checks its health.
-func (h *rollbackHost) move(ctx context.Context) (err error) {
-	h.setStatus(StatusRunning)
-	defer func() {
-		if err != nil {
-			h.setStatus(StatusFailed)
-		} else {
-			h.setStatus(StatusSucceeded)
-		}
-	}()
-	if h.a == nil {
-		h.log.Info("already on the target release: left alone", "step", StepSwitch, "release", h.t.To.Name)
-		return nil
-	}
-	a := h.a
-	h.a = nil
-	// A failed switch may have moved current before it failed.
-	h.moved = true
-	if _, err := h.moveSteps(ctx, a, StepSwitch, StepRestart); err != nil {
-		return err
-	}
-	return h.checkHealth(ctx)
-}
-
-// putBack points current back at the release it pointed at before this
-// rollback and restarts that release, even when ctx was cancelled. It
-// reports whether current was put back.
-func (h *rollbackHost) putBack(ctx context.Context) bool {
-	ctx, cancel := cleanupCtx(ctx)
-	defer cancel()
-	h.log.Warn("putting the host back on its release", "release", h.t.From.Name)
-	switched, _ := h.moveNow(ctx, h.t.From, StepRevert, StepRestartPrevious)
-	if switched {
-		h.moved = false
-	}
-	return switched
 }

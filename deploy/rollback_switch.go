@@ -13,17 +13,18 @@ import (
 // A rollback moves each host with one remote command, rollback.sh: the
 // switch (switch.sh, which logs it in revisions.log) and the restart. The
 // command is started as soon as the host's target is known, while the
-// other hosts are still being checked, and waits for the word "go" on its
-// input; the deployer says it when the host's batch comes. A host's move
-// then costs one round trip and the restart, not the two round trips of
-// starting a command (channel open, exec) for each of a switch and a
-// restart.
+// other hosts are still being checked, and waits for a word on its input:
+// "go" (switch and restart) or "switch" (switch, then wait for
+// "restart"); the deployer says it when the host's turn comes. A host's
+// move then costs a round trip for each word and no more, not the two
+// round trips of starting a command (channel open, exec) for each of a
+// switch and a restart.
 
 // restartMarker is the line rollback.sh prints between the switch's
 // output and the restart's.
 const restartMarker = "\036pushdeploy step restart\n"
 
-// armed is a host's rollback.sh, started and waiting for its go.
+// armed is a host's rollback.sh, started and waiting for its word.
 type armed struct {
 	gate   *gate
 	relay  *stepRelay
@@ -36,9 +37,9 @@ type armed struct {
 
 // arm starts rollback.sh on the host, for a move to rel (logged as a
 // rollback) and a restart there. It returns at once; the command waits
-// for go (moveSteps) or disarm.
+// for its word (switchStep) or disarm.
 func (r *hostRun) arm(ctx context.Context, rel ReleaseInfo) *armed {
-	a := &armed{gate: &gate{c: make(chan struct{})}, relay: newStepRelay(restartMarker), finished: make(chan struct{})}
+	a := &armed{gate: newGate(), relay: newStepRelay(restartMarker), finished: make(chan struct{})}
 	ctx, a.cancel = context.WithCancel(ctx)
 	dir := r.releaseDir(rel.Name)
 	secs := strconv.FormatInt(int64((r.d.StepTimeout+time.Second-1)/time.Second), 10)
@@ -62,8 +63,8 @@ func (r *hostRun) arm(ctx context.Context, rel ReleaseInfo) *armed {
 	return a
 }
 
-// disarm ends the command without a move, if it did not get its go, and
-// waits (a while) for it to end.
+// disarm ends the command without a move, or without the restart it
+// waits for after a "switch", and waits (a while) for it to end.
 func (a *armed) disarm() {
 	a.gate.shut()
 	select {
@@ -73,15 +74,22 @@ func (a *armed) disarm() {
 	a.cancel()
 }
 
-// moveSteps says go to a and records its two steps: sw until the restart
-// begins (or, without a restart command, until the command ends), then
-// restart. It returns when the command has ended. switched reports that
-// the switch step succeeded.
-func (r *hostRun) moveSteps(ctx context.Context, a *armed, sw, restart Step) (switched bool, err error) {
-	defer a.disarm()
-	err = r.step(ctx, sw, func(ctx context.Context, out io.Writer) error {
+// Words of rollback.sh.
+const (
+	wordGo      = "go"      // switch, then restart at once
+	wordSwitch  = "switch"  // switch, then wait for wordRestart
+	wordRestart = "restart" // after wordSwitch: restart
+)
+
+// switchStep says word (wordGo or wordSwitch) to a and records step sw:
+// until the restart begins or, after wordSwitch, waits for its word (or,
+// without a restart command, until the command ends). With wordGo the
+// command's input ends after the word, as it does for the restart
+// command's after wordRestart: neither ever waits for more input.
+func (r *hostRun) switchStep(ctx context.Context, a *armed, sw Step, word string) error {
+	return r.step(ctx, sw, func(ctx context.Context, out io.Writer) error {
 		a.relay.to(out)
-		a.gate.open()
+		a.gate.say(word, word == wordGo)
 		select {
 		case <-a.relay.C:
 			return nil
@@ -99,11 +107,21 @@ func (r *hostRun) moveSteps(ctx context.Context, a *armed, sw, restart Step) (sw
 			return ctx.Err()
 		}
 	})
-	if err != nil || r.d.RestartCmd == "" {
-		return err == nil, err
+}
+
+// restartStep records step restart, after a's switch step: it says word
+// first when set (wordRestart, after wordSwitch), and lasts until the
+// command ends. Without a restart command there is no such step.
+func (r *hostRun) restartStep(ctx context.Context, a *armed, restart Step, word string) error {
+	if r.d.RestartCmd == "" {
+		return nil
 	}
-	return true, r.step(ctx, restart, func(ctx context.Context, out io.Writer) error {
+	defer a.disarm()
+	return r.step(ctx, restart, func(ctx context.Context, out io.Writer) error {
 		a.relay.to(out)
+		if word != "" {
+			a.gate.say(word, true)
+		}
 		select {
 		case <-a.finished:
 			a.relay.flush()
@@ -115,37 +133,81 @@ func (r *hostRun) moveSteps(ctx context.Context, a *armed, sw, restart Step) (sw
 	})
 }
 
+// marked reports whether the script printed the marker: after wordGo,
+// that its restart may have begun (it prints the marker just before).
+// Once the command has ended all its output has arrived, so the answer is
+// then sure.
+func (a *armed) marked() bool {
+	select {
+	case <-a.relay.C:
+		return true
+	default:
+		return false
+	}
+}
+
 // stop ends the command (SIGTERM on the host) and waits for it.
 func (a *armed) stop() {
 	a.cancel()
 	<-a.finished
 }
 
-// moveNow switches the host to rel and restarts it there, with steps sw
-// and restart, in one command started now.
-func (r *hostRun) moveNow(ctx context.Context, rel ReleaseInfo, sw, restart Step) (switched bool, err error) {
-	return r.moveSteps(ctx, r.arm(ctx, rel), sw, restart)
-}
-
-// gate is rollback.sh's input: nothing until open ("go"), or shut (the
-// end of the input: the script ends having done nothing). One reader.
+// gate is rollback.sh's input: the words said (each on a line of its
+// own), then, once shut, the end of the input; nothing until then. One
+// reader.
 type gate struct {
-	once sync.Once
-	c    chan struct{}
-	word string
+	mu   sync.Mutex
+	buf  []byte
+	shot bool // shut: no more words
+	more chan struct{}
 }
 
-func (g *gate) open() { g.once.Do(func() { g.word = "go\n"; close(g.c) }) }
-func (g *gate) shut() { g.once.Do(func() { close(g.c) }) }
+func newGate() *gate { return &gate{more: make(chan struct{}, 1)} }
+
+// say gives the script word; last shuts the input after it.
+func (g *gate) say(word string, last bool) {
+	g.mu.Lock()
+	if !g.shot {
+		g.buf = append(g.buf, word+"\n"...)
+		g.shot = last
+	}
+	g.mu.Unlock()
+	g.poke()
+}
+
+// shut ends the input once what was said has been read: the script ends
+// having done nothing (more).
+func (g *gate) shut() {
+	g.mu.Lock()
+	g.shot = true
+	g.mu.Unlock()
+	g.poke()
+}
+
+func (g *gate) poke() {
+	select {
+	case g.more <- struct{}{}:
+	default:
+	}
+}
 
 func (g *gate) Read(p []byte) (int, error) {
-	<-g.c
-	if g.word == "" {
-		return 0, io.EOF
+	if len(p) == 0 {
+		return 0, nil
 	}
-	n := copy(p, g.word)
-	g.word = g.word[n:]
-	return n, nil
+	for {
+		g.mu.Lock()
+		n, shot := copy(p, g.buf), g.shot
+		g.buf = g.buf[n:]
+		g.mu.Unlock()
+		switch {
+		case n > 0:
+			return n, nil
+		case shot:
+			return 0, io.EOF
+		}
+		<-g.more
+	}
 }
 
 // stepRelay carries the output of a command that runs two steps: to the

@@ -620,36 +620,6 @@ func TestRollbackFailingCheckOnTheLastHostSwitchesNone(t *testing.T) {
 	}
 }
 
-// TestRollbackSwitchErrorNamesHostStepAndOutput: switch.sh refuses on web2
-// (its target lost its venv after the check): the error is web2's switch
-// step with switch.sh's own words; web2 stays where it was, web1 (before
-// it) keeps its rollback, web3 is not touched.
-func TestRollbackSwitchErrorNamesHostStepAndOutput(t *testing.T) {
-	r := newRig(t, 3)
-	deps := r.deployN(2)
-	bd := newBarrierDialer(t, r.dialer, len(r.hosts))
-	bd.before["web2"] = func() {
-		r.must(os.RemoveAll(filepath.Join(r.dialer.homes["web2"], "app", "releases", deps[0].ReleaseName, "venv")))
-	}
-	r.d.Dialer = bd
-	dep, err := r.rollback("")
-	var se *StepError
-	if !errors.As(err, &se) || se.Host != "web2" || se.Step != StepSwitch || !strings.Contains(se.Output, "release "+deps[0].ReleaseName+" is not complete on this host") {
-		t.Fatalf("got %v, want web2's switch step with switch.sh's output", err)
-	}
-	for host, want := range map[string]string{"web1": deps[0].ReleaseName, "web2": deps[1].ReleaseName, "web3": deps[1].ReleaseName} {
-		if got := r.current(host); got != "releases/"+want {
-			t.Errorf("%s: current -> %q, want %s", host, got, want)
-		}
-	}
-	if got := stepNames(dep.Hosts[1]); got != "connect lock verify switch revert restart-previous" {
-		t.Errorf("web2 steps %q", got)
-	}
-	if dep.Hosts[0].Status != StatusSucceeded || dep.Hosts[1].Status != StatusFailed || dep.Hosts[2].Status != StatusSkipped {
-		t.Errorf("statuses %s %s %s", dep.Hosts[0].Status, dep.Hosts[1].Status, dep.Hosts[2].Status)
-	}
-}
-
 // TestRollbackRestartsInBatches: with DEPLOY_RESTART_BATCH=2 the hosts of
 // a batch restart at the same time and batches one after another; a batch
 // whose host fails its health check goes back as a whole (with
