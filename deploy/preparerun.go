@@ -23,8 +23,9 @@ import (
 // deployment is done (release).
 
 // startPrepare starts the host's prepare command and follows it until it
-// waits for the lock: prepare and fetch are done. With a lent deploy key
-// the key is lent to the command only until then (Command.LendUntil): the
+// waits for the lock: prepare, fetch and pip-copy are done. With a lent
+// deploy key the key is lent to the command only until the fetch has
+// ended (its mark "fetched"; Command.LendUntil): the
 // fetch is the one step that may use it; what runs repository code (pip,
 // the hooks) comes later, after the deployer's "build", and finds it
 // refused (phase.sh also unsets SSH_AUTH_SOCK after the fetch).
@@ -35,7 +36,6 @@ func (r *hostRun) startPrepare(ctx context.Context) error {
 		files = "push"
 	}
 	lent := make(chan struct{})
-	defer close(lent)
 	url, password, keys := hostGitInput(rel)
 	header := password + "\n" + strconv.Itoa(len(keys)) + "\n"
 	for _, k := range keys {
@@ -74,6 +74,10 @@ func (r *hostRun) startPrepare(ctx context.Context) error {
 		r.root = ev.text
 		return nil
 	})
+	if err == nil {
+		_, err = r.phase.follow(ctx, nil, "fetched")
+	}
+	close(lent) // the key's loan ends with the fetch
 	if err == nil {
 		_, err = r.phase.follow(ctx, nil, "wait")
 	}

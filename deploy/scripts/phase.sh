@@ -9,7 +9,8 @@
 #   prepare  creates the root folder, checks the tools and the python, and
 #            reports the absolute root ("root PATH");
 #   fetch    brings the host's mirror up to date (mirror.sh inside git.sh;
-#            the mirror has a lock of its own), when $11 is fetch;
+#            the mirror has a lock of its own), when $11 is fetch, then
+#            marks "fetched" (the end of a lent deploy key's loan);
 #   pip-copy makes the host's compiled copy of pip for the venvs, when
 #            missing (pipcopy.sh).
 # Then it marks "wait" and waits for a line from the deployer, which sends
@@ -213,6 +214,7 @@ fi
 # deploy key once it has seen the fetch end, and repository code (pip,
 # the hooks) does not even learn where the socket is.
 unset SSH_AUTH_SOCK
+mark fetched
 # pip-copy (pipcopy.sh): the host's compiled copy of pip, when missing, at
 # once too (it runs no code of the repository and touches no release); it
 # only reports what goes wrong, the venv step copes.
