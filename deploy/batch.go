@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -60,13 +59,14 @@ func (d *Deployer) batches(runs []*hostRun) [][]*hostRun {
 	return out
 }
 
-// activateBatch activates the batch's hosts at once (restart, health,
-// after-switch on each) and waits for all of them: a host whose batch-mate
-// fails still finishes, so that the batch is in a known state when it is
-// sent back. It returns the first failure in host order.
-func activateBatch(ctx context.Context, batch []*hostRun) error {
+// atOnce runs step (a switch, an activation: restart, health,
+// after-switch) on the batch's hosts at once and waits for all of them: a
+// host whose batch-mate fails still finishes, so that the batch is in a
+// known state when it is sent back. It returns the first failure in host
+// order.
+func atOnce(batch []*hostRun, step func(*hostRun) error) error {
 	errs := make([]error, len(batch))
-	forEachHost(batch, len(batch), func(i int, r *hostRun) { errs[i] = r.activate(ctx) })
+	forEachHost(batch, len(batch), func(i int, r *hostRun) { errs[i] = step(r) })
 	for _, err := range errs {
 		if err != nil {
 			return err

@@ -77,7 +77,7 @@ func (d *Deployer) rollout(ctx context.Context, log *slog.Logger, dep *Deploymen
 		if err := fence(ctx, d, dep, runs); err != nil {
 			return err
 		}
-		if err := switchBatch(ctx, batch); err != nil {
+		if err := atOnce(batch, func(r *hostRun) error { return r.switchHost(ctx) }); err != nil {
 			d.undo(ctx, runs)
 			return err
 		}
@@ -85,7 +85,7 @@ func (d *Deployer) rollout(ctx context.Context, log *slog.Logger, dep *Deploymen
 			if err := fence(ctx, d, dep, runs); err != nil {
 				return err
 			}
-			if err := activateBatch(ctx, batch); err != nil {
+			if err := atOnce(batch, func(r *hostRun) error { return r.activate(ctx) }); err != nil {
 				return failed(first, batch, err)
 			}
 		}
@@ -98,7 +98,7 @@ func (d *Deployer) rollout(ctx context.Context, log *slog.Logger, dep *Deploymen
 			if err := fence(ctx, d, dep, runs); err != nil {
 				return err
 			}
-			if err := activateBatch(ctx, batch); err != nil {
+			if err := atOnce(batch, func(r *hostRun) error { return r.activate(ctx) }); err != nil {
 				return failed(first, batch, err)
 			}
 			first += len(batch)
@@ -106,20 +106,6 @@ func (d *Deployer) rollout(ctx context.Context, log *slog.Logger, dep *Deploymen
 	}
 	for _, r := range runs {
 		r.dep.update(func() { r.res.Status = StatusSucceeded })
-	}
-	return nil
-}
-
-// switchBatch switches the batch's hosts at once and waits for all of
-// them, so that every host that switched is known when one failed. It
-// returns the first failure in host order.
-func switchBatch(ctx context.Context, batch []*hostRun) error {
-	errs := make([]error, len(batch))
-	forEachHost(batch, len(batch), func(i int, r *hostRun) { errs[i] = r.switchHost(ctx) })
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
 	}
 	return nil
 }
