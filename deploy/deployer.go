@@ -168,12 +168,16 @@ func (d *Deployer) Run(ctx context.Context, dep *Deployment, hosts []Host) error
 	if c.err != nil {
 		return d.finish(log, dep, c.err)
 	}
-	defer func() {
-		for _, r := range runs {
-			r.release()
-		}
-	}()
+	defer releaseAll(runs)
 	return d.finish(log, dep, d.rollout(ctx, log, dep, runs))
+}
+
+// releaseAll ends every host's remote commands and gives its lock back,
+// all hosts at once: each waits a round trip for its command to end, which
+// one host after another would add up to a round trip per host after the
+// deployment is over.
+func releaseAll(runs []*hostRun) {
+	forEachHost(runs, len(runs), func(_ int, r *hostRun) { r.release() })
 }
 
 // connected is what connectRuns returned.

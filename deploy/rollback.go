@@ -198,11 +198,8 @@ func (d *Deployer) Rollback(ctx context.Context, dep *Deployment, hosts []Host) 
 	for i, r := range runs {
 		hs[i] = &rollbackHost{hostRun: r}
 	}
-	defer func() {
-		for _, h := range hs {
-			h.free()
-		}
-	}()
+	// Every host at once, as releaseAll.
+	defer forEachHost(hs, len(hs), func(_ int, h *rollbackHost) { h.free() })
 	targets, err := d.lockAndVerifyAll(ctx, hs, to)
 	if err != nil {
 		return d.finish(log, dep, err)
