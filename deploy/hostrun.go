@@ -37,9 +37,6 @@ type hostRun struct {
 	phase *markedRun
 }
 
-// releaseDir is the folder of the release named name on the host.
-func (r *hostRun) releaseDir(name string) string { return r.root + "/releases/" + name }
-
 // connect logs in to the host; the connection serves every later step.
 func (r *hostRun) connect(ctx context.Context) error {
 	err := r.step(ctx, StepConnect, func(ctx context.Context, _ io.Writer) error {

@@ -219,9 +219,11 @@ func orPrevious(to string) string {
 type rollbackHost struct {
 	*hostRun
 	t RollbackTarget
-	// a is the host's rollback.sh, started once its target was known;
-	// nil when the host stays where it is (or has not been checked).
-	a *armed
+	// a is the host's rollback.sh, started beside its lock command; nil
+	// when the host stays where it is (or has not been checked). spare is
+	// one not needed (the host stays): told to end, and waited for with
+	// the rest at the end.
+	a, spare *armed
 	// moved: current was switched to the target (or may have been: a
 	// failed switch step), and has not been put back; restarted: the
 	// restart on the target began (and may have ended).
@@ -230,9 +232,11 @@ type rollbackHost struct {
 
 // free ends the host's waiting command and gives its lock back.
 func (h *rollbackHost) free() {
-	if h.a != nil {
-		h.a.disarm()
-		h.a = nil
+	for _, a := range []**armed{&h.a, &h.spare} {
+		if *a != nil {
+			(*a).disarm()
+			*a = nil
+		}
 	}
 	h.release()
 }
@@ -284,10 +288,12 @@ func (d *Deployer) lockAndVerifyAll(ctx context.Context, hs []*rollbackHost, to 
 var errNoTarget = errors.New("no usable target")
 
 // lockAndVerify takes the host's lock and reads its releases, in one
-// remote command (waiting at most wait for the lock), picks the host's
-// target (step verify) and, when the host moves, starts its rollback.sh.
+// remote command (waiting at most wait for the lock), and picks the host's
+// target (step verify). The host's rollback.sh starts at the same time
+// and waits for its word; a host that stays where it is tells it to end.
 func (h *rollbackHost) lockAndVerify(ctx context.Context, to string, wait time.Duration) error {
 	h.t = RollbackTarget{Host: h.res.Host}
+	h.a = h.arm(ctx)
 	var listing strings.Builder
 	unlock, err := h.lockThen(ctx, wait, releasesScript, &listing)
 	if err != nil {
@@ -297,8 +303,9 @@ func (h *rollbackHost) lockAndVerify(ctx context.Context, to string, wait time.D
 	if h.t = h.verify(ctx, to, strings.TrimSuffix(listing.String(), "locked\n")); h.t.Err != nil {
 		return errNoTarget
 	}
-	if h.t.From.Name != h.t.To.Name {
-		h.a = h.arm(ctx, h.t.To)
+	if h.t.From.Name == h.t.To.Name {
+		h.spare, h.a = h.a, nil
+		h.spare.gate.shut()
 	}
 	return nil
 }

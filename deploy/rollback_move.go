@@ -178,7 +178,7 @@ func (h *rollbackHost) switchOnly(ctx context.Context) error {
 	h.setStatus(StatusRunning)
 	// A failed switch may have moved current before it failed.
 	h.moved = true
-	if err := h.switchStep(ctx, h.a, StepSwitch, wordSwitch); err != nil {
+	if err := h.switchStep(ctx, h.a, StepSwitch, wordSwitch, h.t.To); err != nil {
 		h.setStatus(StatusFailed)
 		return err
 	}
@@ -224,7 +224,7 @@ func (h *rollbackHost) move(ctx context.Context) (err error) {
 	defer a.disarm()
 	// A failed switch may have moved current before it failed.
 	h.moved = true
-	err = h.switchStep(ctx, a, StepSwitch, wordGo)
+	err = h.switchStep(ctx, a, StepSwitch, wordGo, h.t.To)
 	// The restart follows the switch on the host without a word from
 	// here: it began if the script got that far.
 	h.restarted = h.d.RestartCmd != "" && (err == nil || a.marked())
@@ -255,13 +255,13 @@ func (h *rollbackHost) goBack(ctx context.Context) {
 		h.a = nil
 	}
 	h.log.Warn("putting the host back on its release", "release", h.t.From.Name, "restart", h.restarted)
-	a := h.arm(ctx, h.t.From)
+	a := h.arm(ctx)
 	defer a.disarm()
 	word := wordSwitch
 	if h.restarted {
 		word = wordGo
 	}
-	if err := h.switchStep(ctx, a, StepRevert, word); err != nil {
+	if err := h.switchStep(ctx, a, StepRevert, word, h.t.From); err != nil {
 		h.setStatus(StatusFailed)
 		return
 	}

@@ -12,13 +12,13 @@ import (
 
 // A rollback moves each host with one remote command, rollback.sh: the
 // switch (switch.sh, which logs it in revisions.log) and the restart. The
-// command is started as soon as the host's target is known, while the
-// other hosts are still being checked, and waits for a word on its input:
-// "go" (switch and restart) or "switch" (switch, then wait for
-// "restart"); the deployer says it when the host's turn comes. A host's
-// move then costs a round trip for each word and no more, not the two
-// round trips of starting a command (channel open, exec) for each of a
-// switch and a restart.
+// command is started as soon as the host is logged in to, beside its lock
+// command, and waits for a word on its input that names the target:
+// "go NAME COMMIT" (switch and restart) or "switch NAME COMMIT" (switch,
+// then wait for "restart"); the deployer says it when the host's turn
+// comes. A host's move then costs a round trip for each word and no more:
+// the two round trips of starting a command (channel open, exec) are spent
+// while the lock command runs, not after the target is known.
 
 // restartMarker is the line rollback.sh prints between the switch's
 // output and the restart's.
@@ -35,23 +35,25 @@ type armed struct {
 	err      error
 }
 
-// arm starts rollback.sh on the host, for a move to rel (logged as a
-// rollback) and a restart there. It returns at once; the command waits
-// for its word (switchStep) or disarm.
-func (r *hostRun) arm(ctx context.Context, rel ReleaseInfo) *armed {
+// arm starts rollback.sh on the host, for a move (logged as a rollback)
+// and a restart to the release its word will name. It returns at once;
+// the command waits for its word (switchStep) or disarm.
+func (r *hostRun) arm(ctx context.Context) *armed {
 	a := &armed{gate: newGate(), relay: newStepRelay(restartMarker), finished: make(chan struct{})}
 	ctx, a.cancel = context.WithCancel(ctx)
-	dir := r.releaseDir(rel.Name)
 	secs := strconv.FormatInt(int64((r.d.StepTimeout+time.Second-1)/time.Second), 10)
 	cmd := Command{
-		Dir: dir,
-		Env: r.restartEnv(dir, rel.Commit),
+		// The script sets the part of restartEnv that depends on the
+		// release.
+		Env: r.deploymentEnv(),
 		// No Timeout around the whole: it waits for its turn, however long
 		// the batches before it take. The script bounds the switch and
-		// the restart by the step timeout each, and ends when its input
-		// does (the deployer is done, or its connection died).
-		Hold:   r.root + "/" + activeFile,
-		Args:   script(rollbackScript, secs, r.d.RestartCmd, switchScript, r.root, switchRollback, rel.Name, rel.Commit, r.dep.ID, ""),
+		// the restart by the step timeout each, holds activeFile while
+		// each runs (not while it waits: it starts before the lock command
+		// has checked that no command of an earlier deployment holds it),
+		// and ends when its input does (the deployer is done, or its
+		// connection died).
+		Args:   script(rollbackScript, secs, r.d.RestartCmd, switchScript, r.d.Root, switchRollback, r.dep.ID, activeFile),
 		Stdin:  a.gate,
 		Stdout: a.relay,
 		Stderr: a.relay,
@@ -61,6 +63,17 @@ func (r *hostRun) arm(ctx context.Context, rel ReleaseInfo) *armed {
 		close(a.finished)
 	}()
 	return a
+}
+
+// targetWord is word (wordGo or wordSwitch) with the release rollback.sh
+// moves to: its name and, when it is a commit hash, its commit (otherwise
+// the script reads it from the release's REVISION, as switch.sh does).
+func targetWord(word string, rel ReleaseInfo) string {
+	w := word + " " + rel.Name
+	if ValidCommitPrefix(rel.Commit) == nil {
+		w += " " + rel.Commit
+	}
+	return w
 }
 
 // disarm ends the command without a move, or without the restart it
@@ -81,15 +94,15 @@ const (
 	wordRestart = "restart" // after wordSwitch: restart
 )
 
-// switchStep says word (wordGo or wordSwitch) to a and records step sw:
-// until the restart begins or, after wordSwitch, waits for its word (or,
-// without a restart command, until the command ends). With wordGo the
+// switchStep says word (wordGo or wordSwitch), for a move to to, to a and
+// records step sw: until the restart begins or, after wordSwitch, waits
+// for its word (or, without a restart command, until the command ends). With wordGo the
 // command's input ends after the word, as it does for the restart
 // command's after wordRestart: neither ever waits for more input.
-func (r *hostRun) switchStep(ctx context.Context, a *armed, sw Step, word string) error {
+func (r *hostRun) switchStep(ctx context.Context, a *armed, sw Step, word string, to ReleaseInfo) error {
 	return r.step(ctx, sw, func(ctx context.Context, out io.Writer) error {
 		a.relay.to(out)
-		a.gate.say(word, word == wordGo)
+		a.gate.say(targetWord(word, to), word == wordGo)
 		select {
 		case <-a.relay.C:
 			return nil

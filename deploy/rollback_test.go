@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -471,7 +472,7 @@ func TestWorkerRunsRollbacks(t *testing.T) {
 // until every host's has started (or a deadline passes, which fails the
 // test), so a rollback that locked one host after another could not get
 // past its first host in time. It can also run a hook before a host's
-// rollback.sh.
+// rollback.sh reads its first word.
 type barrierDialer struct {
 	Dialer
 	t       *testing.T
@@ -479,7 +480,7 @@ type barrierDialer struct {
 	mu      sync.Mutex
 	started int
 	all     chan struct{}
-	before  map[string]func() // host name -> run before its rollback.sh
+	before  map[string]func() // host name -> run before its rollback.sh reads its first word
 }
 
 func newBarrierDialer(t *testing.T, d Dialer, n int) *barrierDialer {
@@ -514,11 +515,28 @@ func (c barrierConn) Run(ctx context.Context, cmd Command) error {
 			c.d.t.Errorf("%s: the lock commands of all %d hosts did not start at once", c.host, c.d.n)
 		}
 	case len(cmd.Args) > 2 && cmd.Args[2] == rollbackScript:
-		if f := c.d.before[c.host]; f != nil {
-			f()
+		if f := c.d.before[c.host]; f != nil && cmd.Stdin != nil {
+			cmd.Stdin = &firstWordHook{r: cmd.Stdin, f: f}
 		}
 	}
 	return c.Conn.Run(ctx, cmd)
+}
+
+// firstWordHook runs f once, when rollback.sh's first word (which names
+// the target, and is said only after every host's check) is read, before
+// the script gets it.
+type firstWordHook struct {
+	r    io.Reader
+	f    func()
+	once sync.Once
+}
+
+func (h *firstWordHook) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	if n > 0 {
+		h.once.Do(h.f)
+	}
+	return n, err
 }
 
 // TestRollbackLocksAndChecksEveryHostAtOnce: the hosts are locked and

@@ -129,10 +129,18 @@ func (r *hostRun) switchArgs(action, release, commit, remove string) []string {
 }
 
 func (r *hostRun) restartEnv(relDir, commit string) []string {
-	return []string{
+	return append([]string{
 		"RELEASE_DIR=" + relDir,
 		"CURRENT_DIR=" + r.root + "/current",
 		"COMMIT=" + commit,
+	}, r.deploymentEnv()...)
+}
+
+// deploymentEnv is the part of restartEnv that is the same for every
+// release (rollback.sh, which learns its release later, sets the rest the
+// same way).
+func (r *hostRun) deploymentEnv() []string {
+	return []string{
 		"BRANCH=" + r.dep.Release.Branch,
 		"DEPLOYMENT_ID=" + r.dep.ID,
 		"APP_PROCESSES=" + strconv.Itoa(r.d.AppProcesses),
