@@ -232,12 +232,13 @@ type rollbackHost struct {
 
 // free ends the host's waiting command and gives its lock back.
 func (h *rollbackHost) free() {
-	for _, a := range []**armed{&h.a, &h.spare} {
-		if *a != nil {
-			(*a).disarm()
-			*a = nil
-		}
+	if h.a != nil {
+		h.a.disarm()
 	}
+	if h.spare != nil {
+		h.spare.disarm()
+	}
+	h.a, h.spare = nil, nil
 	h.release()
 }
 
@@ -254,10 +255,9 @@ func (d *Deployer) lockAndVerifyAll(ctx context.Context, hs []*rollbackHost, to 
 	forEachHost(hs, maxDials, func(i int, h *rollbackHost) { errs[i] = h.lockAndVerify(ctx, to, 0) })
 	busy := slices.IndexFunc(errs, func(err error) bool { return errors.Is(err, ErrBusy) })
 	if busy >= 0 {
-		for _, h := range hs[busy:] {
-			h.free()
-		}
-		for i, h := range hs[busy:] {
+		rest := hs[busy:]
+		forEachHost(rest, len(rest), func(_ int, h *rollbackHost) { h.free() })
+		for i, h := range rest {
 			if errs[busy+i] = h.lockAndVerify(ctx, to, d.lockWait()); errs[busy+i] != nil && !errors.Is(errs[busy+i], errNoTarget) {
 				break
 			}
