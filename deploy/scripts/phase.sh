@@ -204,6 +204,13 @@ if mkdir -p -- "$root" && cd -- "$root" && root=$(pwd -P) && mkdir -p releases; 
 		rc=1
 	fi
 fi
+# The Python's identity, part of the key of a reused venv (venv.sh), is
+# asked for here, on every host at once, and not in the venv step, where
+# the hosts wait for each other; when it does not run, the venv step says so.
+if [ "$rc" = 0 ] && [ "$reuse" = yes ]; then
+	"$py" -c 'import sys; print(sys.version); print(sys.executable); print(sys.platform)' >"$tmp/pyid" 2>/dev/null </dev/null ||
+		rm -f "$tmp/pyid"
+fi
 [ "$rc" = 0 ] && mark root "$root"
 mark end prepare "$rc"
 [ "$rc" = 0 ] || exit 1
@@ -241,7 +248,7 @@ else
 	run checkout "$root" yes sh -c "$unpack_sh" sh "$root" "$name" "$commit" || hold
 fi
 stopped venv && hold
-run venv "$rel" yes sh -c "$venv_sh" sh "$root" "$py" "$reuse" "$unpackpip" "$tmp/venv" || hold
+run venv "$rel" yes sh -c "$venv_sh" sh "$root" "$py" "$reuse" "$unpackpip" "$tmp/venv" "$tmp/pyid" || hold
 IFS=' ' read -r mode vpath <"$tmp/venv" || mode=
 case "$mode" in
 reuse) ;;

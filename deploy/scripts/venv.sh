@@ -10,10 +10,11 @@
 #     (their content would not be part of the key).
 # $1 root, $2 python, $3 yes|no (reuse allowed), $4 the program of
 # unpack_pip.py, $5 a file the last line goes to as well (phase.sh reads
-# it there).
+# it there), $6 a file with the Python's identity as the key below wants
+# it, when phase.sh found it already (missing or empty: asked here).
 set -e
 root=$1 reuse=$3
-unpackpip=$4 answerfile=$5
+unpackpip=$4 answerfile=$5 idfile=${6:-}
 answer() {
 	printf '%s %s\n' "$1" "$2"
 	printf '%s %s\n' "$1" "$2" >"$answerfile"
@@ -65,10 +66,16 @@ if [ "$reuse" != yes ]; then
 	answer fresh "$PWD/venv"
 	exit 0
 fi
-id=$("$2" -c 'import sys; print(sys.version); print(sys.executable); print(sys.platform)') || {
-	echo "python interpreter $2 (DEPLOY_PYTHON) does not run" >&2
-	exit 1
-}
+id=
+if [ -n "$idfile" ] && [ -s "$idfile" ]; then
+	id=$(cat -- "$idfile")
+fi
+if [ -z "$id" ]; then
+	id=$("$2" -c 'import sys; print(sys.version); print(sys.executable); print(sys.platform)') || {
+		echo "python interpreter $2 (DEPLOY_PYTHON) does not run" >&2
+		exit 1
+	}
+fi
 key=$({ printf '%s\n\n' "$id"; cat requirements.txt 2>/dev/null || true; } | sha256sum | cut -c1-16)
 v="$1/venvs/$key"
 if [ -f "$v/.pushdeploy-complete" ]; then
