@@ -206,9 +206,10 @@ if mkdir -p -- "$root" && cd -- "$root" && root=$(pwd -P) && mkdir -p releases; 
 fi
 # The Python's identity, part of the key of a reused venv (venv.sh), is
 # asked for here, on every host at once, and not in the venv step, where
-# the hosts wait for each other; when it does not run, the venv step says so.
+# the hosts wait for each other; when it does not run (or not within the
+# step timeout), the venv step says so.
 if [ "$rc" = 0 ] && [ "$reuse" = yes ]; then
-	"$py" -c 'import sys; print(sys.version); print(sys.executable); print(sys.platform)' >"$tmp/pyid" 2>/dev/null </dev/null ||
+	timeout -k 10 "$secs" "$py" -c 'import sys; print(sys.version); print(sys.executable); print(sys.platform)' >"$tmp/pyid" 2>/dev/null </dev/null ||
 		rm -f "$tmp/pyid"
 fi
 [ "$rc" = 0 ] && mark root "$root"
