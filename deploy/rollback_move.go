@@ -18,7 +18,9 @@ import (
 //     host's switch wait for the restarts before it.
 //   - With a health check (HealthURL), a batch switches, restarts and is
 //     checked before the next batch switches, so a release that fails its
-//     check reaches one batch only.
+//     check reaches one batch only. As in a deploy, every host of a batch
+//     has switched before any of them restarts; a batch of one host gets
+//     its switch and restart in one word, a round trip fewer.
 //
 // Failures are undone as a deploy's are (phases.go):
 //
@@ -71,7 +73,7 @@ func (d *Deployer) switchThenRestart(ctx context.Context, dep *Deployment, hs []
 			d.putBack(ctx, hs[first:])
 			return err
 		}
-		forEachHost(batch, len(batch), func(i int, h *rollbackHost) { errs[first+i] = h.restartThere(ctx) })
+		forEachHost(batch, len(batch), func(i int, h *rollbackHost) { errs[first+i] = h.restartThere(ctx, false) })
 		if i := slices.IndexFunc(errs[first:first+len(batch)], isError); i >= 0 {
 			return d.batchFailed(ctx, hs, first, errs[first+i])
 		}
@@ -89,7 +91,14 @@ func (d *Deployer) moveInBatches(ctx context.Context, dep *Deployment, hs []*rol
 		if err := beforeMove(ctx, dep, "host "+batch[0].res.Host.String()); err != nil {
 			return err
 		}
-		forEachHost(batch, len(batch), func(i int, h *rollbackHost) { errs[first+i] = h.move(ctx) })
+		if len(batch) == 1 {
+			errs[first] = batch[0].move(ctx)
+		} else {
+			forEachHost(batch, len(batch), func(i int, h *rollbackHost) { errs[first+i] = h.switchOnly(ctx) })
+			if !slices.ContainsFunc(errs[first:first+len(batch)], isError) {
+				forEachHost(batch, len(batch), func(i int, h *rollbackHost) { errs[first+i] = h.restartThere(ctx, true) })
+			}
+		}
 		if i := slices.IndexFunc(errs[first:first+len(batch)], isSwitchError); i >= 0 {
 			d.putBack(ctx, hs)
 			return errs[first+i]
@@ -186,8 +195,9 @@ func (h *rollbackHost) switchOnly(ctx context.Context) error {
 }
 
 // restartThere restarts the host on the target it switched to (step
-// restart), with the rollback.sh that switched it.
-func (h *rollbackHost) restartThere(ctx context.Context) error {
+// restart), with the rollback.sh that switched it, and with check its
+// health too.
+func (h *rollbackHost) restartThere(ctx context.Context, check bool) error {
 	if h.a == nil {
 		h.leftAlone()
 		return nil
@@ -196,7 +206,11 @@ func (h *rollbackHost) restartThere(ctx context.Context) error {
 	h.a = nil
 	defer a.disarm()
 	h.restarted = h.d.RestartCmd != ""
-	if err := h.restartStep(ctx, a, StepRestart, wordRestart); err != nil {
+	err := h.restartStep(ctx, a, StepRestart, wordRestart)
+	if err == nil && check {
+		err = h.checkHealth(ctx)
+	}
+	if err != nil {
 		h.setStatus(StatusFailed)
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -137,6 +138,24 @@ type batchRow struct {
 	oneWall  float64
 	// logins and commands are per host of the pool, from the sshd logs.
 	logins, commands []int
+	// cpu is the CPU time the whole machine was busy during the pool's
+	// redeploy (seconds, all cores; NaN when /proc/stat could not be read):
+	// the hosts share the deployer's cores here, so cpu / cores is a
+	// floor under the wall time that no order of the work beats.
+	cpu float64
+}
+
+// userHZ is the unit of /proc/stat's times: USER_HZ, 100 on Linux.
+const userHZ = 100
+
+// machineCPU is the machine's busy CPU time so far, in seconds (NaN when
+// /proc/stat cannot be read).
+func machineCPU() float64 {
+	busy, _, err := cpuTimes()
+	if err != nil {
+		return math.NaN()
+	}
+	return float64(busy) / userHZ
 }
 
 // hostCounts is, per host, the SSH logins and the remote commands its sshd
@@ -218,7 +237,9 @@ func (b *bench) batchTest(ctx context.Context, env *testhosts.Env, vars map[stri
 				return rows, err
 			}
 			l0, c0 := hostCounts(env)
+			cpu0 := machineCPU()
 			s, out, err = b.opOut(ctx, env, vars, extra)
+			row.cpu = machineCPU() - cpu0
 			if err != nil {
 				return rows, fmt.Errorf("code-only redeploy, DEPLOY_PARALLEL=%d: %w", p, err)
 			}
@@ -229,8 +250,8 @@ func (b *bench) batchTest(ctx context.Context, env *testhosts.Env, vars map[stri
 			}
 			row.wall = s.wall.Seconds()
 			row.pool, _ = readPhases(out)
-			note("  run %d/%d, DEPLOY_PARALLEL=%d: %d hosts %.2fs (prepare phase %s, restarts %s, at most %d at once; per host: logins %s, commands %s); the first host alone %.2fs (prepare %s, restart %s); load %s",
-				r, b.o.scaleRuns, p, len(env.Hosts), row.wall, fmtSec(row.pool.prepareSpan), fmtSec(row.pool.restartSpan), row.pool.mostAtOnce,
+			note("  run %d/%d, DEPLOY_PARALLEL=%d: %d hosts %.2fs (prepare phase %s, restarts %s, at most %d at once; machine CPU busy %s s; per host: logins %s, commands %s); the first host alone %.2fs (prepare %s, restart %s); load %s",
+				r, b.o.scaleRuns, p, len(env.Hosts), row.wall, fmtSec(row.pool.prepareSpan), fmtSec(row.pool.restartSpan), row.pool.mostAtOnce, fmtSec(row.cpu),
 				spanInts(row.logins), spanInts(row.commands), row.oneWall, fmtSec(row.one.prepareMedian), fmtSec(row.one.restartMedian), loadAvg())
 			rows = append(rows, row)
 		}
@@ -256,9 +277,10 @@ func (b *bench) batchTable(p func(string, ...any), rows []batchRow) {
 	p("Medians of %d run(s) on one set of hosts after one first deploy, (min–max). ", o.scaleRuns)
 	p("Before each redeploy of the pool, the first host alone was redeployed (a code-only change, its own hosts file and DEPLOY_DATA_DIR), ")
 	p("for one host's prepare phase (from its first prepare step's start to its last's end: lock to before-switch) and its restart step, as the deployer times them. ")
-	p("Logins and remote commands per host are counted in the hosts' sshd logs.\n\n")
-	p("| DEPLOY_PARALLEL | wall s | prepare phase, all hosts s | a host's prepare steps, first start to last end (waits for its turn included) s | restarts, first start to last end s | a host's restart s | most restarts at once | logins per host | remote commands per host |\n")
-	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("Logins and remote commands per host are counted in the hosts' sshd logs. ")
+	p("Machine CPU: the time the machine's %d cores were busy during the redeploy (/proc/stat), whatever ran it; the test hosts share those cores, so it over %d cores is a floor under the wall time.\n\n", runtime.NumCPU(), runtime.NumCPU())
+	p("| DEPLOY_PARALLEL | wall s | machine CPU busy s | floor on %d cores s | prepare phase, all hosts s | a host's prepare steps, first start to last end (waits for its turn included) s | restarts, first start to last end s | a host's restart s | most restarts at once | logins per host | remote commands per host |\n", runtime.NumCPU())
+	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, par := range o.parallel {
 		rs := rowsOf(rows, par)
 		var logins, cmds []int
@@ -270,8 +292,10 @@ func (b *bench) batchTable(p func(string, ...any), rows []batchRow) {
 		for _, r := range rs {
 			most = max(most, r.pool.mostAtOnce)
 		}
-		p("| %d | %s | %s | %s | %s | %s | %d | %s | %s |\n", par,
+		p("| %d | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |\n", par,
 			cell(batchVals(rs, func(r batchRow) float64 { return r.wall })),
+			cell(batchVals(rs, func(r batchRow) float64 { return r.cpu })),
+			cell(batchVals(rs, func(r batchRow) float64 { return r.cpu / float64(runtime.NumCPU()) })),
 			cell(batchVals(rs, func(r batchRow) float64 { return r.pool.prepareSpan })),
 			cell(batchVals(rs, func(r batchRow) float64 { return r.pool.prepareMedian })),
 			cell(batchVals(rs, func(r batchRow) float64 { return r.pool.restartSpan })),
@@ -279,7 +303,7 @@ func (b *bench) batchTable(p func(string, ...any), rows []batchRow) {
 			most, spanInts(logins), spanInts(cmds))
 	}
 	if len(rows) == 0 {
-		p("| – | failed | | | | | | | |\n")
+		p("| – | failed | | | | | | | | | |\n")
 	}
 
 	p("\n### Goal: %d hosts, code-only, DEPLOY_RESTART_BATCH=%s, within 2× of (%d hosts' restarts done %d at a time) + one host's prepare\n\n", o.scale, o.restartBatch, o.scale, size)

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"math"
 	"testing"
+	"time"
 )
 
 func TestParsePercent(t *testing.T) {
@@ -35,4 +37,25 @@ func TestBusyShare(t *testing.T) {
 	if share < 0 || share > 1 {
 		t.Errorf("busyShare = %v, want a share from 0 to 1", share)
 	}
+}
+
+// TestMachineCPUGrowsWithWork: the machine's busy time, which the scale
+// table divides by the cores for its floor, grows while this test keeps a
+// core busy.
+func TestMachineCPUGrowsWithWork(t *testing.T) {
+	start := machineCPU()
+	if math.IsNaN(start) || start <= 0 {
+		t.Fatalf("machineCPU() = %v, want the busy seconds since boot", start)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	x := 0
+	for machineCPU()-start < 0.05 {
+		if time.Now().After(deadline) {
+			t.Fatalf("5s of spinning added %.3f s of busy CPU, want at least 0.05", machineCPU()-start)
+		}
+		for i := range 1_000_000 {
+			x += i
+		}
+	}
+	_ = x
 }
