@@ -25,6 +25,10 @@ func TestVenvScriptIdentity(t *testing.T) {
 	if err := os.WriteFile(answering, []byte("#!/bin/sh\nprintf '%s\\n' '"+strings.ReplaceAll(identity, "\n", "' '")+"'\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// phase.sh asks the identity of venv.sh itself, before the lock.
+	if out, err := exec.Command("sh", script(venvScript, "--identity", answering)[1:]...).Output(); err != nil || string(out) != identity+"\n" {
+		t.Fatalf("venv.sh --identity: %q, %v; want %q", out, err, identity+"\n")
+	}
 	sum := sha256.Sum256([]byte(identity + "\n\n" + reqs))
 	key := hex.EncodeToString(sum[:])[:16]
 	for _, tc := range []struct {

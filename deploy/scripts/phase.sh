@@ -209,7 +209,7 @@ fi
 # the hosts wait for each other; when it does not run (or not within the
 # step timeout), the venv step says so.
 if [ "$rc" = 0 ] && [ "$reuse" = yes ]; then
-	timeout -k 10 "$secs" "$py" -c 'import sys; print(sys.version); print(sys.executable); print(sys.platform)' >"$tmp/pyid" 2>/dev/null </dev/null ||
+	timeout -k 10 "$secs" sh -c "$venv_sh" sh --identity "$py" >"$tmp/pyid" 2>/dev/null </dev/null ||
 		rm -f "$tmp/pyid"
 fi
 [ "$rc" = 0 ] && mark root "$root"

@@ -10,9 +10,19 @@
 #     (their content would not be part of the key).
 # $1 root, $2 python, $3 yes|no (reuse allowed), $4 the program of
 # unpack_pip.py, $5 a file the last line goes to as well (phase.sh reads
-# it there), $6 a file with the Python's identity as the key below wants
-# it, when phase.sh found it already (missing or empty: asked here).
+# it there), $6 a file with the Python's identity (identity below), when
+# phase.sh found it already (missing or empty: asked here).
+# "venv.sh --identity PYTHON" only prints that identity: phase.sh asks it so,
+# before the lock, and the key stays defined in one place.
 set -e
+# identity is the Python's part of a reused venv's key.
+identity() {
+	"$1" -c 'import sys; print(sys.version); print(sys.executable); print(sys.platform)'
+}
+if [ "$1" = --identity ]; then
+	identity "$2"
+	exit
+fi
 root=$1 reuse=$3
 unpackpip=$4 answerfile=$5 idfile=${6:-}
 answer() {
@@ -67,11 +77,11 @@ if [ "$reuse" != yes ]; then
 	exit 0
 fi
 id=
-if [ -n "$idfile" ] && [ -s "$idfile" ]; then
+if [ -s "$idfile" ]; then
 	id=$(cat -- "$idfile")
 fi
 if [ -z "$id" ]; then
-	id=$("$2" -c 'import sys; print(sys.version); print(sys.executable); print(sys.platform)') || {
+	id=$(identity "$2") || {
 		echo "python interpreter $2 (DEPLOY_PYTHON) does not run" >&2
 		exit 1
 	}
