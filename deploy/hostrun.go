@@ -35,6 +35,9 @@ type hostRun struct {
 	// phase is the host's prepare command (preparerun.go), which holds
 	// the host lock of a deployment once it has taken it.
 	phase *markedRun
+	// retained is closed once the host's retention, which runs on after
+	// its activation (activate), has ended; nil when none runs.
+	retained chan struct{}
 }
 
 // connect logs in to the host; the connection serves every later step.

@@ -43,6 +43,13 @@ import (
 // The host locks are held from phase 1 to the end.
 
 func (d *Deployer) rollout(ctx context.Context, log *slog.Logger, dep *Deployment, runs []*hostRun) error {
+	// The retention of the hosts activated last may still run: the
+	// deployment ends with it (its steps are part of the record).
+	defer func() {
+		for _, r := range runs {
+			r.awaitRetention()
+		}
+	}()
 	if err := d.prepareAll(ctx, runs); err != nil {
 		d.undo(ctx, runs)
 		return err
@@ -215,6 +222,7 @@ func (d *Deployer) undo(ctx context.Context, runs []*hostRun) {
 	defer cancel()
 	for i := len(runs) - 1; i >= 0; i-- {
 		r := runs[i]
+		r.awaitRetention()
 		switch {
 		case r.switched:
 			if r.revert(ctx, r.prev, r.restarted) {

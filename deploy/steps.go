@@ -32,12 +32,12 @@ func (r *hostRun) switchHost(ctx context.Context) error {
 }
 
 // activate restarts the app, checks its health and runs the release's
-// after-switch hook, then retention, on the deployer's line to the host's
-// deployment command (phase.sh), each part its own step; the command
-// waits for the deployer's health check between the restart and the
-// hook. Retention failing is logged, not fatal: the new release is live
-// and healthy. Retention keeps the release before, so that a revert (a
-// later host failing, with RollbackAll) still has it.
+// after-switch hook, on the deployer's line to the host's deployment
+// command (phase.sh), each part its own step; the command waits for the
+// deployer's health check between the restart and the hook. Then the
+// command goes on to retention, which the deployer follows on the side
+// (followRetention) while it activates the next host: removing old
+// releases is nothing the next host's restart need wait for.
 func (r *hostRun) activate(ctx context.Context) error {
 	r.restarted = r.d.RestartCmd != ""
 	m := r.phase
@@ -58,20 +58,43 @@ func (r *hostRun) activate(ctx context.Context) error {
 			_, err = m.follow(ctx, nil, "activated")
 		}
 	}
-	var se *StepError
-	if errors.As(err, &se) && se.Step == StepRetention {
-		r.log.Warn("old releases were not removed; the deploy itself succeeded", "error", err)
-		// The script goes on to its "activated" mark.
-		_, err = m.follow(ctx, nil, "activated")
-	}
 	if err != nil {
 		r.setStatus(StatusFailed)
+		return err
 	}
-	return err
+	r.followRetention(ctx)
+	return nil
+}
+
+// followRetention records the host's retention step, which its command
+// runs after the "activated" mark, up to its "retained" mark, on a
+// goroutine of its own; awaitRetention waits for it. Retention failing is
+// logged, not fatal: the new release is live and healthy. Retention keeps
+// the release before, so that a revert (a later host failing, with
+// RollbackAll) still has it; the revert waits for it all the same.
+func (r *hostRun) followRetention(ctx context.Context) {
+	done := make(chan struct{})
+	r.retained = done
+	m := r.phase
+	go func() {
+		defer close(done)
+		if _, err := m.follow(ctx, nil, "retained"); err != nil {
+			r.log.Warn("old releases were not removed; the deploy itself succeeded", "error", err)
+		}
+	}()
+}
+
+// awaitRetention waits for the retention followRetention follows, if any.
+func (r *hostRun) awaitRetention() {
+	if r.retained != nil {
+		<-r.retained
+		r.retained = nil
+	}
 }
 
 // release gives the host lock back.
 func (r *hostRun) release() {
+	r.awaitRetention()
 	if r.phase != nil {
 		r.phase.close()
 		r.phase = nil

@@ -467,3 +467,30 @@ func TestHookOutputIsLogged(t *testing.T) {
 		t.Errorf("steps logged with their output: %q, want %q", outputs, want)
 	}
 }
+
+// TestRetentionEndsWithTheDeployment: each host's retention runs on while
+// the next host is activated (followRetention), but the deployment ends
+// only once every host's has: when it returns, every host's record ends
+// with a passed retention step and its old releases are gone, the last
+// host's too.
+func TestRetentionEndsWithTheDeployment(t *testing.T) {
+	r := newRig(t, 3)
+	r.d.KeepReleases = 1
+	for i := 1; i <= 3; i++ {
+		r.commit("flask==" + itoa(i))
+		dep, err := r.deploy()
+		if err != nil {
+			t.Fatalf("deploy %d: %v", i, err)
+		}
+		for _, h := range dep.Hosts {
+			last := h.Steps[len(h.Steps)-1]
+			if last.Name != StepRetention || last.Status != StatusSucceeded {
+				t.Errorf("deploy %d, %s: last step %s (%s), want a passed retention; steps %s", i, h.Host.Name, last.Name, last.Status, stepNames(h))
+			}
+			// Kept: the new release and the one before it.
+			if got, want := len(r.releases(h.Host.Name)), min(i, 2); got != want {
+				t.Errorf("deploy %d, %s: %d releases %v, want %d", i, h.Host.Name, got, r.releases(h.Host.Name), want)
+			}
+		}
+	}
+}

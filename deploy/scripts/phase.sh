@@ -30,9 +30,10 @@
 #   activate the restart command (step restart, when set), then, with a
 #            health check, marks "wait" and waits for "go" (the deployer
 #            checks the health itself, over HTTP), then the release's
-#            after-switch hook and retention (steps after-switch and
-#            retention; a failed retention does not stop it), and marks
-#            "activated".
+#            after-switch hook (step after-switch), and marks
+#            "activated"; then retention (step retention, while the
+#            deployer activates the next host; a failed retention does
+#            not stop it), and marks "retained".
 # A failed step ends these too: the deployer puts the host back with
 # commands of its own, while this script holds the lock.
 # Every step of the build holds the active file shared, as every command of
@@ -206,11 +207,16 @@ if mkdir -p -- "$root" && cd -- "$root" && root=$(pwd -P) && mkdir -p releases; 
 fi
 # The Python's identity, part of the key of a reused venv (venv.sh), is
 # asked for here, on every host at once, and not in the venv step, where
-# the hosts wait for each other; when it does not run (or not within the
-# step timeout), the venv step says so.
+# the hosts wait for each other; while the fetch runs, which need not wait
+# for it. When it does not run (or not within the step timeout), the venv
+# step says so.
+idpid=
 if [ "$rc" = 0 ] && [ "$reuse" = yes ]; then
-	timeout -k 10 "$secs" sh -c "$venv_sh" sh --identity "$py" >"$tmp/pyid" 2>/dev/null </dev/null ||
-		rm -f "$tmp/pyid"
+	{
+		timeout -k 10 "$secs" sh -c "$venv_sh" sh --identity "$py" >"$tmp/pyid" 2>/dev/null </dev/null ||
+			rm -f "$tmp/pyid"
+	} 4>&- &
+	idpid=$!
 fi
 [ "$rc" = 0 ] && mark root "$root"
 mark end prepare "$rc"
@@ -249,6 +255,7 @@ else
 	run checkout "$root" yes sh -c "$unpack_sh" sh "$root" "$name" "$commit" || hold
 fi
 stopped venv && hold
+[ -z "$idpid" ] || wait "$idpid"
 run venv "$rel" yes sh -c "$venv_sh" sh "$root" "$py" "$reuse" "$unpackpip" "$tmp/venv" "$tmp/pyid" || hold
 IFS=' ' read -r mode vpath <"$tmp/venv" || mode=
 case "$mode" in
@@ -294,10 +301,13 @@ while :; do
 			[ "$l" = go ] || hold
 		fi
 		run after-switch "$rel" yes env "$@" sh -c "$hook_sh" sh after-switch || hold
+		# Activated: the deployer moves on to the next host, and follows
+		# retention on the side (it waits for "retained" at the end).
+		mark activated
 		if [ "$keep" -gt 0 ]; then
 			run retention "$root" yes sh -c "$retention_sh" sh "$root" "$keep" "$name" "${prev#releases/}"
 		fi
-		mark activated
+		mark retained
 		;;
 	*) hold ;;
 	esac

@@ -43,15 +43,15 @@ fi
 # unzipping; ensurepip instead runs pip to install them and byte-compiles
 # every file in every venv, which is 3-6 s of the 4-7 s "python -m venv"
 # takes. Anything unexpected (another wheel layout, a Python without the
-# wheels, a pip that does not import: without its __init__.py, pip would
-# import as a namespace package, without __version__): the plain
+# wheels, a pip that does not import, which unpack_pip.py checks last;
+# isolated mode, so that nothing in the release folder passes for a
+# module of Python's own, or for pip): the plain
 # "python -m venv". When that fails too, what the fast
 # path said is shown: "python -m venv" keeps
 # ensurepip's own output (e.g. "No space left on device") to itself.
 mkvenv() {
 	if fast=$({ "$py" -m venv --without-pip "$1" &&
-		"$1/bin/python" -c "$unpackpip" "$root/pip" &&
-		"$1/bin/python" -c "import pip; pip.__version__"; } 2>&1); then
+		"$1/bin/python" -I -c "$unpackpip" "$root/pip"; } 2>&1); then
 		return 0
 	fi
 	# A copy of pip the venv got but that gave it no working pip (damaged
