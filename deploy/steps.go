@@ -94,7 +94,6 @@ func (r *hostRun) awaitRetention() {
 
 // release gives the host lock back.
 func (r *hostRun) release() {
-	r.awaitRetention()
 	if r.phase != nil {
 		r.phase.close()
 		r.phase = nil

@@ -272,14 +272,15 @@ func (b *bench) opOut(ctx context.Context, env *testhosts.Env, vars map[string]s
 func (b *bench) batchTable(p func(string, ...any), rows []batchRow) {
 	o := b.o
 	size, batches := o.batchSize()
+	cores := runtime.NumCPU()
 	p("\n### Scale with restart batches: %d hosts, code-only redeploy, DEPLOY_RESTART_BATCH=%s (pushdeploy)\n\n", o.scale, o.restartBatch)
 	p("DEPLOY_RESTART_BATCH=%s of %d hosts restarts %d at once: %d batches. ", o.restartBatch, o.scale, size, batches)
 	p("Medians of %d run(s) on one set of hosts after one first deploy, (min–max). ", o.scaleRuns)
 	p("Before each redeploy of the pool, the first host alone was redeployed (a code-only change, its own hosts file and DEPLOY_DATA_DIR), ")
 	p("for one host's prepare phase (from its first prepare step's start to its last's end: lock to before-switch) and its restart step, as the deployer times them. ")
 	p("Logins and remote commands per host are counted in the hosts' sshd logs. ")
-	p("Machine CPU: the time the machine's %d cores were busy during the redeploy (/proc/stat), whatever ran it; the test hosts share those cores, so it over %d cores is a floor under the wall time.\n\n", runtime.NumCPU(), runtime.NumCPU())
-	p("| DEPLOY_PARALLEL | wall s | machine CPU busy s | floor on %d cores s | prepare phase, all hosts s | a host's prepare steps, first start to last end (waits for its turn included) s | restarts, first start to last end s | a host's restart s | most restarts at once | logins per host | remote commands per host |\n", runtime.NumCPU())
+	p("Machine CPU: the time the machine's %d cores were busy during the redeploy (/proc/stat), whatever ran it; the test hosts share those cores, so it over %d cores is a floor under the wall time.\n\n", cores, cores)
+	p("| DEPLOY_PARALLEL | wall s | machine CPU busy s | floor on %d cores s | prepare phase, all hosts s | a host's prepare steps, first start to last end (waits for its turn included) s | restarts, first start to last end s | a host's restart s | most restarts at once | logins per host | remote commands per host |\n", cores)
 	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, par := range o.parallel {
 		rs := rowsOf(rows, par)
@@ -295,7 +296,7 @@ func (b *bench) batchTable(p func(string, ...any), rows []batchRow) {
 		p("| %d | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |\n", par,
 			cell(batchVals(rs, func(r batchRow) float64 { return r.wall })),
 			cell(batchVals(rs, func(r batchRow) float64 { return r.cpu })),
-			cell(batchVals(rs, func(r batchRow) float64 { return r.cpu / float64(runtime.NumCPU()) })),
+			cell(batchVals(rs, func(r batchRow) float64 { return r.cpu / float64(cores) })),
 			cell(batchVals(rs, func(r batchRow) float64 { return r.pool.prepareSpan })),
 			cell(batchVals(rs, func(r batchRow) float64 { return r.pool.prepareMedian })),
 			cell(batchVals(rs, func(r batchRow) float64 { return r.pool.restartSpan })),
