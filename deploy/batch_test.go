@@ -161,19 +161,26 @@ func (a *activateReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// activatedWriter calls end once the mark "activated" has passed.
+// activatedWriter calls end once the mark "activated" has come, before
+// it passes the mark on (the deployer may activate the next batch as soon
+// as it has read it). The mark may come split over two writes: retention's
+// output follows it at once, so a read of the command's output can end
+// inside it; the deployer reads it only with its last byte, the newline.
 type activatedWriter struct {
 	w    io.Writer
 	end  func()
 	once sync.Once
+	tail string // the end of the output so far, as long as the mark less one byte
 }
 
 func (a *activatedWriter) Write(p []byte) (int, error) {
-	n, err := a.w.Write(p)
-	if strings.Contains(string(p), " activated\n") {
+	const mark = " activated\n"
+	seen := a.tail + string(p)
+	if strings.Contains(seen, mark) {
 		a.once.Do(a.end)
 	}
-	return n, err
+	a.tail = seen[max(len(seen)-(len(mark)-1), 0):]
+	return a.w.Write(p)
 }
 
 // TestBatchRestartsAtOnce: the hosts of a batch restart at the same time,
