@@ -121,7 +121,7 @@ func TestEndToEndPipCopy(t *testing.T) {
 		if pycs < 100 || own > 0 {
 			t.Errorf("%s: %d .pyc of pip in the new venv, %d of them its own; want hundreds, all the copy's", h.Name, pycs, own)
 		}
-		initPyc := filepath.Base(mustGlob1(t, filepath.Join(was.path, "pip/__pycache__/__init__.*.pyc")))
+		initPyc := filepath.Base(testhosts.Glob1(t, filepath.Join(was.path, "pip/__pycache__/__init__.*.pyc")))
 		if ino, _ := inodeOf(t, filepath.Join(site[0], "pip/__pycache__", initPyc)); ino != was.pipInitPyc {
 			t.Errorf("%s: pip/__init__'s .pyc in the venv is not the copy's", h.Name)
 		}
@@ -170,15 +170,6 @@ func TestEndToEndPipCopy(t *testing.T) {
 			t.Errorf("%s: venv/bin/pip --version says %q", h.Name, v)
 		}
 	}
-}
-
-func mustGlob1(t *testing.T, pattern string) string {
-	t.Helper()
-	m, _ := filepath.Glob(pattern)
-	if len(m) != 1 {
-		t.Fatalf("%s: %v, want 1 match", pattern, m)
-	}
-	return m[0]
 }
 
 // otherPython is another Python installation the hosts can run: the
@@ -261,7 +252,7 @@ func TestEndToEndPipCopyBeforeTheLock(t *testing.T) {
 		}
 	}
 
-	copyOf := func(h *testhosts.Host) string { return mustGlob1(t, h.Path("app/pip/[0-9a-f]*")) }
+	copyOf := func(h *testhosts.Host) string { return testhosts.Glob1(t, h.Path("app/pip/[0-9a-f]*")) }
 	steps := []struct {
 		name  string
 		do    func(h *testhosts.Host)

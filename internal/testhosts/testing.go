@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -57,4 +58,15 @@ func NeedTools(t testing.TB, names ...string) {
 			SkipOrFail(t, name+" is not installed")
 		}
 	}
+}
+
+// Glob1 is the one path matching pattern; the test fails unless exactly
+// one does.
+func Glob1(t testing.TB, pattern string) string {
+	t.Helper()
+	m, _ := filepath.Glob(pattern)
+	if len(m) != 1 {
+		t.Fatalf("%s: %v, want 1 match", pattern, m)
+	}
+	return m[0]
 }
