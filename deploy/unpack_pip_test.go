@@ -76,9 +76,10 @@ func TestPipCopyTakesThePythonsOwnCompiledPip(t *testing.T) {
 		t.Fatalf("%d modules in the copy of pip (%v)", modules, err)
 	}
 
-	// a gets its own pip, the wheel's (linked from the copy), and two of
+	// a gets its own pip, the wheel's (linked from the copy), and three of
 	// its modules are changed there: one in its source (with a .pyc valid
-	// for the change), one only in how its .pyc is checked.
+	// for the change), one only in how its .pyc is checked (a hash), and
+	// one left without a .pyc.
 	run(a, "-I", "-c", unpackPipProgram, filepath.Join(dir, "copies1"))
 	site := filepath.Dir(testhosts.Glob1(t, filepath.Join(dir, "a", "lib", "python3*", "site-packages", "pip")))
 	changed := filepath.Join(site, "pip", "_internal", "__init__.py")

@@ -61,8 +61,8 @@ def build():
         # pip only: setuptools is imported only to build from source, and
         # compiles as it is imported then. What reuse_compiled took is not
         # compiled again (compileall leaves an up-to-date .pyc alone).
-        # Files that do not compile are
-        # left to Python, as ensurepip leaves them; their warnings are
+        # Files that do not compile are left to Python, as ensurepip
+        # leaves them; their warnings are
         # noise here. In this one process, on one core: worker processes
         # would finish sooner on an idle host with many cores, but cost
         # half as much CPU again (1.7 CPU-s instead of 1.1 here), taken
@@ -82,6 +82,10 @@ def build():
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+def source_stamp(st):
+    """The source's mtime and size as a timestamp .pyc's header has them."""
+    return (int(st.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") + (st.st_size & 0xFFFFFFFF).to_bytes(4, "little")
 
 def reuse_compiled(ours):
     """The Python's own pip, where it has one (make install and pyenv
@@ -122,21 +126,17 @@ def reuse_compiled(ours):
                 continue
             flags = int.from_bytes(pyc[4:8], "little")
             if flags == 0:
-                valid = pyc[8:16] == ((int(after.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") +
-                                      (after.st_size & 0xFFFFFFFF).to_bytes(4, "little"))
+                valid = pyc[8:16] == source_stamp(after)
             elif flags & 1:
                 valid = pyc[8:16] == importlib.util.source_hash(src)
             else:
                 valid = False
             if not valid:
                 continue
-            st = os.stat(mine)
             cache = importlib.util.cache_from_source(mine)
             os.makedirs(os.path.dirname(cache), exist_ok=True)
             with open(cache, "wb") as fh:
-                fh.write(importlib.util.MAGIC_NUMBER + bytes(4) +
-                         (int(st.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") +
-                         (st.st_size & 0xFFFFFFFF).to_bytes(4, "little") + pyc[16:])
+                fh.write(importlib.util.MAGIC_NUMBER + bytes(4) + source_stamp(os.stat(mine)) + pyc[16:])
             n += 1
     return n
 
