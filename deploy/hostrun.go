@@ -119,7 +119,7 @@ func (r *hostRun) stepWith(ctx context.Context, name Step, stoppable bool, fn fu
 // step and logged when it fails.
 var reportSteps = map[Step]bool{StepBeforeSwitch: true, StepAfterSwitch: true, StepHealth: true}
 
-// noHook is what hook.sh says when the release has no such hook: kept
+// noHook is what phase.sh says when the release has no such hook: kept
 // with the step, not worth a line per host in the progress.
 func noHook(step Step) string { return "no .pushdeploy/" + string(step) + " in this release" }
 

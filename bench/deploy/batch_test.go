@@ -99,3 +99,23 @@ func TestBatchSize(t *testing.T) {
 		}
 	}
 }
+
+func TestRollbackBatches(t *testing.T) {
+	tests := []struct {
+		pdEnv []string
+		hosts int
+		want  int
+	}{
+		{nil, 8, 8},
+		{[]string{"DEPLOY_FETCH=push"}, 8, 8},
+		{[]string{"DEPLOY_RESTART_BATCH=2"}, 8, 4},
+		{[]string{"DEPLOY_RESTART_BATCH=3"}, 8, 3},
+		{[]string{"DEPLOY_RESTART_BATCH=50%"}, 8, 2},
+		{[]string{"DEPLOY_RESTART_BATCH=1", "DEPLOY_RESTART_BATCH=4"}, 8, 2},
+	}
+	for _, tt := range tests {
+		if got := (options{pdEnv: tt.pdEnv}).rollbackBatches(tt.hosts); got != tt.want {
+			t.Errorf("%v, %d hosts: %d batches, want %d", tt.pdEnv, tt.hosts, got, tt.want)
+		}
+	}
+}

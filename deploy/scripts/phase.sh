@@ -151,6 +151,22 @@ hold() {
 	exit 0
 }
 
+# hook STEP ENV...: the release's hook .pushdeploy/STEP as step STEP
+# (hook.sh, with ENV), or, when the release has none, the step with its
+# message (deploy's noHook) and no process started: most releases have
+# no hooks, and each would cost five (subshell, timeout, flock, env, sh).
+hook() {
+	h=$1
+	shift
+	if [ ! -e "$rel/.pushdeploy/$h" ] && [ ! -L "$rel/.pushdeploy/$h" ]; then
+		mark begin "$h"
+		echo "no .pushdeploy/$h in this release"
+		mark end "$h" 0
+		return 0
+	fi
+	run "$h" "$rel" yes env "$@" sh -c "$hook_sh" sh "$h"
+}
+
 # stopped STEP says whether the deployer asked to stop (or went away)
 # before STEP.
 stopped() {
@@ -278,7 +294,7 @@ stopped before-switch && hold
 # restartEnv).
 set -- "RELEASE_DIR=$rel" "CURRENT_DIR=$root/current" "COMMIT=$commit" "BRANCH=$branch" \
 	"DEPLOYMENT_ID=$id" "APP_PROCESSES=$procs" "APP_THREADS=$threads"
-run before-switch "$rel" yes env "$@" sh -c "$hook_sh" sh before-switch || hold
+hook before-switch "$@" || hold
 mark built
 
 prev=
@@ -300,7 +316,7 @@ while :; do
 			IFS= read -r l <&4
 			[ "$l" = go ] || hold
 		fi
-		run after-switch "$rel" yes env "$@" sh -c "$hook_sh" sh after-switch || hold
+		hook after-switch "$@" || hold
 		# Activated: the deployer moves on to the next host, and follows
 		# retention on the side (it waits for "retained" at the end).
 		mark activated
