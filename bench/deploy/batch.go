@@ -180,12 +180,17 @@ func minus(a, b []int) []int {
 // batchSize is the hosts the pool restarts at once, and how many batches
 // that makes.
 func (o options) batchSize() (size, batches int) {
-	rb, err := deploy.ParseRestartBatch(o.restartBatch)
-	if err != nil {
-		return 1, o.scale
-	}
-	size = rb.Size(o.scale)
-	return size, (o.scale + size - 1) / size
+	return restartBatches(o.restartBatch, o.scale)
+}
+
+// restartBatches is what DEPLOY_RESTART_BATCH=spec makes of a pool of n
+// hosts: the hosts restarted at once, and how many batches. A spec that
+// is empty or not valid (pushdeploy would refuse it) is one host at a
+// time, the default.
+func restartBatches(spec string, n int) (size, batches int) {
+	rb, _ := deploy.ParseRestartBatch(spec) // the zero value on error
+	size = rb.Size(n)
+	return size, (n + size - 1) / size
 }
 
 // batchTest deploys to o.scale hosts once, then, -scale-runs times for

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/pushdeploy/pushdeploy/deploy"
 )
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -166,9 +164,9 @@ func (b *bench) latencyGoals(p func(string, ...any), n int) {
 	// is as long as the deployer sees it when it is a command of its own
 	// (the way the "today" figure was measured).
 	handoffs := b.o.rollbackBatches(n)
-	seen := restart + float64(handoffs)*rtt
+	limitSeen := limit + float64(handoffs)*rtt
 	p("| rollback, %s each way: ≤ connect + one round trip + the restarts, each restart counted with the round trip that hands it its turn | %s s; connect %s s + %s s + (restarts %s s + %d × %s s) = %s s | %s |\n",
-		fmtDelay(dMax), fmtSec(wall), fmtSec(connect), fmtSec(rtt), fmtSec(restart), handoffs, fmtSec(rtt), fmtSec(connect+rtt+seen), verdict(wall <= connect+rtt+seen, known))
+		fmtDelay(dMax), fmtSec(wall), fmtSec(connect), fmtSec(rtt), fmtSec(restart), handoffs, fmtSec(rtt), fmtSec(limitSeen), verdict(wall <= limitSeen, known))
 
 	var per []int
 	for _, s := range b.results[key{toolPushdeploy, n, scCode, dMax}] {
@@ -196,9 +194,6 @@ func (o options) rollbackBatches(n int) int {
 			batch = v
 		}
 	}
-	// Unset or not valid (pushdeploy would refuse it): the zero value,
-	// one host at a time.
-	rb, _ := deploy.ParseRestartBatch(batch)
-	size := rb.Size(n)
-	return (n + size - 1) / size
+	_, batches := restartBatches(batch, n)
+	return batches
 }
