@@ -147,74 +147,62 @@ func checkStop(ctx context.Context, dep *Deployment, where string) error {
 }
 
 // prepareAll prepares the hosts. Every host's prepare command starts at
-// once (maxDials at a time) and fetches. The locks are taken one host
-// after another in hosts-file order, each as soon as its host has fetched
-// and the host before it is locked, while the hosts before it build: two
-// deployers on the same hosts then queue at the first one, instead of
-// each holding hosts the other waits for until both fail with ErrBusy,
-// and no host waits for its lock step when its turn to build comes. The
-// hosts build up to Parallel at once, starting in order, each once it is
-// locked. After the first failure no further host is locked or started;
-// the ones under way finish. It returns the first failure in host order.
+// once (maxDials at a time) and fetches; the hosts then take their locks
+// and build, up to Parallel at once, starting in order. After the first
+// failure no further host is started; the ones under way finish. It
+// returns the first failure in host order.
 func (d *Deployer) prepareAll(ctx context.Context, runs []*hostRun) error {
 	n := d.Parallel
 	if n < 1 {
 		n = 1
 	}
 	var failed atomic.Bool
-	stopping := func() bool { return failed.Load() || ctx.Err() != nil }
-	// ready[i] is host i's prepare command up to its wait for the lock,
-	// locked[i] its lock step after that: each follows the host's
-	// command in turn, and the build follows it after both.
 	ready := make([]func() error, len(runs))
-	locked := make([]func() error, len(runs))
-	started := make([]chan error, len(runs))
-	locks := make([]chan error, len(runs))
+	results := make([]chan error, len(runs))
 	for i := range runs {
-		started[i], locks[i] = make(chan error, 1), make(chan error, 1)
-		ready[i] = sync.OnceValue(func() error { return <-started[i] })
-		locked[i] = sync.OnceValue(func() error { return <-locks[i] })
+		results[i] = make(chan error, 1)
+		ready[i] = sync.OnceValue(func() error { return <-results[i] })
 	}
-	var bg sync.WaitGroup
-	bg.Go(func() {
+	var started sync.WaitGroup
+	started.Go(func() {
 		forEachHost(runs, maxDials, func(i int, r *hostRun) {
-			if stopping() {
-				started[i] <- errNotStarted
+			if failed.Load() || ctx.Err() != nil {
+				results[i] <- errNotStarted
 				return
 			}
-			started[i] <- r.startPrepare(ctx)
+			results[i] <- r.startPrepare(ctx)
 		})
 	})
-	bg.Go(func() {
-		for i, r := range runs {
-			err := ready[i]()
-			if err == nil && stopping() {
-				err = errNotStarted
-			}
-			if err == nil {
-				err = r.takeLock(ctx)
-			}
-			if err != nil && !errors.Is(err, errNotStarted) {
-				failed.Store(true)
-			}
-			locks[i] <- err
-		}
-	})
-	defer bg.Wait()
+	defer started.Wait()
 	defer failed.Store(true) // hosts not started by now need not start
+	if n > 1 {
+		// The locks first, one host after another in hosts-file order, as
+		// one at a time does and rollback does: two deployers on the same
+		// hosts then queue at the first one, instead of each holding
+		// hosts the other waits for until both fail with ErrBusy.
+		for i, r := range runs {
+			if err := ready[i](); err != nil {
+				return err
+			}
+			if err := r.takeLock(ctx); err != nil {
+				return err
+			}
+		}
+	}
 	errs := make([]error, len(runs))
 	forEachHost(runs, n, func(i int, r *hostRun) {
-		err := locked[i]()
-		if err == nil && failed.Load() {
-			err = errNotStarted
+		if failed.Load() {
+			errs[i] = errNotStarted
+			return
 		}
+		err := ready[i]()
 		if err == nil {
 			err = r.prepareHost(ctx)
 		}
-		if err != nil && !errors.Is(err, errNotStarted) {
+		if err != nil {
+			errs[i] = err
 			failed.Store(true)
 		}
-		errs[i] = err
 	})
 	for _, err := range errs {
 		if err != nil && !errors.Is(err, errNotStarted) {

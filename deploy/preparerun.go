@@ -15,12 +15,12 @@ import (
 // moved on by a line from the deployer (steps.go). It starts on every host at once, right after the logins, and
 // runs the steps that change no release folder and no current: prepare
 // (the root), the fetch into the host's mirror and pip-copy (the host's
-// compiled copy of pip, for the venvs). Then it waits: the deployer
-// sends "lock" (hosts-file order, one host after another, ahead of the
-// builds; prepareAll) and "build" in the order DEPLOY_PARALLEL gives, so
-// the release is built (checkout, venv, pip, shared, before-switch) in the
-// same order as when every step was a command of its own. The command
-// then holds the host lock until the deployment is done (release).
+// compiled copy of pip, for the venvs). Then it waits: the
+// deployer sends "lock" and "build" in the order DEPLOY_PARALLEL gives,
+// so the host lock is taken, and the release built (checkout, venv, pip,
+// shared, before-switch), in the same order as when every step was a
+// command of its own. The command then holds the host lock until the
+// deployment is done (release).
 
 // startPrepare starts the host's prepare command and follows it until it
 // waits for the lock: prepare, fetch and pip-copy are done. With a lent
@@ -96,9 +96,9 @@ func seconds(d time.Duration) string {
 }
 
 // takeLock takes the host's lock (the lock step of its prepare command),
-// unless this run holds it already. The host stays queued (it runs once
-// it builds) unless the lock fails.
+// unless this run holds it already.
 func (r *hostRun) takeLock(ctx context.Context) error {
+	r.setStatus(StatusRunning)
 	if r.phase.passed[StepLock] {
 		return nil
 	}

@@ -80,19 +80,13 @@ func TestCombinedStepFailures(t *testing.T) {
 // waitForFile waits (with a deadline) until the file at p exists.
 func waitForFile(t *testing.T, p string) {
 	t.Helper()
-	waitUntil(t, p+" did not appear", func() bool {
-		_, err := os.Stat(p)
-		return err == nil
-	})
-}
-
-// waitUntil polls cond until it holds, for a minute at most.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
+	for {
+		if _, err := os.Stat(p); err == nil {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatal(what)
+			t.Fatalf("%s did not appear", p)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -105,9 +99,8 @@ func gatedHook(gate string) string {
 }
 
 // TestFetchesOverlapButTouchNoRelease: with one host at a time, web2's
-// mirror gets the commit while web1 builds, and web2's releases and
-// current stay as they were until its turn; its lock is taken ahead, once
-// web1 holds its own, so that web2's turn does not wait for it.
+// mirror gets the commit while web1 builds, and web2's releases, current
+// and lock stay as they were until its turn.
 func TestFetchesOverlapButTouchNoRelease(t *testing.T) {
 	r := newRig(t, 2)
 	r.commit("flask")
@@ -135,16 +128,8 @@ func TestFetchesOverlapButTouchNoRelease(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(r.dialer.homes["web2"], "started")); err == nil {
 		t.Errorf("web2's hook ran before its turn")
 	}
-	lock := filepath.Join(web2, ".pushdeploy.lock")
-	waitUntil(t, "web2's lock was not taken ahead while web1 builds", func() bool {
-		holder, _ := os.ReadFile(lock)
-		return strings.HasPrefix(string(holder), "deployment ") && !strings.Contains(string(holder), first.ID)
-	})
-	if out, err := exec.Command("flock", "-n", lock, "true").CombinedOutput(); err == nil {
-		t.Errorf("web2's lock names the deployment but is not held: %s", out)
-	}
-	if r.current("web2") != "releases/"+first.ReleaseName || len(r.releases("web2")) != 1 {
-		t.Errorf("web2's lock step changed its releases: current %q, releases %v", r.current("web2"), r.releases("web2"))
+	if holder, _ := os.ReadFile(filepath.Join(web2, ".pushdeploy.lock")); !strings.Contains(string(holder), first.ID) {
+		t.Errorf("web2's lock was taken before its turn: %q", holder)
 	}
 	r.must(os.WriteFile(gate, nil, 0o644))
 	if err := <-done; err != nil {
