@@ -143,6 +143,9 @@ type batchRow struct {
 	// the hosts share the deployer's cores here, so cpu / cores is a
 	// floor under the wall time that no order of the work beats.
 	cpu float64
+	// deployerCPU is pushdeploy's own CPU time during the pool's redeploy
+	// (sample.cpu): the rest of cpu is the hosts'.
+	deployerCPU float64
 }
 
 // userHZ is the unit of /proc/stat's times: USER_HZ, 100 on Linux.
@@ -242,9 +245,8 @@ func (b *bench) batchTest(ctx context.Context, env *testhosts.Env, vars map[stri
 				return rows, err
 			}
 			l0, c0 := hostCounts(env)
-			cpu0 := machineCPU()
 			s, out, err = b.opOut(ctx, env, vars, extra)
-			row.cpu = machineCPU() - cpu0
+			row.cpu = s.machineCPU
 			if err != nil {
 				return rows, fmt.Errorf("code-only redeploy, DEPLOY_PARALLEL=%d: %w", p, err)
 			}
@@ -254,9 +256,10 @@ func (b *bench) batchTest(ctx context.Context, env *testhosts.Env, vars map[stri
 				return rows, fmt.Errorf("code-only redeploy, DEPLOY_PARALLEL=%d: %w", p, err)
 			}
 			row.wall = s.wall.Seconds()
+			row.deployerCPU = s.cpu
 			row.pool, _ = readPhases(out)
-			note("  run %d/%d, DEPLOY_PARALLEL=%d: %d hosts %.2fs (prepare phase %s, restarts %s, at most %d at once; machine CPU busy %s s; per host: logins %s, commands %s); the first host alone %.2fs (prepare %s, restart %s); load %s",
-				r, b.o.scaleRuns, p, len(env.Hosts), row.wall, fmtSec(row.pool.prepareSpan), fmtSec(row.pool.restartSpan), row.pool.mostAtOnce, fmtSec(row.cpu),
+			note("  run %d/%d, DEPLOY_PARALLEL=%d: %d hosts %.2fs (prepare phase %s, restarts %s, at most %d at once; machine CPU busy %s s, pushdeploy's own %s s; per host: logins %s, commands %s); the first host alone %.2fs (prepare %s, restart %s); load %s",
+				r, b.o.scaleRuns, p, len(env.Hosts), row.wall, fmtSec(row.pool.prepareSpan), fmtSec(row.pool.restartSpan), row.pool.mostAtOnce, fmtSec(row.cpu), fmtSec(row.deployerCPU),
 				spanInts(row.logins), spanInts(row.commands), row.oneWall, fmtSec(row.one.prepareMedian), fmtSec(row.one.restartMedian), loadAvg())
 			rows = append(rows, row)
 		}
@@ -284,9 +287,9 @@ func (b *bench) batchTable(p func(string, ...any), rows []batchRow) {
 	p("Before each redeploy of the pool, the first host alone was redeployed (a code-only change, its own hosts file and DEPLOY_DATA_DIR), ")
 	p("for one host's prepare phase (from its first prepare step's start to its last's end: lock to before-switch) and its restart step, as the deployer times them. ")
 	p("Logins and remote commands per host are counted in the hosts' sshd logs. ")
-	p("Machine CPU: the time the machine's %d cores were busy during the redeploy (/proc/stat), whatever ran it; the test hosts share those cores, so it over %d cores is a floor under the wall time.\n\n", cores, cores)
-	p("| DEPLOY_PARALLEL | wall s | machine CPU busy s | floor on %d cores s | prepare phase, all hosts s | a host's prepare steps, first start to last end (waits for its turn included) s | restarts, first start to last end s | a host's restart s | most restarts at once | logins per host | remote commands per host |\n", cores)
-	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("Machine CPU: the time the machine's %d cores were busy during the redeploy (/proc/stat), whatever ran it; the test hosts share those cores, so it over %d cores is a floor under the wall time. pushdeploy's own CPU is its process's user and system time (wait4); the rest of the machine's busy time is the hosts' side (their sshd, shells, git, the app's restarts).\n\n", cores, cores)
+	p("| DEPLOY_PARALLEL | wall s | machine CPU busy s | pushdeploy's own CPU s | floor on %d cores s | prepare phase, all hosts s | a host's prepare steps, first start to last end (waits for its turn included) s | restarts, first start to last end s | a host's restart s | most restarts at once | logins per host | remote commands per host |\n", cores)
+	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, par := range o.parallel {
 		rs := rowsOf(rows, par)
 		var logins, cmds []int
@@ -298,9 +301,10 @@ func (b *bench) batchTable(p func(string, ...any), rows []batchRow) {
 		for _, r := range rs {
 			most = max(most, r.pool.mostAtOnce)
 		}
-		p("| %d | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |\n", par,
+		p("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |\n", par,
 			cell(batchVals(rs, func(r batchRow) float64 { return r.wall })),
 			cell(batchVals(rs, func(r batchRow) float64 { return r.cpu })),
+			cell(batchVals(rs, func(r batchRow) float64 { return r.deployerCPU })),
 			cell(batchVals(rs, func(r batchRow) float64 { return r.cpu / float64(cores) })),
 			cell(batchVals(rs, func(r batchRow) float64 { return r.pool.prepareSpan })),
 			cell(batchVals(rs, func(r batchRow) float64 { return r.pool.prepareMedian })),
@@ -309,7 +313,7 @@ func (b *bench) batchTable(p func(string, ...any), rows []batchRow) {
 			most, spanInts(logins), spanInts(cmds))
 	}
 	if len(rows) == 0 {
-		p("| – | failed | | | | | | | | | |\n")
+		p("| – | failed | | | | | | | | | | |\n")
 	}
 
 	p("\n### Goal: %d hosts, code-only, DEPLOY_RESTART_BATCH=%s, within 2× of (%d hosts' restarts done %d at a time) + one host's prepare\n\n", o.scale, o.restartBatch, o.scale, size)
@@ -326,6 +330,43 @@ func (b *bench) batchTable(p func(string, ...any), rows []batchRow) {
 			batches, fmtSec(restart), fmtSec(prep), fmtSec(bound), fmtSec(wall),
 			verdict(wall <= bound, !math.IsNaN(wall) && !math.IsNaN(bound)))
 	}
+	b.restartFloor(p, size, batches, cores, rows)
+}
+
+// restartFloor says what the bound asks of this machine's CPUs: the pool's
+// restarts alone (b.restartCost each) over its cores, against the bound,
+// which counts a batch as one restart's wall time, as if every host of it
+// had cores of its own.
+func (b *bench) restartFloor(p func(string, ...any), size, batches, cores int, rows []batchRow) {
+	o := b.o
+	if math.IsNaN(b.restartCost) || len(rows) == 0 {
+		return
+	}
+	cost := b.restartCost
+	restart := median(batchVals(rows, func(r batchRow) float64 { return r.one.restartMedian }))
+	prep := median(batchVals(rows, func(r batchRow) float64 { return r.one.prepareMedian }))
+	bound := 2 * (float64(batches)*restart + prep)
+	floor := float64(o.scale) * cost / float64(cores)
+	p("\nWhat the bound asks of this machine: one host's restart, run alone %d times on the first host (as its user, in its current release, without SSH) on a quiet machine, ", restartRuns)
+	p("keeps the machine's CPUs busy %.3f s each (the test app's Python server starting, and the check that it listens). ", cost)
+	p("The pool's %d restarts alone are then %s CPU-seconds, at least %s s on %d cores whatever the deployer does, ", o.scale, fmtSec(float64(o.scale)*cost), fmtSec(floor), cores)
+	p("against a bound of %s s (all DEPLOY_PARALLEL values), which counts each batch of %d restarts as one restart's %s s: ", fmtSec(bound), size, fmtSec(restart))
+	if restart > 0 {
+		p("that is %d hosts restarting on %.1f cores' worth of CPU at once. ", size, float64(size)*cost/restart)
+	}
+	if floor >= bound {
+		p("On this machine the restarts alone exceed the bound, so no deployer meets it here: it needs hosts with CPUs of their own.")
+	} else {
+		p("The restarts alone leave %s s of the bound for everything else.", fmtSec(bound-floor))
+	}
+	machine := median(batchVals(rows, func(r batchRow) float64 { return r.cpu }))
+	own := median(batchVals(rows, func(r batchRow) float64 { return r.deployerCPU }))
+	if !math.IsNaN(machine) && !math.IsNaN(own) {
+		hosts := machine - own
+		p(" Of a pool redeploy's %s CPU-seconds (medians), pushdeploy's own process used %s; the hosts' side used the other %s, %s s on %d cores by itself (%.3f CPU-seconds a host, the app's restart included).",
+			fmtSec(machine), fmtSec(own), fmtSec(hosts), fmtSec(hosts/float64(cores)), cores, hosts/float64(o.scale))
+	}
+	p("\n")
 }
 
 func rowsOf(rows []batchRow, parallel int) []batchRow {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -117,5 +119,45 @@ func TestRollbackBatches(t *testing.T) {
 		if got := (options{pdEnv: tt.pdEnv}).rollbackBatches(tt.hosts); got != tt.want {
 			t.Errorf("%v, %d hosts: %d batches, want %d", tt.pdEnv, tt.hosts, got, tt.want)
 		}
+	}
+}
+
+func TestRestartFloor(t *testing.T) {
+	rows := []batchRow{{parallel: 1, cpu: 18.5, deployerCPU: 0.9, one: phases{restartMedian: 0.07, prepareMedian: 0.32}}}
+	tests := []struct {
+		name string
+		cost float64
+		rows []batchRow
+		want []string // in the paragraph; nil: no paragraph
+	}{
+		// 50 × 0.088 / 2 = 2.20 s against 2 × (10 × 0.07 + 0.32) = 2.04 s.
+		// The hosts' side: 18.5 - 0.9 = 17.6 CPU-seconds, 8.80 s on 2 cores.
+		{"above the bound", 0.088, rows, []string{"4.40 CPU-seconds", "at least 2.20 s on 2 cores", "bound of 2.04 s", "6.3 cores", "no deployer meets it here", "own process used 0.90", "other 17.6, 8.80 s on 2 cores", "0.352 CPU-seconds a host"}},
+		// 50 × 0.02 / 2 = 0.50 s.
+		{"below the bound", 0.02, rows, []string{"at least 0.50 s on 2 cores", "leave 1.54 s of the bound"}},
+		{"not measured", math.NaN(), rows, nil},
+		{"no redeploy", 0.088, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &bench{o: options{scale: 50, restartBatch: "10%"}, restartCost: tt.cost}
+			var out strings.Builder
+			b.restartFloor(func(f string, a ...any) { fmt.Fprintf(&out, f, a...) }, 5, 10, 2, tt.rows)
+			got := out.String()
+			if tt.want == nil {
+				if got != "" {
+					t.Errorf("paragraph %q, want none", got)
+				}
+				return
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("paragraph %q lacks %q", got, w)
+				}
+			}
+			if tt.cost < 0.05 && strings.Contains(got, "no deployer") {
+				t.Errorf("paragraph %q says the bound cannot be met", got)
+			}
+		})
 	}
 }

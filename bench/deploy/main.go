@@ -40,7 +40,10 @@
 // that DEPLOY_RESTART_BATCH, each after a code-only redeploy of the first
 // host alone, which gives one host's prepare phase and restart step in the
 // same run; the report checks the bound 2 × (batches × one host's restart
-// + one host's prepare) (batch.go). -scale-only runs the scale test alone:
+// + one host's prepare) (batch.go), and sets it against this machine's
+// CPUs: the machine's busy time during each pool redeploy, pushdeploy's own
+// part of it, and one restart's CPU time (restartcpu.go) times the pool,
+// over the cores. -scale-only runs the scale test alone:
 //
 //	go run ./bench/deploy -scale-only -scale 50 -restart-batch 10% -parallel 1 -scale-runs 3
 //
@@ -257,6 +260,14 @@ type sample struct {
 	// load is the 1-minute load average when the operation started, and
 	// busy the machine's CPU share just before (-quiet; else -1).
 	load, busy float64
+	// cpu is the tool's own CPU time (user + system, of its process and
+	// the children it waited for, as wait4 reports it; with GNU time in
+	// between, its few milliseconds too): for pushdeploy, the deployer's
+	// part of the machine's busy time, the hosts' being the rest.
+	cpu float64
+	// machineCPU is the whole machine's busy CPU time from the tool's
+	// start to its end (/proc/stat; NaN: unread).
+	machineCPU float64
 }
 
 // key names one cell of results.
@@ -281,6 +292,9 @@ type bench struct {
 	directLogin time.Duration
 	// batch is the scale test's redeploys with -restart-batch.
 	batch []batchRow
+	// restartCost is one host's restart in CPU-seconds (restartCPU; NaN:
+	// not measured).
+	restartCost float64
 	// loads are the 1-minute load averages every operation started at.
 	loads []float64
 }
@@ -295,7 +309,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	b := &bench{o: o, tmp: tmp, results: map[key][]sample{}, version: 2}
+	b := &bench{o: o, tmp: tmp, results: map[key][]sample{}, version: 2, restartCost: math.NaN()}
 
 	var tree string
 	if o.bin != "" {
@@ -578,6 +592,7 @@ func (b *bench) opWith(ctx context.Context, tool, action string, env *testhosts.
 		cmd.Stdout = io.MultiWriter(&stdout, os.Stderr)
 		cmd.Stderr = io.MultiWriter(&stderr, os.Stderr)
 	}
+	cpu0 := machineCPU()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return sample{}, err
@@ -588,7 +603,11 @@ func (b *bench) opWith(ctx context.Context, tool, action string, env *testhosts.
 		go pollHWM(cmd.Process.Pid, hwm)
 	}
 	err = cmd.Wait()
-	s := sample{wall: time.Since(start), window: math.NaN(), mtimeWindow: math.NaN(), connectMax: math.NaN(), load: load, busy: busy}
+	machine := machineCPU() - cpu0
+	s := sample{machineCPU: machine, wall: time.Since(start), window: math.NaN(), mtimeWindow: math.NaN(), connectMax: math.NaN(), load: load, busy: busy, cpu: math.NaN()}
+	if ps := cmd.ProcessState; ps != nil {
+		s.cpu = (ps.UserTime() + ps.SystemTime()).Seconds()
+	}
 	if err != nil {
 		return s, fmt.Errorf("%s %s: %v\nstdout (tail):\n%s\nstderr (tail):\n%s", tool, action, err, tail(stdout.String()), tail(stderr.String()))
 	}
@@ -901,6 +920,13 @@ func (b *bench) scaleTest(ctx context.Context) ([]scaleRow, error) {
 	note("  first deploy, DEPLOY_PARALLEL=%d: %.2fs (not in the table)", pmax, s.wall.Seconds())
 	if b.o.restartBatch != "" {
 		b.batch, err = b.batchTest(ctx, env, vars)
+		if err != nil {
+			return nil, err
+		}
+		b.restartCost, err = b.restartCPU(ctx, env)
+		if err == nil {
+			note("  one host's restart alone: %s CPU-seconds (%d runs)", fmtSec(b.restartCost), restartRuns)
+		}
 		return nil, err
 	}
 	var rows []scaleRow
