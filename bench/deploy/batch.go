@@ -321,10 +321,8 @@ func (b *bench) batchTable(p func(string, ...any), rows []batchRow) {
 	p("| DEPLOY_PARALLEL | one host: restart s | one host: prepare s | one host: wall s | bound s | %d hosts: wall s | |\n|---:|---:|---:|---:|---:|---:|---|\n", o.scale)
 	for _, par := range o.parallel {
 		rs := rowsOf(rows, par)
-		restart := median(batchVals(rs, func(r batchRow) float64 { return r.one.restartMedian }))
-		prep := median(batchVals(rs, func(r batchRow) float64 { return r.one.prepareMedian }))
+		restart, prep, bound := boundOf(rs, batches)
 		wall := median(batchVals(rs, func(r batchRow) float64 { return r.wall }))
-		bound := 2 * (float64(batches)*restart + prep)
 		p("| %d | %s | %s | %s | 2 × (%d × %s + %s) = %s | %s | %s |\n", par, fmtSec(restart), fmtSec(prep),
 			fmtSec(median(batchVals(rs, func(r batchRow) float64 { return r.oneWall }))),
 			batches, fmtSec(restart), fmtSec(prep), fmtSec(bound), fmtSec(wall),
@@ -343,9 +341,7 @@ func (b *bench) restartFloor(p func(string, ...any), size, batches, cores int, r
 		return
 	}
 	cost := b.restartCost
-	restart := median(batchVals(rows, func(r batchRow) float64 { return r.one.restartMedian }))
-	prep := median(batchVals(rows, func(r batchRow) float64 { return r.one.prepareMedian }))
-	bound := 2 * (float64(batches)*restart + prep)
+	restart, _, bound := boundOf(rows, batches)
 	floor := float64(o.scale) * cost / float64(cores)
 	p("\nWhat the bound asks of this machine: one host's restart, run alone %d times on the first host (as its user, in its current release, without SSH) on a quiet machine, ", restartRuns)
 	p("keeps the machine's CPUs busy %.3f s each (the test app's Python server starting, and the check that it listens). ", cost)
@@ -367,6 +363,15 @@ func (b *bench) restartFloor(p func(string, ...any), size, batches, cores int, r
 			fmtSec(machine), fmtSec(own), fmtSec(hosts), fmtSec(hosts/float64(cores)), cores, hosts/float64(o.scale))
 	}
 	p("\n")
+}
+
+// boundOf is the bound for the pool's redeploys rs, from the
+// one-host redeploys measured before them (medians): 2 × (batches × one
+// host's restart + one host's prepare), with those two parts.
+func boundOf(rs []batchRow, batches int) (restart, prep, bound float64) {
+	restart = median(batchVals(rs, func(r batchRow) float64 { return r.one.restartMedian }))
+	prep = median(batchVals(rs, func(r batchRow) float64 { return r.one.prepareMedian }))
+	return restart, prep, 2 * (float64(batches)*restart + prep)
 }
 
 func rowsOf(rows []batchRow, parallel int) []batchRow {

@@ -603,8 +603,7 @@ func (b *bench) opWith(ctx context.Context, tool, action string, env *testhosts.
 		go pollHWM(cmd.Process.Pid, hwm)
 	}
 	err = cmd.Wait()
-	machine := machineCPU() - cpu0
-	s := sample{machineCPU: machine, wall: time.Since(start), window: math.NaN(), mtimeWindow: math.NaN(), connectMax: math.NaN(), load: load, busy: busy, cpu: math.NaN()}
+	s := sample{machineCPU: machineCPU() - cpu0, wall: time.Since(start), window: math.NaN(), mtimeWindow: math.NaN(), connectMax: math.NaN(), load: load, busy: busy, cpu: math.NaN()}
 	if ps := cmd.ProcessState; ps != nil {
 		s.cpu = (ps.UserTime() + ps.SystemTime()).Seconds()
 	}

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -36,7 +35,6 @@ type network struct {
 	hostsFile  string
 	knownHosts string
 	repoURL    string
-	uids       []int // the host users' uids, in the order of env.Hosts
 }
 
 // proxyNetwork starts the proxies for env. For the script, each host's own
@@ -60,15 +58,6 @@ func proxyNetwork(ctx context.Context, env *testhosts.Env, delay time.Duration, 
 		nw.hosts = append(nw.hosts, p)
 		fmt.Fprintf(&hosts, "%s@%s:%d\n", h.User, h.Addr, p.Port())
 		fmt.Fprintf(&known, "[%s]:%d %s\n", h.Addr, p.Port(), keyOf(h))
-		u, err := user.Lookup(h.User)
-		if err != nil {
-			return nil, fmt.Errorf("host %s: %w", h.User, err)
-		}
-		uid, err := strconv.Atoi(u.Uid)
-		if err != nil {
-			return nil, fmt.Errorf("host %s: uid %q: %w", h.User, u.Uid, err)
-		}
-		nw.uids = append(nw.uids, uid)
 	}
 	g := env.Git
 	if nw.git, err = startProxy(ctx, g.Addr, net.JoinHostPort(g.Addr, strconv.Itoa(g.Port)), delay); err != nil {
@@ -158,7 +147,7 @@ func (nw *network) since(env *testhosts.Env, before tally) trips {
 	for i := range env.Hosts {
 		tr.logins = append(tr.logins, now.logins[i]-before.logins[i])
 		tr.commands = append(tr.commands, now.commands[i]-before.commands[i])
-		uid := nw.uids[i]
+		uid, _ := env.Hosts[i].IDs()
 		tr.gitLogins = append(tr.gitLogins, git[uid]-before.git[uid])
 		delete(git, uid)
 	}

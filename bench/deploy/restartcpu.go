@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,7 +30,7 @@ const restartRuns = 10
 // restart does.
 func (b *bench) restartCPU(ctx context.Context, env *testhosts.Env) (float64, error) {
 	h := env.Hosts[0]
-	root := filepath.Join(h.Home, b.directVars(env, "")["DEPLOY_ROOT"])
+	root := h.Path("app") // DEPLOY_ROOT (directVars)
 	target, err := os.Readlink(filepath.Join(root, "current"))
 	if err != nil {
 		return math.NaN(), fmt.Errorf("restart CPU: host %s: %w", h.User, err)
@@ -39,18 +38,7 @@ func (b *bench) restartCPU(ctx context.Context, env *testhosts.Env) (float64, er
 	if !filepath.IsAbs(target) {
 		target = filepath.Join(root, target)
 	}
-	u, err := user.Lookup(h.User)
-	if err != nil {
-		return math.NaN(), fmt.Errorf("restart CPU: %w", err)
-	}
-	uid, err := strconv.ParseUint(u.Uid, 10, 32)
-	if err != nil {
-		return math.NaN(), fmt.Errorf("restart CPU: user %s: uid %q: %w", h.User, u.Uid, err)
-	}
-	gid, err := strconv.ParseUint(u.Gid, 10, 32)
-	if err != nil {
-		return math.NaN(), fmt.Errorf("restart CPU: user %s: gid %q: %w", h.User, u.Gid, err)
-	}
+	uid, gid := h.IDs()
 	if _, err := b.o.waitQuiet(ctx); err != nil {
 		return math.NaN(), err
 	}

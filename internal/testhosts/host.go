@@ -57,6 +57,10 @@ type Host struct {
 	done chan struct{} // closed once cmd has been waited for
 }
 
+// IDs returns the host user's uid and gid, for running a command as that
+// user on this machine, as its sshd would.
+func (h *Host) IDs() (uid, gid int) { return h.uid, h.gid }
+
 // Path returns the local path of rel inside the host user's home, for
 // example h.Path("app/current").
 func (h *Host) Path(rel string) string {
